@@ -1,0 +1,163 @@
+"""The `revstudy` command line: thin wrappers that parse, call the library and print.
+
+Every user error (`RevstudyError`) becomes one `error: …` line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from revstudy.errors import RevstudyError
+
+app = typer.Typer(
+    name="revstudy",
+    help="Hyperparameter studies of the invertible 13C NMR model (Kuhn et al.).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        from revstudy import __version__
+
+        print(f"revstudy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
+    ] = False,
+) -> None:
+    """Hyperparameter studies of the invertible 13C NMR model (Kuhn et al.)."""
+
+
+def user_errors(fn: F) -> F:
+    """Turn a `RevstudyError` into one line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RevstudyError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def paper_table(aggregate: dict[str, dict[str, float]], title: str) -> Table:
+    """Our figures next to the paper's."""
+    from revstudy.paper import PAPER_FIGURES
+
+    t = Table(title=title)
+    for col in ("metric", "ours mean ± std", "ours min–max", "paper", "paper range"):
+        t.add_column(col)
+    for key, (value, low, high, label) in PAPER_FIGURES.items():
+        a = aggregate.get(key)
+        if a is None:
+            continue
+        rng = f"{low:.4g}–{high:.4g}" if low is not None and high is not None else ""
+        t.add_row(
+            label,
+            f"{a['mean']:.4g} ± {a['std']:.2g}",
+            f"{a['min']:.4g}–{a['max']:.4g}",
+            f"{value:.4g}",
+            rng,
+        )
+    return t
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Path | None, typer.Option(help="TrialConfig YAML (default: paper)")] = None,
+    data: Annotated[str | None, typer.Option(help="CSV in the paper's format")] = None,
+    out: Annotated[Path, typer.Option(help="run folder to write")] = Path("runs/latest"),
+    seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="seeded splits (paper: 10)")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "auto",
+    epochs: Annotated[int | None, typer.Option(min=1, help="override the config's epochs")] = None,
+    final: Annotated[bool, typer.Option(help="train on train+validation")] = False,
+    test: Annotated[bool, typer.Option(help="also evaluate on the held-out test split")] = False,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
+) -> None:
+    """Train one configuration on K seeded splits and write metrics.json and model.pt."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from revstudy.config import TrialConfig
+    from revstudy.data import read_dataset
+    from revstudy.runs import train_repeats, write_run
+    from revstudy.spaces import load_fixed_config
+    from revstudy.train import resolve_device
+
+    cfg = TrialConfig.load_yaml(config) if config else load_fixed_config("paper")
+    if seed is not None:
+        cfg = cfg.replace(seed=seed)
+    if epochs is not None:
+        cfg = cfg.replace(epochs=epochs)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = str(resolve_device(device))
+    dataset = read_dataset(_data_path(data))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("training", total=repeats * cfg.epochs, info="")
+
+        def on_epoch(r: int, rec: Any) -> None:
+            bar.update(
+                task,
+                advance=1,
+                description=f"repeat {r + 1}/{repeats}",
+                info=f"epoch {rec.epoch} val F1 {rec.val_f1_macro:.3f}",
+            )
+
+        result = train_repeats(
+            cfg, dataset, repeats, dev, final=final, evaluate_test=test, on_epoch=on_epoch
+        )
+    write_run(out, result, dataset, dev)
+    Console(width=110).print(paper_table(result.aggregate, f"validation, {repeats} repeat(s)"))
+    if result.test:
+        from revstudy.runs import aggregate
+
+        Console(width=110).print(paper_table(aggregate(result.test), "held-out test split"))
+    console.print(f"wrote {out}/metrics.json, model.pt, config.yaml")
+
+
+def _data_path(data: str | None) -> Path:
+    """--data, or the default data file (fetched to the cache when absent)."""
+    try:
+        from revstudy.fetch import resolve_data
+    except ImportError:  # the fetch module arrives with the data commands
+        if data is None:
+            raise RevstudyError("--data FILE is required") from None
+        return Path(data)
+    return resolve_data(data)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

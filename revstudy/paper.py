@@ -1,0 +1,23 @@
+"""The paper's published figures (mean of 10 random 80/20 splits, 5 epochs), for comparison.
+
+Import-light on purpose: `analysis` reads these without torch.
+"""
+
+from __future__ import annotations
+
+# metric key → (value, low, high, label); low/high are the reported range where given.
+PAPER_FIGURES: dict[str, tuple[float, float | None, float | None, str]] = {
+    "f1_macro": (0.1695, 0.1548, 0.1839, "macro F1, 128-bit code (2.1)"),
+    "f1_random_baseline": (0.0643, None, None, "random predictor F1 (2.1)"),
+    "inv_error_max": (1e-4, 9e-5, 1.5e-4, "inversion error, max (2.2)"),
+    "inv_error_mean": (6e-5, 5e-5, 7e-5, "inversion error, mean (2.2)"),
+    "z_free_mean_mean": (0.0858, None, None, "Z_free per-sample mean: mean (Table 3)"),
+    "z_free_mean_std": (0.0334, None, None, "Z_free per-sample mean: std (Table 3)"),
+    "z_free_std_mean": (0.5861, None, None, "Z_free per-sample std: mean (Table 3)"),
+    "z_free_std_std": (0.0795, None, None, "Z_free per-sample std: std (Table 3)"),
+    "cond_variation_mean": (3.4648, None, None, "conditional variation, mean (2.4)"),
+    "cond_variation_std": (0.8280, None, None, "conditional variation, std (2.4)"),
+    "bond_count_corr": (0.1863, 0.0971, 0.2284, "bond-count correlation (2.6)"),
+    "aromatic_corr": (0.1775, 0.09563, 0.2073, "aromatic correlation (2.6)"),
+}
+PAPER_F1 = PAPER_FIGURES["f1_macro"][0]

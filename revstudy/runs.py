@@ -1,0 +1,168 @@
+"""`revstudy train`: K seeded repeats of one config, aggregated and written to a run folder.
+
+A run folder holds `metrics.json` ({"repeats": [...], "aggregate": {key: {mean, std, min,
+max}}}), `model.pt` (state dict of repeat 0), `config.yaml` and `arrays.npz` (repeat 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy import __version__
+from revstudy.config import TrialConfig
+from revstudy.data import Dataset
+from revstudy.train import EpochRecord, SplitTensors, Trainer, fit
+
+
+def aggregate(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{key: {mean, std, min, max}} over repeats, ignoring NaN (all-NaN keys give NaN)."""
+    out: dict[str, dict[str, float]] = {}
+    for key in rows[0] if rows else []:
+        vals = np.array([r.get(key, math.nan) for r in rows], dtype=float)
+        ok = vals[np.isfinite(vals)]
+        if len(ok) == 0:
+            out[key] = {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan}
+        else:
+            out[key] = {
+                "mean": float(ok.mean()),
+                "std": float(ok.std()),
+                "min": float(ok.min()),
+                "max": float(ok.max()),
+            }
+    return out
+
+
+@dataclass
+class RunResult:
+    config: TrialConfig
+    repeats: list[dict[str, Any]] = field(default_factory=list)
+    test: list[dict[str, float]] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    model_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def aggregate(self) -> dict[str, dict[str, float]]:
+        return aggregate([r["metrics"] for r in self.repeats])
+
+
+def train_repeats(
+    config: TrialConfig,
+    dataset: Dataset,
+    repeats: int = 1,
+    device: str = "cpu",
+    *,
+    final: bool = False,
+    evaluate_test: bool = False,
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+) -> RunResult:
+    """Train `repeats` seeded splits (seed + r) and evaluate each on its validation split.
+
+    `final` trains on train + validation (validation metrics are then optimistic and labelled
+    so); `evaluate_test` also scores the held-out test split, reported separately.
+    """
+    result = RunResult(config)
+    for r in range(repeats):
+        data = SplitTensors.build(dataset, config, repeat=r, device=device, final=final)
+        trainer = Trainer(config, data, device=device, seed=config.seed + r)
+        hook: Callable[[EpochRecord, Trainer], None] | None = None
+        if on_epoch is not None:
+            hook = functools.partial(_forward_epoch, on_epoch, r)
+        fit(trainer, hook)
+        ev = trainer.evaluate("val")
+        result.repeats.append(
+            {
+                "repeat": r,
+                "seed": config.seed + r,
+                "split": {
+                    "train": len(data.x_train),
+                    "val": len(data.x_val),
+                    "test": len(data.x_test),
+                    "final": final,
+                },
+                "metrics": ev.metrics,
+                "history": [asdict(h) for h in trainer.history],
+            }
+        )
+        if evaluate_test:
+            result.test.append(trainer.evaluate("test").metrics)
+        if r == 0:
+            result.arrays = ev.arrays
+            result.model_state = {
+                k: v.detach().cpu() for k, v in trainer.model.state_dict().items()
+            }
+    for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
+        result.arrays[f"repeat_{key}"] = np.array([r["metrics"][key] for r in result.repeats])
+    return result
+
+
+def _forward_epoch(
+    on_epoch: Callable[[int, EpochRecord], None], repeat: int, rec: EpochRecord, _t: Trainer
+) -> None:
+    on_epoch(repeat, rec)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: write null instead, so any JSON reader can load the file."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Atomic JSON write (temp file + rename) so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(doc), indent=2))
+    os.replace(tmp, path)
+
+
+def run_metadata(dataset: Dataset, device: str) -> dict[str, Any]:
+    return {
+        "revstudy": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "data": {"path": dataset.path, "sha256": dataset.sha256, "rows": len(dataset)},
+    }
+
+
+def write_run(
+    out: Path,
+    result: RunResult,
+    dataset: Dataset,
+    device: str,
+    provenance: dict[str, Any] | None = None,
+) -> None:
+    """Write metrics.json, model.pt, config.yaml and arrays.npz into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        **run_metadata(dataset, device),
+        "config": result.config.to_dict(),
+        "repeats": [{**r, **r["metrics"]} for r in result.repeats],
+        "aggregate": result.aggregate,
+    }
+    for r in doc["repeats"]:
+        del r["metrics"]
+    if result.test:
+        doc["test"] = {"repeats": result.test, "aggregate": aggregate(result.test)}
+    if provenance:
+        doc["provenance"] = provenance
+    result.config.save_yaml(out / "config.yaml", header=provenance)
+    if result.model_state is not None:
+        torch.save(result.model_state, out / "model.pt")
+    np.savez_compressed(out / "arrays.npz", **result.arrays)  # type: ignore[arg-type]
+    write_json(out / "metrics.json", doc)

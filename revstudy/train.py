@@ -1,0 +1,270 @@
+"""Fit one config on one split, with per-epoch hooks a study uses to report and checkpoint.
+
+`Trainer` owns the model, optimiser and random generator, so its whole state (checkpoint)
+resumes a run mid-training bit for bit. `fit` runs epochs and calls `on_epoch` after each.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy.config import TrialConfig
+from revstudy.data import Dataset, Split, coarsen, make_split
+from revstudy.errors import NonFiniteLossError, RevstudyError
+from revstudy.losses import latent_loss, spectrum_loss, structure_terms, x_weight
+from revstudy.metrics import Evaluation, Prior, evaluate, f1_scores, forward_all
+from revstudy.model import InvertibleNet
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' → cuda when available, else cpu; asking for cuda without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RevstudyError("--device cuda: no CUDA device is available (use --device cpu)")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise RevstudyError(f"--device: expected cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class SplitTensors:
+    """One split's tensors on the training device: structures and y_dim-bit codes."""
+
+    split: Split
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @classmethod
+    def build(
+        cls,
+        dataset: Dataset,
+        config: TrialConfig,
+        repeat: int = 0,
+        device: str = "cpu",
+        final: bool = False,
+    ) -> SplitTensors:
+        """Split with seed `config.seed + repeat`; `final` trains on train + validation."""
+        split = make_split(
+            dataset.structures,
+            seed=config.seed + repeat,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            test_seed=config.test_seed,
+        )
+        x = torch.from_numpy(dataset.x())
+        y = torch.from_numpy(coarsen(dataset.y(), config.y_dim))
+        train = np.concatenate([split.train, split.val]) if final else split.train
+
+        def take(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            t = torch.from_numpy(np.sort(idx))
+            return x[t].to(device), y[t].to(device)
+
+        xt, yt = take(train)
+        xv, yv = take(split.val)
+        xs, ys = take(split.test)
+        return cls(split, xt, yt, xv, yv, xs, ys)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_loss_y: float
+    train_loss_x: float
+    train_loss_latent: float
+    val_loss: float
+    val_loss_y: float
+    val_f1_macro: float
+    seconds: float
+
+
+class Trainer:
+    """Model, optimiser and RNG for one config on one split."""
+
+    def __init__(
+        self,
+        config: TrialConfig,
+        data: SplitTensors,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ):
+        if len(data.x_train) == 0 or len(data.x_val) == 0:
+            raise RevstudyError("the split left no training or no validation rows; use more data")
+        self.config = config
+        self.data = data
+        self.device = torch.device(device)
+        self.seed = config.seed if seed is None else seed
+        torch.manual_seed(self.seed)
+        self.model = InvertibleNet.from_config(config).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            foreach=True,
+        )
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.epoch = 0
+        self.history: list[EpochRecord] = []
+        self.train_seconds = 0.0
+
+    # -- one epoch --------------------------------------------------------------------------
+    def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        c = self.config
+        z_free, y_latent = self.model(xb)
+        loss_y = spectrum_loss(y_latent, yb, c.logit_reg)
+        z_sampled = torch.randn(z_free.shape, generator=self.gen).to(self.device)
+        y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
+        x_gen = self.model.inverse(z_sampled, y_in)
+        loss_x = structure_terms(x_gen, xb, c).total
+        loss_z = latent_loss(z_free, c, self.gen)
+        total = loss_y + x_weight(epoch, c.x_warmup_epochs) * loss_x + loss_z
+        return {"total": total, "y": loss_y, "x": loss_x, "latent": loss_z}
+
+    def train_epoch(self) -> EpochRecord:
+        c = self.config
+        epoch = self.epoch + 1
+        start = time.perf_counter()
+        self.model.train()
+        n = len(self.data.x_train)
+        perm = torch.randperm(n, generator=self.gen).to(self.device)
+        sums = {"total": 0.0, "y": 0.0, "x": 0.0, "latent": 0.0}
+        for step, i in enumerate(range(0, n, c.batch_size)):
+            idx = perm[i : i + c.batch_size]
+            losses = self._losses(self.data.x_train[idx], self.data.y_train[idx], epoch)
+            total = losses["total"]
+            if not torch.isfinite(total):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({total.item()}) at epoch {epoch}, step {step + 1}; "
+                    "lower lr or the loss weights"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            for k, v in losses.items():
+                sums[k] += v.item() * len(idx)
+        val = self.validate(epoch)
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        self.epoch = epoch
+        rec = EpochRecord(
+            epoch=epoch,
+            train_loss=sums["total"] / n,
+            train_loss_y=sums["y"] / n,
+            train_loss_x=sums["x"] / n,
+            train_loss_latent=sums["latent"] / n,
+            val_loss=val["val_loss"],
+            val_loss_y=val["val_loss_y"],
+            val_f1_macro=val["val_f1_macro"],
+            seconds=seconds,
+        )
+        self.history.append(rec)
+        return rec
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Validation loss (same terms as training, one Z_free draw) and macro F1."""
+        self.model.eval()
+        x, y = self.data.x_val, self.data.y_val
+        total_y = total = 0.0
+        pred = []
+        vgen = torch.Generator().manual_seed(self.seed + 7919 * epoch)
+        for i in range(0, len(x), 512):
+            xb, yb = x[i : i + 512], y[i : i + 512]
+            z_free, y_latent = self.model(xb)
+            ly = spectrum_loss(y_latent, yb, self.config.logit_reg)
+            x_gen = self.model.inverse(
+                torch.randn(z_free.shape, generator=vgen).to(self.device), y_latent
+            )
+            lx = structure_terms(x_gen, xb, self.config).total
+            lz = latent_loss(z_free, self.config, vgen)
+            w = x_weight(epoch, self.config.x_warmup_epochs)
+            total_y += ly.item() * len(xb)
+            total += (ly + w * lx + lz).item() * len(xb)
+            pred.append((y_latent > 0).cpu())
+        f1 = f1_scores(y.cpu().numpy(), torch.cat(pred).numpy())["f1_macro"]
+        if not math.isfinite(total):
+            raise NonFiniteLossError(f"non-finite validation loss at epoch {epoch}")
+        return {"val_loss": total / len(x), "val_loss_y": total_y / len(x), "val_f1_macro": f1}
+
+    # -- evaluation -------------------------------------------------------------------------
+    def prior(self) -> Prior:
+        z, y = forward_all(self.model, self.data.x_train)
+        return Prior.fit(
+            z, y, self.data.y_train, standard=self.config.generation_prior == "standard"
+        )
+
+    def evaluate(self, split: str = "val") -> Evaluation:
+        """Every metric of the paper on `val` or `test`, plus run facts."""
+        x, y = (
+            (self.data.x_val, self.data.y_val)
+            if split == "val"
+            else (self.data.x_test, self.data.y_test)
+        )
+        if len(x) == 0:
+            raise RevstudyError(f"the {split} split is empty (test_fraction=0 has no test split)")
+        topk = max(1, round(self.data.x_train.sum(dim=(1, 2, 3)).mean().item()))
+        ev = evaluate(
+            self.model,
+            x,
+            y,
+            self.prior(),
+            self.config,
+            code_train=self.data.y_train,
+            seed=self.seed,
+            topk=topk,
+        )
+        last = self.history[-1] if self.history else None
+        ev.metrics.update(
+            train_seconds=self.train_seconds,
+            epochs=float(self.epoch),
+            val_loss=last.val_loss if last else math.nan,
+            n_train=float(len(self.data.x_train)),
+            n_eval=float(len(x)),
+        )
+        return ev
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume mid-training exactly."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.gen.get_state(),
+            "epoch": self.epoch,
+            "history": [asdict(h) for h in self.history],
+            "train_seconds": self.train_seconds,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        self.history = [EpochRecord(**h) for h in state["history"]]
+        self.train_seconds = float(state["train_seconds"])
+
+
+def fit(
+    trainer: Trainer,
+    on_epoch: Callable[[EpochRecord, Trainer], None] | None = None,
+) -> Trainer:
+    """Train the remaining epochs of `trainer.config.epochs`, calling `on_epoch` after each."""
+    while trainer.epoch < trainer.config.epochs:
+        rec = trainer.train_epoch()
+        if on_epoch is not None:
+            on_epoch(rec, trainer)
+    return trainer

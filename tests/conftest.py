@@ -1,0 +1,49 @@
+"""Shared fixtures. Real data is read from ../shared/data and never copied into the repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CSV = REPO.parent / "shared" / "data" / "reversibledata.csv"
+
+
+@pytest.fixture(scope="session")
+def real_csv() -> Path:
+    if not SHARED_CSV.is_file():
+        pytest.skip(f"real data not found at {SHARED_CSV} (tests read it from ../shared/data)")
+    return SHARED_CSV
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[tuple[int, int, str, str]]:
+    """Made-up rows in the paper's format: random chains/rings of up to 8 carbons."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        grid = np.zeros((16, 16), dtype=int)
+        n_c = int(rng.integers(2, 9))
+        for a in range(n_c - 1):  # chain: carbon a bonded to a+1 → grid[a, a]
+            grid[a, a] = int(rng.choice([1, 1, 1, 2]))
+        if n_c >= 6 and rng.random() < 0.5:  # an aromatic six-ring on carbons 0..5
+            for a in range(5):
+                grid[a, a] = 6 if a % 2 == 0 else 7
+            grid[0, 4] = 7
+        iu = np.triu_indices(16)
+        c = "".join(str(v) for v in grid[iu])
+        bits = np.zeros(1024, dtype=int)
+        bits[rng.choice(700, size=n_c, replace=False)] = 1
+        rows.append((1000 + i, 5000 + i, c, "".join(map(str, bits))))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[int, int, str, str]], header: str = "A,B,C,D") -> Path:
+    path.write_text(header + "\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+    return path
+
+
+@pytest.fixture()
+def synthetic_csv(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "synthetic.csv", synthetic_rows(60))
