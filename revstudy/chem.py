@@ -100,13 +100,13 @@ def grid_to_mol(grid: np.ndarray) -> Any:
         rw.AddBond(int(i), int(k) + 1, order_type[order])
     mol = rw.GetMol()
     try:
-        _sanitize_keeping_kekule(chem, mol)
+        sanitize_keeping_kekule(chem, mol)
     except Exception as e:  # RDKit raises several sanitize exception types
         raise DataError(f"structure is not a valid molecule: {e}") from e
     return mol
 
 
-def _sanitize_keeping_kekule(chem: ModuleType, mol: Any) -> None:
+def sanitize_keeping_kekule(chem: ModuleType, mol: Any) -> None:
     """Sanitize in place; set aromatic flags from a perceived copy, keep Kekulé bond types."""
     if any(b.GetBondType() == chem.BondType.AROMATIC for b in mol.GetBonds()):
         chem.SanitizeMol(mol)
@@ -282,7 +282,7 @@ def _rows_from_record(
     if mol is None:
         return UNPARSABLE_MOLECULE, []
     try:
-        _sanitize_keeping_kekule(chem, mol)
+        sanitize_keeping_kekule(chem, mol)
     except Exception:
         return UNPARSABLE_MOLECULE, []
     mol_id = mol.GetProp(MOLECULE_ID_PROP).strip() if mol.HasProp(MOLECULE_ID_PROP) else ""
@@ -313,7 +313,11 @@ def _rows_from_record(
 def _supplier(chem: ModuleType, sdf: Path) -> Iterator[Any]:
     # sanitize=False so that we can keep the molfile's Kekulé orders; removeHs=False keeps the
     # atom indices the spectra refer to.
-    return iter(chem.SDMolSupplier(str(sdf), sanitize=False, removeHs=False, strictParsing=False))
+    try:
+        supplier = chem.SDMolSupplier(str(sdf), sanitize=False, removeHs=False)
+    except OSError as e:  # RDKit refuses empty or unreadable files up front
+        raise DataError(f"{sdf}: not a readable SD file ({e})") from e
+    return iter(supplier)
 
 
 def build_csv_from_sdf(
@@ -332,6 +336,8 @@ def build_csv_from_sdf(
     sdf = Path(sdf_path)
     if not sdf.is_file():
         raise DataError(f"{sdf}: SD file not found")
+    if sdf.stat().st_size == 0:
+        raise DataError(f"{sdf}: no SD records found (the file is empty)")
     allowed = frozenset(e.strip() for e in elements if e.strip())
     if "C" not in allowed or not allowed <= {"C", "H"}:
         raise DataError(

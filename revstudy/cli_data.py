@@ -69,9 +69,7 @@ def fetch_cmd(
 @data_app.command("build")
 def build_cmd(
     sdf: Annotated[Path, typer.Option("--sdf", help="nmrshiftdb2 SD dump to read.")],
-    out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path(
-        "reversibledata.csv"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path("reversibledata.csv"),
     max_carbons: Annotated[int, typer.Option(help="Skip molecules with more carbons.")] = 17,
     elements: Annotated[
         str, typer.Option(help="Allowed elements, comma-separated (the grid encodes C only).")
@@ -84,9 +82,7 @@ def build_cmd(
     from revstudy.chem import build_csv_from_sdf
 
     with user_errors():
-        report = build_csv_from_sdf(
-            sdf, out, max_carbons=max_carbons, elements=elements.split(",")
-        )
+        report = build_csv_from_sdf(sdf, out, max_carbons=max_carbons, elements=elements.split(","))
     table = Table(title=f"{sdf} -> {out}")
     table.add_column("")
     table.add_column("count", justify="right")
