@@ -100,14 +100,19 @@ def grid_to_mol(grid: np.ndarray) -> Any:
         rw.AddBond(int(i), int(k) + 1, order_type[order])
     mol = rw.GetMol()
     try:
-        sanitize_keeping_kekule(chem, mol)
+        sanitize_keeping_kekule(mol)
     except Exception as e:  # RDKit raises several sanitize exception types
         raise DataError(f"structure is not a valid molecule: {e}") from e
     return mol
 
 
-def sanitize_keeping_kekule(chem: ModuleType, mol: Any) -> None:
-    """Sanitize in place; set aromatic flags from a perceived copy, keep Kekulé bond types."""
+def sanitize_keeping_kekule(mol: Any) -> None:
+    """Sanitize in place; set aromatic flags from a perceived copy, keep Kekulé bond types.
+
+    For molecules read with `sanitize=False` (e.g. from molfiles): plain sanitizing would
+    replace the file's Kekulé orders with RDKit's own choice.
+    """
+    chem = require_rdkit("sanitizing molecules")
     if any(b.GetBondType() == chem.BondType.AROMATIC for b in mol.GetBonds()):
         chem.SanitizeMol(mol)
         chem.Kekulize(mol, clearAromaticFlags=False)
@@ -282,7 +287,7 @@ def _rows_from_record(
     if mol is None:
         return UNPARSABLE_MOLECULE, []
     try:
-        sanitize_keeping_kekule(chem, mol)
+        sanitize_keeping_kekule(mol)
     except Exception:
         return UNPARSABLE_MOLECULE, []
     mol_id = mol.GetProp(MOLECULE_ID_PROP).strip() if mol.HasProp(MOLECULE_ID_PROP) else ""

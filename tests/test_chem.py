@@ -69,7 +69,7 @@ def test_both_benzene_kekule_forms_survive(kekule: dict[tuple[int, int], int]) -
     assert np.array_equal(mol_to_grid(mol), g)
     # and through a molfile with explicit hydrogens appended after the carbons
     back = Chem.MolFromMolBlock(kekule_molblock(Chem.AddHs(mol)), sanitize=False, removeHs=False)
-    sanitize_keeping_kekule(Chem, back)
+    sanitize_keeping_kekule(back)
     assert np.array_equal(mol_to_grid(back), g)
 
 
