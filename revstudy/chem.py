@@ -281,7 +281,7 @@ def _spectrum_props(mol: Any) -> list[tuple[int, str]]:
 
 
 def _rows_from_record(
-    chem: ModuleType, mol: Any, max_carbons: int, elements: frozenset[str]
+    mol: Any, max_carbons: int, elements: frozenset[str]
 ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
     """(skip reason or None, CSV rows) for one SD record."""
     if mol is None:
@@ -365,7 +365,7 @@ def build_csv_from_sdf(
             writer.writerow(["A", "B", "C", "D"])
             for mol in _supplier(chem, sdf):
                 report.records += 1
-                reason, rows = _rows_from_record(chem, mol, max_carbons, allowed)
+                reason, rows = _rows_from_record(mol, max_carbons, allowed)
                 if reason is not None:
                     report.skipped[reason] += 1
                     continue
