@@ -5,17 +5,15 @@ Every user error (`RevstudyError`) becomes one `error: …` line on stderr and a
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from revstudy.errors import RevstudyError
+from revstudy.cli_common import user_errors
+from revstudy.cli_data import data_app
 
 app = typer.Typer(
     name="revstudy",
@@ -25,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
+app.add_typer(data_app, name="data")
 
 
 def _version(value: bool) -> None:
@@ -43,20 +41,6 @@ def _root(
     ] = False,
 ) -> None:
     """Hyperparameter studies of the invertible 13C NMR model (Kuhn et al.)."""
-
-
-def user_errors(fn: F) -> F:
-    """Turn a `RevstudyError` into one line on stderr and its exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RevstudyError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise typer.Exit(e.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def paper_table(aggregate: dict[str, dict[str, float]], title: str) -> Table:
@@ -82,7 +66,7 @@ def paper_table(aggregate: dict[str, dict[str, float]], title: str) -> Table:
 
 
 @app.command()
-@user_errors
+@user_errors()
 def train(
     config: Annotated[Path | None, typer.Option(help="TrialConfig YAML (default: paper)")] = None,
     data: Annotated[str | None, typer.Option(help="CSV in the paper's format")] = None,
@@ -145,13 +129,9 @@ def train(
 
 
 def _data_path(data: str | None) -> Path:
-    """--data, or the default data file (fetched to the cache when absent)."""
-    try:
-        from revstudy.fetch import resolve_data
-    except ImportError:  # the fetch module arrives with the data commands
-        if data is None:
-            raise RevstudyError("--data FILE is required") from None
-        return Path(data)
+    """--data, or the cached public data file (fetched first when absent)."""
+    from revstudy.fetch import resolve_data
+
     return resolve_data(data)
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from revstudy.cli_common import user_errors
 from revstudy.errors import RevstudyError
 
 data_app = typer.Typer(
@@ -28,16 +27,6 @@ DataOption = Annotated[
         help="CSV in the paper's format (default: the cached public file, fetched if absent).",
     ),
 ]
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a `RevstudyError` into one `error: …` line on stderr and its exit code."""
-    try:
-        yield
-    except RevstudyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(e.exit_code) from None
 
 
 @data_app.command("fetch")
