@@ -171,12 +171,14 @@ def zfree_summary(study: Study, top: int = 3) -> pd.DataFrame:
     return _concat(frames, "trial_id")
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    return float(stats.pearsonr(x, y).statistic)
+def _pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Vectorised Pearson r, so bootstrap evaluates all resamples in one call."""
+    return np.asarray(stats.pearsonr(x, y, axis=axis).statistic)
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return float(stats.spearmanr(x, y).statistic)
+def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho is Pearson's r of the (tie-averaged) ranks; vectorised likewise."""
+    return _pearson(stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis), axis=axis)
 
 
 def correlation_tests(
@@ -223,10 +225,10 @@ def correlation_tests(
                     (x, y),
                     fn,
                     paired=True,
-                    vectorized=False,
+                    vectorized=True,
                     n_resamples=n_resamples,
                     confidence_level=confidence,
-                    method="percentile",
+                    method="BCa",
                     rng=seed,
                 )
             row.update(
