@@ -51,7 +51,7 @@ def count_scatter_figure(data: pd.DataFrame, trial_id: str, seed: int = 0) -> go
             continue
         x, y = g["real"].to_numpy(), g["generated"].to_numpy()
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=x + rng.uniform(-0.2, 0.2, len(x)),
                 y=y,
                 mode="markers",

@@ -48,7 +48,7 @@ def zfree_qq_figure(data: pd.DataFrame, trial_id: str) -> go.Figure:
     """QQ plot: points on the diagonal mean Z_free ~ N(0, 1); a flatter slope = std < 1."""
     fig = go.Figure()
     fig.add_trace(
-        go.Scattergl(
+        go.Scatter(
             x=data["theoretical"],
             y=data["sample"],
             mode="markers",
