@@ -126,7 +126,7 @@ def render_page(title: str, sections: list[Section], banner: str = "", meta: str
     from plotly.offline import get_plotlyjs
 
     n_fig = sum(s.n_figures for s in sections)
-    nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
+    nav = " ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
