@@ -1,0 +1,252 @@
+"""Read a study directory (docs/study-dir.md) into plain pandas/numpy objects.
+
+This is the only module that knows the file layout, so the statistics and the report
+never touch paths. Nothing here imports ray or torch: a report must be possible on any
+machine that has a copy of the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FINISHED_STATES",
+    "PENDING_STATES",
+    "NotAStudyError",
+    "Study",
+    "best_trials",
+    "export_table",
+    "load_study",
+]
+
+#: Trial states whose final metrics are meaningful.
+FINISHED_STATES = ("COMPLETED", "STOPPED_EARLY")
+#: Trial states that mean the study is still producing results.
+PENDING_STATES = ("RUNNING", "PENDING")
+
+_TRIAL_BASE_COLUMNS = [
+    "trial_id",
+    "number",
+    "state",
+    "failure_reason",
+    "is_baseline",
+    "epochs_done",
+    "wall_seconds",
+    "device",
+]
+_EPOCH_COLUMNS = [
+    "trial_id",
+    "repeat",
+    "epoch",
+    "train_loss",
+    "train_loss_y",
+    "train_loss_x",
+    "train_loss_latent",
+    "val_loss",
+    "val_loss_y",
+    "val_f1_macro",
+    "seconds",
+]
+_DEFAULT_OBJECTIVES = [{"metric": "f1_macro", "mode": "max"}]
+
+
+class NotAStudyError(FileNotFoundError):
+    """The folder is not a study directory (no study.json)."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One optimisation target as written in study.json."""
+
+    metric: str
+    mode: Literal["max", "min"]
+
+    @property
+    def ascending(self) -> bool:
+        """Sort order that puts the best value first."""
+        return self.mode == "min"
+
+
+@dataclass
+class Study:
+    """Everything the report needs from one study directory, already parsed.
+
+    `trials` and `epochs` always have the contract's base columns, even when the files
+    are missing, so callers can filter without existence checks.
+    """
+
+    path: Path
+    info: dict[str, Any]
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    optuna_storage: str | None = None
+    _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name") or self.path.name)
+
+    @property
+    def optuna_study_name(self) -> str:
+        return str(self.info.get("optuna_study_name") or self.name)
+
+    @cached_property
+    def objectives(self) -> list[Objective]:
+        raw = self.info.get("objectives") or _DEFAULT_OBJECTIVES
+        return [
+            Objective(str(o["metric"]), "min" if o.get("mode") == "min" else "max") for o in raw
+        ]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def partial(self) -> bool:
+        """True while any trial is still running or waiting: numbers may change."""
+        return bool(self.trials["state"].isin(PENDING_STATES).any())
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """Trials with meaningful final metrics (completed or stopped early by ASHA)."""
+        return self.trials[self.trials["state"].isin(FINISHED_STATES)]
+
+    @property
+    def state_counts(self) -> pd.Series:
+        return self.trials["state"].value_counts()
+
+    def arrays(self, trial_id: str) -> dict[str, np.ndarray] | None:
+        """The trial's arrays.npz as a dict, or None when the trial wrote none.
+
+        Loaded lazily and cached: a study can have hundreds of trials but the report
+        only needs arrays for a few of the best.
+        """
+        if trial_id not in self._arrays:
+            f = self.path / "trials" / str(trial_id) / "arrays.npz"
+            data: dict[str, np.ndarray] | None = None
+            if f.is_file():
+                try:
+                    with np.load(f, allow_pickle=False) as npz:
+                        data = {k: np.asarray(npz[k]) for k in npz.files}
+                except (OSError, ValueError):
+                    data = None  # half-written or corrupt: treat as absent
+            self._arrays[trial_id] = data
+        return self._arrays[trial_id]
+
+    def load_optuna(self) -> Any:
+        """The persisted optuna.Study, or None when there is no optuna.db.
+
+        Imported lazily so that loading a study stays cheap for the CSV export.
+        """
+        if self.optuna_storage is None:
+            return None
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
+
+
+def _read_trials(path: Path) -> pd.DataFrame:
+    f = path / "trials.parquet"
+    df = pd.read_parquet(f) if f.is_file() else pd.DataFrame(columns=_TRIAL_BASE_COLUMNS)
+    for col in _TRIAL_BASE_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.NA
+    df["trial_id"] = df["trial_id"].astype(str)
+    df["state"] = df["state"].astype(str).str.upper()
+    df["failure_reason"] = df["failure_reason"].fillna("").astype(str)
+    df["is_baseline"] = df["is_baseline"].fillna(False).astype(bool)
+    df["number"] = pd.to_numeric(df["number"], errors="coerce").astype("Int64")
+    return df.reset_index(drop=True)
+
+
+def _read_epochs(path: Path) -> pd.DataFrame:
+    f = path / "epochs.parquet"
+    df = pd.read_parquet(f) if f.is_file() else pd.DataFrame(columns=_EPOCH_COLUMNS)
+    for col in _EPOCH_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    df["trial_id"] = df["trial_id"].astype(str)
+    return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
+
+
+def load_study(path: str | Path) -> Study:
+    """Parse a study directory; raise NotAStudyError (naming the path) if it is not one."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise NotAStudyError(f"{p} is not a study directory: no such folder")
+    info_file = p / "study.json"
+    if not info_file.is_file():
+        raise NotAStudyError(
+            f"{p} is not a study directory: it has no study.json "
+            "(expected the folder `revstudy run` writes, see docs/study-dir.md)"
+        )
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise NotAStudyError(
+            f"{p} is not a study directory: study.json is not JSON ({exc})"
+        ) from exc
+    db = p / "optuna.db"
+    storage = f"sqlite:///{db.resolve()}" if db.is_file() else None
+    return Study(p, info, _read_trials(p), _read_epochs(p), storage)
+
+
+def pareto_mask(values: np.ndarray) -> np.ndarray:
+    """Non-dominated rows of `values`, where every column is to be maximised."""
+    n = len(values)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        others = np.delete(values, i, axis=0)
+        dominated = np.all(others >= values[i], axis=1) & np.any(others > values[i], axis=1)
+        mask[i] = not dominated.any()
+    return mask
+
+
+def best_trials(study: Study, k: int = 5) -> pd.DataFrame:
+    """The k best finished trials: Pareto front first (multi-objective), then objective 1.
+
+    Trials without a value for every objective cannot be ranked and are left out.
+    """
+    objs = study.objectives
+    cols = [o.metric for o in objs]
+    df = study.finished
+    if df.empty or any(c not in df.columns for c in cols):
+        return df.iloc[0:0]
+    df = df.dropna(subset=cols).copy()
+    if df.empty:
+        return df
+    signs = np.array([1.0 if o.mode == "max" else -1.0 for o in objs])
+    df["pareto"] = pareto_mask(df[cols].to_numpy(dtype=float) * signs)
+    df = df.sort_values(["pareto", cols[0]], ascending=[False, objs[0].ascending])
+    return df.head(k)
+
+
+def export_table(
+    study: Study | str | Path,
+    dest: str | Path,
+    *,
+    fmt: Literal["csv", "parquet"] | None = None,
+    epochs: bool = False,
+) -> Path:
+    """Write the per-trial (or, with `epochs`, per-epoch) table for use outside the report.
+
+    The format follows `fmt`, else the file suffix (.parquet/.pq → Parquet, else CSV).
+    """
+    s = study if isinstance(study, Study) else load_study(study)
+    table = s.epochs if epochs else s.trials
+    out = Path(dest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kind = fmt or ("parquet" if out.suffix.lower() in (".parquet", ".pq") else "csv")
+    if kind == "parquet":
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False)
+    return out

@@ -1,0 +1,173 @@
+"""Z_free against N(0, 1) (section 2.3) and conditional deviation over radii (2.4-2.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from scipy import stats
+
+from ._style import COLORS, finish
+
+__all__ = [
+    "PAPER_CD",
+    "cd_curve_data",
+    "cd_curve_figure",
+    "zfree_histogram_figure",
+    "zfree_qq_data",
+    "zfree_qq_figure",
+]
+
+#: Table 4 of the paper: radius → (CD absolute, rCD relative), one validation example.
+PAPER_CD = {
+    0.01: (0.598314, 0.140901),
+    0.05: (2.760628, 0.635761),
+    0.10: (5.379945, 1.106703),
+    0.20: (10.559302, 1.083014),
+    0.50: (21.109917, 0.578593),
+    1.00: (38.130421, 0.598101),
+}
+
+
+def zfree_qq_data(z: np.ndarray, max_points: int = 2000) -> pd.DataFrame:
+    """Theoretical N(0, 1) quantiles against sorted Z_free (scipy.stats.probplot).
+
+    Thinned to `max_points` evenly spaced quantiles so the figure stays small.
+    """
+    z = np.asarray(z, dtype=float).ravel()
+    z = z[np.isfinite(z)]
+    if len(z) == 0:
+        return pd.DataFrame(columns=["theoretical", "sample"])
+    (osm, osr), _ = stats.probplot(z, dist="norm")
+    idx = np.unique(np.linspace(0, len(z) - 1, min(max_points, len(z))).astype(int))
+    return pd.DataFrame({"theoretical": osm[idx], "sample": osr[idx]})
+
+
+def zfree_qq_figure(data: pd.DataFrame, trial_id: str) -> go.Figure:
+    """QQ plot: points on the diagonal mean Z_free ~ N(0, 1); a flatter slope = std < 1."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=data["theoretical"],
+            y=data["sample"],
+            mode="markers",
+            name="Z_free quantiles",
+            marker={"size": 4, "color": COLORS["completed"]},
+        )
+    )
+    lim = float(np.nanmax(np.abs(data[["theoretical", "sample"]].to_numpy()))) if len(data) else 3
+    fig.add_trace(
+        go.Scatter(
+            x=[-lim, lim],
+            y=[-lim, lim],
+            mode="lines",
+            name="N(0, 1) ideal",
+            line={"color": COLORS["random"], "dash": "dash"},
+        )
+    )
+    fig.update_xaxes(title_text="N(0, 1) quantile (unitless)")
+    fig.update_yaxes(title_text="Z_free quantile (unitless)")
+    return finish(fig, f"Z_free QQ plot against N(0, 1), trial {trial_id} (section 2.3)")
+
+
+def zfree_histogram_figure(z: np.ndarray, trial_id: str) -> go.Figure:
+    """Density histogram of Z_free with the N(0, 1) density and the fitted normal."""
+    z = np.asarray(z, dtype=float).ravel()
+    z = z[np.isfinite(z)]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Histogram(
+            x=z,
+            histnorm="probability density",
+            nbinsx=60,
+            name="Z_free",
+            marker_color=COLORS["completed"],
+            opacity=0.7,
+        )
+    )
+    lim = max(4.0, float(np.abs(z).max()) if len(z) else 4.0)
+    grid = np.linspace(-lim, lim, 200)
+    fig.add_trace(
+        go.Scatter(
+            x=grid,
+            y=stats.norm.pdf(grid),
+            name="N(0, 1)",
+            line={"color": COLORS["random"], "dash": "dash"},
+        )
+    )
+    if len(z) > 1:
+        mu, sd = float(z.mean()), float(z.std(ddof=1))
+        fig.add_trace(
+            go.Scatter(
+                x=grid,
+                y=stats.norm.pdf(grid, mu, sd),
+                name=f"fitted N({mu:.3f}, {sd:.3f}²)",
+                line={"color": COLORS["fit"]},
+            )
+        )
+    fig.update_xaxes(title_text="Z_free value (unitless)")
+    fig.update_yaxes(title_text="probability density (1 / unit)")
+    return finish(fig, f"Z_free distribution, trial {trial_id} (section 2.3)")
+
+
+def cd_curve_data(arrays: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Tidy (source, variant, measure, radius, value) rows; `arrays` maps trial id → npz.
+
+    The paper's Table 4 is added as source "paper" (variant "local", its Eq. 1-2).
+    """
+    rows = []
+    for tid, arr in arrays.items():
+        if "cd_radii" not in arr:
+            continue
+        radii = np.asarray(arr["cd_radii"], dtype=float)
+        for variant in ("local", "prior"):
+            for measure in ("cd", "rcd"):
+                key = f"{measure}_{variant}"
+                if key in arr:
+                    for r, v in zip(radii, np.asarray(arr[key], dtype=float), strict=False):
+                        rows.append((f"trial {tid}", variant, measure, float(r), float(v)))
+    for r, (cd, rcd) in PAPER_CD.items():
+        rows.append(("paper", "local", "cd", r, cd))
+        rows.append(("paper", "local", "rcd", r, rcd))
+    return pd.DataFrame(rows, columns=["source", "variant", "measure", "radius", "value"])
+
+
+def cd_curve_figure(data: pd.DataFrame) -> go.Figure:
+    """CD (absolute) and rCD (relative) against ε on log-x axes; paper in grey."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["CD(ε), absolute", "rCD(ε), relative"])
+    palette = [COLORS["completed"], COLORS["stopped"], COLORS["fit"], "#8c564b", "#e377c2"]
+    sources = list(dict.fromkeys(data["source"]))
+    for col, measure in enumerate(("cd", "rcd"), start=1):
+        for si, src in enumerate(sources):
+            for variant in ("local", "prior"):
+                g = data[
+                    (data["source"] == src)
+                    & (data["variant"] == variant)
+                    & (data["measure"] == measure)
+                ].sort_values("radius")
+                if g.empty:
+                    continue
+                color = COLORS["paper"] if src == "paper" else palette[si % len(palette)]
+                fig.add_trace(
+                    go.Scatter(
+                        x=g["radius"],
+                        y=g["value"],
+                        mode="lines+markers",
+                        name=f"{src} {variant}",
+                        legendgroup=f"{src} {variant}",
+                        showlegend=col == 1,
+                        line={"color": color, "dash": "dot" if variant == "prior" else "solid"},
+                    ),
+                    row=1,
+                    col=col,
+                )
+        fig.update_xaxes(title_text="radius ε (unitless, log scale)", type="log", row=1, col=col)
+    fig.update_yaxes(title_text="CD (ℓ1 of input, a.u.)", row=1, col=1)
+    fig.update_yaxes(title_text="rCD (fraction of ‖X‖₁)", row=1, col=2)
+    return finish(
+        fig,
+        "Conditional deviation over radii; local = solid, prior = dotted "
+        "(Table 4, sections 2.4-2.5)",
+        460,
+    )

@@ -1,0 +1,132 @@
+"""Final-metric distributions: F1 against chance and the paper (2.1), inversion error (2.2)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from ._load import Study
+from ._style import COLORS, PAPER_F1, finish
+
+__all__ = [
+    "PAPER_INV_ERROR",
+    "f1_distribution_data",
+    "f1_distribution_figure",
+    "inversion_error_data",
+    "inversion_error_figure",
+]
+
+#: Section 2.2: ranges over ten runs of the max and mean reconstruction error.
+PAPER_INV_ERROR = {"inv_error_max": (0.00009, 0.00015), "inv_error_mean": (0.00005, 0.00007)}
+
+
+def _finished(study: Study, cols: list[str]) -> pd.DataFrame:
+    df = study.finished
+    present = [c for c in cols if c in df.columns]
+    return df[["trial_id", "state", "is_baseline", *present]].reset_index(drop=True)
+
+
+def f1_distribution_data(study: Study) -> pd.DataFrame:
+    """Per finished trial: f1_macro and the trial's own random-predictor baseline F1."""
+    df = _finished(study, ["f1_macro", "f1_random_baseline"])
+    if "f1_macro" not in df.columns:
+        return df.iloc[0:0]
+    return df.dropna(subset=["f1_macro"])
+
+
+def f1_distribution_figure(data: pd.DataFrame) -> go.Figure:
+    """Histogram of F1 with the random baseline and the paper's mean and range marked."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Histogram(
+            x=data["f1_macro"],
+            name="trials",
+            nbinsx=30,
+            marker_color=COLORS["completed"],
+            opacity=0.8,
+        )
+    )
+    mean, lo, hi = PAPER_F1
+    fig.add_vrect(
+        x0=lo,
+        x1=hi,
+        fillcolor=COLORS["paper"],
+        opacity=0.15,
+        line_width=0,
+        annotation_text="paper range",
+        annotation_position="top left",
+    )
+    fig.add_vline(
+        x=mean,
+        line={"color": COLORS["paper"], "dash": "dash"},
+        annotation_text=f"paper {mean}",
+        annotation_position="top right",
+    )
+    base = data[data["is_baseline"]]
+    for v in base["f1_macro"]:
+        fig.add_vline(
+            x=float(v),
+            line={"color": COLORS["baseline"]},
+            annotation_text="baseline trial",
+            annotation_position="bottom right",
+        )
+    if "f1_random_baseline" in data.columns and data["f1_random_baseline"].notna().any():
+        r = float(data["f1_random_baseline"].mean())
+        fig.add_vline(
+            x=r,
+            line={"color": COLORS["random"], "dash": "dot"},
+            annotation_text=f"random predictor {r:.3f}",
+            annotation_position="top right",
+        )
+    fig.update_xaxes(title_text="F1 (macro) on validation, unitless")
+    fig.update_yaxes(title_text="trials (count)")
+    return finish(fig, "F1 of finished trials vs. random predictor and paper (section 2.1)")
+
+
+def inversion_error_data(study: Study) -> pd.DataFrame:
+    """Tidy (trial_id, measure, value) rows of the reconstruction errors."""
+    cols = ["inv_error_max", "inv_error_p95", "inv_error_mean"]
+    df = _finished(study, cols)
+    present = [c for c in cols if c in df.columns]
+    tidy = df.melt(["trial_id", "state", "is_baseline"], present, "measure", "value")
+    return tidy.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def inversion_error_figure(data: pd.DataFrame) -> go.Figure:
+    """Strip plot per error measure on a log axis, with the paper's ranges shaded."""
+    fig = go.Figure()
+    measures = list(dict.fromkeys(data["measure"]))
+    for m in measures:
+        g = data[data["measure"] == m]
+        fig.add_trace(
+            go.Box(
+                y=g["value"],
+                name=m,
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                text=g["trial_id"],
+                hovertemplate="trial %{text}<br>%{y:.2e}<extra></extra>",
+            )
+        )
+    for m, (lo, hi) in PAPER_INV_ERROR.items():
+        if m in measures:
+            i = measures.index(m)
+            fig.add_shape(
+                type="rect",
+                x0=i - 0.45,
+                x1=i + 0.45,
+                y0=lo,
+                y1=hi,
+                fillcolor=COLORS["paper"],
+                opacity=0.25,
+                line_width=0,
+            )
+    positive = data["value"] > 0
+    fig.update_yaxes(
+        title_text="|x − f⁻¹(f(x))| (input units)",
+        type="log" if bool(positive.all()) and len(data) else "linear",
+    )
+    fig.update_xaxes(title_text="error measure")
+    fig.update_layout(showlegend=False)
+    return finish(fig, "Inversion (reconstruction) error; grey = paper's range (section 2.2)")

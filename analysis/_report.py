@@ -1,0 +1,307 @@
+"""write_report: one offline HTML file with every figure and table of a study.
+
+Each section is built independently: if one cannot be drawn (no arrays, no optuna.db,
+too few trials) it shows the reason and the rest of the report is still written.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from . import _stats
+from ._html import Section, render_page
+from ._load import Study, best_trials, load_study
+from ._plot_generation import count_scatter_data, count_scatter_figure
+from ._plot_latent import (
+    cd_curve_data,
+    cd_curve_figure,
+    zfree_histogram_figure,
+    zfree_qq_data,
+    zfree_qq_figure,
+)
+from ._plot_metrics import (
+    f1_distribution_data,
+    f1_distribution_figure,
+    inversion_error_data,
+    inversion_error_figure,
+)
+from ._plot_optuna import Unavailable, optuna_figures
+from ._plot_training import learning_curve_data, learning_curve_figure
+
+__all__ = ["build_sections", "write_report"]
+
+_KEY_METRICS = [
+    "f1_macro",
+    "f1_random_baseline",
+    "inv_error_max",
+    "z_free_std_mean",
+    "bond_count_corr",
+    "aromatic_corr",
+    "val_loss",
+    "epochs_done",
+    "wall_seconds",
+]
+
+
+def _guard(section: Section, build: Callable[[Section], None]) -> Section:
+    """Run a section builder; turn any failure into a short reason in the page."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build(section)
+    except Unavailable as exc:
+        section.add_reason(f"Not available: {exc}")
+    except Exception as exc:  # a broken section must not lose the whole report
+        section.add_reason(f"Could not be drawn: {type(exc).__name__}: {exc}")
+    return section
+
+
+def _summary(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        info = study.info
+        space = info.get("space") or {}
+        rows = {
+            "study": study.name,
+            "search space": space.get("name", "") if isinstance(space, dict) else str(space),
+            "sampler": info.get("sampler", ""),
+            "scheduler": info.get("scheduler", ""),
+            "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in study.objectives),
+            "num_samples": info.get("num_samples", ""),
+            "repeats": info.get("repeats", ""),
+            "seed": info.get("seed", ""),
+            "data rows": (info.get("data") or {}).get("rows", ""),
+            "created": info.get("created", ""),
+            "versions": json.dumps(info.get("versions", {})),
+        }
+        sec.add_table(pd.DataFrame({"field": list(rows), "value": [str(v) for v in rows.values()]}))
+        params = space.get("params") if isinstance(space, dict) else None
+        if params:
+            sec.add_table(
+                pd.DataFrame(
+                    {
+                        "parameter": list(params),
+                        "distribution": [json.dumps(v) for v in params.values()],
+                    }
+                ),
+                "Search space",
+            )
+        counts = study.state_counts.rename_axis("state").reset_index(name="trials")
+        sec.add_table(counts, f"Trials by state ({len(study.trials)} in all)")
+        if study.trials.empty:
+            sec.add_reason("The study has no trials yet.")
+            return
+        best = best_trials(study, k=10)
+        if best.empty:
+            sec.add_reason("No finished trial has a value for every objective yet.")
+        else:
+            objs = [o.metric for o in study.objectives]
+            cfg = [c for c in best.columns if c.startswith("config/")]
+            cols = ["trial_id", "number", "state", "is_baseline", *objs]
+            cols += [c for c in _KEY_METRICS if c in best.columns and c not in cols] + cfg
+            if study.is_multi_objective:
+                cols.insert(4, "pareto")
+            sec.add_table(
+                best[cols],
+                f"Best trials (Pareto-optimal first, then by {objs[0]}); click a header to sort",
+            )
+        failed = study.trials[study.trials["state"] == "FAILED"]
+        if not failed.empty:
+            sec.add_table(failed[["trial_id", "number", "failure_reason"]], "Failed trials")
+
+    return build
+
+
+def _optuna_section(figs: dict | Exception, key: str) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        if isinstance(figs, Exception):
+            raise figs
+        if key not in figs:
+            raise Unavailable("fewer than two parameters to contour")
+        for f in figs[key]:
+            sec.add_figure(f)
+
+    return build
+
+
+def _importance(table: pd.DataFrame, figs: dict | Exception) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        sec.add_text(
+            "PED-ANOVA: which parameters matter for reaching the top 10 % of trials; "
+            "fANOVA: share of the objective's variance each parameter explains."
+        )
+        sec.add_table(table, "Importance per objective and evaluator (normalised to sum 1)")
+        if not isinstance(figs, Exception) and "importance" in figs:
+            for f in figs["importance"]:
+                sec.add_figure(f)
+
+    return build
+
+
+def _best_with(study: Study, *keys: str) -> tuple[str, dict]:
+    """The best trial whose arrays.npz has all keys, else Unavailable."""
+    for tid in best_trials(study, k=len(study.trials))["trial_id"]:
+        arr = study.arrays(tid)
+        if arr is not None and all(k in arr for k in keys):
+            return tid, arr
+    raise Unavailable(f"no finished trial stored {', '.join(keys)} in arrays.npz")
+
+
+def _learning(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        data = learning_curve_data(study)
+        if data.empty:
+            raise Unavailable("no epochs.parquet (or it is empty)")
+        sec.add_figure(learning_curve_figure(data))
+
+    return build
+
+
+def _f1(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        data = f1_distribution_data(study)
+        if data.empty:
+            raise Unavailable("no finished trial with f1_macro")
+        sec.add_figure(f1_distribution_figure(data))
+
+    return build
+
+
+def _inversion(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        data = inversion_error_data(study)
+        if data.empty:
+            raise Unavailable("no finished trial with inversion errors")
+        sec.add_figure(inversion_error_figure(data))
+
+    return build
+
+
+def _zfree(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        tid, arr = _best_with(study, "z_free_sample")
+        sec.add_figure(zfree_qq_figure(zfree_qq_data(arr["z_free_sample"]), tid))
+        sec.add_figure(zfree_histogram_figure(arr["z_free_sample"], tid))
+        summ = _stats.zfree_summary(study)
+        if not summ.empty:
+            sec.add_table(
+                summ,
+                "Per-sample Z_free mean and std over the validation set "
+                "(Table 3; ideal mean 0 and std 1)",
+            )
+        sec.add_table(
+            _stats.zfree_normality(study),
+            "Normality of Z_free: Shapiro–Wilk (≤ 5000-value subsample) and "
+            "Anderson–Darling test any normal; KS tests N(0, 1) itself",
+        )
+
+    return build
+
+
+def _cd(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        best = best_trials(study, k=len(study.trials))["trial_id"]
+        arrays = {}
+        for tid in best:
+            arr = study.arrays(tid)
+            if arr is not None and "cd_radii" in arr:
+                arrays[tid] = arr
+            if len(arrays) == 3:
+                break
+        if not arrays:
+            raise Unavailable("no finished trial stored cd_radii in arrays.npz")
+        sec.add_figure(cd_curve_figure(cd_curve_data(arrays)))
+
+    return build
+
+
+def _generation(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        tid, arr = _best_with(study, "bond_count_real", "bond_count_generated")
+        sec.add_figure(count_scatter_figure(count_scatter_data(arr), tid))
+        sec.add_table(
+            _stats.count_correlations(study),
+            "Correlation of real and generated counts, with paired bootstrap 95 % "
+            "CIs (paper: bonds r = 0.186, aromatic r = 0.178 over ten runs)",
+        )
+
+    return build
+
+
+def _baseline(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        sec.add_table(
+            _stats.compare_to_baseline(study),
+            "Top configurations (a) vs the paper baseline (b) over repeated splits: "
+            "Welch's t-test, Mann–Whitney U, Cohen's d and Hedges' g",
+        )
+
+    return build
+
+
+def build_sections(study: Study) -> list[Section]:
+    """All report sections in page order (a failing one carries its reason)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            importances = _stats.param_importances(study)
+        except Exception as exc:
+            importances = pd.DataFrame([{"param": "", "note": f"{type(exc).__name__}: {exc}"}])
+        figs: dict | Exception
+        try:
+            figs = optuna_figures(study, importances)
+        except Exception as exc:
+            figs = exc
+    specs: list[tuple[str, str, Callable[[Section], None]]] = [
+        ("summary", "Study summary", _summary(study)),
+        ("history", "Optimization history", _optuna_section(figs, "history")),
+        ("parallel", "Parallel coordinates", _optuna_section(figs, "parallel")),
+        ("importance", "Hyperparameter importance", _importance(importances, figs)),
+        ("slice", "Slice plots", _optuna_section(figs, "slice")),
+        ("contour", "Contour plots", _optuna_section(figs, "contour")),
+    ]
+    if study.is_multi_objective:
+        specs.append(("pareto", "Pareto front", _optuna_section(figs, "pareto")))
+    specs += [
+        ("learning", "Learning curves", _learning(study)),
+        ("f1", "F1 vs. baselines", _f1(study)),
+        ("inversion", "Inversion error", _inversion(study)),
+        ("zfree", "Z_free vs. N(0, 1)", _zfree(study)),
+        ("cd", "Conditional deviation", _cd(study)),
+        ("generation", "Generated structures", _generation(study)),
+        ("baseline", "Top configurations vs. paper baseline", _baseline(study)),
+    ]
+    return [_guard(Section(sid, title), fn) for sid, title, fn in specs]
+
+
+def write_report(study_path: str | Path, out: str | Path | None = None) -> Path:
+    """Write STUDY/report.html (or `out`) and return its path."""
+    study = load_study(study_path)
+    dest = Path(out) if out is not None else study.path / "report.html"
+    banner = ""
+    if study.partial:
+        counts = study.state_counts
+        running = int(counts.get("RUNNING", 0)) + int(counts.get("PENDING", 0))
+        banner = (
+            f"Partial results: {running} trial(s) still running or pending; "
+            "numbers and rankings will change."
+        )
+    elif not study.trials.empty and study.finished.empty:
+        banner = "No trial finished: see the failed-trials table in the study summary."
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = render_page(
+        f"revstudy report: {study.name}",
+        build_sections(study),
+        banner,
+        meta=f"{study.path.resolve()} · generated {now}",
+    )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(dest)
+    return dest

@@ -1,0 +1,115 @@
+"""The HTML report: sections, offline guarantee, robustness, and no ray/torch import."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import analysis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def figure_count(html: str) -> int:
+    """The number of figures the report says it has (meta revstudy-figures)."""
+    m = re.search(r'<meta name="revstudy-figures" content="(\d+)">', html)
+    assert m, "report lacks the figure-count meta tag"
+    return int(m.group(1))
+
+
+def assert_offline(html: str) -> None:
+    """No external script, stylesheet, font, image or frame: the file works offline."""
+    assert not re.search(r"<script[^>]+src=", html)
+    assert not re.search(r"<link[^>]+href=", html)
+    assert not re.search(r"<(img|iframe)[^>]+src=[\"']?https?:", html)
+    assert "@import" not in html.split("<script", 1)[0]
+    assert html.count("plotly.js v") >= 1  # plotly.js is inline
+
+
+@pytest.fixture(scope="module")
+def single_html(study_dir, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("rep") / "single.html"
+    return analysis.write_report(study_dir("single"), out).read_text()
+
+
+def test_single_report_has_every_section(single_html: str) -> None:
+    assert_offline(single_html)
+    for sid in ("summary", "history", "parallel", "importance", "slice", "contour", "learning",
+                "f1", "inversion", "zfree", "cd", "generation", "baseline"):  # fmt: skip
+        assert f'<section id="{sid}">' in single_html
+    assert 'class="reason"' not in single_html, "a section could not be drawn"
+    assert 'id="pareto"' not in single_html  # single objective
+    n = figure_count(single_html)
+    assert n == single_html.count('class="plotly-graph-div"') == 12
+    assert "partial-banner" not in single_html
+
+
+def test_report_is_written_in_study_by_default(study_dir) -> None:
+    out = analysis.cli_report(study_dir("single"))
+    assert out == study_dir("single") / "report.html" and out.is_file()
+
+
+def test_multi_objective_pareto(study_dir, tmp_path: Path) -> None:
+    html = analysis.write_report(study_dir("multi"), tmp_path / "m.html").read_text()
+    assert '<section id="pareto">' in html and 'class="reason"' not in html
+    assert "Pareto front" in html
+
+
+def test_all_failed_study(study_dir, tmp_path: Path) -> None:
+    html = analysis.write_report(study_dir("failed"), tmp_path / "f.html").read_text()
+    assert "Failed trials" in html and "CUDA out of memory" in html
+    assert "No trial finished" in html
+    assert "Not available" in html
+    assert_offline(html)
+
+
+def test_running_study_banner(study_dir, tmp_path: Path) -> None:
+    html = analysis.write_report(study_dir("running"), tmp_path / "r.html").read_text()
+    assert 'id="partial-banner"' in html and "3 trial(s) still running" in html
+
+
+def test_minimal_study_gives_reasons(study_dir, tmp_path: Path) -> None:
+    html = analysis.write_report(study_dir("minimal"), tmp_path / "x.html").read_text()
+    assert "no epochs.parquet" in html
+    assert "arrays.npz" in html
+    assert figure_count(html) == html.count('class="plotly-graph-div"') > 0
+
+
+def test_data_functions(study_dir) -> None:
+    s = analysis.load_study(study_dir("single"))
+    lc = analysis.learning_curve_data(s)
+    assert set(lc["metric"]) == {"val_f1_macro", "train_loss", "val_loss"}
+    stopped = lc[lc["early_stopped"]]
+    assert set(stopped["trial_id"]) == {"t003", "t007"} and stopped["epoch"].max() == 2
+    assert len(analysis.f1_distribution_data(s)) == 13
+    cd = analysis.cd_curve_data({"t000": s.arrays("t000")})
+    assert set(cd["source"]) == {"trial t000", "paper"} and len(cd) == 6 * 4 + 12
+    qq = analysis.zfree_qq_data(s.arrays("t000")["z_free_sample"])
+    assert qq["theoretical"].is_monotonic_increasing and len(qq) <= 2000
+    sc = analysis.count_scatter_data(s.arrays("t000"))
+    assert sc.groupby("quantity").size().to_dict() == {"aromatic": 250, "bond_count": 250}
+
+
+def test_no_ray_or_torch(study_dir, tmp_path: Path) -> None:
+    # A finder that refuses ray/torch, rather than sys.modules[...] = None: scipy's
+    # array_api_compat looks torch up in sys.modules and breaks on a None entry.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('ray', 'torch'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import analysis\n"
+        f"p = analysis.write_report({str(study_dir('single'))!r}, {str(tmp_path / 'n.html')!r})\n"
+        "assert p.is_file()\n"
+        "assert 'class=\"reason\"' not in p.read_text()\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'torch')]\n"
+        "assert not bad, bad\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
