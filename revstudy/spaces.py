@@ -73,7 +73,7 @@ class SearchSpace:
             else:
                 values[key] = value
         values["blocks"] = blocks
-        return TrialConfig.from_dict(values, source=f"space {self.name}")
+        return TrialConfig.from_dict(values, source=self.path)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,8 +156,11 @@ def _check_extremes(space: SearchSpace) -> None:
         for v in values:
             if p.type == "int" and v is not None:
                 v = int(v)
+            given = {p.name: v}
+            if p.condition:  # check it where it applies: with its condition met
+                given[p.condition[0]] = p.condition[1][0]
             try:
-                space.to_config({p.name: v})
+                space.to_config(given)
             except ConfigError as e:
                 msg = str(e).split(": ", 1)[-1]
                 raise ConfigError(f"{space.path}: parameter {p.name}: value {v!r}: {msg}") from None

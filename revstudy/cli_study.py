@@ -1,0 +1,215 @@
+"""Study commands: launch, resume, status, list, report, spaces. Thin: parse, call, print.
+
+status/list/report read the study directory only (no Ray start).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from revstudy.cli_common import user_errors
+from revstudy.errors import RevstudyError
+
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="studies root: a directory or file:// URI (default ./revstudy-results, "
+        "or $REVSTUDY_STORAGE)"
+    ),
+]
+out = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(launch)
+    app.command()(resume)
+    app.command()(status)
+    app.command("list")(list_studies)
+    app.command()(report)
+    app.command()(spaces)
+
+
+@user_errors()
+def launch(
+    space: Annotated[str, typer.Option(help="search space name (default, quick) or YAML path")] = (
+        "default"
+    ),
+    data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
+    name: Annotated[str | None, typer.Option(help="study name (existing: continue it)")] = None,
+    num_samples: Annotated[int, typer.Option(min=1, help="trials to run")] = 20,
+    max_concurrent: Annotated[int, typer.Option(min=0, help="0: as resources allow")] = 0,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs (= torch threads) per trial")] = 1.0,
+    gpus_per_trial: Annotated[
+        float | None,
+        typer.Option(help="GPUs per trial, fractions allowed (default: 1 if the cluster has GPUs)"),
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="tpe, random, gp, nsga2 or qmc")] = "tpe",
+    scheduler: Annotated[str, typer.Option(help="asha or none")] = "asha",
+    objectives: Annotated[
+        str | None,
+        typer.Option(help="METRIC:max|min,… (default: the space's, usually f1_macro:max)"),
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="seeded splits per configuration")] = 1,
+    time_budget: Annotated[str | None, typer.Option(help="e.g. 30m, 2h")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port")] = (
+        None
+    ),
+    storage: StorageOption = None,
+    seed: Annotated[int, typer.Option(help="sampler and training seed")] = 0,
+    no_baseline: Annotated[
+        bool, typer.Option("--no-baseline", help="skip the paper configuration as first trial")
+    ] = False,
+    max_failures: Annotated[int, typer.Option(help="Ray retries after a trial error")] = 1,
+) -> None:
+    """Run a hyperparameter study on Ray Tune, guided by Optuna."""
+    from revstudy.cli import _data_path
+    from revstudy.study import LaunchOptions, parse_duration
+    from revstudy.study import launch as run_launch
+
+    opts = LaunchOptions(
+        space=space,
+        data=str(_data_path(data)),
+        name=name or "",
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        sampler=sampler,
+        scheduler=scheduler,
+        objectives=objectives.split(",") if objectives else [],
+        repeats=repeats,
+        time_budget_s=parse_duration(time_budget) if time_budget else None,
+        address=address,
+        storage=storage,
+        seed=seed,
+        baseline=not no_baseline,
+        max_failures=max_failures,
+    )
+    _print_summary(run_launch(opts))
+
+
+@user_errors()
+def resume(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="run failed trials again")] = False,
+) -> None:
+    """Continue an interrupted study (Ctrl-C, killed driver, reboot, lost worker)."""
+    from revstudy.study import resume as run_resume
+
+    _print_summary(run_resume(study, storage=storage, address=address, retry_failed=retry_failed))
+
+
+def _summary(study: str, storage: str | None) -> dict:
+    from revstudy.records import load_trials, study_dir
+    from revstudy.study import summarise
+
+    path = study_dir(study, storage)
+    if not (path / "study.json").is_file():
+        raise RevstudyError(f"no study {study!r} under {path.parent} (see `revstudy list`)")
+    return summarise(path, load_trials(path))
+
+
+def _print_summary(s: dict) -> None:
+    t = Table(title=f"study {s['name']}  ({s['path']})")
+    t.add_column("trials")
+    t.add_column("by state")
+    t.add_column("best")
+    best = s["best"]
+    best_txt = "—"
+    if best:
+        obj = ", ".join(
+            f"{o['metric']}={best['metrics'].get(o['metric'])}" for o in s["objectives"]
+        )
+        best_txt = f"{best['trial_id']}: {obj}"
+    states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))
+    t.add_row(f"{s['trials']}/{s['requested']}", states, best_txt)
+    out.print(t)
+
+
+@user_errors()
+def status(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """State of a study (counts, best trial, location) without starting Ray."""
+    s = _summary(study, storage)
+    if as_json:
+        print(json.dumps(s, indent=1, default=str))
+    else:
+        _print_summary(s)
+
+
+@user_errors()
+def list_studies(
+    storage: StorageOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Studies under the storage root."""
+    from revstudy.records import storage_root
+
+    root = storage_root(storage)
+    rows = [_summary(str(p.parent), storage) for p in sorted(root.glob("*/study.json"))]
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    t = Table(title=f"studies in {root}")
+    for col in ("name", "trials", "by state", "best"):
+        t.add_column(col)
+    for s in rows:
+        m = s["objectives"][0]["metric"]
+        best = f"{s['best']['metrics'].get(m):.4g}" if s["best"] else "—"
+        t.add_row(
+            s["name"],
+            f"{s['trials']}/{s['requested']}",
+            ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items())),
+            best,
+        )
+    out.print(t)
+
+
+@user_errors()
+def report(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+    csv: Annotated[Path | None, typer.Option(help="write the table as CSV instead")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="write the table as Parquet")] = None,
+    epochs: Annotated[bool, typer.Option(help="with --csv/--parquet: per-epoch table")] = False,
+) -> None:
+    """Interactive HTML report (works offline) or a tidy table of a study."""
+    import analysis
+    from revstudy.records import study_dir
+
+    path = study_dir(study, storage)
+    try:
+        written = analysis.cli_report(
+            path, out=out_file, csv=csv, parquet=parquet, epochs=epochs, open_browser=open_browser
+        )
+    except FileNotFoundError as e:
+        raise RevstudyError(str(e)) from None
+    Console(stderr=True).print(f"wrote {written or csv or parquet}")
+
+
+def spaces(
+    fields: Annotated[bool, typer.Option("--fields", help="list TrialConfig fields")] = False,
+) -> None:
+    """Built-in search spaces (and the fields a space may search)."""
+    from revstudy.config import field_names
+    from revstudy.spaces import list_spaces, load_space
+
+    if fields:
+        print("\n".join([*field_names(), "blocks_0 … blocks_4"]))
+        return
+    for n in list_spaces():
+        s = load_space(n)
+        print(f"{n:10s} {len(s.params):2d} parameters  {s.description.strip()[:80]}")

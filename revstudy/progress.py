@@ -1,0 +1,229 @@
+"""Live study progress in the terminal and the driver-side bookkeeping of trials.
+
+`StudyCallback` is a Ray Tune callback: it writes each trial's `trial.json` (Optuna number,
+params, baseline flag), refreshes the tidy tables as trials report and end, and draws a
+compact rich panel (done / running / stopped early / failed, best so far, elapsed, ETA)
+instead of Ray's tables. `StudyStopper` ends a study whose first trials all fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from revstudy.records import refresh_tables, trial_dir, write_json_atomic
+
+
+class StudyStopper(tune.Stopper):
+    """Stop everything once `threshold` trials failed and none succeeded."""
+
+    def __init__(self, threshold: int):
+        self.threshold = max(1, threshold)
+        self.failed = 0
+        self.succeeded = 0
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.succeeded == 0 and self.failed >= self.threshold
+
+
+class StudyCallback(tune.Callback):
+    def __init__(self, study: Path, info: dict[str, Any], stopper: StudyStopper, live: bool = True):
+        self.study = study
+        self.info = info
+        self.stopper = stopper
+        self.metric = info["objectives"][0]["metric"]
+        self.mode = info["objectives"][0]["mode"]
+        self.trials: dict[str, Any] = {}
+        self.best: tuple[float, str, dict[str, Any]] | None = None
+        self.started = time.time()
+        self.durations: list[float] = []
+        self.counts = {"COMPLETED": 0, "STOPPED_EARLY": 0, "FAILED": 0}
+        self.console = Console(stderr=True)
+        self.live_enabled = live and self.console.is_terminal
+        self._live: Live | None = None
+        self._last_refresh = 0.0
+        from revstudy.spaces import SearchSpace
+        from revstudy.study import _space_from_info, baseline_params
+
+        self._space = SearchSpace(**_space_from_info(info["space"]))
+        self._baseline = baseline_params(self._space) if info.get("baseline") else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles run configs (tuner.pkl): leave out the terminal and live trials."""
+        state = dict(self.__dict__)
+        state.update(console=None, _live=None, trials={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.console = Console(stderr=True)
+
+    # -- display ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def display(self) -> Iterator[None]:
+        if self.live_enabled:
+            with Live(self._render(), console=self.console, refresh_per_second=2) as live:
+                self._live = live
+                yield
+                live.update(self._render())
+            self._live = None
+        else:
+            yield
+
+    def _render(self) -> Table:
+        running = sum(1 for t in self.trials.values() if t.status == "RUNNING")
+        done = sum(self.counts.values())
+        total = self.info["num_samples"]
+        elapsed = time.time() - self.started
+        eta = "?"
+        if self.durations:
+            parallel = max(1, running)
+            eta = _fmt((total - done) * (sum(self.durations) / len(self.durations)) / parallel)
+        t = Table.grid(padding=(0, 2))
+        t.add_row(
+            f"[bold]{self.info['name']}[/]",
+            f"{done}/{total} done",
+            f"{running} running",
+            f"{self.counts['STOPPED_EARLY']} stopped early",
+            f"{self.counts['FAILED']} failed",
+            f"elapsed {_fmt(elapsed)}",
+            f"ETA {eta}",
+        )
+        if self.best:
+            value, tid, params = self.best
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in list(params.items())[:8])
+            t.add_row(f"best {self.metric}", f"{value:.4f}", tid, shown)
+        return t
+
+    def _say(self, text: str) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    # -- records ---------------------------------------------------------------------------
+    def ray_states(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for tid, t in self.trials.items():
+            err = ""
+            if t.status == "ERROR":
+                err = str(getattr(t, "error_file", "") or "failed (see Ray logs)")
+            out[tid] = {
+                "status": t.status,
+                "config": dict(t.config),
+                "error": err,
+                "last_result": dict(t.last_result or {}),
+            }
+        return out
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last_refresh > 5:
+            self._last_refresh = now
+            refresh_tables(self.study, self.ray_states())
+
+    def _optuna_number(self, trial_id: str) -> int | None:
+        """Optuna's number for a Ray trial (the searcher tags each Optuna trial with it)."""
+        import optuna
+
+        from revstudy.study import optuna_url
+
+        try:
+            s = optuna.load_study(study_name=self.info["name"], storage=optuna_url(self.study))
+        except Exception:
+            return None
+        for t in reversed(s.get_trials(deepcopy=False)):
+            if t.user_attrs.get("ray_trial_id") == trial_id:
+                return int(t.number)
+        return None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.trials[trial.trial_id] = trial
+        meta_path = trial_dir(self.study, trial.trial_id) / "trial.json"
+        if not meta_path.is_file():
+            params = dict(trial.config)
+            try:
+                config = self._space.to_config(params).to_dict()
+            except Exception:  # the trial itself reports an invalid config as its failure
+                config = {}
+            write_json_atomic(
+                meta_path,
+                {
+                    "config": config,
+                    "trial_id": trial.trial_id,
+                    "number": self._optuna_number(trial.trial_id),
+                    "params": params,
+                    "is_baseline": self._baseline is not None and params == self._baseline,
+                    "device": "cuda" if self.info.get("gpus_per_trial") else "cpu",
+                },
+            )
+        self._say(f"trial {trial.trial_id} started")
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.trials[trial.trial_id] = trial
+        self._refresh()
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.trials[trial.trial_id] = trial
+        result = trial.last_result or {}
+        epochs = int(trial.config.get("epochs", 0) or 0) or _config_epochs(self.info)
+        state = "COMPLETED" if int(result.get("epoch", 0) or 0) >= epochs else "STOPPED_EARLY"
+        self.counts[state] += 1
+        self.stopper.succeeded += 1
+        self.durations.append(float(result.get("time_total_s", 0.0) or 0.0))
+        value = result.get(self.metric)
+        if isinstance(value, int | float) and value == value and state == "COMPLETED":
+            better = self.best is None or (
+                value > self.best[0] if self.mode == "max" else value < self.best[0]
+            )
+            if better:
+                self.best = (float(value), trial.trial_id, dict(trial.config))
+        self._refresh(force=True)
+        self._say(
+            f"trial {trial.trial_id} {state.lower()}: {self.metric}={_short(value)} "
+            f"[{sum(self.counts.values())}/{self.info['num_samples']}]"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.trials[trial.trial_id] = trial
+        self.counts["FAILED"] += 1
+        self.stopper.failed += 1
+        self._refresh(force=True)
+        reason = ""
+        failure = trial_dir(self.study, trial.trial_id) / "failure.json"
+        if failure.is_file():
+            import json
+
+            reason = json.loads(failure.read_text()).get("reason", "")
+        self._say(f"trial {trial.trial_id} failed: {reason}")
+
+
+def _config_epochs(info: dict[str, Any]) -> int:
+    return int(info["space"]["fixed"].get("epochs", 5))
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)

@@ -1,0 +1,168 @@
+"""The study directory's tidy records, written and read without ray (see docs/study-dir.md).
+
+Each trial writes its own files under `trials/<trial_id>/` (epochs.jsonl as it goes,
+result.json and arrays.npz when it finishes, failure.json when it fails): they are the record
+of truth. The driver merges them with Ray's trial states into trials.parquet/epochs.parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STATES = ("COMPLETED", "STOPPED_EARLY", "FAILED", "RUNNING", "PENDING")
+DEFAULT_STORAGE = "revstudy-results"
+
+
+def storage_root(storage: str | None) -> Path:
+    """`--storage`: a directory (local or a shared filesystem on a cluster) or file:// URI."""
+    from revstudy.errors import RevstudyError
+
+    value = storage or os.environ.get("REVSTUDY_STORAGE") or DEFAULT_STORAGE
+    if value.startswith("file://"):
+        value = value[len("file://") :]
+    elif "://" in value:
+        raise RevstudyError(
+            f"--storage {value}: only directories (local or a shared filesystem) and file:// "
+            "URIs are supported; mount the bucket or use a shared path"
+        )
+    return Path(value).expanduser().resolve()
+
+
+def study_dir(name_or_path: str, storage: str | None = None) -> Path:
+    """A study name under the storage root, or a path to a study folder."""
+    p = Path(name_or_path)
+    if (p / "study.json").is_file():
+        return p.resolve()
+    return storage_root(storage) / name_or_path
+
+
+def trial_dir(study: Path, trial_id: str) -> Path:
+    return study / "trials" / trial_id
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_finite(doc), indent=1))
+    os.replace(tmp, path)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> None:
+    path = trial_dir(study, trial_id) / "epochs.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(_finite(row)) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_epochs(study: Path) -> pd.DataFrame:
+    """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
+    frames = []
+    for path in sorted((study / "trials").glob("*/epochs.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            df = pd.DataFrame(rows)
+            df.insert(0, "trial_id", path.parent.name)
+            frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["trial_id", "repeat", "epoch"])
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop_duplicates(["trial_id", "repeat", "epoch"], keep="last")
+    return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial from the per-trial files, with Ray's view for unfinished trials.
+
+    `ray_states[trial_id]` holds `status` (Ray's), `config` (params), `error` (one line) and
+    `last_result`. Per-trial files win where they exist: they are written by the trial itself.
+    """
+    rows = []
+    ids = set(ray_states) | {p.name for p in (study / "trials").glob("*") if p.is_dir()}
+    for tid in sorted(ids):
+        tdir = trial_dir(study, tid)
+        result = read_json(tdir / "result.json")
+        failure = read_json(tdir / "failure.json")
+        meta = read_json(tdir / "trial.json") or {}
+        ray = ray_states.get(tid, {})
+        row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
+        row["is_baseline"] = bool(meta.get("is_baseline", False))
+        config = (result or {}).get("config") or meta.get("config") or {}
+        last = (result or {}).get("metrics") or ray.get("last_result") or {}
+        status = ray.get("status")
+        epochs_target = int(config.get("epochs", 0) or 0)
+        epochs_done = int(last.get("epoch", 0) or 0)
+        if result is not None:
+            state = "COMPLETED"
+        elif failure is not None or status == "ERROR":
+            state = "FAILED"
+        elif status == "TERMINATED":
+            state = "STOPPED_EARLY" if epochs_done < epochs_target else "COMPLETED"
+        elif status in ("RUNNING", "PAUSED"):
+            state = "RUNNING"
+        else:
+            state = "PENDING"
+        row["state"] = state
+        row["failure_reason"] = (
+            (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
+        )
+        row["epochs_done"] = epochs_done
+        row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
+        row["device"] = meta.get("device", "")
+        row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
+        for k, v in config.items():
+            row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v
+        for k, v in last.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
+                row[k] = v
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
+    return df
+
+
+def refresh_tables(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Rewrite trials.parquet and epochs.parquet atomically; return the trials table."""
+    trials = build_trials_table(study, ray_states)
+    write_parquet_atomic(trials, study / "trials.parquet")
+    write_parquet_atomic(read_epochs(study), study / "epochs.parquet")
+    return trials
+
+
+def load_trials(study: Path) -> pd.DataFrame:
+    """The tidy table, rebuilt from per-trial files when no parquet exists yet."""
+    path = study / "trials.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    return build_trials_table(study, {})

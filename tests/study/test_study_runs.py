@@ -1,0 +1,178 @@
+"""End-to-end studies on Ray in subprocesses (as a user runs them). Slow: run in CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from tests.conftest import synthetic_rows, write_csv
+
+pytestmark = pytest.mark.slow
+TINY_FIXED = "{blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, test_fraction: 0.1}"
+
+
+def _cli(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "revstudy.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "syn.csv", synthetic_rows(80))
+
+
+def _status(storage: Path, name: str) -> dict:
+    res = _cli("status", name, "--storage", str(storage), "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_failed_trials_are_recorded_and_the_study_completes(tmp_path: Path, data: Path) -> None:
+    space = tmp_path / "faulty.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED.replace('test_fraction: 0.1', 'epochs: 1')}\n"
+        "params:\n"
+        "  test_fraction: {type: categorical, choices: [0.1, 0.3]}\n"
+        "  val_fraction: {type: categorical, choices: [0.2, 0.75]}\n"  # 0.3 + 0.75: raises
+        "  lr: {type: categorical, choices: [1.0e-3, 1.0e+12]}\n"  # 1e12: NaN loss
+    )
+    res = _cli(
+        "launch",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "st"),
+        "--name",
+        "faulty",
+        "--num-samples",
+        "10",
+        "--sampler",
+        "random",
+        "--no-baseline",
+        "--max-failures",
+        "0",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "st" / "faulty" / "trials.parquet")
+    assert len(trials) == 10
+    failed = trials[trials.state == "FAILED"]
+    reasons = " ".join(failed.failure_reason)
+    assert "NonFiniteLossError" in reasons and "ConfigError" in reasons
+    assert (trials.state == "COMPLETED").sum() >= 1
+    s = _status(tmp_path / "st", "faulty")
+    assert s["trials"] == 10 and s["by_state"]["FAILED"] == len(failed)
+    study = optuna.load_study(
+        study_name="faulty", storage=f"sqlite:///{tmp_path / 'st' / 'faulty' / 'optuna.db'}"
+    )
+    states = [t.state.name for t in study.trials]
+    assert states.count("FAIL") == len(failed) and "RUNNING" not in states
+
+
+def test_all_failed_study_stops_with_a_summary(tmp_path: Path, data: Path) -> None:
+    space = tmp_path / "nan.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED}\nparams:\n  lr: {{type: float, low: 1.0e+11, high: 1.0e+12}}\n"
+    )
+    res = _cli(
+        "launch",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(tmp_path / "st"),
+        "--name",
+        "bad",
+        "--num-samples",
+        "20",
+        "--no-baseline",
+        "--max-failures",
+        "0",
+        "--max-concurrent",
+        "2",
+    )
+    assert res.returncode == 4
+    assert "trials failed" in res.stderr and "NonFiniteLossError" in res.stderr
+    assert _status(tmp_path / "st", "bad")["trials"] < 20  # stopped instead of spinning
+
+
+def test_sigkill_mid_study_then_resume(tmp_path: Path, data: Path) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED}\nparams:\n"
+        "  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n"
+        "  epochs: {type: int, low: 3, high: 4}\n"
+    )
+    storage = tmp_path / "st"
+    args = [
+        "launch",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "k",
+        "--num-samples",
+        "6",
+        "--max-concurrent",
+        "2",
+        "--scheduler",
+        "none",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "revstudy.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    results = storage / "k" / "trials"
+    while time.time() < deadline and len(list(results.glob("*/result.json"))) < 2:
+        time.sleep(0.5)
+    assert len(list(results.glob("*/result.json"))) >= 2, "study did not progress"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # a second driver while... the lock is free again: flock died with the process
+    res = _cli("resume", "k", "--storage", str(storage))
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_parquet(storage / "k" / "trials.parquet")
+    finished = trials[trials.state.isin(["COMPLETED", "STOPPED_EARLY"])]
+    assert len(finished) == 6 and trials.trial_id.is_unique
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{storage / 'k' / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 6
+    ray_ids = {t.user_attrs.get("ray_trial_id") for t in complete}
+    assert ray_ids == set(finished.trial_id)  # Optuna's record matches Ray's
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_second_launch_of_a_running_study_is_refused(tmp_path: Path) -> None:
+    from revstudy.errors import RevstudyError
+    from revstudy.study import study_lock
+
+    with (
+        study_lock(tmp_path / "s"),
+        pytest.raises(RevstudyError, match="in use by pid"),
+        study_lock(tmp_path / "s"),
+    ):
+        pass
