@@ -111,7 +111,8 @@ def train_repeats(
 
 def prior_state(trainer: Trainer) -> dict[str, Any]:
     """What a saved model needs besides its weights to generate: the learned Z_free prior,
-    the code→Y_latent map (both fit on training latents) and the decoder's top-k."""
+    the code→Y_latent map (both fit on training latents), the decoder's top-k and the
+    training code's per-bin rates (the F1 baselines of `revstudy evaluate`)."""
     p = trainer.prior()
     topk = max(1, round(trainer.data.x_train.sum(dim=(1, 2, 3)).mean().item()))
     return {
@@ -120,6 +121,8 @@ def prior_state(trainer: Trainer) -> dict[str, Any]:
         "code_means": p.code_means.detach().cpu(),
         "standard": p.standard,
         "topk": topk,
+        "code_rate": trainer.data.y_train.float().mean(0).detach().cpu(),  # for F1 baselines
+        "format": 1,
         "revstudy": __version__,
     }
 
