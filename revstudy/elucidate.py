@@ -29,7 +29,7 @@ from revstudy.data import (
     read_dataset,
     structure_digits,
 )
-from revstudy.errors import DataError, RevstudyError
+from revstudy.errors import DataError
 from revstudy.metrics import inverse_all
 from revstudy.saved import SavedModel
 
