@@ -159,3 +159,26 @@ def code_match(predicted: np.ndarray, query: np.ndarray, tolerance: int = 1) -> 
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
+
+
+def _dilate(bits: np.ndarray, tolerance: int) -> np.ndarray:
+    """Set every bit within `tolerance` positions of a set bit (last axis)."""
+    out = bits.copy()
+    for shift in range(1, tolerance + 1):
+        out[..., shift:] |= bits[..., :-shift]
+        out[..., :-shift] |= bits[..., shift:]
+    return out
+
+
+def code_match_many(codes: np.ndarray, query: np.ndarray, tolerance: int = 1) -> np.ndarray:
+    """`code_match` of each row of `codes` [n, d] against one query [d], vectorised."""
+    c = np.asarray(codes) > 0.5
+    q = np.asarray(query) > 0.5
+    n_c, n_q = c.sum(axis=1), int(q.sum())
+    if n_q == 0 or len(c) == 0:
+        return np.zeros(len(c))
+    precision = (c & _dilate(q, tolerance)).sum(axis=1) / np.maximum(n_c, 1)
+    recall = (_dilate(c, tolerance) & q).sum(axis=1) / n_q
+    total = precision + recall
+    f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+    return np.where(n_c > 0, f1, 0.0)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from revstudy.candidates import code_match, decode_candidate
+from revstudy.candidates import code_match_many, decode_candidate
 from revstudy.chem import MAX_CARBONS, mol_to_grid, require_rdkit, shifts_to_bits
 from revstudy.data import (
     SPECTRUM_BITS,
@@ -173,8 +173,9 @@ def rank_grids(
     names = list(seen)
     x = torch.from_numpy(np.stack([seen[s][0] for s in names]))
     codes = saved.predict_codes(x)
+    scores = code_match_many(codes, query)
     scored = [
-        (s, code_match(c, query), int(seen[s][1]), c) for s, c in zip(names, codes, strict=True)
+        (s, float(sc), int(seen[s][1]), c) for s, sc, c in zip(names, scores, codes, strict=True)
     ]
     scored.sort(key=lambda t: (-t[1], -t[2], t[0]))
     return scored
@@ -222,6 +223,6 @@ class Library:
         return cls.from_structures(saved, read_dataset(path).structures)
 
     def rank(self, query: np.ndarray) -> list[tuple[str, float]]:
-        scores = [code_match(c, query) for c in self.codes]
+        scores = code_match_many(self.codes, query)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], self.smiles[i]))
-        return [(self.smiles[i], scores[i]) for i in order]
+        return [(self.smiles[i], float(scores[i])) for i in order]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from revstudy.candidates import MAX_VALENCE, Skeleton, code_match, decode_candidate
+from revstudy.candidates import (
+    MAX_VALENCE,
+    Skeleton,
+    code_match,
+    code_match_many,
+    decode_candidate,
+)
 
 
 def _x(bonds: dict[tuple[int, int], tuple[int, float]]) -> np.ndarray:
@@ -80,3 +86,13 @@ def test_code_match_tolerates_neighbouring_bins() -> None:
     assert code_match(p, q) == 1.0
     assert code_match(p, q, tolerance=0) == pytest.approx(0.5)
     assert code_match(np.zeros(128), q) == 0.0
+
+
+def test_code_match_many_equals_code_match() -> None:
+    rng = np.random.default_rng(1)
+    codes = (rng.random((40, 128)) < 0.05).astype(float)
+    codes[0] = 0
+    query = (rng.random(128) < 0.05).astype(float)
+    for tol in (0, 1, 2):
+        expected = [code_match(c, query, tol) for c in codes]
+        assert code_match_many(codes, query, tol) == pytest.approx(expected)
