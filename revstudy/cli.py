@@ -14,6 +14,7 @@ from rich.table import Table
 
 from revstudy.cli_common import user_errors
 from revstudy.cli_data import data_app
+from revstudy.cli_model import register as register_model_commands
 from revstudy.cli_study import register as register_study_commands
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 app.add_typer(data_app, name="data")
 register_study_commands(app)
+register_model_commands(app)
 
 
 def _version(value: bool) -> None:

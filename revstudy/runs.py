@@ -1,7 +1,8 @@
 """`revstudy train`: K seeded repeats of one config, aggregated and written to a run folder.
 
 A run folder holds `metrics.json` ({"repeats": [...], "aggregate": {key: {mean, std, min,
-max}}}), `model.pt` (state dict of repeat 0), `config.yaml` and `arrays.npz` (repeat 0).
+max}}}), `model.pt` (state dict of repeat 0), `prior.pt` (repeat 0's learned prior, for
+`revstudy evaluate/elucidate`), `config.yaml` and `arrays.npz` (repeat 0).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class RunResult:
     test: list[dict[str, float]] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     model_state: dict[str, torch.Tensor] | None = None
+    prior_state: dict[str, Any] | None = None  # repeat 0's Prior + decoder top-k (prior.pt)
 
     @property
     def aggregate(self) -> dict[str, dict[str, float]]:
@@ -101,9 +103,28 @@ def train_repeats(
             result.model_state = {
                 k: v.detach().cpu() for k, v in trainer.model.state_dict().items()
             }
+            result.prior_state = prior_state(trainer)
     for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
         result.arrays[f"repeat_{key}"] = np.array([r["metrics"][key] for r in result.repeats])
     return result
+
+
+def prior_state(trainer: Trainer) -> dict[str, Any]:
+    """What a saved model needs besides its weights to generate: the learned Z_free prior,
+    the code→Y_latent map (both fit on training latents), the decoder's top-k and the
+    training code's per-bin rates (the F1 baselines of `revstudy evaluate`)."""
+    p = trainer.prior()
+    topk = max(1, round(trainer.data.x_train.sum(dim=(1, 2, 3)).mean().item()))
+    return {
+        "mean": p.mean.detach().cpu(),
+        "std": p.std.detach().cpu(),
+        "code_means": p.code_means.detach().cpu(),
+        "standard": p.standard,
+        "topk": topk,
+        "code_rate": trainer.data.y_train.float().mean(0).detach().cpu(),  # for F1 baselines
+        "format": 1,
+        "revstudy": __version__,
+    }
 
 
 def _forward_epoch(
@@ -147,7 +168,7 @@ def write_run(
     device: str,
     provenance: dict[str, Any] | None = None,
 ) -> None:
-    """Write metrics.json, model.pt, config.yaml and arrays.npz into `out`."""
+    """Write metrics.json, model.pt, prior.pt, config.yaml and arrays.npz into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
         **run_metadata(dataset, device),
@@ -164,5 +185,7 @@ def write_run(
     result.config.save_yaml(out / "config.yaml", header=provenance)
     if result.model_state is not None:
         torch.save(result.model_state, out / "model.pt")
+    if result.prior_state is not None:
+        torch.save(result.prior_state, out / "prior.pt")
     np.savez_compressed(out / "arrays.npz", **result.arrays)  # type: ignore[arg-type]
     write_json(out / "metrics.json", doc)

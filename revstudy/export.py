@@ -1,0 +1,229 @@
+"""`revstudy export`: a study's best configurations as YAML files `revstudy train` accepts.
+
+Reads only the study directory (study.json + trials.parquet, see docs/study-dir.md) with
+pandas, so it works on any machine that has the folder, and on a study that is still running
+(the table is rewritten atomically as trials report; unfinished trials are simply skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from revstudy import __version__
+from revstudy.config import TrialConfig
+from revstudy.errors import ConfigError, RevstudyError
+
+FINISHED = ("COMPLETED", "STOPPED_EARLY")
+DEFAULT_STORAGE = Path("revstudy-results")
+# Columns of trials.parquet that are bookkeeping, not metrics (docs/study-dir.md).
+NOT_METRICS = {"trial_id", "number", "state", "failure_reason", "is_baseline", "device"}
+# Metrics where smaller is better, for --objective on a metric the study did not optimise.
+MINIMISED_PREFIXES = ("inv_error", "val_loss", "train_seconds", "cd_", "rcd_", "wall_seconds")
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    mode: str  # "max" or "min"
+
+
+@dataclass
+class Ranked:
+    """One exported trial: its config, rank, Pareto front and search-time metrics."""
+
+    trial_id: str
+    config: TrialConfig
+    rank: int
+    front: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_study(study: str | Path, storage: str | Path = DEFAULT_STORAGE) -> Path:
+    """A study directory from a path, or a name under `storage`; `RevstudyError` if neither."""
+    direct = Path(study)
+    for candidate in (direct, Path(storage) / str(study)):
+        if (candidate / "study.json").is_file():
+            return candidate
+    raise RevstudyError(
+        f"no such study: {study} (no study.json at {direct} or under {Path(storage)}/)"
+    )
+
+
+def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """study.json and trials.parquet (an empty table while no trial has reported)."""
+    try:
+        meta = json.loads((study_dir / "study.json").read_text())
+    except json.JSONDecodeError as e:
+        raise RevstudyError(f"{study_dir}/study.json: not valid JSON ({e})") from None
+    table = study_dir / "trials.parquet"
+    trials = pd.read_parquet(table) if table.is_file() else pd.DataFrame()
+    return meta, trials
+
+
+def objectives_of(
+    meta: dict[str, Any], trials: pd.DataFrame, objective: str | None
+) -> list[Objective]:
+    """The study's objectives, or the one `--objective NAME[:max|min]` picks."""
+    declared = [Objective(o["metric"], o.get("mode", "max")) for o in meta.get("objectives", [])]
+    if objective is None:
+        if not declared:
+            raise RevstudyError("study.json names no objectives; pick one with --objective")
+        return declared
+    name, _, mode = objective.partition(":")
+    if mode and mode not in ("max", "min"):
+        raise RevstudyError(f"--objective {objective}: mode must be max or min")
+    known = {o.metric: o for o in declared}
+    if name in known:
+        return [Objective(name, mode or known[name].mode)]
+    metrics = sorted(
+        c for c in trials.columns if not c.startswith("config/") and c not in NOT_METRICS
+    )
+    if name not in metrics:
+        listed = ", ".join(sorted(known) or metrics[:12]) or "none yet"
+        raise RevstudyError(f"unknown objective {name!r} (study objectives/metrics: {listed})")
+    return [Objective(name, mode or ("min" if name.startswith(MINIMISED_PREFIXES) else "max"))]
+
+
+def pareto_fronts(values: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting of [n, k] values to maximise: front 0 is the Pareto set."""
+    n = len(values)
+    front = np.full(n, -1)
+    level = 0
+    while (front < 0).any():
+        left = np.flatnonzero(front < 0)
+        for i in left:
+            others = values[left]
+            dominated = ((others >= values[i]).all(1) & (others > values[i]).any(1)).any()
+            if not dominated:
+                front[i] = level
+        level += 1
+    return front
+
+
+def config_from_row(row: pd.Series, source: str) -> TrialConfig:
+    """The TrialConfig of a trials.parquet row (`config/<field>` columns, lists as JSON)."""
+    data: dict[str, Any] = {}
+    for col, value in row.items():
+        name = str(col)
+        if not name.startswith("config/"):
+            continue
+        key = name.removeprefix("config/")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # a conditional parameter this trial did not use: keep the default
+        if isinstance(value, str) and value[:1] == "[":
+            value = json.loads(value)
+        if isinstance(value, np.generic):
+            value = value.item()
+        data[key] = value  # an unknown field fails in from_dict, named
+    try:
+        return TrialConfig.from_dict(data, source=source)
+    except ConfigError as e:
+        raise RevstudyError(f"{e} (study written by another revstudy version?)") from None
+
+
+def rank_trials(
+    trials: pd.DataFrame, objectives: list[Objective], study: str = "study"
+) -> list[Ranked]:
+    """Finished trials with a value for every objective, best first (Pareto fronts first)."""
+    if trials.empty or "state" not in trials.columns:
+        raise RevstudyError(f"{study}: no finished trials yet (trials.parquet is missing/empty)")
+    done = trials[trials["state"].isin(FINISHED)]
+    for o in objectives:
+        done = done[done[o.metric].notna()] if o.metric in done.columns else done.iloc[:0]
+    if done.empty:
+        raise RevstudyError(
+            f"{study}: no finished trials (COMPLETED or STOPPED_EARLY with "
+            f"{', '.join(o.metric for o in objectives)}) yet"
+        )
+    signed = np.column_stack(
+        [done[o.metric].to_numpy(float) * (1 if o.mode == "max" else -1) for o in objectives]
+    )
+    fronts = pareto_fronts(signed) if len(objectives) > 1 else np.zeros(len(done), dtype=int)
+    order = np.lexsort((-signed[:, 0], fronts))  # front, then the first objective
+    metric_cols = [
+        c
+        for c in done.columns
+        if not c.startswith("config/") and c not in NOT_METRICS and not c.endswith("_std")
+    ]
+    out = []
+    for rank, i in enumerate(order, start=1):
+        row = done.iloc[i]
+        tid = str(row["trial_id"])
+        metrics = {
+            c: float(row[c])
+            for c in metric_cols
+            if isinstance(row[c], int | float | np.number)
+            and not isinstance(row[c], bool | np.bool_)
+            and math.isfinite(float(row[c]))
+        }
+        config = config_from_row(row, f"{study}: trial {tid}")
+        out.append(Ranked(tid, config, rank, int(fronts[i]), metrics))
+    return out
+
+
+def provenance(
+    meta: dict[str, Any], r: Ranked, objectives: list[Objective], study_dir: Path
+) -> dict[str, Any]:
+    """Where an exported config came from, written under `provenance:` in the YAML."""
+    data = meta.get("data", {})
+    return {
+        "study": meta.get("name", study_dir.name),
+        "study_dir": str(study_dir),
+        "trial_id": r.trial_id,
+        "rank": r.rank,
+        "pareto_front": r.front,
+        "objectives": [{"metric": o.metric, "mode": o.mode} for o in objectives],
+        "metrics_at_search": r.metrics,
+        "data": {"path": data.get("path"), "sha256": data.get("sha256")},
+        "split": {"seed": r.config.seed, "test_seed": r.config.test_seed},
+        "revstudy_study": meta.get("versions", {}).get("revstudy"),
+        "revstudy_export": __version__,
+    }
+
+
+@dataclass
+class ExportResult:
+    paths: list[Path]
+    ranked: list[Ranked]
+    objectives: list[Objective]
+
+
+def export_study(
+    study: str | Path,
+    top: int = 1,
+    objective: str | None = None,
+    out: str | Path | None = None,
+    storage: str | Path = DEFAULT_STORAGE,
+) -> ExportResult:
+    """Write the `top` best configs: one file (top=1, default best.yaml) or a folder."""
+    if top < 1:
+        raise RevstudyError(f"--top {top}: must be >= 1")
+    study_dir = resolve_study(study, storage)
+    meta, trials = read_study(study_dir)
+    objs = objectives_of(meta, trials, objective)
+    ranked = rank_trials(trials, objs, str(meta.get("name", study_dir.name)))[:top]
+    paths: list[Path] = []
+    if top == 1:
+        target = Path(out) if out is not None else Path("best.yaml")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ranked[0].config.save_yaml(target, header=provenance(meta, ranked[0], objs, study_dir))
+        paths.append(target)
+    else:
+        folder = Path(out) if out is not None else Path("best")
+        folder.mkdir(parents=True, exist_ok=True)
+        for r in ranked:
+            target = folder / f"rank{r.rank:02d}-{_safe(r.trial_id)}.yaml"
+            r.config.save_yaml(target, header=provenance(meta, r, objs, study_dir))
+            paths.append(target)
+    return ExportResult(paths, ranked, objs)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -1,0 +1,133 @@
+"""A run folder written by `revstudy train`, loaded for inference: model, prior, config.
+
+Everything that can be wrong with a folder (missing files, another version's format, weights
+that do not fit the config) becomes one `RevstudyError` line instead of a torch trace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy.config import TrialConfig
+from revstudy.data import Dataset, coarsen
+from revstudy.errors import RevstudyError
+from revstudy.metrics import Prior, evaluate, forward_all
+from revstudy.model import InvertibleNet
+
+PRIOR_FORMAT = 1
+NEEDED = ("config.yaml", "model.pt", "prior.pt")
+
+
+@dataclass
+class SavedModel:
+    """A trained model with what generation needs: the learned prior and decoder top-k."""
+
+    path: Path
+    config: TrialConfig
+    model: InvertibleNet
+    prior: Prior
+    topk: int
+    code_rate: torch.Tensor
+    run: dict[str, Any] = field(default_factory=dict)  # metrics.json, when present
+
+    def predict_codes(self, x: torch.Tensor) -> np.ndarray:
+        """Forward-predicted y_dim-bit spectrum codes (Y_latent > 0) of structures X."""
+        _, y = forward_all(self.model, x)
+        return (y > 0).cpu().numpy().astype(np.uint8)
+
+
+def _bad(path: Path, what: str) -> RevstudyError:
+    return RevstudyError(f"{path}: {what}")
+
+
+def load_model(model_dir: str | Path) -> SavedModel:
+    """Load config.yaml, model.pt and prior.pt of a run folder, checking they belong together."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise _bad(path, "model directory not found")
+    missing = [n for n in NEEDED if not (path / n).is_file()]
+    if missing:
+        raise _bad(
+            path,
+            f"not a run folder of this revstudy version: missing {', '.join(missing)} "
+            "(write one with `revstudy train --out DIR`)",
+        )
+    try:
+        config = TrialConfig.load_yaml(path / "config.yaml")
+    except RevstudyError as e:
+        raise _bad(path, f"config.yaml from another revstudy version? {e}") from None
+    try:
+        state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        prior = torch.load(path / "prior.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        raise _bad(path, f"model.pt/prior.pt unreadable ({type(e).__name__})") from None
+    if not isinstance(prior, dict) or prior.get("format") != PRIOR_FORMAT:
+        got = prior.get("format") if isinstance(prior, dict) else None
+        raise _bad(
+            path,
+            f"prior.pt has format {got}, this revstudy reads format {PRIOR_FORMAT} "
+            "(written by another version; retrain with `revstudy train`)",
+        )
+    model = InvertibleNet.from_config(config)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _bad(
+            path, f"model.pt does not match config.yaml (another version?): {first}"
+        ) from None
+    model.eval()
+    run: dict[str, Any] = {}
+    if (path / "metrics.json").is_file():
+        run = json.loads((path / "metrics.json").read_text())
+    return SavedModel(
+        path=path,
+        config=config,
+        model=model,
+        prior=Prior(prior["mean"], prior["std"], prior["code_means"], bool(prior["standard"])),
+        topk=int(prior["topk"]),
+        code_rate=prior["code_rate"],
+        run=run,
+    )
+
+
+def tensors(dataset: Dataset, y_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X [N, 4, 16, 16], code [N, y_dim]) of every row of a data file."""
+    x = torch.from_numpy(dataset.x())
+    y = torch.from_numpy(coarsen(dataset.y(), y_dim))
+    return x, y
+
+
+def evaluate_file(saved: SavedModel, dataset: Dataset, seed: int | None = None) -> dict[str, Any]:
+    """All metrics on every row of `dataset`, keyed like a repeat of metrics.json."""
+    x, code = tensors(dataset, saved.config.y_dim)
+    if len(x) < 2:
+        raise RevstudyError(f"{dataset.path}: evaluation needs at least 2 rows")
+    ev = evaluate(
+        saved.model,
+        x,
+        code,
+        saved.prior,
+        saved.config,
+        code_train=saved.code_rate.unsqueeze(0),  # per-bin rates stand in for training codes
+        seed=saved.config.seed if seed is None else seed,
+        topk=saved.topk,
+    )
+    first = (saved.run.get("repeats") or [{}])[0]
+    out: dict[str, Any] = {
+        "repeat": 0,
+        "seed": saved.config.seed if seed is None else seed,
+        "split": {"eval": len(x), "data": dataset.path, "sha256": dataset.sha256},
+    }
+    out.update(ev.metrics)
+    for key in ("train_seconds", "epochs", "val_loss", "n_train"):
+        out[key] = first.get(key, math.nan)
+    out["n_eval"] = float(len(x))
+    return out
