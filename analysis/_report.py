@@ -81,6 +81,8 @@ def _summary(study: Study) -> Callable[[Section], None]:
         }
         sec.add_table(pd.DataFrame({"field": list(rows), "value": [str(v) for v in rows.values()]}))
         params = space.get("params") if isinstance(space, dict) else None
+        if isinstance(params, list):  # revstudy writes a list of {name, type, ...}
+            params = {p.get("name", str(i)): p for i, p in enumerate(params)}
         if params:
             sec.add_table(
                 pd.DataFrame(

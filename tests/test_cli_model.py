@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_rows, write_csv
 from typer.testing import CliRunner
 
 from revstudy.cli import app
 from revstudy.config import TrialConfig
 from revstudy.data import read_dataset
 from revstudy.runs import train_repeats, write_run
+from tests.conftest import synthetic_rows, write_csv
 
 pytest.importorskip("rdkit.Chem")
 
