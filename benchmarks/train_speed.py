@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "reference": "(a) paper parameterisation, reference training and per-sample evaluation",
     "fast": "(b) project fast path: Trainer + batched Trainer.evaluate()",
+    "fast-before": "(b) as of --before-src (e.g. the commit before an optimisation)",
 }
 
 
@@ -73,16 +74,16 @@ def reference_spectrum_loss(logits: Any, targets: Any, logit_reg: float) -> Any:
 class ReferenceRun:
     """Model, plain Adam and RNG for the reference-style training of one config."""
 
-    def __init__(self, config: Any, data: Any):
+    def __init__(self, config: Any, data: Any, seed: int):
         import torch
 
         from revstudy.model import InvertibleNet
 
-        self.config, self.data = config, data
-        torch.manual_seed(config.seed)
+        self.config, self.data, self.seed = config, data, seed
+        torch.manual_seed(seed)
         self.model = InvertibleNet.from_config(config)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.gen = torch.Generator().manual_seed(config.seed)
+        self.gen = torch.Generator().manual_seed(seed)
         self.epoch = 0
 
     def _loss(self, xb: Any, yb: Any, epoch: int) -> Any:
@@ -129,7 +130,7 @@ class ReferenceRun:
         x, y = self.data.x_val, self.data.y_val
         bs = self.config.batch_size
         pred, loss = [], 0.0
-        vgen = torch.Generator().manual_seed(self.config.seed + 7919 * epoch)
+        vgen = torch.Generator().manual_seed(self.seed + 7919 * epoch)
         with torch.no_grad():
             for i in range(0, len(x), bs):
                 xb, yb = x[i : i + bs], y[i : i + bs]
@@ -151,7 +152,7 @@ def reference_evaluate(run: ReferenceRun, draws: int = 6) -> dict[str, float]:
 
     model, x, code = run.model, run.data.x_val, run.data.y_val
     model.eval()
-    gen = torch.Generator().manual_seed(run.config.seed)
+    gen = torch.Generator().manual_seed(run.seed)
     out: dict[str, float] = {}
     with torch.no_grad():
         preds = [model(x[i : i + 32])[1] > 0 for i in range(0, len(x), 32)]
@@ -197,8 +198,13 @@ def batched_subset_evaluate(model: Any, x: Any, code: Any, seed: int, draws: int
 
 
 # -------------------------------------------------------------------------------- one run
-def run_variant(variant: str, data_path: str, epochs: int, threads: int, src: str) -> dict:
-    """Train `epochs` epochs of one variant, then evaluate fully; runs in a fresh process."""
+def run_variant(
+    variant: str, data_path: str, epochs: int, threads: int, src: str, seed: int
+) -> dict:
+    """Train `epochs` epochs of one variant, then evaluate fully; runs in a fresh process.
+
+    The split is always that of `TrialConfig().seed`; `seed` seeds the training only.
+    """
     sys.path.insert(0, src)
     import torch
 
@@ -210,12 +216,13 @@ def run_variant(variant: str, data_path: str, epochs: int, threads: int, src: st
     from revstudy.train import SplitTensors, Trainer
 
     config = TrialConfig(paper_parameterisation=variant == "reference")
+    fast = variant != "reference"
     data = SplitTensors.build(read_dataset(data_path), config)
     yb = data.y_train[:256]
     want = 1.0 / (1.0 + nearest_positive_distance(yb))
     assert torch.equal(reference_distance_weights(yb), want), "reference loop ≠ vectorised"
 
-    trainer: Any = Trainer(config, data) if variant == "fast" else ReferenceRun(config, data)
+    trainer: Any = Trainer(config, data, seed=seed) if fast else ReferenceRun(config, data, seed)
     stamps: list[float] = []
     trainer.optimizer.register_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
     epoch_s, step_s, val_s, f1 = [], [], [], []
@@ -224,20 +231,21 @@ def run_variant(variant: str, data_path: str, epochs: int, threads: int, src: st
         start = time.perf_counter()
         res = trainer.train_epoch()
         end = time.perf_counter()
-        f1.append(res.val_f1_macro if variant == "fast" else float(res))
+        f1.append(res.val_f1_macro if fast else float(res))
         epoch_s.append(end - start)
         step_s += [b - a for a, b in zip([start, *stamps[:-1]], stamps, strict=True)]
         val_s.append(end - stamps[-1])
     start = time.perf_counter()
-    metrics = trainer.evaluate().metrics if variant == "fast" else reference_evaluate(trainer)
+    metrics = trainer.evaluate().metrics if fast else reference_evaluate(trainer)
     eval_s = time.perf_counter() - start
     start = time.perf_counter()
-    if variant == "fast":
-        batched_subset_evaluate(trainer.model, data.x_val, data.y_val, config.seed)
-    subset_s = time.perf_counter() - start if variant == "fast" else eval_s
+    if fast:
+        batched_subset_evaluate(trainer.model, data.x_val, data.y_val, seed)
+    subset_s = time.perf_counter() - start if fast else eval_s
     return {
         "variant": variant,
         "src": src,
+        "seed": seed,
         "parameters": count_parameters(trainer.model),
         "n_train": len(data.x_train),
         "n_val": len(data.x_val),
@@ -329,12 +337,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=2, help="runs per variant, interleaved")
     p.add_argument("--variants", default="reference,fast", help="comma-separated subset")
     p.add_argument(
-        "--src",
-        default=str(REPO),
-        help="checkout whose revstudy package is imported (e.g. an older commit's worktree)",
+        "--before-src",
+        help="another checkout (e.g. `git worktree add /tmp/old COMMIT`): adds variant "
+        "fast-before, the fast path imported from there, for before/after comparisons",
     )
     args = p.parse_args(argv)
     variants = args.variants.split(",")
+    if args.before_src and "fast-before" not in variants:
+        variants.append("fast-before")
+    if "fast-before" in variants and not args.before_src:
+        p.error("--variants fast-before needs --before-src")
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         p.error(f"--variants: unknown {sorted(unknown)}; choose from {sorted(VARIANTS)}")
@@ -342,13 +354,13 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(data).is_file():
         p.error(f"--data: {data} not found")
 
-    sys.path.insert(0, args.src)
     info = machine_info(args.threads)
     runs: list[dict] = []
     for r in range(args.rounds):
         order = variants if r % 2 == 0 else variants[::-1]  # a b | b a | a b ...
         for v in order:
-            res = run_isolated(v, data, args.epochs_timed, args.threads, args.src)
+            src = args.before_src if v == "fast-before" else str(REPO)
+            res = run_isolated(v, data, args.epochs_timed, args.threads, src, r)
             res["round"] = r
             runs.append(res)
             print(
@@ -365,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {
             "epochs_timed": args.epochs_timed,
             "rounds": args.rounds,
+            "training_seed_of_round": "round r trains with seed r (split: seed 0)",
             "threads": args.threads,
             "data": data,
             "variants": {v: VARIANTS[v] for v in variants},
@@ -400,6 +413,18 @@ def main(argv: list[str] | None = None) -> None:
             + f"  (load avg {info['loadavg_start'][0]:.1f} → {info['loadavg_end'][0]:.1f})"
         )
         speedup = ratios["epoch"]
+    if {"fast-before", "fast"} <= summary.keys():
+        a, b = summary["fast-before"], summary["fast"]
+        before_after = {
+            "epoch": a["epoch_seconds_median"] / b["epoch_seconds_median"],
+            "step": a["step_seconds_median"] / b["step_seconds_median"],
+            "eval": a["eval_seconds_median"] / b["eval_seconds_median"],
+        }
+        doc["ratios_fast_before_over_fast"] = before_after
+        lines.append(
+            "ratios fast-before/fast: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in before_after.items())
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
