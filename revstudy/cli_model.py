@@ -22,9 +22,9 @@ ModelOpt = Annotated[Path, typer.Option("--model", help="run folder written by `
 
 
 def _print_json(doc: Any, out: Path | None = None) -> None:
-    from revstudy.runs import _clean
+    from revstudy.records import json_safe
 
-    text = json.dumps(_clean(doc), indent=2)
+    text = json.dumps(json_safe(doc), indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")

@@ -46,20 +46,22 @@ def trial_dir(study: Path, trial_id: str) -> Path:
     return study / "trials" / trial_id
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
+def write_json_atomic(path: Path, doc: Any, indent: int = 1) -> None:
+    """Temp file + rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_finite(doc), indent=1))
+    tmp.write_text(json.dumps(json_safe(doc), indent=indent))
     os.replace(tmp, path)
 
 
-def _finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """JSON has no NaN or inf: write null instead, so any JSON reader can load the file."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -68,7 +70,7 @@ def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for row in rows:
-            f.write(json.dumps(_finite(row)) + "\n")
+            f.write(json.dumps(json_safe(row)) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

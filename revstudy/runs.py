@@ -8,9 +8,7 @@ max}}}), `model.pt` (state dict of repeat 0), `prior.pt` (repeat 0's learned pri
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ import torch
 from revstudy import __version__
 from revstudy.config import TrialConfig
 from revstudy.data import Dataset
+from revstudy.records import write_json_atomic
 from revstudy.train import EpochRecord, SplitTensors, Trainer, fit
 
 
@@ -133,24 +132,6 @@ def _forward_epoch(
     on_epoch(repeat, rec)
 
 
-def _clean(obj: Any) -> Any:
-    """JSON has no NaN: write null instead, so any JSON reader can load the file."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomic JSON write (temp file + rename) so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(doc), indent=2))
-    os.replace(tmp, path)
-
-
 def run_metadata(dataset: Dataset, device: str) -> dict[str, Any]:
     return {
         "revstudy": __version__,
@@ -188,4 +169,4 @@ def write_run(
     if result.prior_state is not None:
         torch.save(result.prior_state, out / "prior.pt")
     np.savez_compressed(out / "arrays.npz", **result.arrays)  # type: ignore[arg-type]
-    write_json(out / "metrics.json", doc)
+    write_json_atomic(out / "metrics.json", doc, indent=2)
