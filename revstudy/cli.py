@@ -82,6 +82,10 @@ def train(
     final: Annotated[bool, typer.Option(help="train on train+validation")] = False,
     test: Annotated[bool, typer.Option(help="also evaluate on the held-out test split")] = False,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(help="override the held-out test share (0: the paper's protocol)"),
+    ] = None,
 ) -> None:
     """Train one configuration on K seeded splits and write metrics.json and model.pt."""
     import torch
@@ -98,6 +102,8 @@ def train(
         cfg = cfg.replace(seed=seed)
     if epochs is not None:
         cfg = cfg.replace(epochs=epochs)
+    if test_fraction is not None:
+        cfg = cfg.replace(test_fraction=test_fraction)
     if threads:
         torch.set_num_threads(threads)
     dev = str(resolve_device(device))

@@ -126,12 +126,12 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         epochs_done = int(last.get("epoch", 0) or 0)
         if result is not None:
             state = "COMPLETED"
+        elif status in ("RUNNING", "PAUSED"):  # also a retry after a recorded failure
+            state = "RUNNING"
         elif failure is not None or status == "ERROR":
             state = "FAILED"
         elif status == "TERMINATED":
             state = "STOPPED_EARLY" if epochs_done < epochs_target else "COMPLETED"
-        elif status in ("RUNNING", "PAUSED"):
-            state = "RUNNING"
         else:
             state = "PENDING"
         row["state"] = state
@@ -141,6 +141,8 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         row["epochs_done"] = epochs_done
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
         row["device"] = meta.get("device", "")
+        history = (result or {}).get("history") or {}
+        row["resumes"] = len(history.get("resumed_after_epoch", []))
         row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
         for k, v in config.items():
             row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v

@@ -76,6 +76,8 @@ def _train(
         for r in range(repeats)
     ]
     final: dict[str, Any] | None = None
+    # where this trial ran and the epochs it resumed after: shows retries on lost workers
+    history: dict[str, list[Any]] = {"nodes": [], "resumed_after_epoch": []}
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
@@ -84,12 +86,17 @@ def _train(
             t.load_state(s)
         final = state.get("final")
         started -= float(state.get("elapsed", 0.0))
+        history = state.get("history", history)
+        history["resumed_after_epoch"].append(trainers[0].epoch)
+    history["nodes"].append(_node_id())
     if final is not None:  # finished before the driver died: report again, train nothing
         tune.report(final)
         return
     for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
         recs = [t.train_epoch() for t in trainers]
-        append_epochs(study, trial_id, [{"repeat": r, **vars(rec)} for r, rec in enumerate(recs)])
+        node = history["nodes"][-1]
+        rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
+        append_epochs(study, trial_id, rows)
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "val_f1_macro": float(np.mean([r.val_f1_macro for r in recs])),
@@ -100,7 +107,9 @@ def _train(
             metrics[key] = metrics[PER_EPOCH[key]] if key in PER_EPOCH else math.nan
         done = epoch == config.epochs
         if done:
-            metrics.update(_final_metrics(study, trial_id, trainers, config.to_dict(), started))
+            metrics.update(
+                _final_metrics(study, trial_id, trainers, config.to_dict(), started, history)
+            )
             final = metrics
         with tempfile.TemporaryDirectory() as d:
             torch.save(
@@ -108,14 +117,30 @@ def _train(
                     "trainers": [t.state() for t in trainers],
                     "final": final,
                     "elapsed": time.time() - started,
+                    "history": history,
                 },
                 Path(d) / "state.pt",
             )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
+def _node_id() -> str:
+    """The Ray node running this trial ("local" outside Ray)."""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # not inside a Ray worker
+        return "local"
+
+
 def _final_metrics(
-    study: Path, trial_id: str, trainers: list[Trainer], config: dict[str, Any], started: float
+    study: Path,
+    trial_id: str,
+    trainers: list[Trainer],
+    config: dict[str, Any],
+    started: float,
+    history: dict[str, list[Any]],
 ) -> dict[str, float]:
     """Full evaluation of every repeat; writes result.json and arrays.npz (the record)."""
     evals = [t.evaluate("val") for t in trainers]
@@ -140,6 +165,7 @@ def _final_metrics(
             "repeats": [e.metrics for e in evals],
             "wall_seconds": wall,
             "device": str(trainers[0].device),
+            "history": history,
         },
     )
     return flat
