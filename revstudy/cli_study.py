@@ -117,6 +117,10 @@ def _summary(study: str, storage: str | None) -> dict:
     return summarise(path, load_trials(path))
 
 
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _print_summary(s: dict) -> None:
     t = Table(title=f"study {s['name']}  ({s['path']})")
     t.add_column("trials")
@@ -126,7 +130,7 @@ def _print_summary(s: dict) -> None:
     best_txt = "—"
     if best:
         obj = ", ".join(
-            f"{o['metric']}={best['metrics'].get(o['metric'])}" for o in s["objectives"]
+            f"{o['metric']}={_fmt(best['metrics'].get(o['metric']))}" for o in s["objectives"]
         )
         best_txt = f"{best['trial_id']}: {obj}"
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ KNOWN_METRICS = (
     "f1_micro",
     "f1_samples",
     "f1_macro_present",
+    "f1_macro_skill",
+    "val_f1_skill",
     "val_loss",
     "val_f1_macro",
     "inv_error_max",
@@ -48,7 +51,7 @@ KNOWN_METRICS = (
     "bond_count_corr_from_code",
     "aromatic_corr_from_code",
 )
-PER_EPOCH_METRICS = ("f1_macro", "val_f1_macro", "val_loss")
+PER_EPOCH_METRICS = ("f1_macro", "val_f1_macro", "f1_macro_skill", "val_f1_skill", "val_loss")
 
 
 class StudyFailed(RevstudyError):
@@ -192,7 +195,9 @@ def _searcher(study: Path, info: dict[str, Any], space: SearchSpace) -> Any:
         matches Ray's; the stock class would leave such trials RUNNING or COMPLETE."""
 
         def suggest(self, trial_id: str) -> Any:
-            out = super().suggest(trial_id)
+            with warnings.catch_warnings():  # the paper baseline may lie outside the space
+                warnings.filterwarnings("ignore", "Fixed parameter .* is out of range")
+                out = super().suggest(trial_id)
             if trial_id in self._ot_trials:  # lets records map Ray's trial to Optuna's number
                 self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
             return out
@@ -224,6 +229,7 @@ def _searcher(study: Path, info: dict[str, Any], space: SearchSpace) -> Any:
             self._completed_trials.add(trial_id)
 
     objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress has its own display
     storage = optuna.storages.RDBStorage(optuna_url(study))
     point = baseline_params(space) if info["baseline"] else None
     return StudySearch(
@@ -508,11 +514,12 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
             best = {
                 "trial_id": row["trial_id"],
                 "config": {k[7:]: _plain(row[k]) for k in row.index if k.startswith("config/")},
-                "metrics": {
+                "metrics": {  # NaN columns are other trials' keys (e.g. Ray's for running ones)
                     k: _plain(row[k])
                     for k in row.index
                     if not k.startswith("config/")
                     and isinstance(row[k], int | float)
+                    and not math.isnan(row[k])
                     and k not in ("number",)
                 },
             }

@@ -19,7 +19,15 @@ from revstudy.config import TrialConfig
 from revstudy.data import Dataset, Split, coarsen, make_split
 from revstudy.errors import NonFiniteLossError, RevstudyError
 from revstudy.losses import latent_loss, spectrum_loss, structure_terms, x_weight
-from revstudy.metrics import Evaluation, Prior, evaluate, f1_scores, forward_all
+from revstudy.metrics import (
+    Evaluation,
+    Prior,
+    bin_prior_baseline_f1,
+    evaluate,
+    f1_scores,
+    f1_skill,
+    forward_all,
+)
 from revstudy.model import InvertibleNet
 
 
@@ -87,6 +95,7 @@ class EpochRecord:
     val_loss: float
     val_loss_y: float
     val_f1_macro: float
+    val_f1_skill: float  # over the bin-prior baseline (metrics.f1_skill)
     seconds: float
 
 
@@ -122,6 +131,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.train_seconds = 0.0
+        self._val_baseline: float | None = None
 
     # -- one epoch --------------------------------------------------------------------------
     def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
@@ -173,6 +183,7 @@ class Trainer:
             val_loss=val["val_loss"],
             val_loss_y=val["val_loss_y"],
             val_f1_macro=val["val_f1_macro"],
+            val_f1_skill=val["val_f1_skill"],
             seconds=seconds,
         )
         self.history.append(rec)
@@ -202,7 +213,16 @@ class Trainer:
         f1 = f1_scores(y.cpu().numpy(), torch.cat(pred).numpy())["f1_macro"]
         if not math.isfinite(total):
             raise NonFiniteLossError(f"non-finite validation loss at epoch {epoch}")
-        return {"val_loss": total / len(x), "val_loss_y": total_y / len(x), "val_f1_macro": f1}
+        if self._val_baseline is None:  # depends on the split only
+            self._val_baseline = bin_prior_baseline_f1(
+                y.cpu().numpy(), self.data.y_train.cpu().numpy(), self.seed
+            )
+        return {
+            "val_loss": total / len(x),
+            "val_loss_y": total_y / len(x),
+            "val_f1_macro": f1,
+            "val_f1_skill": f1_skill(f1, self._val_baseline),
+        }
 
     # -- evaluation -------------------------------------------------------------------------
     def prior(self) -> Prior:

@@ -24,7 +24,14 @@ from revstudy.runs import aggregate
 from revstudy.spaces import SearchSpace
 from revstudy.train import SplitTensors, Trainer
 
-PER_EPOCH = {"f1_macro": "val_f1_macro", "val_f1_macro": "val_f1_macro", "val_loss": "val_loss"}
+# objectives known every epoch (ASHA can use them) → the per-epoch report key holding them
+PER_EPOCH = {
+    "f1_macro": "val_f1_macro",
+    "val_f1_macro": "val_f1_macro",
+    "f1_macro_skill": "val_f1_skill",
+    "val_f1_skill": "val_f1_skill",
+    "val_loss": "val_loss",
+}
 
 
 def run_trial(
@@ -100,6 +107,7 @@ def _train(
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "val_f1_macro": float(np.mean([r.val_f1_macro for r in recs])),
+            "val_f1_skill": float(np.mean([r.val_f1_skill for r in recs])),
             "val_loss": float(np.mean([r.val_loss for r in recs])),
             "train_loss": float(np.mean([r.train_loss for r in recs])),
         }

@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from revstudy.config import TrialConfig
-from revstudy.metrics import Prior, decode, evaluate, f1_scores, random_baseline_f1
+from revstudy.metrics import (
+    Prior,
+    bin_prior_baseline_f1,
+    decode,
+    evaluate,
+    f1_scores,
+    f1_skill,
+    random_baseline_f1,
+)
 from revstudy.model import InvertibleNet
 
 
@@ -86,3 +94,21 @@ def test_evaluate_returns_every_paper_metric() -> None:
     # CD grows with the radius (local perturbation)
     assert np.all(np.diff(ev.arrays["cd_local"]) > 0)
     assert math.isfinite(m["z_free_std_mean"])
+
+
+def test_f1_skill_is_zero_at_the_baseline_and_one_when_perfect() -> None:
+    assert f1_skill(0.06, 0.06) == 0.0
+    assert f1_skill(1.0, 0.2) == 1.0
+    assert f1_skill(0.6, 0.2) == pytest.approx(0.5)
+    assert f1_skill(0.1, 0.2) < 0  # worse than chance
+    assert math.isnan(f1_skill(1.0, 1.0))
+
+
+def test_bin_prior_baseline_is_seeded_and_higher_for_coarser_codes() -> None:
+    rng = np.random.default_rng(3)
+    fine = (rng.random((400, 128)) < np.linspace(0.0, 0.2, 128)).astype(int)
+    coarse = fine.reshape(400, 32, 4).max(axis=2)  # OR-coarsening, as data.coarsen
+    train, val = slice(0, 300), slice(300, 400)
+    a = bin_prior_baseline_f1(fine[val], fine[train], seed=5)
+    assert a == bin_prior_baseline_f1(fine[val], fine[train], seed=5)
+    assert bin_prior_baseline_f1(coarse[val], coarse[train], seed=5) > a
