@@ -16,7 +16,12 @@ scheduling gaps, result and checkpoint handling, table refreshes, shutdown.
 
 Scenarios: `quick` (the quick search space, the target: overhead < 10 %) and `trivial`
 (one-epoch trials of a one-block network: the fixed cost per trial). Results go to a JSON
-file; the last printed line is `overhead: N.N%` for the quick space.
+file, with trials per hour; the last printed line is `overhead: N.N%` for the quick space.
+
+On a GPU machine, fractional GPUs (four trials share one card):
+
+    python benchmarks/study_overhead.py --data FILE --scenarios quick --num-samples 16 \
+        --max-concurrent 4 --gpus-per-trial 0.25 --out benchmarks/results/gpu_quick_study.json
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ params:
 """
 
 
-def run_study(space: str, data: str, samples: int, concurrent: int, workdir: Path) -> dict:
+def run_study(
+    space: str, data: str, samples: int, concurrent: int, workdir: Path, cpus: float, gpus: float
+) -> dict:
     """One `revstudy launch` in a fresh process; study wall time and per-trial times."""
     import pandas as pd
 
@@ -67,7 +74,9 @@ def run_study(space: str, data: str, samples: int, concurrent: int, workdir: Pat
         "--max-concurrent",
         str(concurrent),
         "--cpus-per-trial",
-        "1",
+        str(cpus),
+        "--gpus-per-trial",
+        str(gpus),
         "--scheduler",
         "none",
         "--no-baseline",
@@ -85,6 +94,10 @@ def run_study(space: str, data: str, samples: int, concurrent: int, workdir: Pat
         "trials": len(trials),
         "completed": int((trials["state"] == "COMPLETED").sum()),
         "max_concurrent": concurrent,
+        "cpus_per_trial": cpus,
+        "gpus_per_trial": gpus,
+        "devices": sorted(set(trials["device"].astype(str))),
+        "trials_per_hour": 3600 * len(trials) / wall,
         "study_wall_seconds": wall,
         "trial_seconds": seconds,
         "trial_seconds_sum": sum(seconds),
@@ -101,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--num-samples", type=int, default=8, help="trials per study")
     ap.add_argument("--max-concurrent", type=int, default=2, help="trials at a time")
     ap.add_argument("--scenarios", default="trivial,quick", help="comma-separated")
+    ap.add_argument("--cpus-per-trial", type=float, default=1.0)
+    ap.add_argument("--gpus-per-trial", type=float, default=0.0, help="e.g. 0.25 on a GPU")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/study_overhead.json"))
     args = ap.parse_args(argv)
 
@@ -111,7 +126,13 @@ def main(argv: list[str] | None = None) -> None:
         Path(spaces["trivial"]).write_text(TRIVIAL_SPACE)
         for scenario in args.scenarios.split(","):
             r = run_study(
-                spaces[scenario], args.data, args.num_samples, args.max_concurrent, Path(tmp)
+                spaces[scenario],
+                args.data,
+                args.num_samples,
+                args.max_concurrent,
+                Path(tmp),
+                args.cpus_per_trial,
+                args.gpus_per_trial,
             )
             r["space"] = scenario
             results[scenario] = r
@@ -120,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"study {r['study_wall_seconds']:.1f} s, trials {r['trial_seconds_sum']:.1f} s "
                 f"(ideal {r['ideal_wall_seconds']:.1f} s), overhead "
                 f"{r['overhead_seconds']:.1f} s = {100 * r['overhead_fraction']:.1f} % "
-                f"({r['overhead_seconds_per_trial']:.2f} s per trial slot)"
+                f"({r['overhead_seconds_per_trial']:.2f} s per trial slot); "
+                f"{r['trials_per_hour']:.0f} trials/hour on {', '.join(r['devices'])}"
             )
     machine["loadavg_end"] = list(os.getloadavg())
     out = Path(args.out)

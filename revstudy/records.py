@@ -140,7 +140,7 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         )
         row["epochs_done"] = epochs_done
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
-        row["device"] = meta.get("device", "")
+        row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
         history = (result or {}).get("history") or {}
         row["resumes"] = len(history.get("resumed_after_epoch", []))
         row["params"] = json.dumps(meta.get("params", ray.get("config", {})))

@@ -243,13 +243,37 @@ def _searcher(study: Path, info: dict[str, Any], space: SearchSpace) -> Any:
     )
 
 
+def _run_trial(
+    params: dict[str, Any],
+    *,
+    space: SearchSpace,
+    dataset: Dataset,
+    study: str,
+    repeats: int,
+    seed: int,
+    objectives: list[str],
+    threads: int = 1,
+) -> None:
+    """`revstudy.trial.run_trial`, imported in the worker: the driver never loads torch."""
+    from revstudy.trial import run_trial
+
+    run_trial(
+        params,
+        space=space,
+        dataset=dataset,
+        study=study,
+        repeats=repeats,
+        seed=seed,
+        objectives=objectives,
+        threads=threads,
+    )
+
+
 def _trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: Dataset) -> Any:
     from ray import tune
 
-    from revstudy.trial import run_trial
-
     fn = tune.with_parameters(
-        run_trial,
+        _run_trial,
         space=space,
         dataset=dataset,
         study=str(study),
@@ -443,8 +467,10 @@ def _run(
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=info["num_samples"],
-                max_concurrent_trials=info["max_concurrent"] or None,
                 time_budget_s=info["time_budget_s"],
+                # a finished trial's worker process takes the next trial: no new process,
+                # no second torch import (all trials ask for the same resources)
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name="ray",
