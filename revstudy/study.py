@@ -243,30 +243,11 @@ def _searcher(study: Path, info: dict[str, Any], space: SearchSpace) -> Any:
     )
 
 
-def _run_trial(
-    params: dict[str, Any],
-    *,
-    space: SearchSpace,
-    dataset: Dataset,
-    study: str,
-    repeats: int,
-    seed: int,
-    objectives: list[str],
-    threads: int = 1,
-) -> None:
+def _run_trial(params: dict[str, Any], **kwargs: Any) -> None:
     """`revstudy.trial.run_trial`, imported in the worker: the driver never loads torch."""
     from revstudy.trial import run_trial
 
-    run_trial(
-        params,
-        space=space,
-        dataset=dataset,
-        study=study,
-        repeats=repeats,
-        seed=seed,
-        objectives=objectives,
-        threads=threads,
-    )
+    run_trial(params, **kwargs)
 
 
 def _trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: Dataset) -> Any:
