@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.metadata
 import json
 import math
 import os
@@ -266,6 +267,30 @@ def _trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: D
     return tune.with_resources(fn, {"cpu": info["cpus_per_trial"], "gpu": info["gpus_per_trial"]})
 
 
+def check_resources(address: str | None, cpus: float, gpus: float) -> None:
+    """Refuse trials that the embedded local Ray can never place (they would wait forever);
+    a cluster (`--address`) may still grow through its autoscaler, so there it is a note."""
+    import ray
+
+    have = ray.cluster_resources()
+    n_gpu, n_cpu = have.get("GPU", 0.0), have.get("CPU", 0.0)
+    if address:
+        if gpus > n_gpu:
+            print(
+                f"note: the cluster has {n_gpu:g} GPU(s) now; trials asking for {gpus:g} "
+                "wait until the autoscaler adds GPU workers",
+                file=sys.stderr,
+            )
+        return
+    if gpus > n_gpu:
+        raise RevstudyError(
+            f"--gpus-per-trial {gpus:g}: this machine has {n_gpu:g} GPU(s) that Ray can use; "
+            "leave the option out (GPUs are used when present) or use --address for a cluster"
+        )
+    if cpus > n_cpu:
+        raise RevstudyError(f"--cpus-per-trial {cpus:g}: this machine has {n_cpu:g} CPU(s)")
+
+
 def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     """Start a new study, or continue it if `opts.name` already exists."""
     root = storage_root(opts.storage)
@@ -289,9 +314,9 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             import ray
 
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        check_resources(opts.address, opts.cpus_per_trial, gpus)
         import optuna
         import ray
-        import torch
 
         info: dict[str, Any] = {
             "name": name,
@@ -321,7 +346,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
                 "revstudy": __version__,
                 "ray": ray.__version__,
                 "optuna": optuna.__version__,
-                "torch": torch.__version__,
+                "torch": importlib.metadata.version("torch"),  # not imported by the driver
             },
         }
         write_json_atomic(study / "study.json", info)
@@ -353,6 +378,7 @@ def resume(
         )
     with study_lock(study):
         _ray_init(address)
+        check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
         return _run(
             study, info, space, dataset, restore=True, retry_failed=retry_failed, progress=progress
         )
