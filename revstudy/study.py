@@ -448,7 +448,8 @@ def _run(
     else:
         first, mode = objectives[0]
         max_t = _max_epochs(space, info["baseline"])
-        if info["scheduler"] == "asha" and first in PER_EPOCH_METRICS and max_t > 1:
+        single = len(objectives) == 1
+        if info["scheduler"] == "asha" and single and first in PER_EPOCH_METRICS and max_t > 1:
             scheduler: Any = ASHAScheduler(
                 metric=first,
                 mode=mode,
@@ -458,7 +459,13 @@ def _run(
                 reduction_factor=3,
             )
         else:
-            if info["scheduler"] == "asha":
+            if info["scheduler"] == "asha" and not single:
+                print(
+                    "note: ASHA ranks trials on one objective and would stop them before the "
+                    "others are measured; a multi-objective study runs trials to completion",
+                    file=sys.stderr,
+                )
+            elif info["scheduler"] == "asha":
                 print(
                     f"note: ASHA needs a per-epoch first objective ({', '.join(PER_EPOCH_METRICS)})"
                     f"; {first} is known only at the end, so trials run to completion",

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import synthetic_rows, write_csv
 
@@ -176,3 +177,42 @@ def test_second_launch_of_a_running_study_is_refused(tmp_path: Path) -> None:
         study_lock(tmp_path / "s"),
     ):
         pass
+
+
+def test_multi_objective_study_is_multi_objective_in_optuna(tmp_path: Path, data: Path) -> None:
+    space = tmp_path / "mo.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED}\nparams:\n"
+        "  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n"
+        "  epochs: {type: int, low: 2, high: 3}\n"
+    )
+    storage = tmp_path / "st"
+    res = _cli(
+        "launch",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        "mo",
+        "--num-samples",
+        "4",
+        "--no-baseline",
+        "--objectives",
+        "f1_macro_skill:max,bond_count_corr:max",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "multi-objective study runs trials to completion" in res.stderr  # ASHA default
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{storage / 'mo' / 'optuna.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and all(len(t.values) == 2 for t in complete)
+    out = tmp_path / "x"
+    res = _cli("export", "mo", "--storage", str(storage), "--top", "4", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    docs = [yaml.safe_load(f.read_text()) for f in sorted(out.glob("*.yaml"))]
+    assert len(docs) == 4
+    front0 = {d["provenance"]["trial_id"] for d in docs if d["provenance"]["pareto_front"] == 0}
+    assert front0 == {t.user_attrs["ray_trial_id"] for t in study.best_trials}  # Pareto set
