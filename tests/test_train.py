@@ -134,3 +134,18 @@ def test_paper_table_names_the_code_size_and_warns_when_not_128_bits() -> None:
     con = Console(width=200, record=True)
     con.print(paper_table(agg, "validation"))
     assert "128-bit" in con.export_text() and "not comparable" not in con.export_text()
+
+
+def test_cli_train_test_fraction_zero_is_the_paper_protocol(
+    tmp_path: Path, synthetic_csv: Path
+) -> None:
+    cfg = tmp_path / "tiny.yaml"
+    TINY.replace(epochs=1).save_yaml(cfg)
+    args = ["train", "--config", str(cfg), "--data", str(synthetic_csv), "--test-fraction", "0"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert TrialConfig.load_yaml(tmp_path / "run" / "config.yaml").test_fraction == 0.0
+    res = CliRunner().invoke(app, [*args, "--test", "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "test split is empty" in res.output
+    res = CliRunner().invoke(app, [*args[:-1], "0.95", "--out", str(tmp_path / "r3")])
+    assert res.exit_code == 2 and "field test_fraction" in res.output
