@@ -135,6 +135,13 @@ def study_lock(study: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _discard_unstarted(study: Path) -> None:
+    """Remove a study folder that holds nothing but our lock (called while holding it)."""
+    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock"}:
+        (study / ".lock").unlink(missing_ok=True)
+        study.rmdir()
+
+
 def baseline_params(space: SearchSpace) -> dict[str, Any] | None:
     """The paper configuration expressed in the space's parameters (None if it can't be)."""
     paper = TrialConfig(blocks=(2, 2, 4, 6, 8), y_dim=128, epochs=5)
@@ -308,48 +315,52 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
         raise RevstudyError("--num-samples and --repeats must be >= 1")
     dataset = read_dataset(opts.data)
     with study_lock(study):
-        _ray_init(opts.address)
-        gpus = opts.gpus_per_trial
-        if gpus is None:
+        try:
+            _ray_init(opts.address)
+            gpus = opts.gpus_per_trial
+            if gpus is None:
+                import ray
+
+                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            check_resources(opts.address, opts.cpus_per_trial, gpus)
+            import optuna
             import ray
 
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        check_resources(opts.address, opts.cpus_per_trial, gpus)
-        import optuna
-        import ray
-
-        info: dict[str, Any] = {
-            "name": name,
-            "space": space.to_dict(),
-            "sampler": opts.sampler,
-            "scheduler": opts.scheduler,
-            "seed": opts.seed,
-            "objectives": [{"metric": m, "mode": d} for m, d in objectives],
-            "num_samples": opts.num_samples,
-            "repeats": opts.repeats,
-            "max_concurrent": opts.max_concurrent,
-            "cpus_per_trial": opts.cpus_per_trial,
-            "gpus_per_trial": gpus,
-            "time_budget_s": opts.time_budget_s,
-            "test_fraction": space.to_config({}).test_fraction,
-            "baseline": opts.baseline,
-            "max_failures": opts.max_failures,
-            "data": {
-                "path": str(Path(dataset.path).resolve()),
-                "sha256": dataset.sha256,
-                "rows": len(dataset),
-            },
-            "optuna_study_name": name,
-            "optuna_storage": optuna_url(study),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": {
-                "revstudy": __version__,
-                "ray": ray.__version__,
-                "optuna": optuna.__version__,
-                "torch": importlib.metadata.version("torch"),  # not imported by the driver
-            },
-        }
-        write_json_atomic(study / "study.json", info)
+            info: dict[str, Any] = {
+                "name": name,
+                "space": space.to_dict(),
+                "sampler": opts.sampler,
+                "scheduler": opts.scheduler,
+                "seed": opts.seed,
+                "objectives": [{"metric": m, "mode": d} for m, d in objectives],
+                "num_samples": opts.num_samples,
+                "repeats": opts.repeats,
+                "max_concurrent": opts.max_concurrent,
+                "cpus_per_trial": opts.cpus_per_trial,
+                "gpus_per_trial": gpus,
+                "time_budget_s": opts.time_budget_s,
+                "test_fraction": space.to_config({}).test_fraction,
+                "baseline": opts.baseline,
+                "max_failures": opts.max_failures,
+                "data": {
+                    "path": str(Path(dataset.path).resolve()),
+                    "sha256": dataset.sha256,
+                    "rows": len(dataset),
+                },
+                "optuna_study_name": name,
+                "optuna_storage": optuna_url(study),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "versions": {
+                    "revstudy": __version__,
+                    "ray": ray.__version__,
+                    "optuna": optuna.__version__,
+                    "torch": importlib.metadata.version("torch"),  # not imported by the driver
+                },
+            }
+            write_json_atomic(study / "study.json", info)
+        except BaseException:  # refused before it started: leave no empty study behind
+            _discard_unstarted(study)
+            raise
         return _run(study, info, space, dataset, restore=False, progress=progress)
 
 
