@@ -33,6 +33,21 @@ def _cli(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
     )
 
 
+def _launch_args(space: Path, data: Path, storage: Path, name: str) -> list[str]:
+    """`revstudy launch` arguments for a study of `space` named `name` under `storage`."""
+    return [
+        "launch",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+    ]
+
+
 @pytest.fixture()
 def data(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "syn.csv", synthetic_rows(80))
@@ -54,15 +69,7 @@ def test_failed_trials_are_recorded_and_the_study_completes(tmp_path: Path, data
         "  lr: {type: categorical, choices: [1.0e-3, 1.0e+12]}\n"  # 1e12: NaN loss
     )
     res = _cli(
-        "launch",
-        "--space",
-        str(space),
-        "--data",
-        str(data),
-        "--storage",
-        str(tmp_path / "st"),
-        "--name",
-        "faulty",
+        *_launch_args(space, data, tmp_path / "st", "faulty"),
         "--num-samples",
         "10",
         "--sampler",
@@ -93,15 +100,7 @@ def test_all_failed_study_stops_with_a_summary(tmp_path: Path, data: Path) -> No
         f"fixed: {TINY_FIXED}\nparams:\n  lr: {{type: float, low: 1.0e+11, high: 1.0e+12}}\n"
     )
     res = _cli(
-        "launch",
-        "--space",
-        str(space),
-        "--data",
-        str(data),
-        "--storage",
-        str(tmp_path / "st"),
-        "--name",
-        "bad",
+        *_launch_args(space, data, tmp_path / "st", "bad"),
         "--num-samples",
         "20",
         "--no-baseline",
@@ -124,15 +123,7 @@ def test_sigkill_mid_study_then_resume(tmp_path: Path, data: Path) -> None:
     )
     storage = tmp_path / "st"
     args = [
-        "launch",
-        "--space",
-        str(space),
-        "--data",
-        str(data),
-        "--storage",
-        str(storage),
-        "--name",
-        "k",
+        *_launch_args(space, data, storage, "k"),
         "--num-samples",
         "6",
         "--max-concurrent",
@@ -188,15 +179,7 @@ def test_multi_objective_study_is_multi_objective_in_optuna(tmp_path: Path, data
     )
     storage = tmp_path / "st"
     res = _cli(
-        "launch",
-        "--space",
-        str(space),
-        "--data",
-        str(data),
-        "--storage",
-        str(storage),
-        "--name",
-        "mo",
+        *_launch_args(space, data, storage, "mo"),
         "--num-samples",
         "4",
         "--no-baseline",
