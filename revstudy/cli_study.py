@@ -55,7 +55,10 @@ def launch(
         str | None,
         typer.Option(help="METRIC:max|min,… (default: the space's, usually f1_macro:max)"),
     ] = None,
-    repeats: Annotated[int, typer.Option(min=1, help="seeded splits per configuration")] = 1,
+    repeats: Annotated[
+        int | None,
+        typer.Option(min=1, help="seeded splits per configuration (default: the space's, or 1)"),
+    ] = None,
     time_budget: Annotated[str | None, typer.Option(help="e.g. 30m, 2h")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port")] = (
         None

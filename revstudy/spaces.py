@@ -44,6 +44,7 @@ class SearchSpace:
     params: tuple[Param, ...] = ()
     objectives: tuple[str, ...] = ("f1_macro:max",)
     description: str = ""
+    repeats: int = 1  # seeded splits per configuration unless --repeats says otherwise
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Define-by-run space for Optuna: suggest every parameter whose condition holds."""
@@ -82,6 +83,7 @@ class SearchSpace:
             "description": self.description,
             "fixed": self.fixed,
             "objectives": list(self.objectives),
+            "repeats": self.repeats,
             "params": [
                 {k: v for k, v in dataclasses.asdict(p).items() if v not in (None, (), False)}
                 for p in self.params
@@ -125,7 +127,7 @@ def load_space(name_or_path: str) -> SearchSpace:
         raise ConfigError(f"{src}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{src}: expected a mapping with fixed/params/objectives")
-    unknown = set(doc) - {"fixed", "params", "objectives", "description"}
+    unknown = set(doc) - {"fixed", "params", "objectives", "description", "repeats"}
     if unknown:
         raise ConfigError(f"{src}: unknown top-level key(s) {', '.join(sorted(unknown))}")
     fixed = doc.get("fixed") or {}
@@ -143,7 +145,11 @@ def load_space(name_or_path: str) -> SearchSpace:
     if both:
         raise ConfigError(f"{src}: {', '.join(sorted(both))} both fixed and searched")
     objectives = tuple(doc.get("objectives") or ("f1_macro:max",))
-    space = SearchSpace(path.stem, src, fixed, params, objectives, str(doc.get("description", "")))
+    repeats = doc.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"{src}: repeats: expected a whole number >= 1, got {repeats!r}")
+    description = str(doc.get("description", ""))
+    space = SearchSpace(path.stem, src, fixed, params, objectives, description, repeats)
     space.to_config({})  # fixed values must form a valid config
     _check_extremes(space)
     return space

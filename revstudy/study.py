@@ -75,7 +75,7 @@ class LaunchOptions:
     sampler: str = "tpe"
     scheduler: str = "asha"
     objectives: list[str] = field(default_factory=lambda: ["f1_macro:max"])
-    repeats: int = 1
+    repeats: int | None = None  # None: the space's `repeats` (default 1)
     time_budget_s: float | None = None
     address: str | None = None
     storage: str | None = None
@@ -311,7 +311,8 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
         raise RevstudyError(f"--sampler: choose from {', '.join(SAMPLERS)}, got {opts.sampler!r}")
     if opts.scheduler not in SCHEDULERS:
         raise RevstudyError(f"--scheduler: choose asha or none, got {opts.scheduler!r}")
-    if opts.num_samples < 1 or opts.repeats < 1:
+    repeats = opts.repeats if opts.repeats is not None else space.repeats
+    if opts.num_samples < 1 or repeats < 1:
         raise RevstudyError("--num-samples and --repeats must be >= 1")
     dataset = read_dataset(opts.data)
     with study_lock(study):
@@ -334,7 +335,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
                 "seed": opts.seed,
                 "objectives": [{"metric": m, "mode": d} for m, d in objectives],
                 "num_samples": opts.num_samples,
-                "repeats": opts.repeats,
+                "repeats": repeats,
                 "max_concurrent": opts.max_concurrent,
                 "cpus_per_trial": opts.cpus_per_trial,
                 "gpus_per_trial": gpus,
@@ -420,6 +421,7 @@ def _space_from_info(d: dict[str, Any]) -> dict[str, Any]:
         "params": tuple(params),
         "objectives": tuple(d["objectives"]),
         "description": d.get("description", ""),
+        "repeats": int(d.get("repeats", 1)),
     }
 
 

@@ -76,6 +76,8 @@ def test_space_suggest_respects_conditions() -> None:
             "condition on unknown nope",
         ),
         ("foo: 1\n", "unknown top-level key"),
+        ("repeats: 0\n", "repeats: expected a whole number >= 1"),
+        ("repeats: two\n", "repeats: expected a whole number >= 1"),
     ],
 )
 def test_bad_spaces_name_file_parameter_and_reason(tmp_path: Path, body: str, needle: str) -> None:
@@ -109,3 +111,12 @@ def test_installed_package_ships_the_spaces() -> None:
     from revstudy.spaces import builtin_dir
 
     assert (builtin_dir() / "quick.yaml").is_file()
+
+
+def test_space_repeats_default_and_override(tmp_path: Path) -> None:
+    assert load_space("quick").repeats == 1
+    assert load_space("default").repeats == 3  # decisions on more than one split
+    path = tmp_path / "r.yaml"
+    path.write_text("repeats: 2\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-3}\n")
+    assert load_space(str(path)).repeats == 2
+    assert load_space(str(path)).to_dict()["repeats"] == 2
