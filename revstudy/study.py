@@ -52,7 +52,15 @@ KNOWN_METRICS = (
     "bond_count_corr_from_code",
     "aromatic_corr_from_code",
 )
-PER_EPOCH_METRICS = ("f1_macro", "val_f1_macro", "f1_macro_skill", "val_f1_skill", "val_loss")
+# objectives known every epoch (ASHA can use them) → the per-epoch report key holding them
+PER_EPOCH = {
+    "f1_macro": "val_f1_macro",
+    "val_f1_macro": "val_f1_macro",
+    "f1_macro_skill": "val_f1_skill",
+    "val_f1_skill": "val_f1_skill",
+    "val_loss": "val_loss",
+}
+PER_EPOCH_METRICS = tuple(PER_EPOCH)
 
 
 class StudyFailed(RevstudyError):
@@ -317,15 +325,14 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     dataset = read_dataset(opts.data)
     with study_lock(study):
         try:
+            import optuna
+            import ray
+
             _ray_init(opts.address)
             gpus = opts.gpus_per_trial
             if gpus is None:
-                import ray
-
                 gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
             check_resources(opts.address, opts.cpus_per_trial, gpus)
-            import optuna
-            import ray
 
             info: dict[str, Any] = {
                 "name": name,

@@ -22,16 +22,8 @@ from revstudy.data import Dataset
 from revstudy.records import append_epochs, trial_dir, write_json_atomic
 from revstudy.runs import aggregate
 from revstudy.spaces import SearchSpace
+from revstudy.study import PER_EPOCH
 from revstudy.train import SplitTensors, Trainer
-
-# objectives known every epoch (ASHA can use them) → the per-epoch report key holding them
-PER_EPOCH = {
-    "f1_macro": "val_f1_macro",
-    "val_f1_macro": "val_f1_macro",
-    "f1_macro_skill": "val_f1_skill",
-    "val_f1_skill": "val_f1_skill",
-    "val_loss": "val_loss",
-}
 
 
 def run_trial(
