@@ -6,6 +6,7 @@ it. Only numpy is needed, so this works without RDKit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,6 +141,20 @@ def compute_info(ds: Dataset) -> DataInfo:
     )
 
 
+def _table(
+    title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], words_first: bool
+) -> Any:
+    """A rich table of right-aligned numbers; with `words_first` the first column is left."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if words_first and i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
 def print_info(info: DataInfo, *, console: Any = None, max_listed: int = 20) -> None:
     """Render `info` as rich tables (stdout unless a console is given)."""
     from rich.console import Console
@@ -160,41 +175,26 @@ def print_info(info: DataInfo, *, console: Any = None, max_listed: int = 20) -> 
         overview.add_row(what, value)
     out.print(overview)
 
-    carbons = Table(title="carbons per structure")
-    carbons.add_column("carbons", justify="right")
-    carbons.add_column("rows", justify="right")
-    for n, count in info.carbon_histogram.items():
-        carbons.add_row(str(n), str(count))
-    out.print(carbons)
-
-    bonds = Table(title="bonds (all rows)")
-    bonds.add_column("type")
-    bonds.add_column("count", justify="right")
-    for name, count in info.bond_counts.items():
-        bonds.add_row(name, str(count))
-    out.print(bonds)
-
-    dens = Table(title="share of 1s in the spectrum codes")
-    dens.add_column("bits", justify="right")
-    dens.add_column("ppm per bit", justify="right")
-    dens.add_column("share of 1s", justify="right")
-    for dim, share in info.density.items():
-        dens.add_row(str(dim), f"{0.2 * SPECTRUM_BITS / dim:g}", f"{share:.4f}")
-    out.print(dens)
-
-    dup = Table(title="duplicates")
-    dup.add_column("what")
-    dup.add_column("count", justify="right")
-    for what, count in info.duplicates.items():
-        dup.add_row(what.replace("_", " "), str(count))
-    out.print(dup)
-
-    sus = Table(title="suspicious rows")
-    sus.add_column("reason")
-    sus.add_column("rows", justify="right")
-    for what, count in info.suspicious_counts.items():
-        sus.add_row(what, str(count))
-    out.print(sus)
+    out.print(
+        _table(
+            "carbons per structure",
+            ("carbons", "rows"),
+            [(str(n), str(c)) for n, c in info.carbon_histogram.items()],
+            words_first=False,
+        )
+    )
+    bonds = [(k, str(c)) for k, c in info.bond_counts.items()]
+    out.print(_table("bonds (all rows)", ("type", "count"), bonds, words_first=True))
+    density = [
+        (str(dim), f"{0.2 * SPECTRUM_BITS / dim:g}", f"{share:.4f}")
+        for dim, share in info.density.items()
+    ]
+    cols = ("bits", "ppm per bit", "share of 1s")
+    out.print(_table("share of 1s in the spectrum codes", cols, density, words_first=False))
+    counts = [(k.replace("_", " "), str(c)) for k, c in info.duplicates.items()]
+    out.print(_table("duplicates", ("what", "count"), counts, words_first=True))
+    suspicious = [(k, str(c)) for k, c in info.suspicious_counts.items()]
+    out.print(_table("suspicious rows", ("reason", "rows"), suspicious, words_first=True))
     if info.suspicious:
         listed = Table(title="suspicious rows (line numbers count the header as line 1)")
         for col in ("line", "A", "B", "carbons", "peaks", "reasons"):
