@@ -153,13 +153,18 @@ class Study:
         return optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
 
 
-def _read_trials(path: Path) -> pd.DataFrame:
-    f = path / "trials.parquet"
-    df = pd.read_parquet(f) if f.is_file() else pd.DataFrame(columns=_TRIAL_BASE_COLUMNS)
-    for col in _TRIAL_BASE_COLUMNS:
+def _read_table(f: Path, columns: list[str], missing: object) -> pd.DataFrame:
+    """A study table with at least `columns` (absent ones filled with `missing`)."""
+    df = pd.read_parquet(f) if f.is_file() else pd.DataFrame(columns=columns)
+    for col in columns:
         if col not in df.columns:
-            df[col] = pd.NA
+            df[col] = missing
     df["trial_id"] = df["trial_id"].astype(str)
+    return df
+
+
+def _read_trials(path: Path) -> pd.DataFrame:
+    df = _read_table(path / "trials.parquet", _TRIAL_BASE_COLUMNS, pd.NA)
     df["state"] = df["state"].astype(str).str.upper()
     df["failure_reason"] = df["failure_reason"].fillna("").astype(str)
     df["is_baseline"] = df["is_baseline"].fillna(False).astype(bool)
@@ -168,12 +173,7 @@ def _read_trials(path: Path) -> pd.DataFrame:
 
 
 def _read_epochs(path: Path) -> pd.DataFrame:
-    f = path / "epochs.parquet"
-    df = pd.read_parquet(f) if f.is_file() else pd.DataFrame(columns=_EPOCH_COLUMNS)
-    for col in _EPOCH_COLUMNS:
-        if col not in df.columns:
-            df[col] = np.nan
-    df["trial_id"] = df["trial_id"].astype(str)
+    df = _read_table(path / "epochs.parquet", _EPOCH_COLUMNS, np.nan)
     return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
 
 

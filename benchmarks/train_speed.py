@@ -304,6 +304,21 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
+# ratio name → summary field it divides
+RATIO_KEYS = {
+    "epoch": "epoch_seconds_median",
+    "step": "step_seconds_median",
+    "eval": "eval_seconds_median",
+    "eval_same_metrics": "eval_subset_seconds_median",
+    "peak_rss": "peak_rss_mib_max",
+}
+
+
+def _ratios(a: dict[str, Any], b: dict[str, Any], keys: dict[str, str]) -> dict[str, float]:
+    """a / b for each summary field named in `keys`."""
+    return {name: a[field] / b[field] for name, field in keys.items()}
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -398,14 +413,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     speedup = None
     if {"reference", "fast"} <= summary.keys():
-        a, b = summary["reference"], summary["fast"]
-        ratios = {
-            "epoch": a["epoch_seconds_median"] / b["epoch_seconds_median"],
-            "step": a["step_seconds_median"] / b["step_seconds_median"],
-            "eval": a["eval_seconds_median"] / b["eval_seconds_median"],
-            "eval_same_metrics": a["eval_subset_seconds_median"] / b["eval_subset_seconds_median"],
-            "peak_rss": a["peak_rss_mib_max"] / b["peak_rss_mib_max"],
-        }
+        ratios = _ratios(summary["reference"], summary["fast"], RATIO_KEYS)
         doc["ratios_reference_over_fast"] = ratios
         lines.append(
             "ratios (a)/(b): "
@@ -414,12 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         speedup = ratios["epoch"]
     if {"fast-before", "fast"} <= summary.keys():
-        a, b = summary["fast-before"], summary["fast"]
-        before_after = {
-            "epoch": a["epoch_seconds_median"] / b["epoch_seconds_median"],
-            "step": a["step_seconds_median"] / b["step_seconds_median"],
-            "eval": a["eval_seconds_median"] / b["eval_seconds_median"],
-        }
+        keys = {k: RATIO_KEYS[k] for k in ("epoch", "step", "eval")}
+        before_after = _ratios(summary["fast-before"], summary["fast"], keys)
         doc["ratios_fast_before_over_fast"] = before_after
         lines.append(
             "ratios fast-before/fast: "
