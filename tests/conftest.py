@@ -47,3 +47,12 @@ def write_csv(path: Path, rows: list[tuple[int, int, str, str]], header: str = "
 @pytest.fixture()
 def synthetic_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "synthetic.csv", synthetic_rows(60))
+
+
+@pytest.fixture()
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data cache folder (REVSTUDY_CACHE_DIR), online."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REVSTUDY_CACHE_DIR", str(cache))
+    monkeypatch.delenv("REVSTUDY_OFFLINE", raising=False)
+    return cache

@@ -14,16 +14,9 @@ from typer.testing import CliRunner
 
 from revstudy.cli_data import data_app
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # never the user's cache
 runner = CliRunner()
 BODY = b"A,B,C,D\nmade-up bytes for the CLI test\n"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("REVSTUDY_CACHE_DIR", str(cache))
-    monkeypatch.delenv("REVSTUDY_OFFLINE", raising=False)
-    return cache
 
 
 @pytest.fixture

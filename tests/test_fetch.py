@@ -13,6 +13,7 @@ import pytest
 from revstudy.errors import DataError, RevstudyError
 from revstudy.fetch import DATA_FILENAME, fetch, resolve_data
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # never the user's cache
 BODY = b"A,B,C,D\n" + b"made-up test payload\n" * 5000
 
 
@@ -60,14 +61,6 @@ def server() -> Iterator[Server]:
     yield s
     s.httpd.shutdown()
     s.httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("REVSTUDY_CACHE_DIR", str(cache))
-    monkeypatch.delenv("REVSTUDY_OFFLINE", raising=False)
-    return cache
 
 
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -131,11 +124,11 @@ def test_resolve_data_given_path(tmp_path: Path) -> None:
         resolve_data(str(tmp_path / "nope.csv"))
 
 
-def test_resolve_data_fetches_into_cache_once(server: Server, _isolated_cache: Path) -> None:
+def test_resolve_data_fetches_into_cache_once(server: Server, isolated_cache: Path) -> None:
     messages: list[str] = []
     kw = {"url": server.url("/ok"), "sha256": SHA, "progress": False, "echo": messages.append}
     path = resolve_data(None, offline=False, **kw)  # type: ignore[arg-type]
-    assert path == _isolated_cache / DATA_FILENAME
+    assert path == isolated_cache / DATA_FILENAME
     assert path.read_bytes() == BODY
     assert "fetching" in messages[0]
     assert resolve_data(None, offline=True) == path  # cached: no network needed
@@ -144,7 +137,7 @@ def test_resolve_data_fetches_into_cache_once(server: Server, _isolated_cache: P
 
 @pytest.mark.parametrize("via_env", [False, True])
 def test_offline_needs_the_file(
-    monkeypatch: pytest.MonkeyPatch, _isolated_cache: Path, via_env: bool
+    monkeypatch: pytest.MonkeyPatch, isolated_cache: Path, via_env: bool
 ) -> None:
     if via_env:
         monkeypatch.setenv("REVSTUDY_OFFLINE", "1")
@@ -152,4 +145,4 @@ def test_offline_needs_the_file(
         resolve_data(None, offline=None if via_env else True)
     with pytest.raises(RevstudyError, match="offline"):
         fetch(offline=None if via_env else True, progress=False)
-    assert not _isolated_cache.exists() or list(_isolated_cache.iterdir()) == []
+    assert not isolated_cache.exists() or list(isolated_cache.iterdir()) == []
