@@ -65,6 +65,8 @@ class TrialConfig:
     cd_radii: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)  # Table 4 radii
     cd_draws: int = 4  # noise draws per sample for CD/rCD
     cond_variation_draws: int = 6  # Z_free draws per fixed Y_latent (paper/reference: 6)
+    # --- numerics --------------------------------------------------------------------------
+    allow_tf32: bool = False  # True: TF32 CUDA convs/matmuls (faster, ~100x larger inv. error)
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from revstudy.records import refresh_tables, trial_dir, write_json_atomic
+from revstudy.records import read_json, refresh_tables, trial_dir, write_json_atomic
+from revstudy.study_keys import FINAL_KEY, STATE_FILE, TRIAL_KEY, public_params
 
 
 class StudyStopper(tune.Stopper):
@@ -115,6 +116,7 @@ class StudyCallback(tune.Callback):
 
     # -- records ---------------------------------------------------------------------------
     def ray_states(self) -> dict[str, dict[str, Any]]:
+        """Ray's view of this run's trials, keyed by trial folder id."""
         out = {}
         for tid, t in self.trials.items():
             err = ""
@@ -122,7 +124,7 @@ class StudyCallback(tune.Callback):
                 err = str(getattr(t, "error_file", "") or "failed (see Ray logs)")
             out[tid] = {
                 "status": t.status,
-                "config": dict(t.config),
+                "config": public_params(dict(t.config)),
                 "error": err,
                 "last_result": dict(t.last_result or {}),
             }
@@ -150,10 +152,11 @@ class StudyCallback(tune.Callback):
         return None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.trials[trial.trial_id] = trial
-        meta_path = trial_dir(self.study, trial.trial_id) / "trial.json"
+        rid = record_id(trial)
+        self.trials[rid] = trial
+        meta_path = trial_dir(self.study, rid) / "trial.json"
         if not meta_path.is_file():
-            params = dict(trial.config)
+            params = public_params(dict(trial.config))
             try:
                 config = self._space.to_config(params).to_dict()
             except Exception:  # the trial itself reports an invalid config as its failure
@@ -162,28 +165,30 @@ class StudyCallback(tune.Callback):
                 meta_path,
                 {
                     "config": config,
-                    "trial_id": trial.trial_id,
-                    "number": self._optuna_number(trial.trial_id),
+                    "trial_id": rid,
+                    "number": self._optuna_number(rid),
                     "params": params,
                     "is_baseline": self._baseline is not None and params == self._baseline,
                     "device": "cuda" if self.info.get("gpus_per_trial") else "cpu",
                 },
             )
-        self._say(f"trial {trial.trial_id} started")
+        self._say(f"trial {rid} started")
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        self.trials[trial.trial_id] = trial
+        self.trials[record_id(trial)] = trial
         self._refresh()
         if self._live is not None:
             self._live.update(self._render())
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.trials[trial.trial_id] = trial
+        rid = record_id(trial)
+        self.trials[rid] = trial
+        # finished or stopped for good: its checkpoint is no longer needed (lean folders)
+        (trial_dir(self.study, rid) / STATE_FILE).unlink(missing_ok=True)
         result = trial.last_result or {}
-        epochs = int(trial.config.get("epochs", 0) or 0) or _config_epochs(self.info)
-        state = "COMPLETED" if int(result.get("epoch", 0) or 0) >= epochs else "STOPPED_EARLY"
+        state = "COMPLETED" if result.get(FINAL_KEY) else "STOPPED_EARLY"
         self.counts[state] += 1
         self.stopper.succeeded += 1
         self.durations.append(float(result.get("time_total_s", 0.0) or 0.0))
@@ -193,29 +198,26 @@ class StudyCallback(tune.Callback):
                 value > self.best[0] if self.mode == "max" else value < self.best[0]
             )
             if better:
-                self.best = (float(value), trial.trial_id, dict(trial.config))
+                self.best = (float(value), rid, public_params(dict(trial.config)))
         self._refresh(force=True)
         self._say(
-            f"trial {trial.trial_id} {state.lower()}: {self.metric}={_short(value)} "
+            f"trial {rid} {state.lower()}: {self.metric}={_short(value)} "
             f"[{sum(self.counts.values())}/{self.info['num_samples']}]"
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.trials[trial.trial_id] = trial
+        rid = record_id(trial)
+        self.trials[rid] = trial
         self.counts["FAILED"] += 1
         self.stopper.failed += 1
         self._refresh(force=True)
-        reason = ""
-        failure = trial_dir(self.study, trial.trial_id) / "failure.json"
-        if failure.is_file():
-            import json
-
-            reason = json.loads(failure.read_text()).get("reason", "")
-        self._say(f"trial {trial.trial_id} failed: {reason}")
+        reason = (read_json(trial_dir(self.study, rid) / "failure.json") or {}).get("reason", "")
+        self._say(f"trial {rid} failed: {reason}")
 
 
-def _config_epochs(info: dict[str, Any]) -> int:
-    return int(info["space"]["fixed"].get("epochs", 5))
+def record_id(trial: Any) -> str:
+    """The trial's folder id: its first Ray id, kept when `resume` continues it."""
+    return str(trial.config.get(TRIAL_KEY) or trial.trial_id)
 
 
 def _fmt(seconds: float) -> str:

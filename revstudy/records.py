@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,37 @@ def json_safe(obj: Any) -> Any:
 
 
 def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> None:
+    """Append rows with one `write` on an O_APPEND descriptor, so a kill leaves whole lines.
+
+    A torn tail left by an older writer (no final newline) is cut off first, with a warning,
+    so new rows never glue onto half a line.
+    """
     path = trial_dir(study, trial_id) / "epochs.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(json_safe(row)) + "\n")
+    data = "".join(json.dumps(json_safe(row)) + "\n" for row in rows).encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            keep = _last_newline(fd, size)
+            warnings.warn(f"{path}: cut a torn last line ({size - keep} bytes)", stacklevel=2)
+            os.ftruncate(fd, keep)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _last_newline(fd: int, size: int) -> int:
+    """Offset just past the file's last newline (0 if none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -81,11 +108,29 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a damaged line (a torn last line after a kill) is skipped
+    with a warning that names the file and line, never silently."""
+    rows = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            warnings.warn(f"{path}:{n}: skipped a damaged line", stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
+
+
 def read_epochs(study: Path) -> pd.DataFrame:
     """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
     frames = []
     for path in sorted((study / "trials").glob("*/epochs.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(path)
         if rows:
             df = pd.DataFrame(rows)
             df.insert(0, "trial_id", path.parent.name)

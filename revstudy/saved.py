@@ -20,6 +20,7 @@ from revstudy.data import Dataset, coarsen
 from revstudy.errors import RevstudyError
 from revstudy.metrics import Prior, evaluate, forward_all
 from revstudy.model import InvertibleNet
+from revstudy.precision import set_fp32_precision
 
 PRIOR_FORMAT = 1
 NEEDED = ("config.yaml", "model.pt", "prior.pt")
@@ -75,6 +76,7 @@ def load_model(model_dir: str | Path) -> SavedModel:
             f"prior.pt has format {got}, this revstudy reads format {PRIOR_FORMAT} "
             "(written by another version; retrain with `revstudy train`)",
         )
+    set_fp32_precision(config.allow_tf32)  # inference on cuda in full fp32 unless trained so
     model = InvertibleNet.from_config(config)
     try:
         model.load_state_dict(state)

@@ -17,7 +17,6 @@ import os
 import re
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,15 +51,6 @@ KNOWN_METRICS = (
     "bond_count_corr_from_code",
     "aromatic_corr_from_code",
 )
-# objectives known every epoch (ASHA can use them) → the per-epoch report key holding them
-PER_EPOCH = {
-    "f1_macro": "val_f1_macro",
-    "val_f1_macro": "val_f1_macro",
-    "f1_macro_skill": "val_f1_skill",
-    "val_f1_skill": "val_f1_skill",
-    "val_loss": "val_loss",
-}
-PER_EPOCH_METRICS = tuple(PER_EPOCH)
 
 
 class StudyFailed(RevstudyError):
@@ -144,8 +134,10 @@ def study_lock(study: Path) -> Iterator[None]:
 
 
 def _discard_unstarted(study: Path) -> None:
-    """Remove a study folder that holds nothing but our lock (called while holding it)."""
-    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock"}:
+    """Remove a study folder that holds nothing but our lock and a fresh Optuna database
+    (called while holding the lock, before study.json exists)."""
+    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock", "optuna.db"}:
+        (study / "optuna.db").unlink(missing_ok=True)
         (study / ".lock").unlink(missing_ok=True)
         study.rmdir()
 
@@ -185,6 +177,54 @@ def optuna_url(study: Path) -> str:
     return f"sqlite:///{study / 'optuna.db'}"
 
 
+def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> Any:
+    """The study's Optuna study (created at launch); one-line errors for a missing or
+    damaged optuna.db, which is never replaced by an empty one.
+
+    The sampler is seeded with the study seed plus the trials already run, so a resumed
+    study does not replay the first run's random suggestions."""
+    import optuna
+    import sqlalchemy.exc
+
+    db = study / "optuna.db"
+    if not create and not db.is_file():
+        raise RevstudyError(
+            f"{db}: missing; it holds the study's trials and sampler history, so the study "
+            "cannot continue (restore the file, or launch a new study)"
+        )
+    if not create:
+        _check_sqlite(db)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress has its own display
+    try:
+        storage = optuna.storages.RDBStorage(optuna_url(study))
+        multi = len(info["objectives"]) > 1
+        if create:
+            return optuna.create_study(
+                study_name=info["name"],
+                storage=storage,
+                directions=[
+                    "maximize" if o["mode"] == "max" else "minimize" for o in info["objectives"]
+                ],
+                sampler=_sampler(info["sampler"], info["seed"], multi),
+            )
+        s = optuna.load_study(study_name=info["name"], storage=storage)
+        done = len(s.get_trials(deepcopy=False))
+        s.sampler = _sampler(info["sampler"], info["seed"] + done, multi)
+        return s
+    except (sqlalchemy.exc.SQLAlchemyError, KeyError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise RevstudyError(
+            f"{db}: not a readable Optuna study {info['name']!r} ({first})"
+        ) from None
+
+
+def _check_sqlite(db: Path) -> None:
+    with db.open("rb") as f:
+        head = f.read(16)
+    if head != b"SQLite format 3\x00":
+        raise RevstudyError(f"{db}: not an SQLite database (damaged or replaced); not opened")
+
+
 def _ray_init(address: str | None) -> None:
     import ray
 
@@ -199,64 +239,6 @@ def _ray_init(address: str | None) -> None:
         ray.init(
             include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024
         )
-
-
-def _searcher(study: Path, info: dict[str, Any], space: SearchSpace) -> Any:
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that tells Optuna FAIL for errored trials (even after reports) and
-        PRUNED for stopped trials without final objective values, so Optuna's record
-        matches Ray's; the stock class would leave such trials RUNNING or COMPLETE."""
-
-        def suggest(self, trial_id: str) -> Any:
-            with warnings.catch_warnings():  # the paper baseline may lie outside the space
-                warnings.filterwarnings("ignore", "Fixed parameter .* is out of range")
-                out = super().suggest(trial_id)
-            if trial_id in self._ot_trials:  # lets records map Ray's trial to Optuna's number
-                self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
-            return out
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            # a trial finished before a driver restart re-reports its last result
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                super().on_trial_result(trial_id, result)
-
-        def on_trial_complete(
-            self, trial_id: str, result: dict | None = None, error: bool = False
-        ) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-            vals = [None if not result else result.get(m) for m in metrics]
-            ok = all(isinstance(v, int | float) and math.isfinite(v) for v in vals)
-            ot = self._ot_trials[trial_id]
-            try:
-                if error or not ok:
-                    state = (
-                        optuna.trial.TrialState.FAIL if error else (optuna.trial.TrialState.PRUNED)
-                    )
-                    self._ot_study.tell(ot, None, state=state)  # type: ignore[attr-defined]
-                else:
-                    self._ot_study.tell(ot, vals if len(vals) > 1 else vals[0])  # type: ignore[attr-defined]
-            except Exception:  # already told before a driver restart: keep the first record
-                pass
-            self._completed_trials.add(trial_id)
-
-    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress has its own display
-    storage = optuna.storages.RDBStorage(optuna_url(study))
-    point = baseline_params(space) if info["baseline"] else None
-    return StudySearch(
-        space=space.suggest,
-        metric=[m for m, _ in objectives] if len(objectives) > 1 else objectives[0][0],
-        mode=[d for _, d in objectives] if len(objectives) > 1 else objectives[0][1],
-        points_to_evaluate=[point] if point is not None else None,
-        sampler=_sampler(info["sampler"], info["seed"], len(objectives) > 1),
-        study_name=info["name"],
-        storage=storage,
-    )
 
 
 def _run_trial(params: dict[str, Any], **kwargs: Any) -> None:
@@ -278,6 +260,7 @@ def _trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: D
         seed=info["seed"],
         objectives=[o["metric"] for o in info["objectives"]],
         threads=max(1, int(info["cpus_per_trial"])),
+        driver={"pid": os.getpid(), "host": os.uname().nodename},
     )
     return tune.with_resources(fn, {"cpu": info["cpus_per_trial"], "gpu": info["gpus_per_trial"]})
 
@@ -365,11 +348,15 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
                     "torch": importlib.metadata.version("torch"),  # not imported by the driver
                 },
             }
-            write_json_atomic(study / "study.json", info)
+            ostudy = open_optuna(study, info, create=True)
+            point = baseline_params(space) if opts.baseline else None
+            if point is not None:  # the first trial Optuna hands out
+                ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
+            write_json_atomic(study / "study.json", info)  # last: the study exists from here
         except BaseException:  # refused before it started: leave no empty study behind
             _discard_unstarted(study)
             raise
-        return _run(study, info, space, dataset, restore=False, progress=progress)
+        return _run(study, info, space, dataset, progress=progress)
 
 
 def resume(
@@ -396,11 +383,10 @@ def resume(
             "(sha256 differs); restore it to resume"
         )
     with study_lock(study):
+        open_optuna(study, info)  # a missing or damaged optuna.db stops here, before Ray
         _ray_init(address)
         check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
-        return _run(
-            study, info, space, dataset, restore=True, retry_failed=retry_failed, progress=progress
-        )
+        return _run(study, info, space, dataset, retry_failed=retry_failed, progress=progress)
 
 
 def _space_from_info(d: dict[str, Any]) -> dict[str, Any]:
@@ -438,87 +424,71 @@ def _run(
     space: SearchSpace,
     dataset: Dataset,
     *,
-    restore: bool,
     retry_failed: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
+    """One driver run: continue unfinished Optuna trials, then ask new ones up to num_samples.
+
+    Launch and resume are the same run: nothing of an earlier driver's Ray state is read
+    (no `Tuner.restore`, no unpickling); the Optuna database and the trial folders are the
+    whole state of a study (docs/study-dir.md)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from revstudy.progress import StudyCallback, StudyStopper
+    from revstudy.records import read_epochs
+    from revstudy.scheduling import epoch_history, make_scheduler
+    from revstudy.search import StudySearcher, counted_trials, retries, unfinished
 
     objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
-    trainable = _trainable(study, info, space, dataset)
+    ostudy = open_optuna(study, info)
+    continuations = unfinished(ostudy) + (retries(ostudy) if retry_failed else [])
+    new = max(0, int(info["num_samples"]) - len(counted_trials(ostudy)))
+    history = epoch_history(read_epochs(study), objectives[0][0])
+    continued = {c.record_id: history.pop(c.record_id, []) for c in continuations}
+    scheduler, asha = make_scheduler(info, _max_epochs(space, info["baseline"]), history)
+
+    def on_continue(ray_id: str, record_id: str) -> None:
+        if asha is not None:  # a continued trial keeps its place in ASHA's rungs
+            asha.seed(ray_id, continued.get(record_id, []))
+
+    searcher = StudySearcher(
+        ostudy, space, objectives, continuations=continuations, new=new, on_continue=on_continue
+    )
+    budget = _remaining_budget(study, info)
     stopper = StudyStopper(min(info["num_samples"], 4))
     callback = StudyCallback(study, info, stopper, live=progress)
-    ray_dir = study / "ray"
-    if restore and tune.Tuner.can_restore(str(ray_dir)):
-        tuner = tune.Tuner.restore(
-            str(ray_dir),
-            trainable,
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=retry_failed,
-        )
-        # restore unpickles run config but not callbacks/stoppers: attach fresh ones
-        rc = tuner._local_tuner._run_config  # type: ignore[union-attr]
-        rc.callbacks = [callback]
-        rc.stop = stopper
-    else:
-        first, mode = objectives[0]
-        max_t = _max_epochs(space, info["baseline"])
-        single = len(objectives) == 1
-        if info["scheduler"] == "asha" and single and first in PER_EPOCH_METRICS and max_t > 1:
-            scheduler: Any = ASHAScheduler(
-                metric=first,
-                mode=mode,
-                time_attr="training_iteration",
-                max_t=max_t,
-                grace_period=min(2, max_t),
-                reduction_factor=3,
-            )
-        else:
-            if info["scheduler"] == "asha" and not single:
-                print(
-                    "note: ASHA ranks trials on one objective and would stop them before the "
-                    "others are measured; a multi-objective study runs trials to completion",
-                    file=sys.stderr,
-                )
-            elif info["scheduler"] == "asha":
-                print(
-                    f"note: ASHA needs a per-epoch first objective ({', '.join(PER_EPOCH_METRICS)})"
-                    f"; {first} is known only at the end, so trials run to completion",
-                    file=sys.stderr,
-                )
-            scheduler = FIFOScheduler()
-        searcher: Any = _searcher(study, info, space)
+    started = time.time()
+    if searcher.total > 0 and (budget is None or budget > 0):
+        search_alg: Any = searcher
         if info["max_concurrent"]:
-            searcher = ConcurrencyLimiter(searcher, max_concurrent=info["max_concurrent"])
+            search_alg = ConcurrencyLimiter(searcher, max_concurrent=info["max_concurrent"])
         tuner = tune.Tuner(
-            trainable,
+            _trainable(study, info, space, dataset),
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=search_alg,
                 scheduler=scheduler,
-                num_samples=info["num_samples"],
-                time_budget_s=info["time_budget_s"],
+                num_samples=searcher.total,
+                time_budget_s=budget,
                 # a finished trial's worker process takes the next trial: no new process,
                 # no second torch import (all trials ask for the same resources)
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name="ray",
-                storage_path=str(study),
+                # one folder per driver run: Ray's logs only, never read back by revstudy
+                name=f"run-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}",
+                storage_path=str(study / "ray"),
                 verbose=0,
                 stop=stopper,
                 callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=info["max_failures"]),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
-    started = time.time()
-    with callback.display():
-        tuner.fit()
+        with callback.display():
+            tuner.fit()
+    elif budget is not None and budget <= 0:
+        print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
+    _add_elapsed(study, time.time() - started)
     table = refresh_tables(study, callback.ray_states())
     reconcile_optuna(study, info)
     summary = summarise(study, table, time.time() - started)
@@ -529,6 +499,32 @@ def _run(
             f"(details: revstudy status {info['name']})"
         )
     return summary
+
+
+def _remaining_budget(study: Path, info: dict[str, Any]) -> float | None:
+    """Seconds left of `--time-budget` after earlier driver runs (None: no budget)."""
+    if info.get("time_budget_s") is None:
+        return None
+    from revstudy.records import read_json
+
+    spent = (read_json(study / "driver.json") or {}).get("elapsed_s", 0.0)
+    return float(info["time_budget_s"]) - (spent if isinstance(spent, int | float) else 0.0)
+
+
+def _add_elapsed(study: Path, seconds: float) -> None:
+    """driver.json: the wall time of every driver run so far (for the time budget)."""
+    from revstudy.records import read_json
+
+    doc = read_json(study / "driver.json") or {}
+    elapsed = doc.get("elapsed_s", 0.0)
+    runs = doc.get("runs", 0)
+    write_json_atomic(
+        study / "driver.json",
+        {
+            "elapsed_s": (elapsed if isinstance(elapsed, int | float) else 0.0) + seconds,
+            "runs": (runs if isinstance(runs, int) else 0) + 1,
+        },
+    )
 
 
 def _max_epochs(space: SearchSpace, baseline: bool) -> int:
@@ -544,17 +540,21 @@ def _max_epochs(space: SearchSpace, baseline: bool) -> int:
 
 
 def reconcile_optuna(study: Path, info: dict[str, Any]) -> int:
-    """After all Ray trials ended, an Optuna trial still RUNNING was orphaned by a killed
-    driver (suggested after Ray's last snapshot): mark it FAIL so the records agree."""
-    import optuna
+    """After a driver run: an Optuna trial still RUNNING whose folder holds a result.json
+    finished after its driver lost track of it (killed between the two writes): tell Optuna
+    from the record. The other RUNNING trials were interrupted and `resume` continues them.
+    Returns the number of trials told here."""
+    from revstudy.records import read_json
+    from revstudy.search import tell, unfinished
 
-    s = optuna.load_study(study_name=info["name"], storage=optuna_url(study))
-    storage = s._storage
+    ostudy = open_optuna(study, info)
+    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
     n = 0
-    for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "revstudy_orphaned", True)
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        n += 1
+    for c in unfinished(ostudy):
+        result = read_json(study / "trials" / c.record_id / "result.json")
+        if result is not None and isinstance(result.get("report"), dict):
+            tell(ostudy, c.number, objectives, result["report"], error=False)
+            n += 1
     return n
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from revstudy.checkpoint import CheckpointError
 from revstudy.config import TrialConfig
 from revstudy.data import Dataset, Split, coarsen, make_split
 from revstudy.errors import NonFiniteLossError, RevstudyError
@@ -29,6 +30,7 @@ from revstudy.metrics import (
     forward_all,
 )
 from revstudy.model import InvertibleNet
+from revstudy.precision import set_fp32_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -99,6 +101,9 @@ class EpochRecord:
     seconds: float
 
 
+STATE_KEYS = ("model", "optimizer", "generator", "epoch", "history", "train_seconds")
+
+
 class Trainer:
     """Model, optimiser and RNG for one config on one split."""
 
@@ -114,6 +119,7 @@ class Trainer:
         self.config = config
         self.data = data
         self.device = torch.device(device)
+        set_fp32_precision(config.allow_tf32)  # before any kernel of this process runs
         self.seed = config.seed if seed is None else seed
         torch.manual_seed(self.seed)
         self.model = InvertibleNet.from_config(config).to(self.device)
@@ -274,12 +280,29 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
-        self.epoch = int(state["epoch"])
-        self.history = [EpochRecord(**h) for h in state["history"]]
-        self.train_seconds = float(state["train_seconds"])
+        """Resume from `state()`, saved on any device: tensors move to this trainer's device,
+        the generator's state to the CPU (where the generator lives)."""
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"checkpoint lacks {', '.join(missing)}")
+        gen_state = state["generator"]
+        if not isinstance(gen_state, torch.Tensor) or gen_state.dtype != torch.uint8:
+            raise CheckpointError("checkpoint: generator state is not a byte tensor")
+        if gen_state.device.type == "meta":  # no data to move: mapped away when loaded
+            raise CheckpointError(
+                "checkpoint: generator state was loaded onto the meta device; "
+                "load checkpoints with revstudy.checkpoint.load_checkpoint (CPU first)"
+            )
+        try:
+            self.model.load_state_dict(state["model"])  # copies into this device's parameters
+            self.optimizer.load_state_dict(state["optimizer"])  # casts state to the params'
+            self.gen.set_state(gen_state.cpu())
+            self.epoch = int(state["epoch"])
+            self.history = [EpochRecord(**h) for h in state["history"]]
+            self.train_seconds = float(state["train_seconds"])
+        except (RuntimeError, TypeError, ValueError, KeyError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CheckpointError(f"checkpoint does not fit this configuration: {first}") from None
 
 
 def fit(

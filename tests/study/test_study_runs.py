@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,12 +116,35 @@ def test_all_failed_study_stops_with_a_summary(tmp_path: Path, data: Path) -> No
     assert _status(tmp_path / "st", "bad")["trials"] < 20  # stopped instead of spinning
 
 
-def test_sigkill_mid_study_then_resume(tmp_path: Path, data: Path) -> None:
+class _Payload:
+    """Unpickling this runs `touch MARKER`: what a crafted pickle in a shared folder could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant_pickles(study: Path, marker: Path) -> list[Path]:
+    """Replace every pickle Ray wrote (and plant the ones Tuner.restore would read)."""
+    ray_dir = study / "ray"
+    paths = [*ray_dir.rglob("*.pkl"), ray_dir / "tuner.pkl", ray_dir / "run-x" / "tuner.pkl"]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(pickle.dumps(_Payload(marker)))
+    return paths
+
+
+def test_sigkill_mid_training_then_resume(tmp_path: Path, data: Path) -> None:
+    """Kill the driver while trials are mid-training; plant pickle payloads and delete
+    nothing else: resume continues every interrupted trial from its own checkpoint, keeps
+    the finished ones, runs no planted code, and status/list/report/export never unpickle."""
     space = tmp_path / "s.yaml"
     space.write_text(
         f"fixed: {TINY_FIXED}\nparams:\n"
         "  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n"
-        "  epochs: {type: int, low: 3, high: 4}\n"
+        "  epochs: {type: int, low: 5, high: 6}\n"
     )
     storage = tmp_path / "st"
     args = [
@@ -139,23 +164,61 @@ def test_sigkill_mid_study_then_resume(tmp_path: Path, data: Path) -> None:
     )
     deadline = time.time() + 300
     results = storage / "k" / "trials"
-    while time.time() < deadline and len(list(results.glob("*/result.json"))) < 2:
-        time.sleep(0.5)
-    assert len(list(results.glob("*/result.json"))) >= 2, "study did not progress"
+
+    def mid_training() -> set[str]:
+        return {
+            p.parent.name
+            for p in results.glob("*/state.pt")
+            if not (p.parent / "result.json").exists()
+        }
+
+    while time.time() < deadline and not (list(results.glob("*/result.json")) and mid_training()):
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # a second driver while... the lock is free again: flock died with the process
+    time.sleep(2)  # a Ray worker that outlived its driver stops at its next write (its guard)
+    interrupted = mid_training()
+    finished_before = {p.parent.name: p.stat().st_mtime_ns for p in results.glob("*/result.json")}
+    assert finished_before and interrupted, "study did not progress"
+    marker = tmp_path / "pwned"
+    _plant_pickles(storage / "k", marker)
+    # the lock is free again: flock died with the process
     res = _cli("resume", "k", "--storage", str(storage))
     assert res.returncode == 0, res.stderr[-3000:]
+    assert not marker.exists(), "resume unpickled a planted payload"
     trials = pd.read_parquet(storage / "k" / "trials.parquet")
     finished = trials[trials.state.isin(["COMPLETED", "STOPPED_EARLY"])]
     assert len(finished) == 6 and trials.trial_id.is_unique
+    for tid, mtime in finished_before.items():  # finished trials were not run again
+        assert (results / tid / "result.json").stat().st_mtime_ns == mtime
+    resumed = {
+        tid
+        for tid in interrupted
+        if json.loads((results / tid / "result.json").read_text())["history"]["resumed_after_epoch"]
+    }
+    assert resumed == interrupted
+    assert not list(results.glob("*/state.pt"))  # checkpoints of ended trials are removed
     study = optuna.load_study(study_name="k", storage=f"sqlite:///{storage / 'k' / 'optuna.db'}")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 6
+    assert len(complete) == 6 and len(study.trials) == 6
     ray_ids = {t.user_attrs.get("ray_trial_id") for t in complete}
-    assert ray_ids == set(finished.trial_id)  # Optuna's record matches Ray's
-    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert ray_ids == set(finished.trial_id)  # Optuna's record matches the folders
+
+    _plant_pickles(storage / "k", marker)
+    for cmd in (
+        ["status", "k"],
+        ["list"],
+        ["report", "k", "--out", str(tmp_path / "r.html")],
+        ["export", "k", "--out", str(tmp_path / "x")],
+    ):
+        res = _cli(*cmd, "--storage", str(storage))
+        assert res.returncode == 0, (cmd, res.stderr[-2000:])
+        assert not marker.exists(), f"{cmd[0]} unpickled a planted payload"
+    # Ray's folder holds logs only: without it, resume has nothing left to do
+    shutil.rmtree(storage / "k" / "ray")
+    res = _cli("resume", "k", "--storage", str(storage))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _status(storage, "k")["trials"] == 6
 
 
 def test_second_launch_of_a_running_study_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,355 @@
+"""GPU check: what CI (no GPU) cannot test, in one run on a machine with a CUDA GPU.
+
+    python benchmarks/gpu_check.py --data ../shared/data/reversibledata.csv
+
+Runs `revstudy` as a user does, in fresh processes, and writes one JSON file
+(default `benchmarks/results/gpu_check.json`) with:
+
+1. `paper`: the paper configuration trained on `cuda` (5 epochs, 1 repeat) in full fp32, and
+   again with `allow_tf32: true`: inversion error, train seconds, macro F1. Check: the fp32
+   `inv_error_max` is at most 1e-5 (TF32 gave 2e-4 on an H200).
+2. `paper_r10` (skip with `--no-repeats10`): the same with `--repeats 10`, seconds per repeat.
+3. `fractional`: a quick study at `--gpus-per-trial 0.25`, 4 trials at a time: trials/hour,
+   states. Check: no trial failed.
+4. `sigkill`: a study of 6-8 epoch trials killed with SIGKILL while trials are mid-training
+   (a checkpoint on disk, no result yet), then `revstudy resume`. Checks: every trial ends,
+   none failed, and every interrupted trial continued from its checkpoint
+   (`resumed_after_epoch` non-empty in its result.json).
+5. `gpu_util`: SM utilisation and memory sampled by `nvidia-smi` every 0.5 s, per phase.
+
+Fits in about 6 minutes on one H100/H200. On a machine without CUDA it refuses (exit 2).
+The process exit status is 1 when a check fails, so a CI job on a GPU runner can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+INV_ERROR_BOUND = 1e-5
+KILL_SPACE = """\
+description: gpu_check sigkill study (trials long enough to be killed mid-training)
+fixed: {hidden_ratio: 0.25, cd_draws: 1, test_fraction: 0.1}
+params:
+  lr: {type: float, low: 5.0e-4, high: 3.0e-3, log: true}
+  epochs: {type: int, low: 6, high: 8}
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="CSV in the paper's format")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gpu_check.json"))
+    p.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
+    p.add_argument("--samples", type=int, default=8, help="trials of the fractional study")
+    p.add_argument("--gpus-per-trial", type=float, default=0.25)
+    p.add_argument("--no-repeats10", action="store_true", help="skip the R=10 paper run")
+    p.add_argument("--only", nargs="*", default=None, help="phases to run (default: all)")
+    args = p.parse_args(argv)
+    if not 0 < args.gpus_per_trial <= 1:
+        p.error("--gpus-per-trial must be in (0, 1]")
+    if args.samples < 1:
+        p.error("--samples must be >= 1")
+    if not Path(args.data).is_file():
+        p.error(f"--data {args.data}: file not found")
+    return args
+
+
+def require_cuda() -> dict[str, Any]:
+    """Device facts; exits with a clear message where no CUDA device is usable."""
+    import torch
+
+    if not torch.cuda.is_available():
+        print(
+            "gpu_check: no CUDA device (torch.cuda.is_available() is False); run it on a GPU "
+            "machine (recipe: ../shared/device/README.md). CPU behaviour is covered by the "
+            "test suite.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpus": torch.cuda.device_count(),
+    }
+
+
+class GpuSampler:
+    """`nvidia-smi` in the background: SM utilisation (%) and memory (MiB) every 0.5 s."""
+
+    QUERY = "--query-gpu=utilization.gpu,memory.used"
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float, float]] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if shutil.which("nvidia-smi") is None:
+            return
+        self._proc = subprocess.Popen(
+            ["nvidia-smi", self.QUERY, "--format=csv,noheader,nounits", "-lms", "500"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            sample = parse_smi_line(line)
+            if sample is not None:
+                self.samples.append((time.time(), *sample))
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+
+    def window(self, start: float, end: float) -> dict[str, Any]:
+        return summarise_util([s for s in self.samples if start <= s[0] <= end])
+
+
+def parse_smi_line(line: str) -> tuple[float, float] | None:
+    """'87, 1234' → (87.0, 1234.0); None for anything else (headers, '[N/A]')."""
+    parts = [p.strip() for p in line.split(",")]
+    if len(parts) != 2:
+        return None
+    try:
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+
+
+def summarise_util(samples: list[tuple[float, float, float]]) -> dict[str, Any]:
+    if not samples:
+        return {"samples": 0}
+    util = [s[1] for s in samples]
+    mem = [s[2] for s in samples]
+    return {
+        "samples": len(samples),
+        "sm_util_mean": sum(util) / len(util),
+        "sm_util_max": max(util),
+        "mem_mib_max": max(mem),
+    }
+
+
+def cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "revstudy.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def _ok(res: subprocess.CompletedProcess, what: str) -> None:
+    if res.returncode != 0:
+        raise RuntimeError(f"{what} exited {res.returncode}: {res.stderr[-1500:]}")
+
+
+def paper_run(data: str, work: Path, repeats: int, tf32: bool) -> dict[str, Any]:
+    """`revstudy train --device cuda` of the paper configuration; its metrics."""
+    out = work / f"paper-r{repeats}{'-tf32' if tf32 else ''}"
+    args = ["train", "--device", "cuda", "--data", data, "--repeats", str(repeats), "--out"]
+    if tf32:
+        cfg = work / "paper-tf32.yaml"
+        import yaml
+
+        from revstudy.spaces import load_fixed_config
+
+        doc = load_fixed_config("paper").replace(allow_tf32=True).to_dict()
+        cfg.write_text(yaml.safe_dump(doc))
+        args += [str(out), "--config", str(cfg)]
+    else:
+        args += [str(out)]
+    t0 = time.time()
+    res = cli(*args)
+    _ok(res, "train")
+    metrics = json.loads((out / "metrics.json").read_text())
+    agg = metrics["aggregate"]
+    return {
+        "repeats": repeats,
+        "allow_tf32": tf32,
+        "wall_s": time.time() - t0,
+        "train_seconds_total": sum(r["train_seconds"] for r in metrics["repeats"]),
+        "train_seconds_per_repeat": agg["train_seconds"]["mean"],
+        "inv_error_max": agg["inv_error_max"]["max"],
+        "f1_macro": agg["f1_macro"]["mean"],
+        "f1_macro_skill": agg.get("f1_macro_skill", {}).get("mean"),
+    }
+
+
+def status(storage: Path, name: str) -> dict[str, Any]:
+    res = cli("status", name, "--storage", str(storage), "--json")
+    _ok(res, "status")
+    return json.loads(res.stdout)
+
+
+def fractional_study(data: str, work: Path, samples: int, gpus: float) -> dict[str, Any]:
+    storage = work / "studies"
+    t0 = time.time()
+    res = cli(
+        "launch", "--space", "quick", "--data", data, "--storage", str(storage), "--name",
+        "fractional", "--num-samples", str(samples), "--max-concurrent", str(round(1 / gpus)),
+        "--gpus-per-trial", str(gpus),
+    )  # fmt: skip
+    _ok(res, "launch (fractional)")
+    wall = time.time() - t0
+    s = status(storage, "fractional")
+    trial_s = _trial_seconds(storage / "fractional")
+    k = round(1 / gpus)
+    return {
+        "samples": samples,
+        "gpus_per_trial": gpus,
+        "wall_s": wall,
+        "trials_per_hour": 3600 * s["trials"] / wall,
+        "by_state": s["by_state"],
+        "sum_trial_s": sum(trial_s),
+        "overhead": max(0.0, (wall - sum(trial_s) / k) / wall),
+        "best": (s.get("best") or {}).get("metrics", {}).get("f1_macro_skill"),
+        "ok": s["by_state"].get("FAILED", 0) == 0 and s["trials"] == samples,
+    }
+
+
+def _trial_seconds(study: Path) -> list[float]:
+    out = []
+    for p in (study / "trials").glob("*/result.json"):
+        out.append(float(json.loads(p.read_text()).get("wall_seconds") or 0.0))
+    return out
+
+
+def sigkill_study(data: str, work: Path, gpus: float) -> dict[str, Any]:
+    """Kill a study's driver while trials are mid-training, resume, check every trial."""
+    storage = work / "studies"
+    space = work / "kill.yaml"
+    space.write_text(KILL_SPACE)
+    k = round(1 / gpus)
+    args = [
+        "launch", "--space", str(space), "--data", data, "--storage", str(storage), "--name",
+        "killed", "--num-samples", str(2 * k), "--max-concurrent", str(k), "--gpus-per-trial",
+        str(gpus), "--scheduler", "none", "--no-baseline",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "revstudy.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    trials = storage / "killed" / "trials"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(mid_training(trials)) < max(1, k // 2):
+        if proc.poll() is not None:
+            raise RuntimeError("the study ended before it could be killed mid-training")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(3)  # a worker that outlived its driver stops at its next write (trial guard)
+    interrupted = sorted(mid_training(trials))
+    finished_before = sorted(p.parent.name for p in trials.glob("*/result.json"))
+    t0 = time.time()
+    res = cli("resume", "killed", "--storage", str(storage))
+    _ok(res, "resume")
+    s = status(storage, "killed")
+    resumed = {}
+    for tid in interrupted:
+        doc = json.loads((trials / tid / "result.json").read_text())
+        resumed[tid] = doc["history"]["resumed_after_epoch"]
+    return {
+        "trials": s["trials"],
+        "by_state": s["by_state"],
+        "interrupted": interrupted,
+        "finished_before_kill": finished_before,
+        "resumed_after_epoch": resumed,
+        "resume_wall_s": time.time() - t0,
+        "ok": (
+            bool(interrupted)
+            and all(resumed.values())
+            and s["by_state"].get("FAILED", 0) == 0
+            and s["by_state"].get("COMPLETED", 0) == s["trials"] == 2 * k
+        ),
+    }
+
+
+def mid_training(trials: Path) -> set[str]:
+    """Trials with a checkpoint on disk and no result yet."""
+    return {
+        p.parent.name for p in trials.glob("*/state.pt") if not (p.parent / "result.json").exists()
+    }
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = require_cuda()
+    phases = args.only or ["paper", "paper_r10", "fractional", "sigkill"]
+    if args.no_repeats10 and "paper_r10" in phases:
+        phases.remove("paper_r10")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="gpu_check-"))
+    sampler = GpuSampler()
+    sampler.start()
+    doc: dict[str, Any] = {"device": device, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    checks: dict[str, bool] = {}
+    util: dict[str, Any] = {}
+    try:
+        for phase in phases:
+            t0 = time.time()
+            print(f"gpu_check: {phase} …", file=sys.stderr, flush=True)
+            try:
+                if phase == "paper":
+                    fp32 = paper_run(args.data, work, 1, tf32=False)
+                    tf32 = paper_run(args.data, work, 1, tf32=True)
+                    doc["paper"] = {"fp32": fp32, "tf32": tf32}
+                    checks["paper_inv_error_max_le_1e-5"] = fp32["inv_error_max"] <= INV_ERROR_BOUND
+                elif phase == "paper_r10":
+                    doc["paper_r10"] = paper_run(args.data, work, 10, tf32=False)
+                elif phase == "fractional":
+                    doc["fractional"] = fractional_study(
+                        args.data, work, args.samples, args.gpus_per_trial
+                    )
+                    checks["fractional_no_failures"] = doc["fractional"]["ok"]
+                elif phase == "sigkill":
+                    doc["sigkill"] = sigkill_study(args.data, work, args.gpus_per_trial)
+                    checks["sigkill_resume_complete"] = doc["sigkill"]["ok"]
+                else:
+                    raise RuntimeError(f"unknown phase {phase!r}")
+            except Exception as e:  # recorded, and the next phase still runs
+                doc[phase] = {"error": f"{type(e).__name__}: {e}"}
+                checks[phase] = False
+            util[phase] = {**sampler.window(t0, time.time()), "seconds": time.time() - t0}
+            write_json_atomic(Path(args.out), {**doc, "gpu_util": util, "checks": checks})
+    finally:
+        sampler.stop()
+    doc.update(gpu_util=util, checks=checks, passed=all(checks.values()))
+    write_json_atomic(Path(args.out), doc)
+    for name, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'} {name}")
+    print(f"wrote {args.out}")
+    return 0 if doc["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The trial scheduler of a study run: ASHA on a per-epoch objective, or run-to-end (FIFO).
+
+A resumed study starts a fresh Tuner (nothing of Ray's is unpickled), so ASHA's rungs are
+rebuilt from the trial records: every earlier trial's per-epoch objective is replayed into
+them, and a continued trial's earlier epochs are replayed under its new Ray id, so the
+stopping decisions of a resumed study match those of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from revstudy.study_keys import PER_EPOCH, PER_EPOCH_METRICS
+
+__all__ = ["SeededASHA", "make_scheduler"]
+
+
+class SeededASHA(ASHAScheduler):
+    """ASHA whose rungs can be filled from recorded per-epoch results."""
+
+    def seed(self, trial_id: str, values: list[tuple[int, float]]) -> None:
+        """Replay `(epoch, objective)` pairs of one trial, in epoch order."""
+        sign = float(self._metric_op or 1.0)  # ASHA maximises metric_op * value
+        fake: Any = SimpleNamespace(trial_id=trial_id)  # _Bracket reads trial_id only
+        for bracket in self._brackets:
+            for epoch, value in sorted(values):
+                bracket.on_result(fake, epoch, sign * value)
+
+
+def make_scheduler(
+    info: dict[str, Any], max_t: int, history: dict[str, list[tuple[int, float]]] | None = None
+) -> tuple[Any, SeededASHA | None]:
+    """(scheduler, the ASHA or None), ASHA's rungs filled from `history` (`epoch_history`).
+
+    ASHA counts our reported `epoch`, not Ray's `training_iteration`, which restarts at 1
+    when a trial is continued under a new Ray id."""
+    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
+    first, mode = objectives[0]
+    single = len(objectives) == 1
+    if info["scheduler"] == "asha" and single and first in PER_EPOCH_METRICS and max_t > 1:
+        asha = SeededASHA(
+            metric=first,
+            mode=mode,
+            time_attr="epoch",
+            max_t=max_t,
+            grace_period=min(2, max_t),
+            reduction_factor=3,
+        )
+        for tid, values in (history or {}).items():
+            asha.seed(tid, values)
+        return asha, asha
+    if info["scheduler"] == "asha" and not single:
+        print(
+            "note: ASHA ranks trials on one objective and would stop them before the "
+            "others are measured; a multi-objective study runs trials to completion",
+            file=sys.stderr,
+        )
+    elif info["scheduler"] == "asha" and max_t > 1:
+        print(
+            f"note: ASHA needs a per-epoch first objective ({', '.join(PER_EPOCH_METRICS)})"
+            f"; {first} is known only at the end, so trials run to completion",
+            file=sys.stderr,
+        )
+    return FIFOScheduler(), None
+
+
+def epoch_history(epochs: pd.DataFrame, objective: str) -> dict[str, list[tuple[int, float]]]:
+    """{trial folder id: [(epoch, mean over repeats of the objective's per-epoch key)]}."""
+    key = PER_EPOCH[objective]
+    if epochs.empty or key not in epochs:
+        return {}
+    means = epochs.groupby(["trial_id", "epoch"])[key].mean().dropna()
+    out: dict[str, list[tuple[int, float]]] = {}
+    for (tid, epoch), value in means.items():
+        out.setdefault(str(tid), []).append((int(epoch), float(value)))
+    return out

@@ -1,0 +1,69 @@
+"""benchmarks/gpu_check.py as far as a CPU allows: arguments, the CPU refusal, parsing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import gpu_check  # noqa: E402
+
+
+def test_refuses_without_cuda_with_a_clear_message(synthetic_csv: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--data", str(synthetic_csv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 2
+    assert "no CUDA device" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpus-per-trial", "0"], "--gpus-per-trial must be in (0, 1]"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial must be in (0, 1]"),
+        (["--samples", "0"], "--samples must be >= 1"),
+    ],
+)
+def test_bad_arguments(
+    synthetic_csv: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        gpu_check.parse_args(["--data", str(synthetic_csv), *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--data", str(tmp_path / "none.csv")])
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_defaults(synthetic_csv: Path) -> None:
+    a = gpu_check.parse_args(["--data", str(synthetic_csv)])
+    assert a.gpus_per_trial == 0.25 and a.samples == 8 and a.out.endswith("gpu_check.json")
+
+
+def test_nvidia_smi_lines_and_summary() -> None:
+    assert gpu_check.parse_smi_line("87, 1234\n") == (87.0, 1234.0)
+    assert gpu_check.parse_smi_line("[N/A], 10") is None
+    assert gpu_check.parse_smi_line("utilization.gpu [%], memory.used [MiB]") is None
+    s = gpu_check.summarise_util([(0.0, 50.0, 100.0), (0.5, 100.0, 300.0)])
+    assert s == {"samples": 2, "sm_util_mean": 75.0, "sm_util_max": 100.0, "mem_mib_max": 300.0}
+    assert gpu_check.summarise_util([]) == {"samples": 0}
+
+
+def test_mid_training_means_a_checkpoint_and_no_result(tmp_path: Path) -> None:
+    for tid, files in {"a": ["state.pt"], "b": ["state.pt", "result.json"], "c": []}.items():
+        (tmp_path / tid).mkdir()
+        for f in files:
+            (tmp_path / tid / f).write_text("x")
+    assert gpu_check.mid_training(tmp_path) == {"a"}
