@@ -32,6 +32,7 @@ from ._plot_metrics import (
     f1_distribution_figure,
     inversion_error_data,
     inversion_error_figure,
+    tf32_note,
 )
 from ._plot_optuna import Unavailable, optuna_figures, top_params
 from ._plot_training import learning_curve_data, learning_curve_figure
@@ -88,6 +89,7 @@ __all__ = [
     "param_importances",
     "pareto_mask",
     "per_sample_summary",
+    "tf32_note",
     "top_params",
     "write_report",
     "zfree_histogram_figure",

@@ -32,6 +32,7 @@ table.sortable th[aria-sort=ascending]::after{content:" ▲"}
 table.sortable th[aria-sort=descending]::after{content:" ▼"}
 table.sortable td.s{text-align:left}
 .caption{color:#555;font-size:.9rem;margin:.2rem 0 .8rem}
+.warning{color:#7a4b00;background:#fff4e0;padding:.5rem .8rem;border-radius:4px}
 """
 
 # Click a header to sort; numbers compare numerically (data-v holds the raw value).
@@ -69,6 +70,10 @@ class Section:
 
     def add_reason(self, text: str) -> None:
         self.blocks.append(f'<p class="reason">{html.escape(text)}</p>')
+
+    def add_warning(self, text: str) -> None:
+        """A caveat the reader must see before the figure (e.g. reduced precision)."""
+        self.blocks.append(f'<p class="warning">{html.escape(text)}</p>')
 
     def add_text(self, text: str) -> None:
         self.blocks.append(f'<p class="caption">{html.escape(text)}</p>')

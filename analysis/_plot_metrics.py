@@ -87,9 +87,26 @@ def inversion_error_data(study: Study) -> pd.DataFrame:
     """Tidy (trial_id, measure, value) rows of the reconstruction errors."""
     cols = ["inv_error_max", "inv_error_p95", "inv_error_mean"]
     df = _finished(study, cols)
+    if "tf32" in study.finished.columns:  # TF32 CUDA kernels: ~100x larger errors
+        df["tf32"] = study.finished["tf32"].fillna(False).astype(bool).to_numpy()
+    else:
+        df["tf32"] = False
     present = [c for c in cols if c in df.columns]
-    tidy = df.melt(["trial_id", "state", "is_baseline"], present, "measure", "value")
+    tidy = df.melt(["trial_id", "state", "is_baseline", "tf32"], present, "measure", "value")
     return tidy.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def tf32_note(data: pd.DataFrame) -> str:
+    """A sentence for the inversion section when some trials ran with TF32 ('' if none)."""
+    ids = sorted(set(data.loc[data["tf32"], "trial_id"])) if "tf32" in data else []
+    if not ids:
+        return ""
+    return (
+        f"{len(ids)} trial(s) ran with TF32 CUDA kernels (allow_tf32: true): "
+        f"{', '.join(ids[:8])}{' …' if len(ids) > 8 else ''}. TF32 rounds every convolution "
+        "to a 10-bit mantissa; their inversion errors (~1e-4) are not comparable with full "
+        "fp32 ones (~1e-6)."
+    )
 
 
 def inversion_error_figure(data: pd.DataFrame) -> go.Figure:
@@ -105,7 +122,9 @@ def inversion_error_figure(data: pd.DataFrame) -> go.Figure:
                 boxpoints="all",
                 jitter=0.4,
                 pointpos=0,
-                text=g["trial_id"],
+                text=[
+                    f"{t} (TF32)" if f else t for t, f in zip(g["trial_id"], g["tf32"], strict=True)
+                ],
                 hovertemplate="trial %{text}<br>%{y:.2e}<extra></extra>",
             )
         )

@@ -30,6 +30,7 @@ from ._plot_metrics import (
     f1_distribution_figure,
     inversion_error_data,
     inversion_error_figure,
+    tf32_note,
 )
 from ._plot_optuna import Unavailable, optuna_figures
 from ._plot_training import learning_curve_data, learning_curve_figure
@@ -179,6 +180,9 @@ def _inversion(study: Study) -> Callable[[Section], None]:
         data = inversion_error_data(study)
         if data.empty:
             raise Unavailable("no finished trial with inversion errors")
+        note = tf32_note(data)
+        if note:
+            sec.add_warning(note)
         sec.add_figure(inversion_error_figure(data))
 
     return build

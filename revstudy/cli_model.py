@@ -42,7 +42,10 @@ def export(
     out: Annotated[
         Path | None, typer.Option(help="file (--top 1, default best.yaml) or folder (default best)")
     ] = None,
-    storage: Annotated[Path, typer.Option(help="where studies live")] = Path("revstudy-results"),
+    storage: Annotated[
+        str | None,
+        typer.Option(help="studies root (default ./revstudy-results, or $REVSTUDY_STORAGE)"),
+    ] = None,
 ) -> None:
     """Write a study's best configurations as YAML that `revstudy train --config` accepts."""
     from revstudy.export import export_study

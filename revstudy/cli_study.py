@@ -37,47 +37,57 @@ def register(app: typer.Typer) -> None:
 
 @user_errors()
 def launch(
-    space: Annotated[str, typer.Option(help="search space name (default, quick) or YAML path")] = (
-        "default"
-    ),
+    space: Annotated[
+        str | None, typer.Option(help="search space: default, quick, paper or a YAML path")
+    ] = None,
     data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
-    name: Annotated[str | None, typer.Option(help="study name (existing: continue it)")] = None,
-    num_samples: Annotated[int, typer.Option(min=1, help="trials to run")] = 20,
-    max_concurrent: Annotated[int, typer.Option(min=0, help="0: as resources allow")] = 0,
-    cpus_per_trial: Annotated[float, typer.Option(help="CPUs (= torch threads) per trial")] = 1.0,
+    name: Annotated[
+        str | None,
+        typer.Option(help="study name: letters, digits, ._- (existing: continue it)"),
+    ] = None,
+    num_samples: Annotated[int | None, typer.Option(help="trials to run [default: 20]")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="trials at a time, 0: as resources allow [default: 0]")
+    ] = None,
+    cpus_per_trial: Annotated[
+        float | None, typer.Option(help="CPUs (= torch threads) per trial [default: 1]")
+    ] = None,
     gpus_per_trial: Annotated[
         float | None,
         typer.Option(help="GPUs per trial, fractions allowed (default: 1 if the cluster has GPUs)"),
     ] = None,
-    sampler: Annotated[str, typer.Option(help="tpe, random, gp, nsga2 or qmc")] = "tpe",
-    scheduler: Annotated[str, typer.Option(help="asha or none")] = "asha",
+    sampler: Annotated[
+        str | None, typer.Option(help="tpe, random, gp, nsga2 or qmc [default: tpe]")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="asha or none [default: asha]")] = None,
     objectives: Annotated[
         str | None,
-        typer.Option(help="METRIC:max|min,… (default: the space's, usually f1_macro:max)"),
+        typer.Option(help="METRIC:max|min,… (default: the space's; built-in: f1_macro_skill:max)"),
     ] = None,
     repeats: Annotated[
         int | None,
-        typer.Option(min=1, help="seeded splits per configuration (default: the space's, or 1)"),
+        typer.Option(help="seeded splits per configuration (default: the space's, or 1)"),
     ] = None,
     time_budget: Annotated[str | None, typer.Option(help="e.g. 30m, 2h")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster: auto or ray://host:port")] = (
-        None
-    ),
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster: auto, or HOST:PORT of its head")
+    ] = None,
     storage: StorageOption = None,
-    seed: Annotated[int, typer.Option(help="sampler and training seed")] = 0,
+    seed: Annotated[int | None, typer.Option(help="sampler and training seed [default: 0]")] = None,
     no_baseline: Annotated[
         bool, typer.Option("--no-baseline", help="skip the paper configuration as first trial")
     ] = False,
-    max_failures: Annotated[int, typer.Option(help="Ray retries after a trial error")] = 1,
+    max_failures: Annotated[
+        int | None, typer.Option(help="Ray retries after a trial error [default: 1]")
+    ] = None,
 ) -> None:
     """Run a hyperparameter study on Ray Tune, guided by Optuna."""
-    from revstudy.cli import _data_path
-    from revstudy.study import LaunchOptions, parse_duration
+    from revstudy.options import LaunchOptions, parse_duration
     from revstudy.study import launch as run_launch
 
     opts = LaunchOptions(
         space=space,
-        data=str(_data_path(data)),
+        data=data,
         name=name or "",
         num_samples=num_samples,
         max_concurrent=max_concurrent,
@@ -91,7 +101,7 @@ def launch(
         address=address,
         storage=storage,
         seed=seed,
-        baseline=not no_baseline,
+        baseline=False if no_baseline else None,
         max_failures=max_failures,
     )
     _print_summary(run_launch(opts))
@@ -118,6 +128,14 @@ def _summary(study: str, storage: str | None) -> dict:
     if not (path / "study.json").is_file():
         raise RevstudyError(f"no study {study!r} under {path.parent} (see `revstudy list`)")
     return summarise(path, load_trials(path))
+
+
+def _summary_or_damage(path: Path, storage: str | None) -> dict:
+    """A study's summary for `list`; a damaged study becomes a row that says what is wrong."""
+    try:
+        return _summary(str(path), storage)
+    except RevstudyError as e:
+        return {"name": path.name, "path": str(path), "damaged": str(e)}
 
 
 def _fmt(value: object) -> str:
@@ -164,7 +182,7 @@ def list_studies(
     from revstudy.records import storage_root
 
     root = storage_root(storage)
-    rows = [_summary(str(p.parent), storage) for p in sorted(root.glob("*/study.json"))]
+    rows = [_summary_or_damage(p.parent, storage) for p in sorted(root.glob("*/study.json"))]
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return
@@ -172,6 +190,9 @@ def list_studies(
     for col in ("name", "trials", "by state", "best"):
         t.add_column(col)
     for s in rows:
+        if "damaged" in s:
+            t.add_row(s["name"], "—", f"[red]damaged[/]: {s['damaged']}", "—")
+            continue
         m = s["objectives"][0]["metric"]
         best = f"{s['best']['metrics'].get(m):.4g}" if s["best"] else "—"
         t.add_row(

@@ -19,9 +19,10 @@ import pandas as pd
 from revstudy import __version__
 from revstudy.config import TrialConfig
 from revstudy.errors import ConfigError, RevstudyError
+from revstudy.records import read_study_info
+from revstudy.records import study_dir as locate_study
 
 FINISHED = ("COMPLETED", "STOPPED_EARLY")
-DEFAULT_STORAGE = Path("revstudy-results")
 # Columns of trials.parquet that are bookkeeping, not metrics (docs/study-dir.md).
 NOT_METRICS = {"trial_id", "number", "state", "failure_reason", "is_baseline", "device"}
 # Metrics where smaller is better, for --objective on a metric the study did not optimise.
@@ -45,25 +46,25 @@ class Ranked:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_study(study: str | Path, storage: str | Path = DEFAULT_STORAGE) -> Path:
-    """A study directory from a path, or a name under `storage`; `RevstudyError` if neither."""
-    direct = Path(study)
-    for candidate in (direct, Path(storage) / str(study)):
-        if (candidate / "study.json").is_file():
-            return candidate
-    raise RevstudyError(
-        f"no such study: {study} (no study.json at {direct} or under {Path(storage)}/)"
-    )
+def resolve_study(study: str | Path, storage: str | Path | None = None) -> Path:
+    """A study folder from a path, or a plain name under the storage root (`--storage`,
+    else `$REVSTUDY_STORAGE`, else ./revstudy-results); `RevstudyError` if neither."""
+    path = locate_study(str(study), None if storage is None else str(storage))
+    if not (path / "study.json").is_file():
+        raise RevstudyError(f"no such study: {study} (no study.json at {path})")
+    return path
 
 
 def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """study.json and trials.parquet (an empty table while no trial has reported)."""
-    try:
-        meta = json.loads((study_dir / "study.json").read_text())
-    except json.JSONDecodeError as e:
-        raise RevstudyError(f"{study_dir}/study.json: not valid JSON ({e})") from None
+    meta = read_study_info(study_dir)
     table = study_dir / "trials.parquet"
-    trials = pd.read_parquet(table) if table.is_file() else pd.DataFrame()
+    try:
+        trials = pd.read_parquet(table) if table.is_file() else pd.DataFrame()
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise RevstudyError(
+            f"{table}: damaged ({type(e).__name__}); `revstudy resume` rewrites it"
+        ) from None
     return meta, trials
 
 
@@ -200,7 +201,7 @@ def export_study(
     top: int = 1,
     objective: str | None = None,
     out: str | Path | None = None,
-    storage: str | Path = DEFAULT_STORAGE,
+    storage: str | Path | None = None,
 ) -> ExportResult:
     """Write the `top` best configs: one file (top=1, default best.yaml) or a folder."""
     if top < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,64 @@ def storage_root(storage: str | None) -> Path:
     return Path(value).expanduser().resolve()
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_name(name: str, flag: str = "--name") -> str:
+    """A study name is one plain folder name, so no name escapes the storage root."""
+    from revstudy.errors import RevstudyError
+
+    if not NAME_RE.fullmatch(name):
+        raise RevstudyError(
+            f"{flag} {name!r}: a study name is 1-128 letters, digits, '.', '_' or '-', "
+            "not starting with '.' or '-' (e.g. first-study)"
+        )
+    return name
+
+
 def study_dir(name_or_path: str, storage: str | None = None) -> Path:
-    """A study name under the storage root, or a path to a study folder."""
+    """A path to a study folder (one holding study.json), or a plain name under the root."""
     p = Path(name_or_path)
     if (p / "study.json").is_file():
         return p.resolve()
+    check_name(name_or_path, "study")
     return storage_root(storage) / name_or_path
+
+
+def read_study_info(study: Path, need: tuple[str, ...] = ("name", "objectives")) -> dict[str, Any]:
+    """study.json, checked: one-line errors for a missing, truncated or foreign file.
+
+    Readers (status, report, export) need the name and objectives; a run needs `RUN_KEYS`."""
+    from revstudy.errors import RevstudyError
+
+    path = study / "study.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RevstudyError(f"no study at {study} (no study.json; see `revstudy list`)") from None
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RevstudyError(f"{path}: damaged, not valid JSON ({first})") from None
+    missing = [k for k in need if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise RevstudyError(f"{path}: damaged or foreign, lacks {', '.join(missing)}")
+    return info
+
+
+RUN_KEYS = (
+    "name",
+    "space",
+    "objectives",
+    "num_samples",
+    "data",
+    "sampler",
+    "scheduler",
+    "seed",
+    "repeats",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "baseline",
+)
 
 
 def trial_dir(study: Path, trial_id: str) -> Path:
@@ -186,6 +239,7 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         row["epochs_done"] = epochs_done
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
         row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
+        row["tf32"] = bool((result or {}).get("tf32", False))  # reduced-precision CUDA kernels
         history = (result or {}).get("history") or {}
         row["resumes"] = len(history.get("resumed_after_epoch", []))
         row["params"] = json.dumps(meta.get("params", ray.get("config", {})))

@@ -14,11 +14,9 @@ import importlib.metadata
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,87 +25,28 @@ from revstudy import __version__
 from revstudy.config import TrialConfig
 from revstudy.data import Dataset, read_dataset
 from revstudy.errors import RevstudyError
-from revstudy.records import refresh_tables, storage_root, write_json_atomic
-from revstudy.spaces import BLOCK_PARAMS, SearchSpace, load_space
-
-SAMPLERS = ("tpe", "random", "gp", "nsga2", "qmc")
-SCHEDULERS = ("asha", "none")
-KNOWN_METRICS = (
-    "f1_macro",
-    "f1_micro",
-    "f1_samples",
-    "f1_macro_present",
-    "f1_macro_skill",
-    "val_f1_skill",
-    "val_loss",
-    "val_f1_macro",
-    "inv_error_max",
-    "inv_error_mean",
-    "z_free_mean_mean",
-    "z_free_std_mean",
-    "cond_variation_mean",
-    "bond_count_corr",
-    "aromatic_corr",
-    "bond_count_corr_from_code",
-    "aromatic_corr_from_code",
+from revstudy.options import (
+    SAMPLERS,
+    LaunchOptions,
+    check_address,
+    parse_objectives,
+    relaunch_changes,
 )
+from revstudy.records import (
+    RUN_KEYS,
+    check_name,
+    read_study_info,
+    refresh_tables,
+    storage_root,
+    write_json_atomic,
+)
+from revstudy.spaces import BLOCK_PARAMS, SearchSpace, load_space
 
 
 class StudyFailed(RevstudyError):
     """Every trial of the study failed: nothing to optimise."""
 
     exit_code = 4
-
-
-@dataclass
-class LaunchOptions:
-    """Everything `revstudy launch` takes; stored in study.json so resume needs no flags."""
-
-    space: str = "default"
-    data: str = ""
-    name: str = ""
-    num_samples: int = 20
-    max_concurrent: int = 0  # 0: as many as the resources allow
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
-    sampler: str = "tpe"
-    scheduler: str = "asha"
-    objectives: list[str] = field(default_factory=lambda: ["f1_macro:max"])
-    repeats: int | None = None  # None: the space's `repeats` (default 1)
-    time_budget_s: float | None = None
-    address: str | None = None
-    storage: str | None = None
-    seed: int = 0
-    baseline: bool = True
-    max_failures: int = 1  # Ray retries of a trial after a (possibly transient) error
-
-
-def parse_objectives(specs: list[str]) -> list[tuple[str, str]]:
-    out = []
-    for spec in specs:
-        metric, _, mode = spec.partition(":")
-        mode = mode or "max"
-        if metric not in KNOWN_METRICS:
-            raise RevstudyError(
-                f"--objectives: unknown metric {metric!r}; choose from {', '.join(KNOWN_METRICS)}"
-            )
-        if mode not in ("max", "min"):
-            raise RevstudyError(f"--objectives: mode of {metric} must be max or min, got {mode!r}")
-        out.append((metric, mode))
-    if len({m for m, _ in out}) != len(out):
-        raise RevstudyError("--objectives: a metric is named twice")
-    return out
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '30m', '2h', '1h30m' or plain seconds → seconds."""
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise RevstudyError(f"--time-budget: cannot read {text!r} (e.g. 90s, 30m, 2h, 1h30m)")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return sum(float(a) * unit[b] for a, b in parts)
 
 
 @contextlib.contextmanager
@@ -235,6 +174,12 @@ def _ray_init(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
         ray.init(address=address, log_to_driver=False)
+        have = ray.cluster_resources()
+        print(
+            f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}: "
+            f"{len(ray.nodes())} node(s), {have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs",
+            file=sys.stderr,
+        )
     else:
         ray.init(
             include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024
@@ -290,22 +235,40 @@ def check_resources(address: str | None, cpus: float, gpus: float) -> None:
 
 
 def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
-    """Start a new study, or continue it if `opts.name` already exists."""
+    """Start a new study, or continue it if `opts.name` already exists (its settings kept)."""
+    from revstudy.fetch import resolve_data
+
+    opts.validate()
+    if opts.name:
+        check_name(opts.name)
     root = storage_root(opts.storage)
-    space = load_space(opts.space)
+    if opts.name and (root / opts.name / "study.json").is_file():
+        study = root / opts.name
+        existing = read_study_info(study, RUN_KEYS)
+        sha = read_dataset(resolve_data(opts.data)).sha256 if opts.data else None
+        grow = relaunch_changes(opts, existing, sha)
+        kept = ", ".join(
+            f"{k} {existing.get(k)}" for k in ("sampler", "scheduler", "repeats", "seed")
+        )
+        print(
+            f"note: study {opts.name} exists; continuing it with its settings ({kept})",
+            file=sys.stderr,
+        )
+        return resume(
+            opts.name,
+            storage=opts.storage,
+            address=opts.address,
+            progress=progress,
+            num_samples=grow,
+        )
+    space = load_space(opts.resolved("space"))
     objectives = parse_objectives(opts.objectives or list(space.objectives))
     name = opts.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     study = root / name
-    if (study / "study.json").is_file():
-        return resume(name, storage=opts.storage, address=opts.address, progress=progress)
-    if opts.sampler not in SAMPLERS:
-        raise RevstudyError(f"--sampler: choose from {', '.join(SAMPLERS)}, got {opts.sampler!r}")
-    if opts.scheduler not in SCHEDULERS:
-        raise RevstudyError(f"--scheduler: choose asha or none, got {opts.scheduler!r}")
     repeats = opts.repeats if opts.repeats is not None else space.repeats
-    if opts.num_samples < 1 or repeats < 1:
-        raise RevstudyError("--num-samples and --repeats must be >= 1")
-    dataset = read_dataset(opts.data)
+    if repeats < 1:
+        raise RevstudyError(f"{space.path}: repeats must be >= 1")
+    dataset = read_dataset(resolve_data(opts.data))
     with study_lock(study):
         try:
             import optuna
@@ -315,24 +278,25 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             gpus = opts.gpus_per_trial
             if gpus is None:
                 gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-            check_resources(opts.address, opts.cpus_per_trial, gpus)
+            cpus = opts.resolved("cpus_per_trial")
+            check_resources(opts.address, cpus, gpus)
 
             info: dict[str, Any] = {
                 "name": name,
                 "space": space.to_dict(),
-                "sampler": opts.sampler,
-                "scheduler": opts.scheduler,
-                "seed": opts.seed,
+                "sampler": opts.resolved("sampler"),
+                "scheduler": opts.resolved("scheduler"),
+                "seed": opts.resolved("seed"),
                 "objectives": [{"metric": m, "mode": d} for m, d in objectives],
-                "num_samples": opts.num_samples,
+                "num_samples": opts.resolved("num_samples"),
                 "repeats": repeats,
-                "max_concurrent": opts.max_concurrent,
-                "cpus_per_trial": opts.cpus_per_trial,
+                "max_concurrent": opts.resolved("max_concurrent"),
+                "cpus_per_trial": cpus,
                 "gpus_per_trial": gpus,
                 "time_budget_s": opts.time_budget_s,
                 "test_fraction": space.to_config({}).test_fraction,
-                "baseline": opts.baseline,
-                "max_failures": opts.max_failures,
+                "baseline": opts.resolved("baseline"),
+                "max_failures": opts.resolved("max_failures"),
                 "data": {
                     "path": str(Path(dataset.path).resolve()),
                     "sha256": dataset.sha256,
@@ -349,7 +313,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
                 },
             }
             ostudy = open_optuna(study, info, create=True)
-            point = baseline_params(space) if opts.baseline else None
+            point = baseline_params(space) if info["baseline"] else None
             if point is not None:  # the first trial Optuna hands out
                 ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
             write_json_atomic(study / "study.json", info)  # last: the study exists from here
@@ -366,15 +330,16 @@ def resume(
     address: str | None = None,
     retry_failed: bool = False,
     progress: bool = True,
+    num_samples: int | None = None,
 ) -> dict[str, Any]:
-    """Continue an interrupted study: finished trials kept, unfinished ones from checkpoints."""
+    """Continue an interrupted study: finished trials kept, unfinished ones from their
+    checkpoints; `num_samples` (>= the study's) lets it grow."""
     from revstudy.records import study_dir
 
+    if address is not None:
+        check_address(address)
     study = study_dir(name, storage)
-    info_path = study / "study.json"
-    if not info_path.is_file():
-        raise RevstudyError(f"no study {name!r} under {study.parent} (see `revstudy list`)")
-    info = json.loads(info_path.read_text())
+    info = read_study_info(study, RUN_KEYS)
     space = SearchSpace(**{**_space_from_info(info["space"])})
     dataset = read_dataset(info["data"]["path"])
     if dataset.sha256 != info["data"]["sha256"]:
@@ -384,6 +349,14 @@ def resume(
         )
     with study_lock(study):
         open_optuna(study, info)  # a missing or damaged optuna.db stops here, before Ray
+        if num_samples is not None and num_samples > int(info["num_samples"]):
+            print(
+                f"note: study {info['name']} grows from {info['num_samples']} to "
+                f"{num_samples} trials",
+                file=sys.stderr,
+            )
+            info["num_samples"] = num_samples
+            write_json_atomic(study / "study.json", info)
         _ray_init(address)
         check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
         return _run(study, info, space, dataset, retry_failed=retry_failed, progress=progress)
@@ -560,9 +533,7 @@ def reconcile_optuna(study: Path, info: dict[str, Any]) -> int:
 
 def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str, Any]:
     """Counts by state and the best trial, for status output and `--json`."""
-    import json as _json
-
-    info = _json.loads((study / "study.json").read_text())
+    info = read_study_info(study)
     metric, mode = info["objectives"][0]["metric"], info["objectives"][0]["mode"]
     by_state = {k: int(v) for k, v in table["state"].value_counts().items()} if len(table) else {}
     best = None

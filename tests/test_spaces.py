@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from revstudy.errors import ConfigError
+from revstudy.options import parse_duration, parse_objectives
 from revstudy.spaces import list_spaces, load_space
-from revstudy.study import baseline_params, parse_duration, parse_objectives
+from revstudy.study import baseline_params
 
 
 def test_builtin_spaces_load_and_contain_the_paper_baseline() -> None:

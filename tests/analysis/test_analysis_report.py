@@ -94,6 +94,14 @@ def test_data_functions(study_dir) -> None:
     assert sc.groupby("quantity").size().to_dict() == {"aromatic": 250, "bond_count": 250}
 
 
+def test_tf32_trials_are_flagged_beside_the_inversion_error(study_dir, single_html: str) -> None:
+    data = analysis.inversion_error_data(analysis.load_study(study_dir("single")))
+    assert set(data.loc[data["tf32"], "trial_id"]) == {"t002"}
+    assert analysis.tf32_note(data).startswith("1 trial(s) ran with TF32")
+    assert analysis.tf32_note(data[~data["tf32"]]) == ""
+    assert "ran with TF32 CUDA kernels" in single_html
+
+
 def test_no_ray_or_torch(study_dir, tmp_path: Path) -> None:
     # A finder that refuses ray/torch, rather than sys.modules[...] = None: scipy's
     # array_api_compat looks torch up in sys.modules and breaks on a None entry.

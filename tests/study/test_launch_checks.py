@@ -3,7 +3,8 @@
 import pytest
 
 from revstudy.errors import RevstudyError
-from revstudy.study import KNOWN_METRICS, check_resources
+from revstudy.options import KNOWN_METRICS
+from revstudy.study import check_resources
 from revstudy.study_keys import PER_EPOCH
 from revstudy.train import EpochRecord
 

@@ -1,0 +1,222 @@
+"""What `revstudy launch` takes, checked before anything is created or started.
+
+Every option left out is `None` (or empty), so a relaunch of an existing study can tell what
+the user asked for from what they did not: a study keeps the settings it was launched with,
+a contradictory flag is refused with a one-line error, and only `--num-samples` may grow.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from revstudy.errors import RevstudyError
+
+__all__ = [
+    "DEFAULTS",
+    "KNOWN_METRICS",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "LaunchOptions",
+    "check_address",
+    "parse_duration",
+    "parse_objectives",
+    "relaunch_changes",
+]
+
+SAMPLERS = ("tpe", "random", "gp", "nsga2", "qmc")
+SCHEDULERS = ("asha", "none")
+KNOWN_METRICS = (
+    "f1_macro",
+    "f1_micro",
+    "f1_samples",
+    "f1_macro_present",
+    "f1_macro_skill",
+    "val_f1_skill",
+    "val_loss",
+    "val_f1_macro",
+    "inv_error_max",
+    "inv_error_mean",
+    "z_free_mean_mean",
+    "z_free_std_mean",
+    "cond_variation_mean",
+    "bond_count_corr",
+    "aromatic_corr",
+    "bond_count_corr_from_code",
+    "aromatic_corr_from_code",
+)
+
+
+@dataclass
+class LaunchOptions:
+    """Everything `revstudy launch` takes; stored in study.json so resume needs no flags.
+
+    `None` means "not given": a new study takes `DEFAULTS` (or the space's value), an
+    existing one keeps what it was launched with."""
+
+    space: str | None = None  # built-in name or YAML path (default: "default")
+    data: str | None = None  # CSV (default: the cached public file)
+    name: str = ""  # "" : <space>-<timestamp>
+    num_samples: int | None = None
+    max_concurrent: int | None = None  # 0: as many as the resources allow
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    sampler: str | None = None
+    scheduler: str | None = None
+    objectives: list[str] = field(default_factory=list)  # []: the space's objectives
+    repeats: int | None = None  # None: the space's `repeats` (default 1)
+    time_budget_s: float | None = None
+    address: str | None = None
+    storage: str | None = None
+    seed: int | None = None
+    baseline: bool | None = None
+    max_failures: int | None = None  # Ray retries of a trial after a (transient) error
+
+    def validate(self) -> None:
+        """One-line errors naming the flag, before a folder is made or Ray is started."""
+        checks = [
+            (self.num_samples, "--num-samples", lambda v: v >= 1, "must be >= 1"),
+            (self.max_concurrent, "--max-concurrent", lambda v: v >= 0, "must be >= 0"),
+            (self.cpus_per_trial, "--cpus-per-trial", lambda v: 0 < v <= 1024, "must be > 0"),
+            (self.gpus_per_trial, "--gpus-per-trial", lambda v: 0 <= v <= 64, "must be >= 0"),
+            (self.repeats, "--repeats", lambda v: v >= 1, "must be >= 1"),
+            (self.time_budget_s, "--time-budget", lambda v: v > 0, "must be > 0"),
+            (self.max_failures, "--max-failures", lambda v: 0 <= v <= 100, "must be 0-100"),
+        ]
+        for value, flag, ok, rule in checks:
+            if value is not None and (value != value or not ok(value)):  # NaN fails too
+                raise RevstudyError(f"{flag} {value:g}: {rule}")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise RevstudyError(
+                f"--sampler: choose from {', '.join(SAMPLERS)}, got {self.sampler!r}"
+            )
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise RevstudyError(f"--scheduler: choose asha or none, got {self.scheduler!r}")
+        if self.objectives:
+            parse_objectives(self.objectives)
+        if self.address is not None:
+            check_address(self.address)
+
+    def resolved(self, name: str) -> Any:
+        """The value of option `name`: given, else its default."""
+        value = getattr(self, name)
+        return DEFAULTS.get(name) if value is None else value
+
+
+DEFAULTS: dict[str, Any] = {
+    "space": "default",
+    "num_samples": 20,
+    "max_concurrent": 0,
+    "cpus_per_trial": 1.0,
+    "sampler": "tpe",
+    "scheduler": "asha",
+    "seed": 0,
+    "baseline": True,
+    "max_failures": 1,
+}
+
+# option → (study.json key, flag): settings a relaunch must not contradict
+KEPT = {
+    "sampler": ("sampler", "--sampler"),
+    "scheduler": ("scheduler", "--scheduler"),
+    "seed": ("seed", "--seed"),
+    "repeats": ("repeats", "--repeats"),
+    "max_concurrent": ("max_concurrent", "--max-concurrent"),
+    "cpus_per_trial": ("cpus_per_trial", "--cpus-per-trial"),
+    "gpus_per_trial": ("gpus_per_trial", "--gpus-per-trial"),
+    "time_budget_s": ("time_budget_s", "--time-budget"),
+    "baseline": ("baseline", "--no-baseline"),
+    "max_failures": ("max_failures", "--max-failures"),
+}
+
+
+def relaunch_changes(opts: LaunchOptions, info: dict[str, Any], data_sha: str | None) -> int:
+    """Check a relaunch of an existing study against its study.json.
+
+    Returns the new `num_samples` (grown if asked); raises on any contradictory flag."""
+    name = info["name"]
+    clash = []
+    for opt, (key, flag) in KEPT.items():
+        given = getattr(opts, opt)
+        if given is not None and given != info.get(key):
+            clash.append(f"{flag} {_show(given)} (study has {_show(info.get(key))})")
+    if opts.objectives:
+        asked = [f"{m}:{d}" for m, d in parse_objectives(opts.objectives)]
+        have = [f"{o['metric']}:{o['mode']}" for o in info["objectives"]]
+        if asked != have:
+            clash.append(f"--objectives {','.join(asked)} (study has {','.join(have)})")
+    if opts.space is not None and opts.space not in (info["space"]["name"], info["space"]["path"]):
+        clash.append(f"--space {opts.space} (study has {info['space']['name']})")
+    if data_sha is not None and data_sha != info["data"]["sha256"]:
+        clash.append("--data: another file than the study's (sha256 differs)")
+    if opts.num_samples is not None and opts.num_samples < int(info["num_samples"]):
+        clash.append(
+            f"--num-samples {opts.num_samples} (study has {info['num_samples']}; it can grow only)"
+        )
+    if clash:
+        raise RevstudyError(
+            f"study {name} exists and keeps its settings; refused: {'; '.join(clash)}. "
+            "Drop these flags to continue it, or choose a new --name"
+        )
+    return max(int(info["num_samples"]), opts.num_samples or 0)
+
+
+def _show(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def parse_objectives(specs: list[str]) -> list[tuple[str, str]]:
+    """['f1_macro_skill:max', 'inv_error_max:min'] → [(metric, mode)], checked."""
+    out = []
+    for spec in specs:
+        metric, _, mode = spec.strip().partition(":")
+        mode = mode or "max"
+        if metric not in KNOWN_METRICS:
+            raise RevstudyError(
+                f"--objectives: unknown metric {metric!r}; choose from {', '.join(KNOWN_METRICS)}"
+            )
+        if mode not in ("max", "min"):
+            raise RevstudyError(f"--objectives: mode of {metric} must be max or min, got {mode!r}")
+        out.append((metric, mode))
+    if len({m for m, _ in out}) != len(out):
+        raise RevstudyError("--objectives: a metric is named twice")
+    return out
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '2h', '1h30m' or plain seconds → seconds."""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise RevstudyError(f"--time-budget: cannot read {text!r} (e.g. 90s, 30m, 2h, 1h30m)")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(a) * unit[b] for a, b in parts)
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """`--address`: `auto`, or HOST:PORT of a running Ray head that answers within `timeout`.
+
+    Ray Client (`ray://`) needs the `ray[client]` extra and runs the driver remotely with
+    other guarantees; revstudy's driver runs on the cluster (`ray submit`, `--address auto`).
+    An address where nothing listens would otherwise make `ray.init` wait for minutes."""
+    if address == "auto":
+        return
+    if address.startswith("ray://"):
+        raise RevstudyError(
+            f"--address {address}: Ray Client (ray://) is not supported; run revstudy on the "
+            "cluster's head node (`ray submit cluster.yaml -- revstudy launch --address auto`)"
+        )
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RevstudyError(f"--address {address}: expected auto or HOST:PORT of a Ray head")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise RevstudyError(
+            f"--address {address}: no Ray head answers there ({e.strerror or type(e).__name__}); "
+            "start one with `ray start --head` or use --address auto"
+        ) from None
