@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import webbrowser
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def cli_report(
             export_table(study, parquet, fmt="parquet", epochs=epochs)
         return None
     path = write_report(study_path, out)
-    if open_browser:
-        webbrowser.open(path.resolve().as_uri())
+    if open_browser and not webbrowser.open(path.resolve().as_uri()):
+        print(
+            f"no web browser found to open it; open {path.resolve().as_uri()} in one "
+            "(or copy the file: it works offline)",
+            file=sys.stderr,
+        )
     return path

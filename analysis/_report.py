@@ -7,6 +7,7 @@ too few trials) it shows the reason and the rest of the report is still written.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -289,6 +290,10 @@ def write_report(study_path: str | Path, out: str | Path | None = None) -> Path:
     """Write STUDY/report.html (or `out`) and return its path."""
     study = load_study(study_path)
     dest = Path(out) if out is not None else study.path / "report.html"
+    if dest.is_dir():
+        raise IsADirectoryError(
+            f"--out {dest}: is a directory; give a file name such as {dest / 'report.html'}"
+        )
     banner = ""
     if study.partial:
         counts = study.state_counts
@@ -307,7 +312,10 @@ def write_report(study_path: str | Path, out: str | Path | None = None) -> Path:
         meta=f"{study.path.resolve()} · generated {now}",
     )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)  # never leave a half-written copy behind
     return dest

@@ -157,6 +157,8 @@ def _print_summary(s: dict) -> None:
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))
     t.add_row(f"{s['trials']}/{s['requested']}", states, best_txt)
     out.print(t)
+    for line in s.get("problems", []):
+        Console(stderr=True).print(f"[yellow]warning[/]: {line}", soft_wrap=True)
 
 
 @user_errors()
@@ -223,7 +225,7 @@ def report(
         written = analysis.cli_report(
             path, out=out_file, csv=csv, parquet=parquet, epochs=epochs, open_browser=open_browser
         )
-    except FileNotFoundError as e:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         raise RevstudyError(str(e)) from None
     Console(stderr=True).print(f"wrote {written or csv or parquet}")
 

@@ -114,7 +114,7 @@ class TrialConfig:
         try:
             doc = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"{p}: not valid YAML: {yaml_error(e)}") from None
         if doc is None:
             doc = {}
         if not isinstance(doc, dict):
@@ -132,6 +132,14 @@ REFERENCE_BEHAVIOUR: dict[str, Any] = {
     "paper_parameterisation": True,
     "generation_prior": "standard",
 }
+
+
+def yaml_error(e: yaml.YAMLError) -> str:
+    """'line L, column C: problem' from PyYAML's error (its str() spans several lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or ["?"])[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def field_names() -> list[str]:

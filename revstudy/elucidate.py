@@ -37,14 +37,21 @@ MAX_PPM = 204.8
 
 
 # ------------------------------------------------------------------------ spectrum input
+def _is_file(text: str) -> bool:
+    """Whether `text` names a file (a 1024-bit string is too long a name: ENAMETOOLONG)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_spectrum(text: str) -> np.ndarray:
     """A 1024-bit spectrum from a 1024-char bit string or a comma/space list of ppm values.
 
     `text` may also name a file holding either. Shifts outside 0–204.8 ppm are an error.
     """
-    p = Path(text)
-    if len(text) < 4096 and p.is_file():
-        text = p.read_text()
+    if _is_file(text):
+        text = Path(text).read_text()
     body = text.strip()
     compact = re.sub(r"\s", "", body)
     if len(compact) == SPECTRUM_BITS and set(compact) <= {"0", "1"}:

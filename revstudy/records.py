@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-STATES = ("COMPLETED", "STOPPED_EARLY", "FAILED", "RUNNING", "PENDING")
+STATES = ("COMPLETED", "STOPPED_EARLY", "FAILED", "RUNNING", "PENDING", "DAMAGED")
 DEFAULT_STORAGE = "revstudy-results"
 
 
@@ -222,7 +222,10 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         status = ray.get("status")
         epochs_target = int(config.get("epochs", 0) or 0)
         epochs_done = int(last.get("epoch", 0) or 0)
-        if result is not None:
+        damaged = result is None and (tdir / "result.json").exists()
+        if damaged:  # reported, never silently demoted to pending or re-ranked
+            state = "DAMAGED"
+        elif result is not None:
             state = "COMPLETED"
         elif status in ("RUNNING", "PAUSED"):  # also a retry after a recorded failure
             state = "RUNNING"
@@ -236,6 +239,8 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         row["failure_reason"] = (
             (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
         )
+        if damaged:
+            row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
         row["epochs_done"] = epochs_done
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
         row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known

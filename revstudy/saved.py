@@ -77,18 +77,25 @@ def load_model(model_dir: str | Path) -> SavedModel:
             "(written by another version; retrain with `revstudy train`)",
         )
     set_fp32_precision(config.allow_tf32)  # inference on cuda in full fp32 unless trained so
+    _check_prior(path, prior, config)
     model = InvertibleNet.from_config(config)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _bad(
-            path, f"model.pt does not match config.yaml (another version?): {first}"
+            path, f"model.pt does not match config.yaml (another version?): {_state_dict_error(e)}"
         ) from None
     model.eval()
     run: dict[str, Any] = {}
     if (path / "metrics.json").is_file():
-        run = json.loads((path / "metrics.json").read_text())
+        try:
+            run = json.loads((path / "metrics.json").read_text())
+        except (OSError, ValueError) as e:
+            raise _bad(
+                path, f"metrics.json is damaged ({type(e).__name__}); retrain or remove it"
+            ) from None
+        if not isinstance(run, dict):
+            raise _bad(path, "metrics.json is not a JSON object; retrain or remove it")
     return SavedModel(
         path=path,
         config=config,
@@ -98,6 +105,36 @@ def load_model(model_dir: str | Path) -> SavedModel:
         code_rate=prior["code_rate"],
         run=run,
     )
+
+
+def _state_dict_error(e: Exception) -> str:
+    """The informative part of torch's load_state_dict error (its first line says nothing)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    detail = [ln for ln in lines if not ln.startswith("Error(s) in loading state_dict")]
+    text = "; ".join(detail[:2]) if detail else (lines[0] if lines else type(e).__name__)
+    return text[:300]
+
+
+def _check_prior(path: Path, prior: dict[str, Any], config: TrialConfig) -> None:
+    """prior.pt's keys and shapes against the config, so inference never runs on wrong data."""
+    shapes = {
+        "mean": (config.z_dim,),
+        "std": (config.z_dim,),
+        "code_means": (2, config.y_dim),
+        "code_rate": (config.y_dim,),
+    }
+    missing = [k for k in (*shapes, "topk", "standard") if k not in prior]
+    if missing:
+        raise _bad(path, f"prior.pt lacks {', '.join(missing)} (damaged; retrain)")
+    for key, shape in shapes.items():
+        t = prior[key]
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise _bad(path, f"prior.pt: {key} has shape {got}, config.yaml needs {shape}")
+        if not torch.isfinite(t).all():
+            raise _bad(path, f"prior.pt: {key} holds NaN or inf (damaged; retrain)")
+    if not isinstance(prior["topk"], int) or prior["topk"] < 1:
+        raise _bad(path, f"prior.pt: topk must be a positive integer, got {prior['topk']!r}")
 
 
 def tensors(dataset: Dataset, y_dim: int) -> tuple[torch.Tensor, torch.Tensor]:

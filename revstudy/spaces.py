@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from revstudy.config import TrialConfig, field_names
+from revstudy.config import TrialConfig, field_names, yaml_error
 from revstudy.errors import ConfigError
 
 BLOCK_PARAMS = tuple(f"blocks_{i}" for i in range(5))
@@ -124,7 +125,7 @@ def load_space(name_or_path: str) -> SearchSpace:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{src}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{src}: not valid YAML: {yaml_error(e)}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{src}: expected a mapping with fixed/params/objectives")
     unknown = set(doc) - {"fixed", "params", "objectives", "description", "repeats"}
@@ -195,6 +196,8 @@ def _param(src: str, name: str, spec: Any) -> Param:
             isinstance(cond, dict) and set(cond) == {"param", "in"} and isinstance(cond["in"], list)
         ):
             raise bad("condition must be {param: NAME, in: [values]}")
+        if not cond["in"]:
+            raise bad("condition: `in` needs at least one value (an empty list never applies)")
         condition = (str(cond["param"]), tuple(cond["in"]))
     if kind == "categorical":
         choices = spec.get("choices")
@@ -205,12 +208,25 @@ def _param(src: str, name: str, spec: Any) -> Param:
         low, high = float(spec["low"]), float(spec["high"])
     except (KeyError, TypeError, ValueError):
         raise bad(f"{kind} needs numeric low and high") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise bad(f"low and high must be finite numbers, got {low:g} and {high:g}")
     if low > high:
         raise bad(f"low ({low:g}) > high ({high:g})")
-    log = bool(spec.get("log", False))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise bad(f"log must be true or false, got {log!r}")
     if log and low <= 0:
         raise bad("log scale needs low > 0")
     step = spec.get("step")
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, int | float) or not step > 0:
+            raise bad(f"step must be a number > 0, got {step!r}")
+        if not math.isfinite(step):
+            raise bad(f"step must be finite, got {step!r}")
+        if log:
+            raise bad("step and log cannot be combined (Optuna samples a log scale continuously)")
+        if kind == "int" and step != int(step):
+            raise bad(f"int needs a whole step, got {step!r}")
     if kind == "int" and (low != int(low) or high != int(high)):
         raise bad("int needs integer low and high")
     return Param(

@@ -554,9 +554,20 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
                     and k not in ("number",)
                 },
             }
+    problems = (
+        [
+            f"trial {r.trial_id}: {r.failure_reason}; shown as DAMAGED and not ranked "
+            "(Optuna keeps its record; resume does not re-run it)"
+            for r in table.itertuples()
+            if getattr(r, "state", "") == "DAMAGED"
+        ]
+        if len(table)
+        else []
+    )
     out = {
         "name": info["name"],
         "path": str(study),
+        "problems": problems,
         "trials": len(table),
         "requested": info["num_samples"],
         "by_state": by_state,
