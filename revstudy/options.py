@@ -153,7 +153,7 @@ def relaunch_changes(opts: LaunchOptions, info: dict[str, Any], data_sha: str | 
         clash.append("--data: another file than the study's (sha256 differs)")
     if opts.num_samples is not None and opts.num_samples < int(info["num_samples"]):
         clash.append(
-            f"--num-samples {opts.num_samples} (study has {info['num_samples']}; it can grow only)"
+            f"--num-samples {opts.num_samples} (study has {info['num_samples']}; it can only grow)"
         )
     if clash:
         raise RevstudyError(

@@ -1,11 +1,11 @@
-"""Optuna behind Ray Tune's `Searcher` interface, with the Optuna database as its only state.
+"""Ray Tune's `OptunaSearch`, with the Optuna database as its only state.
 
-Ray's own `OptunaSearch` keeps its bookkeeping in memory and saves it by pickling; resuming
-a study through `Tuner.restore` unpickles that and `tuner.pkl`, so a shared study folder
-could run code. `StudySearcher` asks and tells Optuna directly and saves nothing: every fact
-it needs on resume is in `optuna.db` (SQLite) and the trial folders (JSON, weights-only
-checkpoints). On resume a fresh Tuner runs the unfinished Optuna trials again under their
-old folder ids (`Continuation`), then asks Optuna for new trials up to `num_samples`.
+Stock `OptunaSearch` keeps its bookkeeping in memory and saves it by pickling; resuming a
+study through `Tuner.restore` unpickles that and `tuner.pkl`, so a shared study folder could
+run code. `StudySearcher` saves nothing: every fact it needs on resume is in `optuna.db`
+(SQLite) and the trial folders (JSON, weights-only checkpoints). On resume a fresh Tuner
+runs the unfinished Optuna trials again under their old folder ids (`Continuation`), then
+asks Optuna (through `OptunaSearch.suggest`) for new trials up to `num_samples`.
 
 Optuna states mirror Ray's outcomes: a trial that reported its final evaluation is
 COMPLETE, one stopped early by the scheduler is PRUNED with its last per-epoch value
@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 from revstudy.spaces import SearchSpace
 from revstudy.study_keys import FINAL_KEY, PER_EPOCH, TRIAL_KEY
@@ -101,8 +102,8 @@ def retries(study: optuna.Study) -> list[Continuation]:
     return out
 
 
-class StudySearcher(Searcher):
-    """Ask/tell Optuna for Ray Tune: continuations first, then up to `new` fresh trials."""
+class StudySearcher(OptunaSearch):
+    """OptunaSearch over an existing Optuna study: continuations first, then `new` trials."""
 
     def __init__(
         self,
@@ -114,13 +115,18 @@ class StudySearcher(Searcher):
         new: int,
         on_continue: Callable[[str, str], None] | None = None,
     ):
-        super().__init__(metric=None, mode=None)
-        self.study = study
-        self.space = space
+        multi = len(objectives) > 1
+        super().__init__(
+            space=space.suggest,  # define-by-run: conditional parameters
+            metric=[m for m, _ in objectives] if multi else objectives[0][0],
+            mode=[d for _, d in objectives] if multi else objectives[0][1],
+            sampler=study.sampler,
+            study_name=study.study_name,
+            storage=study._storage,
+        )
         self.objectives = objectives
         self._pending = list(continuations)
         self._new = max(0, new)
-        self._trials: dict[str, optuna.trial.Trial] = {}  # Ray trial id → Optuna trial
         self._told: set[str] = set()
         self._on_continue = on_continue
 
@@ -135,28 +141,32 @@ class StudySearcher(Searcher):
     ) -> bool:
         return True  # objectives come from study.json, never from TuneConfig
 
+    @property
+    def study(self) -> optuna.Study:
+        assert self._ot_study is not None  # created by OptunaSearch.__init__ (space given)
+        return self._ot_study
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        study = self.study
         if self._pending:
             c = self._pending.pop(0)
-            storage_id = _storage_id(self.study, c.number)
-            self._trials[trial_id] = optuna.trial.Trial(self.study, storage_id)
+            self._ot_trials[trial_id] = optuna.trial.Trial(study, _storage_id(study, c.number))
             if self._on_continue is not None:
                 self._on_continue(trial_id, c.record_id)
             return {**c.params, TRIAL_KEY: c.record_id}
         if self._new <= 0:
             return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
         self._new -= 1
-        trial = self.study.ask()
         with warnings.catch_warnings():  # the enqueued paper baseline may lie outside the space
             warnings.filterwarnings("ignore", "Fixed parameter .* is out of range")
-            params = self.space.suggest(trial)
-        trial.set_user_attr(RAY_ID_ATTR, trial_id)
-        self._trials[trial_id] = trial
-        return dict(params)
+            params = super().suggest(trial_id)  # Optuna's ask + the define-by-run space
+        self._ot_trials[trial_id].set_user_attr(RAY_ID_ATTR, trial_id)
+        return params
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Per-epoch objective as Optuna's intermediate value (curves in optuna-dashboard)."""
-        trial = self._trials.get(trial_id)
+        """Per-epoch objective as Optuna's intermediate value, at step = epoch (Ray's
+        `training_iteration` restarts at 1 when a trial is continued)."""
+        trial = self._ot_trials.get(trial_id)
         if trial is None or len(self.objectives) != 1:
             return  # Optuna stores intermediate values of single-objective studies only
         value = _number(result.get(PER_EPOCH.get(self.objectives[0][0], "")))
@@ -172,7 +182,7 @@ class StudySearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        trial = self._trials.get(trial_id)
+        trial = self._ot_trials.get(trial_id)
         if trial is None or trial_id in self._told:
             return
         self._told.add(trial_id)

@@ -1,9 +1,11 @@
 """Ray Tune + OptunaSearch wiring: launch, resume, lock, progress and tidy records.
 
-The study directory (docs/study-dir.md) holds Ray's experiment (`ray/`), the Optuna study
-(`optuna.db`), per-trial records and tidy tables. Optuna's sampler proposes configs through
-Ray Tune's `OptunaSearch`; ASHA stops weak trials from per-epoch reports; each trial
-checkpoints every epoch, so an interrupted study resumes without losing or repeating work.
+The study directory (docs/study-dir.md) holds the Optuna study (`optuna.db`), per-trial
+folders, tidy tables and Ray's logs (`ray/`, never read back). Optuna's sampler proposes
+configs through Ray Tune's `OptunaSearch` (`revstudy.search.StudySearcher`); ASHA stops weak
+trials from per-epoch reports; each trial checkpoints every epoch into its own folder. Launch
+and resume are the same driver run (`_run`): continue the unfinished Optuna trials, then ask
+new ones, so an interrupted study resumes without losing, repeating or unpickling anything.
 """
 
 from __future__ import annotations
