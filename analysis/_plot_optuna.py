@@ -80,10 +80,17 @@ def optuna_figures(study: Study, importances: pd.DataFrame) -> dict[str, list[go
             480,
         )
     ]
+    from optuna.importance import FanovaImportanceEvaluator
+
     out["importance"] = [
-        finish(
-            vis.plot_param_importances(ostudy, target=_target(ostudy, i), target_name=n),
-            f"Hyperparameter importance (fANOVA) for {n}",
+        finish(  # the evaluator named: Optuna 5's default is PED-ANOVA
+            vis.plot_param_importances(
+                ostudy,
+                evaluator=FanovaImportanceEvaluator(seed=0),
+                target=_target(ostudy, i),
+                target_name=n,
+            ),
+            f"Hyperparameter importance (fANOVA, finished trials only) for {n}",
         )
         for i, n in enumerate(names)
     ]

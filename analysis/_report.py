@@ -137,14 +137,33 @@ def _importance(table: pd.DataFrame, figs: dict | Exception) -> Callable[[Sectio
     def build(sec: Section) -> None:
         sec.add_text(
             "PED-ANOVA: which parameters matter for reaching the top 10 % of trials; "
-            "fANOVA: share of the objective's variance each parameter explains."
+            "fANOVA: share of the objective's variance each parameter explains. Both use "
+            "finished trials only (Optuna state COMPLETE): trials stopped early by ASHA are "
+            "PRUNED and left out, since their values come from fewer epochs."
         )
+        caveat = importance_caveat(table)
+        if caveat:
+            sec.add_warning(caveat)
         sec.add_table(table, "Importance per objective and evaluator (normalised to sum 1)")
         if not isinstance(figs, Exception) and "importance" in figs:
             for f in figs["importance"]:
                 sec.add_figure(f)
 
     return build
+
+
+def importance_caveat(table: pd.DataFrame) -> str:
+    """A warning when too few finished trials stand behind the importances ('' if enough)."""
+    if "n_trials" not in table or table["n_trials"].dropna().empty:
+        return ""
+    n = int(table["n_trials"].dropna().iloc[0])
+    params = table.loc[table["param"] != "", "param"].nunique()
+    if params and n < 10 * params:
+        return (
+            f"Only {n} finished trial(s) for {params} parameter(s): importances from fewer "
+            f"than ~{10 * params} trials are rough, and a ranking of them is not reliable."
+        )
+    return ""
 
 
 def _best_with(study: Study, *keys: str) -> tuple[str, dict]:

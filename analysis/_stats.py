@@ -389,6 +389,7 @@ def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
                         "param": list(imp),
                         "importance": list(imp.values()),
                         "note": "",
+                        "n_trials": len(complete),  # finished trials behind the numbers
                     }
                 )
             )

@@ -143,7 +143,8 @@ def _fmt(value: object) -> str:
 
 
 def _print_summary(s: dict) -> None:
-    t = Table(title=f"study {s['name']}  ({s['path']})")
+    size = f", {s['size_bytes'] / 1e6:.1f} MB" if "size_bytes" in s else ""
+    t = Table(title=f"study {s['name']}  ({s['path']}{size})")
     t.add_column("trials")
     t.add_column("by state")
     t.add_column("best")

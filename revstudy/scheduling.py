@@ -3,17 +3,19 @@
 A resumed study starts a fresh Tuner (nothing of Ray's is unpickled), so ASHA's rungs are
 rebuilt from the trial records: every earlier trial's per-epoch objective is replayed into
 them, and a continued trial's earlier epochs are replayed under its new Ray id, so the
-stopping decisions of a resumed study match those of an uninterrupted one.
+stopping decisions of a resumed study match those of an uninterrupted one. The paper
+baseline is never stopped early.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from revstudy.study_keys import PER_EPOCH, PER_EPOCH_METRICS
 
@@ -21,7 +23,19 @@ __all__ = ["SeededASHA", "make_scheduler"]
 
 
 class SeededASHA(ASHAScheduler):
-    """ASHA whose rungs can be filled from recorded per-epoch results."""
+    """ASHA whose rungs can be filled from recorded per-epoch results, and which never stops
+    a protected trial (the paper baseline: every report compares against its final values,
+    so it must reach them; its per-epoch values still set the rungs' cutoffs for others)."""
+
+    def __init__(self, *args: Any, protect: Callable[[dict], bool] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self._protect = protect
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and self._protect and self._protect(trial.config):
+            return TrialScheduler.CONTINUE
+        return decision
 
     def seed(self, trial_id: str, values: list[tuple[int, float]]) -> None:
         """Replay `(epoch, objective)` pairs of one trial, in epoch order."""
@@ -33,7 +47,10 @@ class SeededASHA(ASHAScheduler):
 
 
 def make_scheduler(
-    info: dict[str, Any], max_t: int, history: dict[str, list[tuple[int, float]]] | None = None
+    info: dict[str, Any],
+    max_t: int,
+    history: dict[str, list[tuple[int, float]]] | None = None,
+    protect: Callable[[dict], bool] | None = None,
 ) -> tuple[Any, SeededASHA | None]:
     """(scheduler, the ASHA or None), ASHA's rungs filled from `history` (`epoch_history`).
 
@@ -50,6 +67,7 @@ def make_scheduler(
             max_t=max_t,
             grace_period=min(2, max_t),
             reduction_factor=3,
+            protect=protect,
         )
         for tid, values in (history or {}).items():
             asha.seed(tid, values)

@@ -186,6 +186,8 @@ class StudySearcher(OptunaSearch):
         if trial is None or trial_id in self._told:
             return
         self._told.add(trial_id)
+        if result and not error:  # the result a scheduler stopped on never came through
+            self.on_trial_result(trial_id, result)  # on_trial_result: PRUNED keeps it
         tell(self.study, trial.number, self.objectives, result, error)
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:

@@ -43,6 +43,7 @@ from revstudy.records import (
     write_json_atomic,
 )
 from revstudy.spaces import BLOCK_PARAMS, SearchSpace, load_space
+from revstudy.study_keys import public_params
 
 
 class StudyFailed(RevstudyError):
@@ -421,7 +422,13 @@ def _run(
     new = max(0, int(info["num_samples"]) - len(counted_trials(ostudy)))
     history = epoch_history(read_epochs(study), objectives[0][0])
     continued = {c.record_id: history.pop(c.record_id, []) for c in continuations}
-    scheduler, asha = make_scheduler(info, _max_epochs(space, info["baseline"]), history)
+    baseline = baseline_params(space) if info["baseline"] else None
+    scheduler, asha = make_scheduler(
+        info,
+        _max_epochs(space, info["baseline"]),
+        history,
+        protect=None if baseline is None else lambda c: public_params(c) == baseline,
+    )
 
     def on_continue(ray_id: str, record_id: str) -> None:
         if asha is not None:  # a continued trial keeps its place in ASHA's rungs
@@ -569,6 +576,7 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
     out = {
         "name": info["name"],
         "path": str(study),
+        "size_bytes": folder_size(study),
         "problems": problems,
         "trials": len(table),
         "requested": info["num_samples"],
@@ -579,6 +587,16 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
     if elapsed is not None:
         out["elapsed_s"] = elapsed
     return out
+
+
+def folder_size(path: Path) -> int:
+    """Bytes under `path` (what a study costs on disk; shown by `status`)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):  # a file replaced while we walk
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
 
 
 def _plain(v: Any) -> Any:

@@ -262,3 +262,41 @@ def test_multi_objective_study_is_multi_objective_in_optuna(tmp_path: Path, data
     assert len(docs) == 4
     front0 = {d["provenance"]["trial_id"] for d in docs if d["provenance"]["pareto_front"] == 0}
     assert front0 == {t.user_attrs["ray_trial_id"] for t in study.best_trials}  # Pareto set
+
+
+def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
+    tmp_path: Path, data: Path
+) -> None:
+    """ASHA-stopped trials are PRUNED in Optuna with their last value; the paper baseline
+    always runs to its end; the folder keeps no checkpoints of ended trials."""
+    space = tmp_path / "a.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED}\nparams:\n"
+        "  lr: {type: float, low: 1.0e-6, high: 3.0e-3, log: true}\n"
+        "  epochs: {type: int, low: 3, high: 4}\n"
+    )
+    storage = tmp_path / "st"
+    res = _cli(
+        *_launch_args(space, data, storage, "asha"),
+        "--num-samples", "8", "--max-concurrent", "2", "--sampler", "random",
+        "--objectives", "val_loss:min",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    study = optuna.load_study(
+        study_name="asha", storage=f"sqlite:///{storage / 'asha' / 'optuna.db'}"
+    )
+    trials = pd.read_parquet(storage / "asha" / "trials.parquet")
+    by_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    for row in trials.itertuples():
+        t = by_id[row.trial_id]
+        if row.state == "STOPPED_EARLY":
+            assert t.state.name == "PRUNED" and t.value is not None
+            assert max(t.intermediate_values) == row.epochs_done  # the value it stopped on
+        else:
+            assert row.state == "COMPLETED" and t.state.name == "COMPLETE"
+    assert (trials.state == "STOPPED_EARLY").any()  # 8 trials, rungs at epoch 2: ASHA acts
+    base = trials[trials.is_baseline]
+    assert len(base) == 1 and base.state.iloc[0] == "COMPLETED" and base.epochs_done.iloc[0] == 5
+    assert not list((storage / "asha" / "trials").glob("*/state.pt"))
+    s = _status(storage, "asha")
+    assert s["size_bytes"] < 20e6 and s["trials"] == 8
