@@ -33,6 +33,10 @@ table.sortable th[aria-sort=descending]::after{content:" ▼"}
 table.sortable td.s{text-align:left}
 .caption{color:#555;font-size:.9rem;margin:.2rem 0 .8rem}
 .warning{color:#7a4b00;background:#fff4e0;padding:.5rem .8rem;border-radius:4px}
+.headline{font-size:1.15rem;line-height:1.5;background:#eef5ff;padding:.7rem 1rem;border-radius:6px}
+table.params{border-collapse:collapse;margin:.5rem 0}
+table.params td,table.params th{border-bottom:1px solid #ddd;padding:.2rem .8rem;text-align:left}
+pre.cmd{background:#f4f4f4;padding:.6rem .8rem;border-radius:4px;overflow-x:auto}
 """
 
 # Click a header to sort; numbers compare numerically (data-v holds the raw value).
@@ -70,6 +74,10 @@ class Section:
 
     def add_reason(self, text: str) -> None:
         self.blocks.append(f'<p class="reason">{html.escape(text)}</p>')
+
+    def add_html(self, block: str) -> None:
+        """Trusted HTML made by this package (every value in it already escaped)."""
+        self.blocks.append(block)
 
     def add_warning(self, text: str) -> None:
         """A caveat the reader must see before the figure (e.g. reduced precision)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import _stats
+from ._headline import headline_data, render_headline
 from ._html import Section, render_page
 from ._load import Study, best_trials, load_study
 from ._plot_generation import count_scatter_data, count_scatter_figure
@@ -62,6 +63,13 @@ def _guard(section: Section, build: Callable[[Section], None]) -> Section:
     except Exception as exc:  # a broken section must not lose the whole report
         section.add_reason(f"Could not be drawn: {type(exc).__name__}: {exc}")
     return section
+
+
+def _answer(study: Study) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        sec.add_html(render_headline(headline_data(study), str(study.path.resolve()), ""))
+
+    return build
 
 
 def _summary(study: Study) -> Callable[[Section], None]:
@@ -284,6 +292,7 @@ def build_sections(study: Study) -> list[Section]:
         except Exception as exc:
             figs = exc
     specs: list[tuple[str, str, Callable[[Section], None]]] = [
+        ("answer", "Answer: best settings vs. the paper's", _answer(study)),
         ("summary", "Study summary", _summary(study)),
         ("history", "Optimization history", _optuna_section(figs, "history")),
         ("parallel", "Parallel coordinates", _optuna_section(figs, "parallel")),

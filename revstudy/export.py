@@ -147,7 +147,9 @@ def rank_trials(
         [done[o.metric].to_numpy(float) * (1 if o.mode == "max" else -1) for o in objectives]
     )
     fronts = pareto_fronts(signed) if len(objectives) > 1 else np.zeros(len(done), dtype=int)
-    order = np.lexsort((-signed[:, 0], fronts))  # front, then the first objective
+    # trials that ran to the end first: a stopped trial's values come from fewer epochs
+    stopped = (done["state"] != "COMPLETED").to_numpy(int)
+    order = np.lexsort((-signed[:, 0], fronts, stopped))  # completed, front, objective 1
     metric_cols = [
         c
         for c in done.columns

@@ -548,7 +548,10 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
     best = None
     done = table[table["state"].isin(["COMPLETED", "STOPPED_EARLY"])] if len(table) else table
     if len(done) and metric in done:
-        ranked = done.dropna(subset=[metric]).sort_values(metric, ascending=mode == "min")
+        ranked = done.dropna(subset=[metric]).assign(_stopped=lambda d: d.state != "COMPLETED")
+        # completed trials first: a stopped trial's value comes from fewer epochs
+        ranked = ranked.sort_values(["_stopped", metric], ascending=[True, mode == "min"])
+        ranked = ranked.drop(columns="_stopped")
         if len(ranked):
             row = ranked.iloc[0]
             best = {

@@ -1,0 +1,176 @@
+"""The report's first section: the answer to "which settings beat the paper's, by how much,
+and how sure are we?", then the commands that confirm and use it.
+
+Data (`headline_data`) is separate from its HTML (`render_headline`), so tests check the
+numbers. Only trials that ran to their last epoch are compared (a trial ASHA stopped early
+has values from fewer epochs); the best of many trials on one validation split overstates
+its lead (winner's curse), which is why the headline always ends with the command that
+re-trains it on fresh splits and scores the held-out test split.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ._load import Study
+
+__all__ = ["headline_data", "render_headline"]
+
+
+def _completed(study: Study, metric: str) -> pd.DataFrame:
+    df = study.trials[study.trials["state"] == "COMPLETED"]
+    return df.dropna(subset=[metric]) if metric in df.columns else df.iloc[0:0]
+
+
+def _params(row: pd.Series) -> dict[str, Any]:
+    raw = row.get("params")
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return {}
+
+
+def difference_ci(
+    a: float, sa: float, na: int, b: float, sb: float, nb: int, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Welch's confidence interval of a − b from means, standard deviations (ddof 0, as
+    trials record them) and repeat counts; None when either side has a single repeat."""
+    if na < 2 or nb < 2 or not all(map(math.isfinite, (sa, sb))):
+        return None
+    va, vb = sa**2 * na / (na - 1) / na, sb**2 * nb / (nb - 1) / nb  # variance of each mean
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return (a - b, a - b)
+    dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return (a - b - half, a - b + half)
+
+
+def headline_data(study: Study) -> dict[str, Any]:
+    """The best completed trial against the paper baseline, on the first objective."""
+    obj = study.objectives[0]
+    metric = obj.metric
+    done = _completed(study, metric)
+    out: dict[str, Any] = {
+        "metric": metric,
+        "mode": obj.mode,
+        "n_completed": len(done),
+        "n_trials": len(study.trials),
+        "repeats": int(study.info.get("repeats") or 1),
+        "test_fraction": study.info.get("test_fraction"),
+        "best": None,
+        "baseline": None,
+    }
+    if done.empty:
+        return out
+    ranked = done.sort_values(metric, ascending=obj.ascending)
+    best = ranked.iloc[0]
+    base = done[done["is_baseline"].astype(bool)]
+    n = out["repeats"]
+
+    def side(row: pd.Series) -> dict[str, Any]:
+        std = row.get(f"{metric}_std")
+        return {
+            "trial_id": str(row["trial_id"]),
+            "value": float(row[metric]),
+            "std": float(std) if std is not None and pd.notna(std) else math.nan,
+            "params": _params(row),
+            "is_baseline": bool(row.get("is_baseline", False)),
+        }
+
+    out["best"] = side(best)
+    if not base.empty:
+        b = side(base.iloc[0])
+        out["baseline"] = b
+        diff = out["best"]["value"] - b["value"]
+        out["difference"] = diff
+        out["relative"] = diff / abs(b["value"]) if b["value"] else math.nan
+        out["ci95"] = difference_ci(
+            out["best"]["value"], out["best"]["std"], n, b["value"], b["std"], n
+        )
+        out["rank_of_baseline"] = int(np.flatnonzero(ranked["trial_id"] == b["trial_id"])[0]) + 1
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> str:
+    """HTML of the answer: one sentence, the best settings beside the paper's, the commands."""
+    metric, best, base = d["metric"], d["best"], d["baseline"]
+    e = html.escape
+    if best is None:
+        return (
+            f'<p class="headline">No trial has finished yet ({d["n_trials"]} started): '
+            "nothing to compare with the paper baseline.</p>"
+        )
+    better = "higher" if d["mode"] == "max" else "lower"
+    if base is None:
+        sentence = (
+            f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b> with "
+            f"{e(metric)} = <b>{best['value']:.4g}</b> ({better} is better). The paper "
+            "baseline did not finish in this study (or was left out with --no-baseline), "
+            "so there is no comparison."
+        )
+    elif best["is_baseline"]:
+        sentence = (
+            f"The paper configuration is still the best of {d['n_completed']} completed "
+            f"trials: {e(metric)} = <b>{best['value']:.4g}</b> ({better} is better)."
+        )
+    else:
+        ci = d.get("ci95")
+        sure = (
+            f"95 % CI of the difference over {d['repeats']} seeded splits each: "
+            f"{ci[0]:+.4g} to {ci[1]:+.4g}"
+            + (" (excludes 0)" if ci[0] > 0 or ci[1] < 0 else " (includes 0: not shown to differ)")
+            if ci is not None
+            else "one split each, so no error bar: the difference may be split noise"
+        )
+        rel = d["relative"]
+        sentence = (
+            f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b>, "
+            f"{e(metric)} = <b>{best['value']:.4g}</b> against the paper baseline's "
+            f"{base['value']:.4g}: <b>{d['difference']:+.4g}</b>"
+            + (f" ({rel:+.0%})" if math.isfinite(rel) else "")
+            + f" ({better} is better); {sure}. The baseline ranks "
+            f"{d['rank_of_baseline']} of {d['n_completed']}."
+        )
+    caveat = (
+        "Chosen as the best of many trials on the validation splits, its lead is optimistic; "
+        "the held-out test split"
+        + (f" ({d['test_fraction']:.0%} of the structures)" if d.get("test_fraction") else "")
+        + " was not used by any trial. Confirm on fresh splits and the test split:"
+    )
+    keys = sorted(set(best["params"]) | set((base or {}).get("params", {})))
+    rows = "".join(
+        f"<tr><td>{e(k)}</td><td>{_fmt(best['params'].get(k, '–'))}</td>"
+        f"<td>{_fmt((base or {}).get('params', {}).get(k, '–'))}</td></tr>"
+        for k in keys
+    )
+    table = (
+        '<table class="params"><thead><tr><th>parameter</th><th>best</th>'
+        f"<th>paper baseline</th></tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else ""
+    )
+    commands = (
+        f"revstudy export {study_name}{storage_hint} --out best.yaml\n"
+        "revstudy train --config best.yaml --repeats 10 --test --out runs/best"
+    )
+    return (
+        f'<p class="headline">{sentence}</p>{table}'
+        f'<p class="caption">{e(caveat)}</p><pre class="cmd">{e(commands)}</pre>'
+    )

@@ -1,0 +1,57 @@
+"""The report's answer section: best completed trial vs the paper baseline, with its CI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import analysis
+from analysis._headline import difference_ci, headline_data, render_headline
+
+
+def test_difference_ci_matches_scipy_welch() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.2, 0.02, 5), rng.normal(0.17, 0.01, 4)
+    lo, hi = difference_ci(a.mean(), a.std(), 5, b.mean(), b.std(), 4)
+    res = stats.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    assert lo == pytest.approx(ci.low) and hi == pytest.approx(ci.high)
+    assert difference_ci(0.2, 0.0, 1, 0.1, 0.01, 5) is None  # one split: no error bar
+
+
+def test_headline_of_a_study_with_repeats(study_dir) -> None:
+    s = analysis.load_study(study_dir("single"))
+    s.trials = s.trials.assign(f1_macro_std=0.01)  # the synthetic study records std 0
+    d = headline_data(s)
+    done = s.trials[s.trials.state == "COMPLETED"]
+    assert d["best"]["value"] == done["f1_macro"].max()  # completed trials only
+    assert d["baseline"]["trial_id"] == "t000" and d["repeats"] == 3
+    assert d["difference"] == pytest.approx(d["best"]["value"] - d["baseline"]["value"])
+    lo, hi = d["ci95"]
+    assert lo < d["difference"] < hi
+    assert (lo, hi) == pytest.approx(
+        difference_ci(d["best"]["value"], 0.01, 3, d["baseline"]["value"], 0.01, 3)
+    )
+    page = render_headline(d, "single", "")
+    assert "against the paper baseline" in page and "95 % CI" in page
+    assert "revstudy train --config best.yaml --repeats 10 --test" in page
+
+
+def test_headline_without_finished_trials_or_baseline(study_dir) -> None:
+    failed = analysis.load_study(study_dir("failed"))
+    d = headline_data(failed)
+    assert d["best"] is None and "No trial has finished" in render_headline(d, "x", "")
+    s = analysis.load_study(study_dir("single"))
+    s.trials = s.trials.assign(is_baseline=False)
+    d = headline_data(s)
+    assert d["baseline"] is None and "no comparison" in render_headline(d, "x", "")
+    assert math.isfinite(d["best"]["value"])
+
+
+def test_report_opens_with_the_answer(study_dir, tmp_path) -> None:
+    page = analysis.write_report(study_dir("single"), tmp_path / "r.html").read_text()
+    assert page.index('id="answer"') < page.index('id="summary"')
+    assert 'class="headline"' in page
