@@ -85,16 +85,23 @@ def build_cmd(
 
 @data_app.command("info")
 def info_cmd(
+    path: Annotated[
+        str | None, typer.Argument(help="CSV to inspect (same as --data)", show_default=False)
+    ] = None,
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Rows, carbon counts, bond types, code densities, entropy, duplicates, suspicious rows."""
     from revstudy.data import read_dataset
     from revstudy.datainfo import compute_info, print_info
+    from revstudy.errors import RevstudyError
     from revstudy.fetch import resolve_data
 
     with user_errors():
-        info = compute_info(read_dataset(resolve_data(data, progress=sys.stderr.isatty())))
+        if path is not None and data is not None and path != data:
+            raise RevstudyError(f"give the file once: PATH {path} or --data {data}")
+        chosen = path if path is not None else data
+        info = compute_info(read_dataset(resolve_data(chosen, progress=sys.stderr.isatty())))
     if as_json:
         print(json.dumps(info.as_dict(), indent=2))
     else:

@@ -64,20 +64,41 @@ def export(
 
 def evaluate(
     model: ModelOpt,
-    data: Annotated[Path, typer.Option(help="CSV in the paper's format; every row is evaluated")],
+    data: Annotated[Path, typer.Option(help="CSV in the paper's format")],
+    split: Annotated[
+        str,
+        typer.Option(
+            help="all rows, or the train/val/test split the model was trained with "
+            "(needs its training file)"
+        ),
+    ] = "all",
     out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
 ) -> None:
-    """All metrics of a saved model on every row of a data file (metrics.json repeat keys)."""
+    """All metrics of a saved model on a data file (keys as in metrics.json's repeats)."""
     import torch
 
+    from revstudy.cli import paper_table
     from revstudy.data import read_dataset
-    from revstudy.saved import evaluate_file, load_model
+    from revstudy.runs import aggregate
+    from revstudy.saved import evaluate_file, load_model, select_rows
 
     if threads:
         torch.set_num_threads(threads)
     saved = load_model(model)
-    _print_json(evaluate_file(saved, read_dataset(data)), out)
+    dataset = read_dataset(data)
+    rows, note = select_rows(saved, dataset, split)
+    doc = evaluate_file(saved, dataset, rows=rows)
+    doc["split"].update(name=split, note=note)
+    Console(stderr=True).print(f"{split}: {len(rows)} row(s); {note}", highlight=False)
+    if as_json or out is not None:
+        _print_json(doc, out)
+    if not as_json:
+        agg = aggregate([{k: v for k, v in doc.items() if isinstance(v, int | float)}])
+        Console(width=110).print(
+            paper_table(agg, f"{data} ({split}, {len(rows)} rows)", saved.config.y_dim)
+        )
 
 
 def _structure_inputs(structures: Path | None, smiles: list[str] | None) -> list[tuple[str, str]]:

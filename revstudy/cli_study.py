@@ -104,7 +104,9 @@ def launch(
         baseline=False if no_baseline else None,
         max_failures=max_failures,
     )
-    _print_summary(run_launch(opts))
+    summary = run_launch(opts)
+    _print_summary(summary)
+    _print_next(summary)
 
 
 @user_errors()
@@ -117,7 +119,9 @@ def resume(
     """Continue an interrupted study (Ctrl-C, killed driver, reboot, lost worker)."""
     from revstudy.study import resume as run_resume
 
-    _print_summary(run_resume(study, storage=storage, address=address, retry_failed=retry_failed))
+    summary = run_resume(study, storage=storage, address=address, retry_failed=retry_failed)
+    _print_summary(summary)
+    _print_next(summary)
 
 
 def _summary(study: str, storage: str | None) -> dict:
@@ -140,6 +144,19 @@ def _summary_or_damage(path: Path, storage: str | None) -> dict:
 
 def _fmt(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_next(s: dict) -> None:
+    """What to run next: the report, Optuna's dashboard, and a continuation if unfinished."""
+    path = s["path"]
+    lines = [f"revstudy report {path} --open        # the answer and every figure"]
+    lines.append(
+        f"optuna-dashboard sqlite:///{path}/optuna.db   # pip install 'revstudy[dashboard]'"
+    )
+    left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
+    if left > 0 or s["by_state"].get("PENDING") or s["by_state"].get("RUNNING"):
+        lines.append(f"revstudy resume {path}            # continue the unfinished trials")
+    Console(stderr=True).print("next:\n  " + "\n  ".join(lines), soft_wrap=True, highlight=False)
 
 
 def _print_summary(s: dict) -> None:
@@ -241,6 +258,10 @@ def spaces(
     if fields:
         print("\n".join([*field_names(), "blocks_0 … blocks_4"]))
         return
+    import textwrap
+
     for n in list_spaces():
         s = load_space(n)
-        print(f"{n:10s} {len(s.params):2d} parameters  {s.description.strip()[:80]}")
+        print(f"{n}  ({len(s.params)} searched parameters, {s.repeats} split(s) per trial)")
+        text = " ".join(s.description.split()) or "(no description)"
+        print(textwrap.fill(text, width=88, initial_indent="    ", subsequent_indent="    "))

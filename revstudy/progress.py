@@ -88,7 +88,7 @@ class StudyCallback(tune.Callback):
         done = sum(self.counts.values())
         total = self.info["num_samples"]
         elapsed = time.time() - self.started
-        eta = "?"
+        eta = "estimating…"  # until the first trial has ended
         if self.durations:
             parallel = max(1, running)
             eta = _fmt((total - done) * (sum(self.durations) / len(self.durations)) / parallel)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from revstudy.config import TrialConfig
-from revstudy.data import Dataset, coarsen
+from revstudy.data import Dataset, coarsen, make_split
 from revstudy.errors import RevstudyError
 from revstudy.metrics import Prior, evaluate, forward_all
 from revstudy.model import InvertibleNet
@@ -144,9 +144,88 @@ def tensors(dataset: Dataset, y_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def evaluate_file(saved: SavedModel, dataset: Dataset, seed: int | None = None) -> dict[str, Any]:
-    """All metrics on every row of `dataset`, keyed like a repeat of metrics.json."""
+SPLITS = ("all", "train", "val", "test")
+
+
+def select_rows(saved: SavedModel, dataset: Dataset, split: str) -> tuple[np.ndarray, str]:
+    """Rows of `dataset` to score, and a note on how many the model was trained on.
+
+    `train`/`val`/`test` rebuild repeat 0's split (the one model.pt was trained on) and need
+    the model's own training file; `all` scores every row and counts those whose structure
+    was in the training split (their scores are optimistic)."""
+    if split not in SPLITS:
+        raise RevstudyError(f"--split: choose from {', '.join(SPLITS)}, got {split!r}")
+    raw = saved.run.get("data")
+    info: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    first = (saved.run.get("repeats") or [{}])[0]
+    final = bool((first.get("split") or {}).get("final", False))
+    c = saved.config
+    source: Dataset | None
+    if dataset.sha256 == info.get("sha256"):
+        source = dataset
+    elif split != "all":
+        raise RevstudyError(
+            f"--split {split}: {dataset.path} is not the file this model was trained on "
+            f"({info.get('path', 'unknown')}); use --split all"
+        )
+    else:
+        source = _training_file(info)
+    if source is None:
+        return np.arange(len(dataset)), "overlap with the training split unknown"
+    sp = make_split(
+        source.structures,
+        seed=c.seed,
+        val_fraction=c.val_fraction,
+        test_fraction=c.test_fraction,
+        test_seed=c.test_seed,
+    )
+    train = np.concatenate([sp.train, sp.val]) if final else sp.train
+    if split != "all":
+        rows = {"train": train, "val": sp.val, "test": sp.test}[split]
+        if len(rows) == 0:
+            raise RevstudyError(f"--split {split}: the model's split has no such rows")
+        note = (
+            "trained on train+validation (--final): val scores are optimistic"
+            if (final and split == "val")
+            else f"{split} split of the model's training run"
+        )
+        return np.sort(rows), note
+    seen = {source.structures[i] for i in train}
+    overlap = sum(1 for s in dataset.structures if s in seen)
+    note = (
+        f"{overlap} of {len(dataset)} rows were in the model's training split: their scores "
+        "are optimistic (use --split test or val)"
+        if overlap
+        else "no row was in the model's training split"
+    )
+    return np.arange(len(dataset)), note
+
+
+def _training_file(info: dict[str, Any]) -> Dataset | None:
+    """The model's training file, if it is still where it was and unchanged."""
+    from revstudy.data import read_dataset
+
+    path = info.get("path")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        ds = read_dataset(path)
+    except RevstudyError:
+        return None
+    return ds if ds.sha256 == info.get("sha256") else None
+
+
+def evaluate_file(
+    saved: SavedModel,
+    dataset: Dataset,
+    seed: int | None = None,
+    rows: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """All metrics on the `rows` of `dataset` (default all), keyed like a metrics.json repeat."""
     x, code = tensors(dataset, saved.config.y_dim)
+    if rows is not None:
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        x, code = x[idx], code[idx]
     if len(x) < 2:
         raise RevstudyError(f"{dataset.path}: evaluation needs at least 2 rows")
     ev = evaluate(

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import importlib.metadata
 import json
+import logging
 import math
 import os
 import sys
@@ -184,6 +185,11 @@ def _ray_init(address: str | None) -> None:
             file=sys.stderr,
         )
     else:
+        # an embedded instance gets Ray's token authentication by default; its notice about
+        # that is for cluster operators, not for a user running a study on a laptop
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         ray.init(
             include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024
         )

@@ -121,3 +121,28 @@ def test_model_dir_errors(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
     _fails(["predict", "--model", str(other), "--smiles", "CC"], "format 99")
     (other / "config.yaml").write_text("config:\n  new_field_of_v2: 1\n")
     _fails(["predict", "--model", str(other), "--smiles", "CC"], "another revstudy version")
+
+
+def test_evaluate_splits_and_the_training_overlap(
+    run_dir: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, csv = run_dir
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert "rows were in the model's training split" in doc["split"]["note"]
+    assert "optimistic" in res.stderr
+    sizes = {}
+    for split in ("train", "val", "test"):
+        res = runner.invoke(
+            app, ["evaluate", "--model", str(run), "--data", str(csv), "--split", split, "--json"]
+        )
+        assert res.exit_code == 0, res.output
+        sizes[split] = json.loads(res.stdout)["n_eval"]
+    repeat = json.loads((run / "metrics.json").read_text())["repeats"][0]["split"]
+    assert sizes == {k: repeat[k] for k in ("train", "val", "test")}
+    other = write_csv(tmp_path / "other.csv", synthetic_rows(30, seed=9))
+    _fails(["evaluate", "--model", str(run), "--data", str(other), "--split", "test"],
+           "is not the file this model was trained on")  # fmt: skip
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv)])
+    assert (res.exit_code == 0 and "macro F1" in res.stdout) or "F1" in res.stdout  # a table

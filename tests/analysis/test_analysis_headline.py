@@ -55,3 +55,18 @@ def test_report_opens_with_the_answer(study_dir, tmp_path) -> None:
     page = analysis.write_report(study_dir("single"), tmp_path / "r.html").read_text()
     assert page.index('id="answer"') < page.index('id="summary"')
     assert 'class="headline"' in page
+
+
+def test_f1_figure_compares_skill_when_code_sizes_differ(study_dir) -> None:
+    s = analysis.load_study(study_dir("single"))
+    n = len(s.trials)
+    s.trials = s.trials.assign(
+        **{"config/y_dim": [64 if i % 2 else 128 for i in range(n)], "f1_macro_skill": 0.1}
+    )
+    data = analysis.f1_distribution_data(s)
+    assert set(data["y_dim"]) == {64, 128}
+    fig = analysis.f1_distribution_figure(data)
+    assert "skill" in fig.layout.title.text and len(fig.data) == 2  # one histogram per size
+    s.trials = s.trials.assign(**{"config/y_dim": 128})
+    fig = analysis.f1_distribution_figure(analysis.f1_distribution_data(s))
+    assert "skill" not in fig.layout.title.text  # all 128-bit: the paper's own F1 band
