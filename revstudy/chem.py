@@ -170,10 +170,19 @@ def mol_to_grid(mol: Any) -> np.ndarray:
     return grid
 
 
+def canonical_smiles(mol: Any) -> str:
+    """One SMILES per molecule, whatever Kekulé form it was built from.
+
+    `grid_to_mol` keeps the data file's Kekulé bond types, and RDKit's canonical ranking
+    sees them: o-xylene's two Kekulé forms gave `Cc1c(C)cccc1` and `Cc1ccccc1C`. Re-parsing
+    the SMILES types every ring bond AROMATIC first (`Chem.CanonSmiles`), so both agree."""
+    chem = require_rdkit("SMILES output")
+    return str(chem.CanonSmiles(chem.MolToSmiles(mol)))
+
+
 def grid_to_smiles(grid: np.ndarray) -> str:
     """Canonical SMILES of a grid (aromatic form), e.g. for reports and de-duplication."""
-    chem = require_rdkit("SMILES output")
-    return str(chem.MolToSmiles(grid_to_mol(grid)))
+    return canonical_smiles(grid_to_mol(grid))
 
 
 def structure_to_smiles(structure: str) -> str:

@@ -156,7 +156,9 @@ def _print_next(s: dict) -> None:
     left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
     if left > 0 or s["by_state"].get("PENDING") or s["by_state"].get("RUNNING"):
         lines.append(f"revstudy resume {path}            # continue the unfinished trials")
-    Console(stderr=True).print("next:\n  " + "\n  ".join(lines), soft_wrap=True, highlight=False)
+    Console(stderr=True).print(
+        "next:\n  " + "\n  ".join(lines), soft_wrap=True, highlight=False, markup=False
+    )
 
 
 def _print_summary(s: dict) -> None:

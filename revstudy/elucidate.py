@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from revstudy.candidates import code_match_many, decode_candidate
-from revstudy.chem import MAX_CARBONS, mol_to_grid, require_rdkit, shifts_to_bits
+from revstudy.chem import (
+    MAX_CARBONS,
+    canonical_smiles,
+    mol_to_grid,
+    require_rdkit,
+    shifts_to_bits,
+)
 from revstudy.data import (
     SPECTRUM_BITS,
     bin_to_ppm_range,
@@ -107,7 +113,7 @@ def smiles_grid(smiles: str) -> tuple[np.ndarray, str]:
         raise DataError(f"SMILES {smiles!r}: charged or radical atoms")
     if len(chem.GetMolFrags(mol)) > 1:
         raise DataError(f"SMILES {smiles!r}: several fragments; give one molecule per line")
-    return mol_to_grid(mol), str(chem.MolToSmiles(mol))
+    return mol_to_grid(mol), canonical_smiles(mol)
 
 
 def canonical(grid: np.ndarray) -> tuple[str, np.ndarray] | None:
@@ -116,13 +122,13 @@ def canonical(grid: np.ndarray) -> tuple[str, np.ndarray] | None:
     (e.g. a triple bond RDKit calls aromatic)."""
     from revstudy.chem import grid_to_mol
 
-    chem = require_rdkit("SMILES output")
+    require_rdkit("SMILES output")
     try:
         mol = grid_to_mol(grid)
         x = grid_to_channels(mol_to_grid(mol)[None])[0]
     except (DataError, ValueError):
         return None
-    smi = str(chem.MolToSmiles(mol))
+    smi = canonical_smiles(mol)
     return None if "." in smi else (smi, x)
 
 

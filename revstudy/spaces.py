@@ -173,6 +173,11 @@ def _check_extremes(space: SearchSpace) -> None:
                 raise ConfigError(f"{space.path}: parameter {p.name}: value {v!r}: {msg}") from None
 
 
+# Settings of the held-out test split: fixed per study, never searched (a trial that could
+# choose its own test split could be selected for it).
+STUDY_FIELDS = ("test_fraction", "test_seed")
+
+
 def _param(src: str, name: str, spec: Any) -> Param:
     def bad(reason: str) -> ConfigError:
         return ConfigError(f"{src}: parameter {name}: {reason}")
@@ -181,6 +186,11 @@ def _param(src: str, name: str, spec: Any) -> Param:
         raise bad("not a TrialConfig field (see `revstudy spaces --fields`)")
     if name == "blocks":
         raise bad("search stage depths as blocks_0 … blocks_4")
+    if name in STUDY_FIELDS:
+        raise bad(
+            "belongs to the study, not to a trial: every trial must share one held-out test "
+            "split, so set it under fixed: (or leave the default)"
+        )
     if not isinstance(spec, dict):
         raise bad("expected a mapping with type and range or choices")
     unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "condition"}

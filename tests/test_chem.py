@@ -242,3 +242,26 @@ def test_round_trip_of_the_shared_file(tmp_path: Path) -> None:
             model_differs.append(orig)
             assert digits_to_string(mol_to_grid(grid_to_mol(structure_digits(orig)))) == new
     assert len(model_differs) <= 0.005 * len(ds)
+
+
+def test_both_kekule_forms_of_one_molecule_give_one_smiles() -> None:
+    """o-xylene from either Kekulé form (digits 6/7 swapped around the ring): one string."""
+    pytest.importorskip("rdkit.Chem")
+    from rdkit import Chem
+
+    from revstudy.chem import grid_to_smiles
+    from revstudy.elucidate import canonical
+
+    forms = []
+    for first in (7, 6):  # bond 0-1 double, or single
+        grid = np.zeros((16, 16), dtype=int)
+        ring = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5)]
+        for n, (a, b) in enumerate(ring):
+            grid[a, b - 1] = first if n % 2 == 0 else 13 - first
+        grid[0, 6 - 1] = 1  # methyl on carbon 0 (carbon 6)
+        grid[1, 7 - 1] = 1  # methyl on carbon 1 (carbon 7)
+        forms.append(grid)
+    assert not np.array_equal(forms[0], forms[1])
+    smiles = {grid_to_smiles(g) for g in forms}
+    assert smiles == {Chem.CanonSmiles("Cc1ccccc1C")}
+    assert {canonical(g)[0] for g in forms} == smiles  # type: ignore[index]

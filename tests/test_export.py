@@ -44,8 +44,11 @@ def make_study(
     if rows is None:
         rows = [
             _row("t1", "COMPLETED", TINY.replace(lr=1e-3), 0.30, 1e-5),
-            _row("t2", "STOPPED_EARLY", TINY.replace(lr=2e-3, seed=3), 0.50, 1e-3),
-            _row("t3", "COMPLETED", TINY.replace(lr=3e-3, blocks=(1, 1, 1, 1, 2)), 0.40, 1e-6),
+            # the stopped trial's 0.50 comes from fewer epochs: ranked after completed ones
+            _row("t2", "STOPPED_EARLY", TINY.replace(lr=2e-3), 0.50, 1e-3),
+            _row(
+                "t3", "COMPLETED", TINY.replace(lr=3e-3, blocks=(1, 1, 1, 1, 2), seed=3), 0.40, 1e-6
+            ),
             _row("t4", "FAILED", TINY.replace(lr=9e-3), float("nan"), float("nan")),
             _row("t5", "RUNNING", TINY.replace(lr=8e-3), 0.99, 0.0),
         ]
@@ -61,11 +64,11 @@ def test_top1_round_trip_and_train_accepts_it(
     res = runner.invoke(app, ["export", "demo"])
     assert res.exit_code == 0, res.output
     best = tmp_path / "best.yaml"
-    assert TrialConfig.load_yaml(best) == TINY.replace(lr=2e-3, seed=3)
+    assert TrialConfig.load_yaml(best) == TINY.replace(lr=3e-3, blocks=(1, 1, 1, 1, 2), seed=3)
     prov = yaml.safe_load(best.read_text())["provenance"]
-    assert prov["trial_id"] == "t2" and prov["study"] == "demo"
+    assert prov["trial_id"] == "t3" and prov["study"] == "demo"
     assert prov["data"] == {"path": "/data/x.csv", "sha256": "abc123"}
-    assert prov["metrics_at_search"]["f1_macro"] == 0.5
+    assert prov["metrics_at_search"]["f1_macro"] == 0.4
     assert prov["split"]["seed"] == 3 and prov["revstudy_export"]
     out = tmp_path / "run"
     args = ["train", "--config", str(best), "--data", str(synthetic_csv), "--out", str(out)]
@@ -77,9 +80,11 @@ def test_top1_round_trip_and_train_accepts_it(
 def test_top2_folder_in_objective_order(tmp_path: Path) -> None:
     study = make_study(tmp_path)
     res = export_study(study, top=2, out=tmp_path / "best")
-    assert [r.trial_id for r in res.ranked] == ["t2", "t3"]
-    assert [p.name for p in res.paths] == ["rank01-t2.yaml", "rank02-t3.yaml"]
-    assert TrialConfig.load_yaml(res.paths[1]) == TINY.replace(lr=3e-3, blocks=(1, 1, 1, 1, 2))
+    assert [r.trial_id for r in res.ranked] == ["t3", "t1"]  # completed trials first
+    assert [p.name for p in res.paths] == ["rank01-t3.yaml", "rank02-t1.yaml"]
+    assert TrialConfig.load_yaml(res.paths[1]) == TINY.replace(lr=1e-3)
+    everything = export_study(study, top=3, out=tmp_path / "all")
+    assert [r.trial_id for r in everything.ranked] == ["t3", "t1", "t2"]
 
 
 def test_objective_override_and_storage_name(tmp_path: Path) -> None:

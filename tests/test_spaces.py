@@ -121,3 +121,16 @@ def test_space_repeats_default_and_override(tmp_path: Path) -> None:
     path.write_text("repeats: 2\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-3}\n")
     assert load_space(str(path)).repeats == 2
     assert load_space(str(path)).to_dict()["repeats"] == 2
+
+
+@pytest.mark.parametrize("field", ["test_fraction", "test_seed"])
+def test_the_held_out_split_cannot_be_searched(tmp_path: Path, field: str) -> None:
+    """Every trial of a study shares one test split: a space may fix it, never search it."""
+    from revstudy.errors import ConfigError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"params:\n  {field}: {{type: categorical, choices: [0, 1]}}\n")
+    with pytest.raises(ConfigError, match=f"parameter {field}: belongs to the study"):
+        load_space(str(path))
+    path.write_text(f"fixed:\n  {field}: 0\n")
+    assert load_space(str(path)).to_config({}) is not None
