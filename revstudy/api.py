@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["launch", "report", "resume", "status", "train"]
+__all__ = ["launch", "report", "resume", "status", "train_config"]
 
 
 def launch(
@@ -60,7 +60,7 @@ def report(study: str, *, storage: str | None = None, out: str | Path | None = N
     return analysis.write_report(study_dir(study, storage), out)
 
 
-def train(
+def train_config(
     config: str | Path | None = None,
     *,
     data: str | None = None,

@@ -49,6 +49,7 @@ def _root(
 
 # our metrics without a published value, shown under the paper's rows
 EXTRA_ROWS = {
+    "f1_random_baseline": "random predictor, macro F1 (as our F1)",
     "f1_bin_prior_baseline": "bin-prior predictor F1 (per-bin rates)",
     "f1_macro_skill": "F1 skill over the bin prior",
     "f1_micro": "micro F1",

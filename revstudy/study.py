@@ -151,7 +151,8 @@ def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> A
                 sampler=_sampler(info["sampler"], info["seed"], multi),
             )
         s = optuna.load_study(study_name=info["name"], storage=storage)
-        done = len(s.get_trials(deepcopy=False))
+        waiting = (optuna.trial.TrialState.WAITING,)  # enqueued (the baseline), not yet asked
+        done = len(s.get_trials(deepcopy=False)) - len(s.get_trials(deepcopy=False, states=waiting))
         s.sampler = _sampler(info["sampler"], info["seed"] + done, multi)
         return s
     except (sqlalchemy.exc.SQLAlchemyError, KeyError, ValueError) as e:

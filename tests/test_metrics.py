@@ -112,3 +112,18 @@ def test_bin_prior_baseline_is_seeded_and_higher_for_coarser_codes() -> None:
     a = bin_prior_baseline_f1(fine[val], fine[train], seed=5)
     assert a == bin_prior_baseline_f1(fine[val], fine[train], seed=5)
     assert bin_prior_baseline_f1(coarse[val], coarse[train], seed=5) > a
+
+
+def test_random_micro_f1_is_the_papers_random_figure() -> None:
+    """The paper's 'random predictor' 0.0643 is a micro F1: the code density."""
+    from sklearn.metrics import f1_score
+
+    from revstudy.metrics import random_micro_f1
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((4000, 128)) < 0.0643).astype(int)
+    q = y.mean()
+    assert random_micro_f1(y, q) == pytest.approx(q)
+    guess = (rng.random(y.shape) < 0.1).astype(int)
+    simulated = f1_score(y.ravel(), guess.ravel())
+    assert random_micro_f1(y, 0.1) == pytest.approx(simulated, abs=0.005)
