@@ -30,15 +30,30 @@ def nearest_positive_distance(targets: torch.Tensor) -> torch.Tensor:
     return torch.where(pos.any(dim=1, keepdim=True), dist, torch.ones_like(dist))
 
 
-def spectrum_loss(logits: torch.Tensor, targets: torch.Tensor, logit_reg: float) -> torch.Tensor:
-    """Distance-aware BCE: each bit weighted 1 / (1 + distance to the nearest true bit).
+def spectrum_weights(targets: torch.Tensor, weighting: str = "reference") -> torch.Tensor:
+    """Per-bit BCE weights from the distance d to the nearest true bit of the same row.
 
-    A near miss costs more than a far one's weight would suggest: positions near a true peak
-    matter most, so predicting 0010 for 0100 is cheaper than 0001. Plus `logit_reg`·mean(l²).
+    - `reference` (RevMolSpec04.py): 1 / (1 + d). Weights *fall* with distance, so a false
+      peak next to a true one costs more than one far away: predicting 0010 for 0100 costs
+      more than 0001 (the opposite of what the paper's text describes).
+    - `near_miss` (the paper's description): true bits weigh 1, a false bit d / (1 + d),
+      so a peak one bin off costs less than one far away, and missing a peak costs most.
     """
-    weights = 1.0 / (1.0 + nearest_positive_distance(targets))
+    d = nearest_positive_distance(targets)
+    if weighting == "reference":
+        return 1.0 / (1.0 + d)
+    if weighting == "near_miss":
+        return torch.where(targets > 0, torch.ones_like(d), d / (1.0 + d))
+    raise ValueError(f"spectrum_weighting: reference or near_miss, got {weighting!r}")
+
+
+def spectrum_loss(
+    logits: torch.Tensor, targets: torch.Tensor, logit_reg: float, weighting: str = "reference"
+) -> torch.Tensor:
+    """Distance-weighted BCE of the Y_latent logits (`spectrum_weights`), plus
+    `logit_reg`·mean(logits²) to keep the logits bounded."""
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    return (bce * weights).mean() + logit_reg * logits.pow(2).mean()
+    return (bce * spectrum_weights(targets, weighting)).mean() + logit_reg * logits.pow(2).mean()
 
 
 @dataclass(frozen=True)

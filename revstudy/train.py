@@ -143,7 +143,7 @@ class Trainer:
     def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         c = self.config
         z_free, y_latent = self.model(xb)
-        loss_y = spectrum_loss(y_latent, yb, c.logit_reg)
+        loss_y = spectrum_loss(y_latent, yb, c.logit_reg, c.spectrum_weighting)
         z_sampled = torch.randn(z_free.shape, generator=self.gen).to(self.device)
         y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
         x_gen = self.model.inverse(z_sampled, y_in)
@@ -206,7 +206,7 @@ class Trainer:
         for i in range(0, len(x), 512):
             xb, yb = x[i : i + 512], y[i : i + 512]
             z_free, y_latent = self.model(xb)
-            ly = spectrum_loss(y_latent, yb, self.config.logit_reg)
+            ly = spectrum_loss(y_latent, yb, self.config.logit_reg, self.config.spectrum_weighting)
             x_gen = self.model.inverse(
                 torch.randn(z_free.shape, generator=vgen).to(self.device), y_latent
             )

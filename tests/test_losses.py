@@ -13,6 +13,7 @@ from revstudy.losses import (
     moment_loss,
     nearest_positive_distance,
     spectrum_loss,
+    spectrum_weights,
     structure_terms,
     x_weight,
 )
@@ -38,11 +39,30 @@ def test_spectrum_loss_hand_checked() -> None:
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")[0]
     want = float((bce * w).mean() + 1e-3 * (logits**2).mean())
     assert spectrum_loss(logits, target, 1e-3).item() == pytest.approx(want, rel=1e-6)
-    # near miss costs more than a far miss: weight 1/(1+d) falls with distance
+    # reference weighting: a near miss costs MORE than a far one (weight 1/(1+d) falls)
     zero = torch.zeros(1, 4)
     near = spectrum_loss(zero + torch.tensor([[0, 0, 3.0, 0]]), target, 0.0)
     far = spectrum_loss(zero + torch.tensor([[0, 0, 0, 3.0]]), target, 0.0)
     assert near > far
+
+
+def test_near_miss_weighting_makes_near_misses_cheaper() -> None:
+    """The issue's example, 0100 true: predicting 0010 must cost less than 0001 (paper)."""
+    target = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    w = spectrum_weights(target, "near_miss")[0]
+    assert w.tolist() == pytest.approx([0.5, 1.0, 0.5, 2 / 3])
+    on, off = 6.0, -6.0  # confident logits
+    pred = {name: torch.tensor([bits]) * (on - off) + off for name, bits in {
+        "0010": [0.0, 0.0, 1.0, 0.0], "0001": [0.0, 0.0, 0.0, 1.0],
+        "0100": [0.0, 1.0, 0.0, 0.0],
+    }.items()}  # fmt: skip
+    cost = {k: spectrum_loss(v, target, 0.0, "near_miss").item() for k, v in pred.items()}
+    assert cost["0100"] < cost["0010"] < cost["0001"]
+    ref = {k: spectrum_loss(v, target, 0.0, "reference").item() for k, v in pred.items()}
+    assert ref["0010"] > ref["0001"]  # the reference's opposite order, kept as an option
+    with pytest.raises(ValueError, match="near_miss"):
+        spectrum_weights(target, "bogus")
+    assert TrialConfig.from_dict({"spectrum_weighting": "near_miss"}).spectrum_weighting
 
 
 def test_structure_terms_hand_checked() -> None:
