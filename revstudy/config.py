@@ -57,7 +57,7 @@ class TrialConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
     seed: int = 0  # seeds the split of repeat 0 and the training; repeat r uses seed + r
     # --- data split ----------------------------------------------------------------------
-    val_fraction: float = 0.2  # share of structures in validation (paper: 0.2)
+    val_fraction: float = 0.2  # validation share of the non-test structures (paper: 0.2)
     test_fraction: float = 0.1  # held-out share no study sees; 0 gives the paper's protocol
     test_seed: int = 0  # fixes the held-out test structures across repeats and trials
     # --- evaluation ----------------------------------------------------------------------
@@ -216,7 +216,7 @@ def _validate(c: TrialConfig) -> None:
     need(c.batch_size >= 1, "field batch_size: must be >= 1")
     need(c.epochs >= 1, "field epochs: must be >= 1")
     need(0 <= c.test_fraction < 0.9, "field test_fraction: must be in [0, 0.9)")
-    need(0 < c.val_fraction < 1 - c.test_fraction, "field val_fraction: must leave training data")
+    need(0 < c.val_fraction < 1, "field val_fraction: a share in (0, 1) of the non-test rows")
     need(0 < c.decoder_quantile < 1, "field decoder_quantile: must be in (0, 1)")
     need(len(c.cd_radii) > 0 and all(r > 0 for r in c.cd_radii), "field cd_radii: radii > 0")
     need(c.cd_draws >= 1, "field cd_draws: must be >= 1")

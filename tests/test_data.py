@@ -130,3 +130,18 @@ def test_real_file_encodes_and_round_trips(real_csv: Path) -> None:
     assert decode_structures(x) == list(ds.structures)
     code = coarsen(ds.y(), 128)
     assert 0.05 < code.mean() < 0.08  # the paper's 6.43 % on the full file
+
+
+def test_split_shares_follow_the_papers_80_20_around_the_test_split() -> None:
+    """Validation is a share of what the test split leaves: 72/18/10 by default, 80/20 with
+    no test split (the paper's protocol), the same in `train` and in every study trial."""
+    from revstudy.data import make_split
+
+    structures = [f"s{i:03d}" for i in range(1000)]
+    sp = make_split(structures, seed=1, val_fraction=0.2, test_fraction=0.1)
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (720, 180, 100)
+    sp = make_split(structures, seed=1, val_fraction=0.2, test_fraction=0.0)
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (800, 200, 0)
+    other = make_split(structures, seed=2, val_fraction=0.3, test_fraction=0.1)
+    first = make_split(structures, seed=1, val_fraction=0.2, test_fraction=0.1)
+    assert set(other.test) == set(first.test)  # one held-out split for every trial

@@ -66,7 +66,7 @@ def test_failed_trials_are_recorded_and_the_study_completes(tmp_path: Path, data
     space.write_text(
         f"fixed: {TINY_FIXED.replace('test_fraction: 0.1', 'epochs: 1')}\n"
         "params:\n"
-        "  val_fraction: {type: categorical, choices: [0.2, 0.899]}\n"  # 0.899: no train rows
+        "  val_fraction: {type: categorical, choices: [0.2, 0.999]}\n"  # 0.999: no train rows
         "  lr: {type: categorical, choices: [1.0e-3, 1.0e+12]}\n"  # 1e12: NaN loss
     )
     res = _cli(
