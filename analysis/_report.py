@@ -258,6 +258,13 @@ def _generation(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
         tid, arr = _best_with(study, "bond_count_real", "bond_count_generated")
         sec.add_figure(count_scatter_figure(count_scatter_data(arr), tid))
+        sec.add_text(
+            "Which correlation tests generation: only *_from_code, where the structure is "
+            "proposed from the spectrum code alone. The plain bond_count_corr / "
+            "aromatic_corr (the paper's description) invert the validation structure's own "
+            "Y_latent, so they leak the true structure; *_true_z adds the true Z_free "
+            "(invertibility); *_reference is the reference code's sign-of-x computation."
+        )
         sec.add_table(
             _stats.count_correlations(study),
             "Correlation of real and generated counts, with paired bootstrap 95 % "

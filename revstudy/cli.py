@@ -49,6 +49,8 @@ def _root(
 
 # our metrics without a published value, shown under the paper's rows
 EXTRA_ROWS = {
+    "cond_variation_mean": "conditional variation at fixed Y_latent (ours)",
+    "bond_count_corr_from_code": "bond-count corr., generated from the code",
     "f1_random_baseline": "random predictor, macro F1 (as our F1)",
     "f1_bin_prior_baseline": "bin-prior predictor F1 (per-bin rates)",
     "f1_macro_skill": "F1 skill over the bin prior",

@@ -42,8 +42,8 @@ class TrialConfig:
     lambda_sparse: float = 5e-4  # sparsity mean|X|
     lambda_density: float = 5e-2  # density matching (mean soft occupancy vs the real input's)
     alpha: float = 8.0  # sharpness of the soft occupancy sigmoid(alpha·(x - density_centre))
-    density_centre: float = 0.5  # 0.5 fits 0/1 inputs; the reference code's intent was 0
-    density_soft: bool = True  # False: raw mean of X, what the reference code computed
+    density_centre: float = 0.5  # 0.5 fits 0/1 inputs; the reference code (d98d575) uses 0
+    density_soft: bool = True  # False: raw mean of X (an intermediate reference commit)
     x_warmup_epochs: float = 10.0  # x-terms weight = min(1, epoch / this); 0 = full weight
     detach_y_in_inverse: bool = True  # False: inverse-pass gradients reach Y_latent (reference)
     # --- latent loss pushing Z_free towards N(0, 1) (0 reproduces the paper) -----------
@@ -127,13 +127,17 @@ class TrialConfig:
         return cls.from_dict(doc, source=str(p))
 
 
-# Options that reproduce the reference code (RevMolSpec04.py) where it differs from ours.
+# Options that reproduce the reference code (RevMolSpec04.py at the commit the paper cites,
+# d98d575, and HEAD) where it differs from ours. Its density term is sigmoid(alpha * x):
+# a soft occupancy centred at 0 (an intermediate commit, 3c5f4ac, took the raw mean).
 REFERENCE_BEHAVIOUR: dict[str, Any] = {
     "decoder_threshold": 0.0,
-    "density_soft": False,
+    "density_soft": True,
+    "density_centre": 0.0,
     "detach_y_in_inverse": False,
     "paper_parameterisation": True,
     "generation_prior": "standard",
+    "spectrum_weighting": "reference",
 }
 
 

@@ -91,6 +91,12 @@ def test_evaluate_returns_every_paper_metric() -> None:
         assert key in m
     assert m["inv_error_max"] < 1e-4
     assert ev.arrays["cd_local"].shape == (6,) and len(ev.arrays["bond_count_real"]) == 24
+    # the paper's 2.4 statistic is the spread of the (reconstructed) inputs around their mean
+    flat = x.reshape(24, -1)
+    spread = (flat - flat.mean(dim=0)).norm(dim=1)
+    assert m["cond_variation_paper_mean"] == pytest.approx(float(spread.mean()), rel=1e-4)
+    # the reference's correlation: signs of an exact reconstruction, noise included
+    assert -1 <= m["bond_count_corr_reference"] <= 1 and "aromatic_corr_reference" in m
     # CD grows with the radius (local perturbation)
     assert np.all(np.diff(ev.arrays["cd_local"]) > 0)
     assert math.isfinite(m["z_free_std_mean"])
