@@ -41,6 +41,9 @@ __all__ = ["build_sections", "write_report"]
 
 _KEY_METRICS = [
     "f1_macro",
+    "f1_macro_skill",
+    "retrieval_mrr",
+    "retrieval_top10",
     "f1_random_baseline",
     "inv_error_max",
     "z_free_std_mean",

@@ -46,6 +46,10 @@ KNOWN_METRICS = (
     "aromatic_corr",
     "bond_count_corr_from_code",
     "aromatic_corr_from_code",
+    "retrieval_mrr",
+    "retrieval_top1",
+    "retrieval_top10",
+    "val_retrieval_mrr",
 )
 
 

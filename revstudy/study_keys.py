@@ -23,6 +23,8 @@ PER_EPOCH = {
     "f1_macro_skill": "val_f1_skill",
     "val_f1_skill": "val_f1_skill",
     "val_loss": "val_loss",
+    "retrieval_mrr": "val_retrieval_mrr",
+    "val_retrieval_mrr": "val_retrieval_mrr",
 }
 PER_EPOCH_METRICS = tuple(PER_EPOCH)
 

@@ -31,6 +31,7 @@ from revstudy.metrics import (
 )
 from revstudy.model import InvertibleNet
 from revstudy.precision import set_fp32_precision
+from revstudy.retrieval import library_index, retrieval_metrics
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -98,6 +99,7 @@ class EpochRecord:
     val_loss_y: float
     val_f1_macro: float
     val_f1_skill: float  # over the bin-prior baseline (metrics.f1_skill)
+    val_retrieval_mrr: float  # mean reciprocal rank of the true structure (revstudy.retrieval)
     seconds: float
 
 
@@ -138,6 +140,7 @@ class Trainer:
         self.history: list[EpochRecord] = []
         self.train_seconds = 0.0
         self._val_baseline: float | None = None
+        self._libraries: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
 
     # -- one epoch --------------------------------------------------------------------------
     def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
@@ -190,6 +193,7 @@ class Trainer:
             val_loss_y=val["val_loss_y"],
             val_f1_macro=val["val_f1_macro"],
             val_f1_skill=val["val_f1_skill"],
+            val_retrieval_mrr=val["val_retrieval_mrr"],
             seconds=seconds,
         )
         self.history.append(rec)
@@ -228,7 +232,24 @@ class Trainer:
             "val_loss_y": total_y / len(x),
             "val_f1_macro": f1,
             "val_f1_skill": f1_skill(f1, self._val_baseline),
+            "val_retrieval_mrr": self.retrieval("val")["retrieval_mrr"],
         }
+
+    @torch.no_grad()
+    def retrieval(self, split: str = "val") -> dict[str, float]:
+        """Rank of each `split` structure among the library of the run's structures, by its
+        spectrum's match with their forward-predicted codes (revstudy.retrieval)."""
+        x, y = (
+            (self.data.x_val, self.data.y_val)
+            if split == "val"
+            else (self.data.x_test, self.data.y_test)
+        )
+        if split not in self._libraries:
+            known = torch.cat([self.data.x_train, self.data.x_val])
+            self._libraries[split] = library_index(known, x)
+        library, truth = self._libraries[split]
+        _, y_lib = forward_all(self.model, library)
+        return retrieval_metrics(y_lib, truth, y)
 
     # -- evaluation -------------------------------------------------------------------------
     def prior(self) -> Prior:
@@ -257,6 +278,7 @@ class Trainer:
             seed=self.seed,
             topk=topk,
         )
+        ev.metrics.update(self.retrieval(split))
         last = self.history[-1] if self.history else None
         ev.metrics.update(
             train_seconds=self.train_seconds,

@@ -172,6 +172,7 @@ def _train(
             "epoch": epoch,
             "val_f1_macro": float(np.mean([r.val_f1_macro for r in recs])),
             "val_f1_skill": float(np.mean([r.val_f1_skill for r in recs])),
+            "val_retrieval_mrr": float(np.mean([r.val_retrieval_mrr for r in recs])),
             "val_loss": float(np.mean([r.val_loss for r in recs])),
             "train_loss": float(np.mean([r.train_loss for r in recs])),
         }

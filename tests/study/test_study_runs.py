@@ -278,7 +278,7 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
     res = _cli(
         *_launch_args(space, data, storage, "asha"),
         "--num-samples", "8", "--max-concurrent", "2", "--sampler", "random",
-        "--objectives", "val_loss:min",
+        "--objectives", "retrieval_mrr:max",  # per epoch too: ASHA ranks by it
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     study = optuna.load_study(
@@ -299,3 +299,7 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
     assert not list((storage / "asha" / "trials").glob("*/state.pt"))
     s = _status(storage, "asha")
     assert s["size_bytes"] < 20e6 and s["trials"] == 8
+    done = trials[trials.state == "COMPLETED"]
+    assert done["retrieval_mrr"].between(0, 1).all() and "retrieval_top10" in done
+    for row in done.itertuples():  # Optuna's objective is the trial's final retrieval MRR
+        assert by_id[row.trial_id].value == pytest.approx(row.retrieval_mrr)
