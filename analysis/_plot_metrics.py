@@ -40,6 +40,25 @@ def f1_distribution_data(study: Study) -> pd.DataFrame:
     return df.dropna(subset=["f1_macro"])
 
 
+def _paper_band(fig: go.Figure, lo: float, hi: float, mean: float, band: str, line: str) -> None:
+    """The paper's range (shaded) and mean (dashed) on an F1-like axis."""
+    fig.add_vrect(
+        x0=lo,
+        x1=hi,
+        fillcolor=COLORS["paper"],
+        opacity=0.15,
+        line_width=0,
+        annotation_text=band,
+        annotation_position="top left",
+    )
+    fig.add_vline(
+        x=mean,
+        line={"color": COLORS["paper"], "dash": "dash"},
+        annotation_text=line,
+        annotation_position="top right",
+    )
+
+
 def _skill(f1: float) -> float:
     return (f1 - PAPER_CHANCE_F1) / (1 - PAPER_CHANCE_F1)
 
@@ -64,21 +83,7 @@ def f1_distribution_figure(data: pd.DataFrame) -> go.Figure:
         )
     )
     mean, lo, hi = PAPER_F1
-    fig.add_vrect(
-        x0=lo,
-        x1=hi,
-        fillcolor=COLORS["paper"],
-        opacity=0.15,
-        line_width=0,
-        annotation_text="paper range",
-        annotation_position="top left",
-    )
-    fig.add_vline(
-        x=mean,
-        line={"color": COLORS["paper"], "dash": "dash"},
-        annotation_text=f"paper {mean}",
-        annotation_position="top right",
-    )
+    _paper_band(fig, lo, hi, mean, "paper range", f"paper {mean}")
     base = data[data["is_baseline"]]
     for v in base["f1_macro"]:
         fig.add_vline(
@@ -108,21 +113,8 @@ def _skill_figure(data: pd.DataFrame, sizes: list[int]) -> go.Figure:
             go.Histogram(x=g["f1_macro_skill"], name=f"{y_dim}-bit code", nbinsx=30, opacity=0.7)
         )
     mean, lo, hi = PAPER_F1
-    fig.add_vrect(
-        x0=_skill(lo),
-        x1=_skill(hi),
-        fillcolor=COLORS["paper"],
-        opacity=0.15,
-        line_width=0,
-        annotation_text="paper range as skill",
-        annotation_position="top left",
-    )
-    fig.add_vline(
-        x=_skill(mean),
-        line={"color": COLORS["paper"], "dash": "dash"},
-        annotation_text=f"paper {_skill(mean):.3f}",
-        annotation_position="top right",
-    )
+    m = _skill(mean)
+    _paper_band(fig, _skill(lo), _skill(hi), m, "paper range as skill", f"paper {m:.3f}")
     for v in data.loc[data["is_baseline"], "f1_macro_skill"].dropna():
         fig.add_vline(
             x=float(v),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from revstudy.chem import require_rdkit
-from revstudy.data import encode_spectra, make_split, read_dataset, structure_digits
+from revstudy.data import encode_spectra, read_dataset, structure_digits
 from revstudy.elucidate import Library, code_of, decode_all, generate, grid_smiles, rank_grids
 from revstudy.errors import RevstudyError
 from revstudy.saved import load_model
@@ -74,13 +74,7 @@ def elucidation_benchmark(
     saved = load_model(model_dir)
     c = saved.config
     dataset = read_dataset(data_csv)
-    parts = make_split(
-        dataset.structures,
-        seed=c.seed,
-        val_fraction=c.val_fraction,
-        test_fraction=c.test_fraction,
-        test_seed=c.test_seed,
-    )
+    parts = saved.split(dataset.structures)
     rows = parts.val if split == "val" else parts.test
     if len(rows) == 0:
         raise RevstudyError(f"the {split} split is empty (test_fraction={c.test_fraction})")

@@ -161,7 +161,7 @@ def code_match(predicted: np.ndarray, query: np.ndarray, tolerance: int = 1) -> 
     return 2 * precision * recall / (precision + recall)
 
 
-def _dilate(bits: np.ndarray, tolerance: int) -> np.ndarray:
+def dilate_bits(bits: np.ndarray, tolerance: int) -> np.ndarray:
     """Set every bit within `tolerance` positions of a set bit (last axis)."""
     out = bits.copy()
     for shift in range(1, tolerance + 1):
@@ -177,8 +177,8 @@ def code_match_many(codes: np.ndarray, query: np.ndarray, tolerance: int = 1) ->
     n_c, n_q = c.sum(axis=1), int(q.sum())
     if n_q == 0 or len(c) == 0:
         return np.zeros(len(c))
-    precision = (c & _dilate(q, tolerance)).sum(axis=1) / np.maximum(n_c, 1)
-    recall = (_dilate(c, tolerance) & q).sum(axis=1) / n_q
+    precision = (c & dilate_bits(q, tolerance)).sum(axis=1) / np.maximum(n_c, 1)
+    recall = (dilate_bits(c, tolerance) & q).sum(axis=1) / n_q
     total = precision + recall
     f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
     return np.where(n_c > 0, f1, 0.0)

@@ -19,6 +19,8 @@ import math
 import numpy as np
 import torch
 
+from revstudy.candidates import dilate_bits
+
 __all__ = ["RETRIEVAL_KS", "library_index", "rank_stats", "retrieval_metrics"]
 
 RETRIEVAL_KS = (1, 10)
@@ -40,7 +42,7 @@ def _match_matrix(pred: np.ndarray, query: np.ndarray, tolerance: int = 1) -> np
     [Q, L]."""
     p = pred > 0.5
     q = query > 0.5
-    p_dil, q_dil = _dilate(p, tolerance), _dilate(q, tolerance)
+    p_dil, q_dil = dilate_bits(p, tolerance), dilate_bits(q, tolerance)
     n_p = p.sum(axis=1).astype(float)  # [L]
     n_q = q.sum(axis=1).astype(float)  # [Q]
     hit_p = q_dil.astype(np.float32) @ p.T.astype(np.float32)  # [Q, L]: predicted bits near a peak
@@ -50,14 +52,6 @@ def _match_matrix(pred: np.ndarray, query: np.ndarray, tolerance: int = 1) -> np
     total = precision + recall
     f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
     return np.where((n_p[None, :] > 0) & (n_q[:, None] > 0), f1, 0.0)
-
-
-def _dilate(bits: np.ndarray, tolerance: int) -> np.ndarray:
-    out = bits.copy()
-    for shift in range(1, tolerance + 1):
-        out[..., shift:] |= bits[..., :-shift]
-        out[..., :-shift] |= bits[..., shift:]
-    return out
 
 
 def rank_stats(scores: np.ndarray, truth: np.ndarray) -> dict[str, float]:

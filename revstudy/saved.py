@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from revstudy.config import TrialConfig
-from revstudy.data import Dataset, coarsen, make_split
+from revstudy.data import Dataset, Split, coarsen, make_split
 from revstudy.errors import RevstudyError
 from revstudy.metrics import Prior, evaluate, forward_all
 from revstudy.model import InvertibleNet
@@ -37,6 +37,17 @@ class SavedModel:
     topk: int
     code_rate: torch.Tensor
     run: dict[str, Any] = field(default_factory=dict)  # metrics.json, when present
+
+    def split(self, structures: tuple[str, ...] | list[str]) -> Split:
+        """Repeat 0's split of a data file: the one model.pt was trained on."""
+        c = self.config
+        return make_split(
+            structures,
+            seed=c.seed,
+            val_fraction=c.val_fraction,
+            test_fraction=c.test_fraction,
+            test_seed=c.test_seed,
+        )
 
     def predict_codes(self, x: torch.Tensor) -> np.ndarray:
         """Forward-predicted y_dim-bit spectrum codes (Y_latent > 0) of structures X."""
@@ -159,7 +170,6 @@ def select_rows(saved: SavedModel, dataset: Dataset, split: str) -> tuple[np.nda
     info: dict[str, Any] = raw if isinstance(raw, dict) else {}
     first = (saved.run.get("repeats") or [{}])[0]
     final = bool((first.get("split") or {}).get("final", False))
-    c = saved.config
     source: Dataset | None
     if dataset.sha256 == info.get("sha256"):
         source = dataset
@@ -172,13 +182,7 @@ def select_rows(saved: SavedModel, dataset: Dataset, split: str) -> tuple[np.nda
         source = _training_file(info)
     if source is None:
         return np.arange(len(dataset)), "overlap with the training split unknown"
-    sp = make_split(
-        source.structures,
-        seed=c.seed,
-        val_fraction=c.val_fraction,
-        test_fraction=c.test_fraction,
-        test_seed=c.test_seed,
-    )
+    sp = saved.split(source.structures)
     train = np.concatenate([sp.train, sp.val]) if final else sp.train
     if split != "all":
         rows = {"train": train, "val": sp.val, "test": sp.test}[split]

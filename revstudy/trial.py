@@ -13,12 +13,13 @@ resume included, runs and is tested without Ray.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,115 +95,96 @@ def train_trial(
     tdir = trial_dir(study, trial_id)
     (tdir / "failure.json").unlink(missing_ok=True)  # a retry starts without the old verdict
     guard = _Guard(tdir, driver)
+    report = _guarded(report, guard)
+    with _failure_recorded(tdir):
+        started = time.time()
+        if threads > 0:
+            torch.set_num_threads(threads)
+        done = read_json(tdir / "result.json")
+        if done is not None and isinstance(done.get("report"), dict):
+            report(done["report"])  # finished before the driver died: report again, train nothing
+            return
+        config = space.to_config(params).replace(seed=seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        trainers = [
+            Trainer(config, SplitTensors.build(dataset, config, r, device), device, seed=seed + r)
+            for r in range(repeats)
+        ]
+        ckpt = tdir / STATE_FILE
+        elapsed, history = _restore(ckpt, trainers)
+        started -= elapsed
+        history["nodes"].append(_node_id())
+        for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
+            recs = [t.train_epoch() for t in trainers]
+            guard.check()  # before anything of this epoch is written
+            node = history["nodes"][-1]
+            rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
+            append_epochs(study, trial_id, rows)
+            metrics = _epoch_report(epoch, recs, objectives)
+            if epoch == config.epochs:
+                evals = [t.evaluate("val") for t in trainers]
+                metrics.update(_flatten(evals))
+                metrics[FINAL_KEY] = 1  # tells the searcher this trial ran to the end
+                guard.check()  # the evaluation took a while: still ours?
+                result = _result_doc(trial_id, evals, trainers[0].device, config.to_dict())
+                result.update(wall_seconds=time.time() - started, history=history, report=metrics)
+                _write_result(trial_dir(study, trial_id), evals, result)
+            else:
+                save_checkpoint(
+                    ckpt,
+                    {
+                        "trainers": [t.state() for t in trainers],
+                        "elapsed": time.time() - started,
+                        "history": history,
+                    },
+                )
+            report(metrics)
+
+
+def _restore(ckpt: Path, trainers: list[Trainer]) -> tuple[float, dict[str, list[Any]]]:
+    """Load the trial's checkpoint into `trainers` if one exists: (seconds already spent,
+    history of the nodes it ran on and the epochs it resumed after)."""
+    history: dict[str, list[Any]] = {"nodes": [], "resumed_after_epoch": []}
+    if not ckpt.is_file():
+        return 0.0, history
+    state = load_checkpoint(ckpt)
+    saved = state.get("trainers")
+    if not isinstance(saved, list) or len(saved) != len(trainers):
+        raise CheckpointError(f"{ckpt}: not a checkpoint of this trial's {len(trainers)} repeat(s)")
+    for t, s in zip(trainers, saved, strict=True):
+        try:
+            t.load_state(s)
+        except CheckpointError as e:
+            raise CheckpointError(f"{ckpt}: {e}") from None
+    history = state.get("history", history)
+    history["resumed_after_epoch"].append(trainers[0].epoch)
+    return float(state.get("elapsed", 0.0)), history
+
+
+def _epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[str, Any]:
+    """The per-epoch report: means over repeats, and every objective (NaN until known)."""
+    metrics: dict[str, Any] = {"epoch": epoch}
+    for key in ("val_f1_macro", "val_f1_skill", "val_retrieval_mrr", "val_loss", "train_loss"):
+        metrics[key] = float(np.mean([getattr(r, key) for r in recs]))
+    for key in objectives:
+        metrics[key] = metrics[PER_EPOCH[key]] if key in PER_EPOCH else math.nan
+    return metrics
+
+
+@contextlib.contextmanager
+def _failure_recorded(tdir: Path) -> Iterator[None]:
+    """A failure is written to failure.json, then re-raised (Ray and Optuna mark it failed);
+    an abandoned trial (driver gone, folder taken over) records nothing."""
     try:
-        _train(
-            params,
-            space,
-            dataset,
-            study,
-            trial_id,
-            repeats,
-            seed,
-            objectives,
-            threads,
-            _guarded(report, guard),
-            guard,
-        )
+        yield
     except TrialAbandoned:
-        raise  # not a failure of the configuration: nothing recorded
-    except Exception as e:  # recorded, then re-raised so Ray and Optuna mark the trial failed
+        raise
+    except Exception as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         write_json_atomic(
             tdir / "failure.json", {"reason": reason, "traceback": traceback.format_exc(limit=8)}
         )
         raise
-
-
-def _train(
-    params: dict[str, Any],
-    space: SearchSpace,
-    dataset: Dataset,
-    study: Path,
-    trial_id: str,
-    repeats: int,
-    seed: int,
-    objectives: list[str],
-    threads: int,
-    report: Report,
-    guard: _Guard,
-) -> None:
-    started = time.time()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    tdir = trial_dir(study, trial_id)
-    done = read_json(tdir / "result.json")
-    if done is not None and isinstance(done.get("report"), dict):
-        report(done["report"])  # finished before the driver died: report again, train nothing
-        return
-    config = space.to_config(params).replace(seed=seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    trainers = [
-        Trainer(config, SplitTensors.build(dataset, config, r, device), device, seed=seed + r)
-        for r in range(repeats)
-    ]
-    # where this trial ran and the epochs it resumed after: shows retries on lost workers
-    history: dict[str, list[Any]] = {"nodes": [], "resumed_after_epoch": []}
-    ckpt = tdir / STATE_FILE
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        saved = state.get("trainers")
-        if not isinstance(saved, list) or len(saved) != repeats:
-            raise CheckpointError(f"{ckpt}: not a checkpoint of this trial's {repeats} repeat(s)")
-        for t, s in zip(trainers, saved, strict=True):
-            try:
-                t.load_state(s)
-            except CheckpointError as e:
-                raise CheckpointError(f"{ckpt}: {e}") from None
-        started -= float(state.get("elapsed", 0.0))
-        history = state.get("history", history)
-        history["resumed_after_epoch"].append(trainers[0].epoch)
-    history["nodes"].append(_node_id())
-    for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
-        recs = [t.train_epoch() for t in trainers]
-        guard.check()  # before anything of this epoch is written
-        node = history["nodes"][-1]
-        rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
-        append_epochs(study, trial_id, rows)
-        metrics: dict[str, Any] = {
-            "epoch": epoch,
-            "val_f1_macro": float(np.mean([r.val_f1_macro for r in recs])),
-            "val_f1_skill": float(np.mean([r.val_f1_skill for r in recs])),
-            "val_retrieval_mrr": float(np.mean([r.val_retrieval_mrr for r in recs])),
-            "val_loss": float(np.mean([r.val_loss for r in recs])),
-            "train_loss": float(np.mean([r.train_loss for r in recs])),
-        }
-        for key in objectives:  # every report names every objective (NaN until known)
-            metrics[key] = metrics[PER_EPOCH[key]] if key in PER_EPOCH else math.nan
-        if epoch == config.epochs:
-            evals = [t.evaluate("val") for t in trainers]
-            metrics.update(_flatten(evals))
-            metrics[FINAL_KEY] = 1  # tells the searcher this trial ran to the end
-            guard.check()  # the evaluation took a while: still ours?
-            _write_result(
-                study,
-                trial_id,
-                evals,
-                trainers[0].device,
-                config.to_dict(),
-                started,
-                history,
-                metrics,
-            )
-        else:
-            save_checkpoint(
-                ckpt,
-                {
-                    "trainers": [t.state() for t in trainers],
-                    "elapsed": time.time() - started,
-                    "history": history,
-                },
-            )
-        report(metrics)
 
 
 class TrialAbandoned(Exception):
@@ -274,37 +256,28 @@ def _flatten(evals: list[Evaluation]) -> dict[str, float]:
     return flat
 
 
-def _write_result(
-    study: Path,
-    trial_id: str,
-    evals: list[Evaluation],
-    device: torch.device,
-    config: dict[str, Any],
-    started: float,
-    history: dict[str, list[Any]],
-    report: dict[str, Any],
-) -> None:
+def _result_doc(
+    trial_id: str, evals: list[Evaluation], device: torch.device, config: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "trial_id": trial_id,
+        "config": config,
+        "repeats": [e.metrics for e in evals],
+        "device": str(device),
+        # TF32 trades inversion accuracy for speed on CUDA; say so beside the figures
+        "tf32": bool(config.get("allow_tf32")) and device.type == "cuda",
+    }
+
+
+def _write_result(tdir: Path, evals: list[Evaluation], result: dict[str, Any]) -> None:
     """arrays.npz, then result.json (the record that the trial finished), atomically."""
     arrays = dict(evals[0].arrays)
     for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
         arrays[f"repeat_{key}"] = np.array([e.metrics[key] for e in evals])
-    tdir = trial_dir(study, trial_id)
     tdir.mkdir(parents=True, exist_ok=True)
     tmp = tdir / ".arrays.tmp.npz"
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(tdir / "arrays.npz")
-    write_json_atomic(
-        tdir / "result.json",
-        {
-            "trial_id": trial_id,
-            "config": config,
-            "metrics": {k: v for k, v in report.items() if k != FINAL_KEY},
-            "repeats": [e.metrics for e in evals],
-            "wall_seconds": time.time() - started,
-            "device": str(device),
-            # TF32 trades inversion accuracy for speed on CUDA; say so beside the figures
-            "tf32": bool(config.get("allow_tf32")) and device.type == "cuda",
-            "history": history,
-            "report": report,
-        },
-    )
+    report = result["report"]
+    result["metrics"] = {k: v for k, v in report.items() if k != FINAL_KEY}
+    write_json_atomic(tdir / "result.json", result)
