@@ -99,7 +99,7 @@ def moment_loss(z: torch.Tensor) -> torch.Tensor:
 def mmd_loss(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Kernel MMD between z and an equal-sized N(0, I) sample (inverse multiquadric kernels
     at several scales, as in Ardizzone et al. 2018)."""
-    ref = torch.randn(z.shape, generator=generator, device="cpu").to(z.device, z.dtype)
+    ref = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
     scales = (0.05, 0.2, 0.9)
     d = z.shape[1]
 

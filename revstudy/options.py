@@ -46,6 +46,8 @@ KNOWN_METRICS = (
     "aromatic_corr",
     "bond_count_corr_from_code",
     "aromatic_corr_from_code",
+    "f1_macro_128",
+    "f1_macro_skill_128",
     "retrieval_mrr",
     "retrieval_top1",
     "retrieval_top10",

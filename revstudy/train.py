@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,8 @@ class SplitTensors:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    # 128-bit codes (the paper's resolution) of train / val / test, for F1 at any y_dim
+    y128: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -85,7 +87,12 @@ class SplitTensors:
         xt, yt = take(train)
         xv, yv = take(split.val)
         xs, ys = take(split.test)
-        return cls(split, xt, yt, xv, yv, xs, ys)
+        y128 = torch.from_numpy(coarsen(dataset.y(), PAPER_Y_DIM))
+        fine = {
+            name: y128[torch.from_numpy(np.sort(idx))]
+            for name, idx in (("train", train), ("val", split.val), ("test", split.test))
+        }
+        return cls(split, xt, yt, xv, yv, xs, ys, fine)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,8 @@ class EpochRecord:
     seconds: float
 
 
+LOSS_TERMS = ("total", "y", "x", "latent")
+PAPER_Y_DIM = 128  # the paper's code size: F1 is also reported at this resolution
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "history", "train_seconds")
 
 
@@ -135,7 +144,8 @@ class Trainer:
             foreach=None if fused else True,
             fused=fused or None,
         )
-        self.gen = torch.Generator().manual_seed(self.seed)
+        # on the training device, so noise and permutations are drawn where they are used
+        self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.train_seconds = 0.0
@@ -147,7 +157,7 @@ class Trainer:
         c = self.config
         z_free, y_latent = self.model(xb)
         loss_y = spectrum_loss(y_latent, yb, c.logit_reg, c.spectrum_weighting)
-        z_sampled = torch.randn(z_free.shape, generator=self.gen).to(self.device)
+        z_sampled = torch.randn(z_free.shape, generator=self.gen, device=self.device)
         y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
         x_gen = self.model.inverse(z_sampled, y_in)
         loss_x = structure_terms(x_gen, xb, c).total
@@ -161,34 +171,35 @@ class Trainer:
         start = time.perf_counter()
         self.model.train()
         n = len(self.data.x_train)
-        perm = torch.randperm(n, generator=self.gen).to(self.device)
-        sums = {"total": 0.0, "y": 0.0, "x": 0.0, "latent": 0.0}
-        for step, i in enumerate(range(0, n, c.batch_size)):
+        perm = torch.randperm(n, generator=self.gen, device=self.device)
+        # sync-free steps: the four loss terms are summed on the device and read once per
+        # epoch; a non-finite loss anywhere makes the sum non-finite, so the check is kept
+        acc = torch.zeros(4, device=self.device)
+        for i in range(0, n, c.batch_size):
             idx = perm[i : i + c.batch_size]
             losses = self._losses(self.data.x_train[idx], self.data.y_train[idx], epoch)
-            total = losses["total"]
-            if not torch.isfinite(total):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({total.item()}) at epoch {epoch}, step {step + 1}; "
-                    "lower lr or the loss weights"
-                )
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            losses["total"].backward()
             if c.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
-            for k, v in losses.items():
-                sums[k] += v.item() * len(idx)
+            acc += torch.stack([losses[k].detach() for k in LOSS_TERMS]) * len(idx)
+        sums = dict(zip(LOSS_TERMS, (acc / n).tolist(), strict=True))  # the epoch's one sync
+        if not all(math.isfinite(v) for v in sums.values()):
+            bad = ", ".join(k for k, v in sums.items() if not math.isfinite(v))
+            raise NonFiniteLossError(
+                f"non-finite training loss ({bad}) in epoch {epoch}; lower lr or the loss weights"
+            )
         val = self.validate(epoch)
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         self.epoch = epoch
         rec = EpochRecord(
             epoch=epoch,
-            train_loss=sums["total"] / n,
-            train_loss_y=sums["y"] / n,
-            train_loss_x=sums["x"] / n,
-            train_loss_latent=sums["latent"] / n,
+            train_loss=sums["total"],
+            train_loss_y=sums["y"],
+            train_loss_x=sums["x"],
+            train_loss_latent=sums["latent"],
             val_loss=val["val_loss"],
             val_loss_y=val["val_loss_y"],
             val_f1_macro=val["val_f1_macro"],
@@ -206,13 +217,13 @@ class Trainer:
         x, y = self.data.x_val, self.data.y_val
         total_y = total = 0.0
         pred = []
-        vgen = torch.Generator().manual_seed(self.seed + 7919 * epoch)
+        vgen = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * epoch)
         for i in range(0, len(x), 512):
             xb, yb = x[i : i + 512], y[i : i + 512]
             z_free, y_latent = self.model(xb)
             ly = spectrum_loss(y_latent, yb, self.config.logit_reg, self.config.spectrum_weighting)
             x_gen = self.model.inverse(
-                torch.randn(z_free.shape, generator=vgen).to(self.device), y_latent
+                torch.randn(z_free.shape, generator=vgen, device=self.device), y_latent
             )
             lx = structure_terms(x_gen, xb, self.config).total
             lz = latent_loss(z_free, self.config, vgen)
@@ -279,6 +290,7 @@ class Trainer:
             topk=topk,
         )
         ev.metrics.update(self.retrieval(split))
+        ev.metrics.update(self._f1_at_paper_resolution(x, split))
         last = self.history[-1] if self.history else None
         ev.metrics.update(
             train_seconds=self.train_seconds,
@@ -288,6 +300,20 @@ class Trainer:
             n_eval=float(len(x)),
         )
         return ev
+
+    @torch.no_grad()
+    def _f1_at_paper_resolution(self, x: torch.Tensor, split: str) -> dict[str, float]:
+        """Macro F1 and skill against the 128-bit codes, whatever `y_dim` the model predicts:
+        a finer prediction is OR-pooled to 128 bits, a coarser bit claims all 128-bit bins
+        it covers (so a coarse code pays for its lack of resolution)."""
+        truth = self.data.y128.get(split)
+        if truth is None or len(truth) != len(x):
+            return {}
+        _, y = forward_all(self.model, x)
+        pred = map_to_resolution((y > 0).cpu().numpy(), PAPER_Y_DIM)
+        f1 = f1_scores(truth.numpy(), pred)["f1_macro"]
+        base = bin_prior_baseline_f1(truth.numpy(), self.data.y128["train"].numpy(), self.seed)
+        return {"f1_macro_128": f1, "f1_macro_skill_128": f1_skill(f1, base)}
 
     # -- checkpoints ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -325,6 +351,17 @@ class Trainer:
         except (RuntimeError, TypeError, ValueError, KeyError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise CheckpointError(f"checkpoint does not fit this configuration: {first}") from None
+
+
+def map_to_resolution(bits: np.ndarray, y_dim: int) -> np.ndarray:
+    """[N, d] 0/1 codes at another resolution: OR-pooled when d > y_dim, each bit repeated
+    over the bins it covers when d < y_dim."""
+    n, d = bits.shape
+    if d == y_dim:
+        return bits.astype(np.uint8)
+    if d > y_dim:
+        return bits.reshape(n, y_dim, d // y_dim).max(axis=2).astype(np.uint8)
+    return np.repeat(bits, y_dim // d, axis=1).astype(np.uint8)
 
 
 def fit(

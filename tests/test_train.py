@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -52,7 +53,9 @@ def test_training_is_reproducible_and_resumable(synthetic_csv: Path) -> None:
 def test_non_finite_loss_stops_with_clear_error(synthetic_csv: Path, monkeypatch) -> None:
     ds = read_dataset(synthetic_csv)
     monkeypatch.setattr(train_mod, "spectrum_loss", lambda *a: torch.tensor(float("nan")))
-    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite training loss \(total, y\) in epoch 1"
+    ):
         fit(Trainer(TINY, SplitTensors.build(ds, TINY)))
 
 
@@ -149,3 +152,18 @@ def test_cli_train_test_fraction_zero_is_the_paper_protocol(
     assert res.exit_code == 2 and "test split is empty" in res.output
     res = CliRunner().invoke(app, [*args[:-1], "0.95", "--out", str(tmp_path / "r3")])
     assert res.exit_code == 2 and "field test_fraction" in res.output
+
+
+def test_f1_at_the_papers_resolution_for_any_code_size(synthetic_csv: Path) -> None:
+    from revstudy.train import map_to_resolution
+
+    bits = np.array([[1, 0, 0, 1, 0, 0, 0, 0]])
+    assert map_to_resolution(bits, 4).tolist() == [[1, 1, 0, 0]]  # OR-pooled
+    assert map_to_resolution(bits[:, :2], 8).tolist() == [[1, 1, 1, 1, 0, 0, 0, 0]]
+    ds = read_dataset(synthetic_csv)
+    for y_dim in (128, 64):
+        cfg = TINY.replace(epochs=1, y_dim=y_dim)
+        m = fit(Trainer(cfg, SplitTensors.build(ds, cfg))).evaluate("val").metrics
+        assert 0 <= m["f1_macro_128"] <= 1 and "f1_macro_skill_128" in m
+        if y_dim == 128:  # same resolution: the same number
+            assert m["f1_macro_128"] == pytest.approx(m["f1_macro"])
