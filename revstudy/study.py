@@ -191,8 +191,11 @@ def _ray_init(address: str | None) -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
-        ray.init(
-            include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024
+        ray.init(  # "local": always a new instance, never some Ray already on the machine
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=200 * 1024 * 1024,
         )
 
 
@@ -478,7 +481,10 @@ def _run(
     elif budget is not None and budget <= 0:
         print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
     _add_elapsed(study, time.time() - started)
-    table = refresh_tables(study, callback.ray_states())
+    metrics = [o["metric"] for o in info["objectives"]]
+    recorded = recorded_states(open_optuna(study, info), metrics)
+    states = {**recorded, **callback.ray_states()}
+    table = refresh_tables(study, states)
     reconcile_optuna(study, info)
     summary = summarise(study, table, time.time() - started)
     if summary["by_state"].get("FAILED", 0) == len(table) and len(table) > 0:
@@ -488,6 +494,36 @@ def _run(
             f"(details: revstudy status {info['name']})"
         )
     return summary
+
+
+def recorded_states(ostudy: Any, objectives: list[str]) -> dict[str, dict[str, Any]]:
+    """Ray-style states of earlier driver runs' trials, from Optuna (this run's Ray knows
+    only its own trials): PRUNED was stopped early at its last reported epoch, FAIL failed,
+    RUNNING was interrupted (`resume` continues it)."""
+    import optuna
+
+    from revstudy.search import RAY_ID_ATTR, RETRIED_ATTR
+
+    ts = optuna.trial.TrialState
+    status = {ts.PRUNED: "TERMINATED", ts.FAIL: "ERROR", ts.COMPLETE: "TERMINATED"}
+    out: dict[str, dict[str, Any]] = {}
+    for t in ostudy.get_trials(deepcopy=False):
+        rid = t.user_attrs.get(RAY_ID_ATTR)
+        if not isinstance(rid, str) or t.state not in status or t.user_attrs.get(RETRIED_ATTR):
+            continue
+        last: dict[str, Any] = {}
+        if t.intermediate_values:
+            last["epoch"] = max(t.intermediate_values)
+        if len(objectives) == 1 and t.value is not None:  # the value it stopped on
+            last[objectives[0]] = t.value
+        error = t.user_attrs.get("revstudy_reason", "failed (see its failure.json)")
+        out[rid] = {
+            "status": status[t.state],
+            "config": dict(t.params),
+            "error": error if t.state == ts.FAIL else "",
+            "last_result": last,
+        }
+    return out
 
 
 def _remaining_budget(study: Path, info: dict[str, Any]) -> float | None:

@@ -303,3 +303,8 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
     assert done["retrieval_mrr"].between(0, 1).all() and "retrieval_top10" in done
     for row in done.itertuples():  # Optuna's objective is the trial's final retrieval MRR
         assert by_id[row.trial_id].value == pytest.approx(row.retrieval_mrr)
+    # a later driver run (nothing left to do) keeps every state: stopped stays stopped
+    res = _cli("resume", "asha", "--storage", str(storage))
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = pd.read_parquet(storage / "asha" / "trials.parquet").set_index("trial_id")
+    assert again.loc[trials.trial_id, "state"].tolist() == trials.state.tolist()
