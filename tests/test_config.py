@@ -53,3 +53,13 @@ def test_paper_config_holds_the_papers_settings() -> None:
         1e-3,
     )
     assert c.lr == 1e-3 and c.batch_size == 32
+
+
+def test_reference_behaviour_is_the_cited_commits() -> None:
+    """RevMolSpec04.py at d98d575 (the paper's) and HEAD: density term sigmoid(alpha * x)."""
+    from revstudy.config import REFERENCE_BEHAVIOUR
+
+    assert REFERENCE_BEHAVIOUR["density_soft"] is True
+    assert REFERENCE_BEHAVIOUR["density_centre"] == 0.0
+    assert REFERENCE_BEHAVIOUR["spectrum_weighting"] == "reference"
+    TrialConfig().replace(**REFERENCE_BEHAVIOUR)  # a valid configuration
