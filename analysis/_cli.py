@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import webbrowser
+from collections.abc import Sequence
 from pathlib import Path
 
 from ._load import export_table, load_study
@@ -19,6 +20,7 @@ def cli_report(
     parquet: str | Path | None = None,
     epochs: bool = False,
     open_browser: bool = False,
+    compare: Sequence[str | Path] = (),
 ) -> Path | None:
     """`revstudy report STUDY [--out F] [--csv F] [--parquet F] [--epochs] [--open]`.
 
@@ -33,7 +35,7 @@ def cli_report(
         if parquet is not None:
             export_table(study, parquet, fmt="parquet", epochs=epochs)
         return None
-    path = write_report(study_path, out)
+    path = write_report(study_path, out, compare=compare)
     if open_browser and not webbrowser.open(path.resolve().as_uri()):
         print(
             f"no web browser found to open it; open {path.resolve().as_uri()} in one "

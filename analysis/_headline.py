@@ -21,7 +21,7 @@ from scipy import stats
 
 from ._load import Study
 
-__all__ = ["headline_data", "render_headline"]
+__all__ = ["comparison_table", "headline_data", "render_headline"]
 
 
 def _completed(study: Study, metric: str) -> pd.DataFrame:
@@ -174,3 +174,30 @@ def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> st
         f'<p class="headline">{sentence}</p>{table}'
         f'<p class="caption">{e(caveat)}</p><pre class="cmd">{e(commands)}</pre>'
     )
+
+
+def comparison_table(studies: list[Study]) -> pd.DataFrame:
+    """One row per study: its objective, best completed trial and the paper baseline, so
+    several studies (other spaces, samplers, objectives) can be read side by side."""
+    rows = []
+    for st in studies:
+        d = headline_data(st)
+        best, base = d["best"] or {}, d["baseline"] or {}
+        ci = d.get("ci95")
+        rows.append(
+            {
+                "study": st.name,
+                "space": (st.info.get("space") or {}).get("name", "")
+                if isinstance(st.info.get("space"), dict)
+                else str(st.info.get("space", "")),
+                "objective": f"{d['metric']} ({d['mode']})",
+                "completed": d["n_completed"],
+                "repeats": d["repeats"],
+                "best trial": best.get("trial_id", "–"),
+                "best": best.get("value", math.nan),
+                "paper baseline": base.get("value", math.nan),
+                "difference": d.get("difference", math.nan),
+                "95 % CI": "–" if ci is None else f"{ci[0]:+.3g} to {ci[1]:+.3g}",
+            }
+        )
+    return pd.DataFrame(rows)

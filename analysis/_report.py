@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from . import _stats
-from ._headline import headline_data, render_headline
+from ._headline import comparison_table, headline_data, render_headline
 from ._html import Section, render_page
 from ._load import Study, best_trials, load_study
 from ._plot_generation import count_scatter_data, count_scatter_figure
@@ -71,6 +71,18 @@ def _guard(section: Section, build: Callable[[Section], None]) -> Section:
 def _answer(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
         sec.add_html(render_headline(headline_data(study), str(study.path.resolve()), ""))
+
+    return build
+
+
+def _compare(study: Study, others: list[Study]) -> Callable[[Section], None]:
+    def build(sec: Section) -> None:
+        sec.add_text(
+            "Each study's best completed trial against its own paper-baseline trial. Values "
+            "are comparable across rows only where the objectives are the same; each study's "
+            "lead over its baseline is the fair comparison."
+        )
+        sec.add_table(comparison_table([study, *others]), "One row per study")
 
     return build
 
@@ -324,9 +336,15 @@ def build_sections(study: Study) -> list[Section]:
     return [_guard(Section(sid, title), fn) for sid, title, fn in specs]
 
 
-def write_report(study_path: str | Path, out: str | Path | None = None) -> Path:
-    """Write STUDY/report.html (or `out`) and return its path."""
+def write_report(
+    study_path: str | Path,
+    out: str | Path | None = None,
+    compare: Sequence[str | Path] = (),
+) -> Path:
+    """Write STUDY/report.html (or `out`) and return its path; `compare` adds a section that
+    sets other studies' answers beside this one's."""
     study = load_study(study_path)
+    others = [load_study(p) for p in compare]
     dest = Path(out) if out is not None else study.path / "report.html"
     if dest.is_dir():
         raise IsADirectoryError(
@@ -343,9 +361,14 @@ def write_report(study_path: str | Path, out: str | Path | None = None) -> Path:
     elif not study.trials.empty and study.finished.empty:
         banner = "No trial finished: see the failed-trials table in the study summary."
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    sections = build_sections(study)
+    if others:
+        sections.insert(
+            1, _guard(Section("compare", "Studies side by side"), _compare(study, others))
+        )
     page = render_page(
         f"revstudy report: {study.name}",
-        build_sections(study),
+        sections,
         banner,
         meta=f"{study.path.resolve()} · generated {now}",
     )

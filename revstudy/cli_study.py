@@ -235,15 +235,25 @@ def report(
     csv: Annotated[Path | None, typer.Option(help="write the table as CSV instead")] = None,
     parquet: Annotated[Path | None, typer.Option(help="write the table as Parquet")] = None,
     epochs: Annotated[bool, typer.Option(help="with --csv/--parquet: per-epoch table")] = False,
+    compare: Annotated[
+        list[str] | None, typer.Option(help="another study to set beside it (repeatable)")
+    ] = None,
 ) -> None:
     """Interactive HTML report (works offline) or a tidy table of a study."""
     import analysis
     from revstudy.records import study_dir
 
     path = study_dir(study, storage)
+    others = [study_dir(o, storage) for o in compare or []]
     try:
         written = analysis.cli_report(
-            path, out=out_file, csv=csv, parquet=parquet, epochs=epochs, open_browser=open_browser
+            path,
+            out=out_file,
+            csv=csv,
+            parquet=parquet,
+            epochs=epochs,
+            open_browser=open_browser,
+            compare=others,
         )
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         raise RevstudyError(str(e)) from None

@@ -70,3 +70,20 @@ def test_f1_figure_compares_skill_when_code_sizes_differ(study_dir) -> None:
     s.trials = s.trials.assign(**{"config/y_dim": 128})
     fig = analysis.f1_distribution_figure(analysis.f1_distribution_data(s))
     assert "skill" not in fig.layout.title.text  # all 128-bit: the paper's own F1 band
+
+
+def test_two_studies_side_by_side(study_dir, tmp_path) -> None:
+    single, multi = (
+        analysis.load_study(study_dir("single")),
+        analysis.load_study(study_dir("multi")),
+    )
+    from analysis._headline import comparison_table
+
+    table = comparison_table([single, multi])
+    assert table["study"].tolist() == [single.name, multi.name]
+    assert table.loc[0, "best"] == headline_data(single)["best"]["value"]
+    page = analysis.write_report(
+        study_dir("single"), tmp_path / "r.html", compare=[study_dir("multi")]
+    ).read_text()
+    assert page.index('id="answer"') < page.index('id="compare"') < page.index('id="summary"')
+    assert multi.name in page
