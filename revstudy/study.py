@@ -35,6 +35,7 @@ from revstudy.options import (
     parse_objectives,
     relaunch_changes,
 )
+from revstudy.reaper import start_reaper
 from revstudy.records import (
     RUN_KEYS,
     check_name,
@@ -191,6 +192,7 @@ def _ray_init(address: str | None) -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
+        start_reaper()  # stops this Ray instance if the driver is killed (revstudy.reaper)
         ray.init(  # "local": always a new instance, never some Ray already on the machine
             address="local",
             include_dashboard=False,

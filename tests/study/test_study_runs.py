@@ -308,3 +308,43 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
     assert res.returncode == 0, res.stderr[-3000:]
     again = pd.read_parquet(storage / "asha" / "trials.parquet").set_index("trial_id")
     assert again.loc[trials.trial_id, "state"].tolist() == trials.state.tolist()
+
+
+def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path: Path, data: Path) -> None:
+    """SIGKILL of the driver alone (not its group): the watchdog stops every process of its
+    embedded Ray instance (agents included, which Ray itself can leave running)."""
+    import psutil
+
+    space = tmp_path / "long.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED}\nparams:\n  epochs: {{type: int, low: 200, high: 300}}\n"
+    )
+    storage = tmp_path / "st"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "revstudy.cli",
+         *_launch_args(space, data, storage, "long"), "--num-samples", "2", "--no-baseline"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((storage / "long" / "trials").glob("*/state.pt")):
+        time.sleep(0.5)
+    assert list((storage / "long" / "trials").glob("*/state.pt")), "no trial started"
+    ray_procs = [
+        p for p in psutil.Process(proc.pid).children(recursive=True) if "python" not in p.name()
+        or "ray" in " ".join(p.cmdline())
+    ]  # fmt: skip
+    assert ray_procs
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def alive(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(p) for p in ray_procs):
+        time.sleep(0.5)
+    left = [(p.pid, p.name()) for p in ray_procs if alive(p)]
+    assert not left, f"still running after the driver was killed: {left}"
