@@ -170,7 +170,22 @@ def _check_sqlite(db: Path) -> None:
         raise RevstudyError(f"{db}: not an SQLite database (damaged or replaced); not opened")
 
 
+def _loopback_only() -> None:
+    """Make an embedded Ray instance listen on 127.0.0.1 only.
+
+    Ray resolves a loopback `_node_ip_address` to the machine's address, but on platforms
+    where it does not support clusters (macOS, Windows) it runs every server on localhost;
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` asks for that behaviour on Linux too. Read when
+    Ray is imported, so it is set before; the constant is also set if Ray was imported."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010  (module of Ray's)
+
+
 def _ray_init(address: str | None) -> None:
+    if not address:
+        _loopback_only()
     import ray
 
     if ray.is_initialized():
@@ -286,6 +301,8 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     dataset = read_dataset(resolve_data(opts.data))
     with study_lock(study):
         try:
+            if not opts.address:
+                _loopback_only()  # before Ray is imported
             import optuna
             import ray
 

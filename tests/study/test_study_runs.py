@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -311,8 +312,9 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
 
 
 def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path: Path, data: Path) -> None:
-    """SIGKILL of the driver alone (not its group): the watchdog stops every process of its
-    embedded Ray instance (agents included, which Ray itself can leave running)."""
+    """An embedded study's Ray listens on loopback only; SIGKILL of the driver alone (not
+    its group): the watchdog stops every process of its embedded Ray instance (agents
+    included, which Ray itself can leave running)."""
     import psutil
 
     space = tmp_path / "long.yaml"
@@ -334,6 +336,11 @@ def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path: Path, data: Path
         or "ray" in " ".join(p.cmdline())
     ]  # fmt: skip
     assert ray_procs
+    listening = set()
+    for p in ray_procs:
+        with contextlib.suppress(psutil.Error):
+            listening |= {c.laddr.ip for c in p.net_connections("inet") if c.status == "LISTEN"}
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
