@@ -21,7 +21,7 @@ from scipy import stats
 
 from ._load import Study
 
-__all__ = ["comparison_table", "headline_data", "render_headline"]
+__all__ = ["comparison_table", "headline_data", "reference_note", "render_headline"]
 
 
 def _completed(study: Study, metric: str) -> pd.DataFrame:
@@ -201,3 +201,20 @@ def comparison_table(studies: list[Study]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def reference_note(study: Study) -> str:
+    """One sentence on the dedicated predictor's scores (`revstudy reference --study`), read
+    from STUDY/reference.json; '' when the study has none (or it is unreadable)."""
+    try:
+        doc = json.loads((study.path / "reference.json").read_text())
+        m, name = doc["metrics"], str(doc["predictor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    metric = study.objectives[0].metric
+    keys = [k for k in (metric, "f1_macro_128", "f1_macro_skill", "retrieval_mrr") if k in m]
+    shown = ", ".join(f"{k} {float(m[k]):.4g}" for k in dict.fromkeys(keys))
+    return (
+        f"A dedicated 13C predictor, {name}, on this study's data file at {doc.get('y_dim')} "
+        f"bits: {shown} ({doc.get('caveat', '')})."
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import _stats
-from ._headline import comparison_table, headline_data, render_headline
+from ._headline import comparison_table, headline_data, reference_note, render_headline
 from ._html import Section, render_page
 from ._load import Study, best_trials, load_study
 from ._plot_generation import count_scatter_data, count_scatter_figure
@@ -71,6 +71,9 @@ def _guard(section: Section, build: Callable[[Section], None]) -> Section:
 def _answer(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
         sec.add_html(render_headline(headline_data(study), str(study.path.resolve()), ""))
+        note = reference_note(study)
+        if note:
+            sec.add_text(note)
 
     return build
 

@@ -55,6 +55,11 @@ EXTRA_ROWS = {
     "f1_bin_prior_baseline": "bin-prior predictor F1 (per-bin rates)",
     "f1_macro_skill": "F1 skill over the bin prior",
     "f1_micro": "micro F1",
+    "f1_macro_128": "macro F1 at the paper's 128 bits",
+    "retrieval_top1": "retrieval: true structure ranked first",
+    "retrieval_top10": "retrieval: true structure in the top 10",
+    "retrieval_mrr": "retrieval: mean reciprocal rank",
+    "retrieval_mrr_random": "retrieval MRR of a random ranking",
 }
 
 

@@ -252,7 +252,46 @@ def elucidate(
         con.print(t)
 
 
+def reference(
+    data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="a study: use its data file and write STUDY/reference.json for its report"
+        ),
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="studies root (with --study)")] = None,
+    y_dim: Annotated[int, typer.Option(help="code size to score at (the paper's: 128)")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Score a dedicated 13C predictor (CSP5) on a data file with revstudy's metrics."""
+    from revstudy.cli import paper_table
+    from revstudy.data import check_y_dim, read_dataset
+    from revstudy.fetch import cache_dir, resolve_data
+    from revstudy.records import read_study_info, study_dir, write_json_atomic
+    from revstudy.reference import run_reference
+    from revstudy.runs import aggregate
+
+    check_y_dim(y_dim)
+    folder = None
+    if study is not None:
+        folder = study_dir(study, storage)
+        info = read_study_info(folder, ("name", "objectives", "data"))
+        data = data or info["data"]["path"]
+    dataset = read_dataset(resolve_data(data))
+    doc = run_reference(dataset, y_dim, cache=cache_dir() / "reference")
+    if folder is not None:
+        write_json_atomic(folder / "reference.json", doc)
+        console.print(f"wrote {folder / 'reference.json'} (the report shows it)")
+    if as_json:
+        _print_json(doc)
+        return
+    agg = aggregate([doc["metrics"]])
+    title = f"{doc['predictor']} on {dataset.path} (all rows; {doc['caveat']})"
+    Console(width=110).print(paper_table(agg, title, y_dim))
+
+
 def register(app: typer.Typer) -> None:
-    """Add export, evaluate, predict and elucidate to `app`, each with one-line user errors."""
-    for fn in (export, evaluate, predict, elucidate):
+    """Add export, evaluate, predict, elucidate and reference to `app`, with one-line errors."""
+    for fn in (export, evaluate, predict, elucidate, reference):
         app.command(name=fn.__name__)(user_errors()(fn))

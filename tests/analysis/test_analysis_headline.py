@@ -87,3 +87,29 @@ def test_two_studies_side_by_side(study_dir, tmp_path) -> None:
     ).read_text()
     assert page.index('id="answer"') < page.index('id="compare"') < page.index('id="summary"')
     assert multi.name in page
+
+
+def test_the_reference_predictor_appears_beside_the_answer(study_dir, tmp_path) -> None:
+    import json
+    import shutil
+
+    from analysis._headline import reference_note
+
+    folder = tmp_path / "s"
+    shutil.copytree(study_dir("single"), folder)
+    assert reference_note(analysis.load_study(folder)) == ""
+    (folder / "reference.json").write_text(
+        json.dumps(
+            {
+                "predictor": "csp5-0.3.1",
+                "y_dim": 128,
+                "metrics": {"f1_macro": 0.26, "retrieval_mrr": 0.27},
+                "caveat": "every row of the file, not a held-out split",
+            }
+        )
+    )
+    note = reference_note(analysis.load_study(folder))
+    assert "csp5-0.3.1" in note and "f1_macro 0.26" in note and "retrieval_mrr 0.27" in note
+    assert "csp5-0.3.1" in analysis.write_report(folder, tmp_path / "r.html").read_text()
+    (folder / "reference.json").write_text("{torn")
+    assert reference_note(analysis.load_study(folder)) == ""
