@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from revstudy.records import read_json, refresh_tables, trial_dir, write_json_atomic
-from revstudy.study_keys import FINAL_KEY, STATE_FILE, TRIAL_KEY, public_params
+from revstudy.study_keys import FINAL_KEY, PER_EPOCH, STATE_FILE, TRIAL_KEY, public_params
 
 
 class StudyStopper(tune.Stopper):
@@ -40,13 +40,21 @@ class StudyStopper(tune.Stopper):
 
 
 class StudyCallback(tune.Callback):
-    def __init__(self, study: Path, info: dict[str, Any], stopper: StudyStopper, live: bool = True):
+    def __init__(
+        self,
+        study: Path,
+        info: dict[str, Any],
+        stopper: StudyStopper,
+        live: bool = True,
+        done_before: int = 0,
+    ):
         self.study = study
         self.info = info
         self.stopper = stopper
         self.metric = info["objectives"][0]["metric"]
         self.mode = info["objectives"][0]["mode"]
         self.trials: dict[str, Any] = {}
+        self.done_before = done_before  # trials that ended in earlier driver runs
         self.best: tuple[float, str, dict[str, Any]] | None = None
         self.started = time.time()
         self.durations: list[float] = []
@@ -84,28 +92,37 @@ class StudyCallback(tune.Callback):
             yield
 
     def _render(self) -> Table:
-        running = sum(1 for t in self.trials.values() if t.status == "RUNNING")
-        done = sum(self.counts.values())
+        """A few short lines that fit 80 columns: counts and times, each running trial
+        (epoch and objective so far, like Ray's CLIReporter but compact), the best so far."""
+        running = [(rid, t) for rid, t in self.trials.items() if t.status == "RUNNING"]
+        done = sum(self.counts.values()) + self.done_before
         total = self.info["num_samples"]
         elapsed = time.time() - self.started
         eta = "estimating…"  # until the first trial has ended
         if self.durations:
-            parallel = max(1, running)
-            eta = _fmt((total - done) * (sum(self.durations) / len(self.durations)) / parallel)
-        t = Table.grid(padding=(0, 2))
+            parallel = max(1, len(running))
+            left = max(0, total - done)
+            eta = _fmt(left * (sum(self.durations) / len(self.durations)) / parallel)
+        t = Table.grid(padding=(0, 1))
+        t.add_column(overflow="fold")
         t.add_row(
-            f"[bold]{self.info['name']}[/]",
-            f"{done}/{total} done",
-            f"{running} running",
-            f"{self.counts['STOPPED_EARLY']} stopped early",
-            f"{self.counts['FAILED']} failed",
-            f"elapsed {_fmt(elapsed)}",
-            f"ETA {eta}",
+            f"[bold]{self.info['name']}[/] {done}/{total} done "
+            f"({self.counts['STOPPED_EARLY']} stopped early, {self.counts['FAILED']} failed) · "
+            f"{len(running)} running · {_fmt(elapsed)} elapsed · ETA {eta}"
         )
+        per_epoch = PER_EPOCH.get(self.metric)
+        for rid, trial in running[:8]:
+            last = trial.last_result or {}
+            epochs = trial.config.get("epochs") or _config_epochs(self.info)
+            value = last.get(per_epoch) if per_epoch else None
+            shown = f"  {self.metric} {_short(value)}" if value is not None else ""
+            t.add_row(f"  ▸ {rid}  epoch {last.get('epoch', 0)}/{epochs}{shown}")
+        if len(running) > 8:
+            t.add_row(f"  … and {len(running) - 8} more running")
         if self.best:
             value, tid, params = self.best
-            shown = ", ".join(f"{k}={_short(v)}" for k, v in list(params.items())[:8])
-            t.add_row(f"best {self.metric}", f"{value:.4f}", tid, shown)
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in list(params.items())[:6])
+            t.add_row(f"best {self.metric} {value:.4f} ({tid}): {shown}")
         return t
 
     def _say(self, text: str) -> None:
@@ -202,7 +219,7 @@ class StudyCallback(tune.Callback):
         self._refresh(force=True)
         self._say(
             f"trial {rid} {state.lower()}: {self.metric}={_short(value)} "
-            f"[{sum(self.counts.values())}/{self.info['num_samples']}]"
+            f"[{sum(self.counts.values()) + self.done_before}/{self.info['num_samples']}]"
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -218,6 +235,10 @@ class StudyCallback(tune.Callback):
 def record_id(trial: Any) -> str:
     """The trial's folder id: its first Ray id, kept when `resume` continues it."""
     return str(trial.config.get(TRIAL_KEY) or trial.trial_id)
+
+
+def _config_epochs(info: dict[str, Any]) -> int:
+    return int(info["space"]["fixed"].get("epochs", 5))
 
 
 def _fmt(seconds: float) -> str:

@@ -468,7 +468,8 @@ def _run(
     )
     budget = _remaining_budget(study, info)
     stopper = StudyStopper(min(info["num_samples"], 4))
-    callback = StudyCallback(study, info, stopper, live=progress)
+    ended = len(counted_trials(ostudy)) - len(continuations)  # before this run
+    callback = StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
     started = time.time()
     if searcher.total > 0 and (budget is None or budget > 0):
         search_alg: Any = searcher

@@ -1,0 +1,41 @@
+"""The live panel: short lines that fit 80 columns, one per running trial, counts that
+include the trials of earlier driver runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from revstudy.progress import StudyCallback, StudyStopper
+
+INFO = {
+    "name": "a-rather-long-study-name-for-the-panel",
+    "num_samples": 20,
+    "baseline": False,
+    "objectives": [{"metric": "f1_macro_skill", "mode": "max"}],
+    "space": {
+        "name": "t", "path": "t.yaml", "fixed": {"epochs": 5}, "objectives": [],
+        "params": [{"name": "lr", "type": "float", "low": 1e-4, "high": 1e-2, "log": True}],
+    },
+}  # fmt: skip
+
+
+def test_panel_fits_80_columns_and_lists_running_trials(tmp_path: Path) -> None:
+    cb = StudyCallback(tmp_path, INFO, StudyStopper(4), live=False, done_before=7)
+    for i in range(3):
+        cb.trials[f"t{i}"] = SimpleNamespace(
+            status="RUNNING",
+            config={"lr": 1e-3, "epochs": 5},
+            last_result={"epoch": i + 1, "val_f1_skill": 0.1 * i},
+        )
+    cb.best = (0.1234, "t0", {f"param_{k}": 0.001 * k for k in range(10)})
+    console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
+    console.print(cb._render())
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    text = " ".join(line.strip() for line in lines)  # wrapped, not cut
+    assert "7/20 done" in text and "3 running" in text and "ETA estimating" in text
+    assert "▸ t2  epoch 3/5  f1_macro_skill 0.2" in text
+    assert "best f1_macro_skill 0.1234 (t0)" in text
