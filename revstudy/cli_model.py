@@ -250,6 +250,13 @@ def elucidate(
             extra = [str(c["count"])] if counted else []
             t.add_row(str(i), c["smiles"], f"{c['score']:.3f}", *extra)
         con.print(t)
+    con.print(
+        "match: F1 between the candidate's forward-predicted code and the query's code, a "
+        f"set bit counting as found within ±1 bin ({saved.config.y_dim}-bit code); 1.000 = "
+        "the same code. Equal matches are not told apart: the code cannot separate them, "
+        "and candidates are not checked for strain or plausibility; `samples` says how often "
+        "the inverse pass proposed each one."
+    )
 
 
 def reference(
