@@ -14,6 +14,7 @@ __all__ = [
     "PAPER_CD",
     "cd_curve_data",
     "cd_curve_figure",
+    "cd_gap_note",
     "zfree_histogram_figure",
     "zfree_qq_data",
     "zfree_qq_figure",
@@ -131,6 +132,33 @@ def cd_curve_data(arrays: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
         rows.append(("paper", "local", "cd", r, cd))
         rows.append(("paper", "local", "rcd", r, rcd))
     return pd.DataFrame(rows, columns=["source", "variant", "measure", "radius", "value"])
+
+
+def cd_gap_note(data: pd.DataFrame, factor: float = 5.0) -> str:
+    """Why a trial's CD is far from the paper's, when it is (more than `factor` times at the
+    largest radius, either way); '' otherwise."""
+    local = data[(data["variant"] == "local") & (data["measure"] == "cd")]
+    if local.empty:
+        return ""
+    top = float(local["radius"].max())
+    at = local[local["radius"] == top].set_index("source")["value"]
+    paper = float(at.get("paper", PAPER_CD.get(top, (np.nan,))[0]))
+    trials = at.drop("paper", errors="ignore")
+    if trials.empty or not np.isfinite(paper) or paper <= 0:
+        return ""
+    ratio = trials / paper
+    off = ratio[(ratio > factor) | (ratio < 1 / factor)]
+    if off.empty:
+        return ""
+    worst = off.abs().idxmax()
+    return (
+        f"CD at ε = {top:g}: {worst} gives {float(at[worst]):.4g}, {float(ratio[worst]):.3g}× "
+        f"the paper's {paper:.4g}. CD sums |Δx| over the 1024 inputs of a structure, so it "
+        "scales with how far the inverse pass strays from [0, 1] when Z_free moves (weak "
+        "x-range/density terms, short training); the paper's figure is one validation "
+        "example of its own model. rCD, divided by the reconstruction's size, is the "
+        "comparable measure."
+    )
 
 
 def cd_curve_figure(data: pd.DataFrame) -> go.Figure:

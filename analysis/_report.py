@@ -23,6 +23,7 @@ from ._plot_generation import count_scatter_data, count_scatter_figure
 from ._plot_latent import (
     cd_curve_data,
     cd_curve_figure,
+    cd_gap_note,
     zfree_histogram_figure,
     zfree_qq_data,
     zfree_qq_figure,
@@ -267,7 +268,11 @@ def _cd(study: Study) -> Callable[[Section], None]:
                 break
         if not arrays:
             raise Unavailable("no finished trial stored cd_radii in arrays.npz")
-        sec.add_figure(cd_curve_figure(cd_curve_data(arrays)))
+        data = cd_curve_data(arrays)
+        note = cd_gap_note(data)
+        if note:
+            sec.add_warning(note)
+        sec.add_figure(cd_curve_figure(data))
 
     return build
 

@@ -113,3 +113,16 @@ def test_the_reference_predictor_appears_beside_the_answer(study_dir, tmp_path) 
     assert "csp5-0.3.1" in analysis.write_report(folder, tmp_path / "r.html").read_text()
     (folder / "reference.json").write_text("{torn")
     assert reference_note(analysis.load_study(folder)) == ""
+
+
+def test_a_cd_far_from_the_papers_is_explained() -> None:
+    import numpy as np
+
+    from analysis._plot_latent import cd_curve_data, cd_gap_note
+
+    radii = np.array([0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
+    near = {"a": {"cd_radii": radii, "cd_local": radii * 38, "rcd_local": radii}}
+    assert cd_gap_note(cd_curve_data(near)) == ""
+    far = {"b": {"cd_radii": radii, "cd_local": radii * 1300, "rcd_local": radii}}
+    note = cd_gap_note(cd_curve_data(far))
+    assert "trial b gives 1300" in note and "rCD" in note and "34.1×" in note
