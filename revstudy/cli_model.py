@@ -228,7 +228,8 @@ def elucidate(
         "samples": result.samples,
         "valid": result.valid,
         "candidates": [
-            {"smiles": c.smiles, "score": c.score, "count": c.count} for c in result.candidates
+            {"smiles": c.smiles, "score": c.score, "count": c.count, "strained": c.strained}
+            for c in result.candidates
         ],
     }
     if library is not None:
@@ -244,18 +245,18 @@ def elucidate(
         sections.append((f"library {library}", doc["library"], False))
     for title, items, counted in sections:
         t = Table(title=title)
-        for col in ("rank", "SMILES", "match", *(["samples"] if counted else [])):
+        for col in ("rank", "SMILES", "match", *(["samples", "note"] if counted else [])):
             t.add_column(col)
         for i, c in enumerate(items, start=1):
-            extra = [str(c["count"])] if counted else []
+            extra = [str(c["count"]), "strained" if c["strained"] else ""] if counted else []
             t.add_row(str(i), c["smiles"], f"{c['score']:.3f}", *extra)
         con.print(t)
     con.print(
         "match: F1 between the candidate's forward-predicted code and the query's code, a "
         f"set bit counting as found within ±1 bin ({saved.config.y_dim}-bit code); 1.000 = "
-        "the same code. Equal matches are not told apart: the code cannot separate them, "
-        "and candidates are not checked for strain or plausibility; `samples` says how often "
-        "the inverse pass proposed each one."
+        "the same code. Equal matches are not told apart: the code cannot separate them; "
+        "`samples` says how often the inverse pass proposed each one. Strained candidates "
+        "(a triple bond or allene in a small ring) are ranked last and marked."
     )
 
 

@@ -145,6 +145,7 @@ class Candidate:
     score: float
     count: int  # how many of the samples decoded to it
     predicted: list[dict[str, float]] = field(default_factory=list)
+    strained: bool = False  # implausible (see `strained`): ranked after the others
 
 
 @dataclass
@@ -190,8 +191,31 @@ def rank_grids(
     scored = [
         (s, float(sc), int(seen[s][1]), c) for s, sc, c in zip(names, scores, codes, strict=True)
     ]
-    scored.sort(key=lambda t: (-t[1], -t[2], t[0]))
+    # implausible candidates (a triple bond or an allene inside a small ring) go last, then
+    # by match, then by how many samples produced them
+    scored.sort(key=lambda t: (strained(t[0]), -t[1], -t[2], t[0]))
     return scored
+
+
+def strained(smiles: str) -> bool:
+    """A triple bond in a ring of fewer than 8 atoms, or a cumulated C=C=C in one of fewer
+    than 9: molecules that cannot exist at room temperature but that the decoder can
+    propose (the network knows nothing of geometry)."""
+    chem = require_rdkit("strain check")
+    mol = chem.MolFromSmiles(smiles)
+    if mol is None:
+        return True
+    rings = mol.GetRingInfo()
+    small_ring_triple = any(
+        b.GetBondType() == chem.BondType.TRIPLE and any(b.IsInRingSize(n) for n in range(3, 8))
+        for b in mol.GetBonds()
+    )
+    small_ring_allene = any(
+        sum(b.GetBondType() == chem.BondType.DOUBLE for b in a.GetBonds()) == 2
+        and any(rings.IsAtomInRingOfSize(a.GetIdx(), n) for n in range(3, 9))
+        for a in mol.GetAtoms()
+    )
+    return small_ring_triple or small_ring_allene
 
 
 def decode_all(saved: SavedModel, xs: np.ndarray) -> list[np.ndarray]:
@@ -208,7 +232,7 @@ def elucidate(
     grids = decode_all(saved, generate(saved, query[None], samples, seed)[0])
     ranked = rank_grids(saved, grids, query)
     valid = sum(n for _, _, n, _ in ranked)
-    cands = [Candidate(s, sc, n, set_bins(c)) for s, sc, n, c in ranked[:top]]
+    cands = [Candidate(s, sc, n, set_bins(c), strained(s)) for s, sc, n, c in ranked[:top]]
     return Elucidation(cands, samples, valid)
 
 

@@ -96,3 +96,14 @@ def test_code_match_many_equals_code_match() -> None:
     for tol in (0, 1, 2):
         expected = [code_match(c, query, tol) for c in codes]
         assert code_match_many(codes, query, tol) == pytest.approx(expected)
+
+
+def test_strained_candidates_are_recognised() -> None:
+    pytest.importorskip("rdkit.Chem")
+    from revstudy.elucidate import strained
+
+    assert strained("C1#CCCC1")  # cyclopentyne
+    assert strained("C1=C=CCC1")  # a 5-ring allene
+    assert not strained("C1#CCCCCCCC1")  # cyclononyne exists
+    assert not strained("C=C=C")  # allene
+    assert not strained("c1ccccc1C#C")  # triple bond outside the ring
