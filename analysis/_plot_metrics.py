@@ -73,15 +73,18 @@ def f1_distribution_figure(data: pd.DataFrame) -> go.Figure:
     if sizes != {128} and "f1_macro_skill" in data and data["f1_macro_skill"].notna().any():
         return _skill_figure(data, sorted(sizes))
     fig = go.Figure()
-    fig.add_trace(
-        go.Histogram(
-            x=data["f1_macro"],
-            name="trials",
-            nbinsx=30,
-            marker_color=COLORS["completed"],
-            opacity=0.8,
-        )
-    )
+    stopped = data["state"] == "STOPPED_EARLY"
+    for name, rows, color in (
+        ("completed trials", data[~stopped], COLORS["completed"]),
+        ("stopped early (F1 at their last epoch)", data[stopped], COLORS["stopped"]),
+    ):
+        if len(rows):
+            fig.add_trace(
+                go.Histogram(
+                    x=rows["f1_macro"], name=name, nbinsx=30, marker_color=color, opacity=0.75
+                )
+            )
+    fig.update_layout(barmode="overlay")
     mean, lo, hi = PAPER_F1
     _paper_band(fig, lo, hi, mean, "paper range", f"paper {mean}")
     base = data[data["is_baseline"]]
@@ -109,9 +112,18 @@ def _skill_figure(data: pd.DataFrame, sizes: list[int]) -> go.Figure:
     fig = go.Figure()
     for y_dim in sizes:
         g = data[data["y_dim"] == y_dim]
-        fig.add_trace(
-            go.Histogram(x=g["f1_macro_skill"], name=f"{y_dim}-bit code", nbinsx=30, opacity=0.7)
-        )
+        for state, label, pattern in (("COMPLETED", "", ""), ("STOPPED_EARLY", ", stopped", "/")):
+            rows = g[g["state"] == state]
+            if len(rows):
+                fig.add_trace(
+                    go.Histogram(
+                        x=rows["f1_macro_skill"],
+                        name=f"{y_dim}-bit code{label}",
+                        nbinsx=30,
+                        opacity=0.7,
+                        marker_pattern_shape=pattern,
+                    )
+                )
     mean, lo, hi = PAPER_F1
     m = _skill(mean)
     _paper_band(fig, _skill(lo), _skill(hi), m, "paper range as skill", f"paper {m:.3f}")

@@ -66,10 +66,16 @@ def test_f1_figure_compares_skill_when_code_sizes_differ(study_dir) -> None:
     data = analysis.f1_distribution_data(s)
     assert set(data["y_dim"]) == {64, 128}
     fig = analysis.f1_distribution_figure(data)
-    assert "skill" in fig.layout.title.text and len(fig.data) == 2  # one histogram per size
+    assert "skill" in fig.layout.title.text
+    names = {t.name for t in fig.data}  # one histogram per size and state
+    assert {"64-bit code", "128-bit code"} <= names and any("stopped" in n for n in names)
     s.trials = s.trials.assign(**{"config/y_dim": 128})
     fig = analysis.f1_distribution_figure(analysis.f1_distribution_data(s))
     assert "skill" not in fig.layout.title.text  # all 128-bit: the paper's own F1 band
+    assert [t.name for t in fig.data] == [
+        "completed trials",
+        "stopped early (F1 at their last epoch)",
+    ]  # stopped trials are marked, not mixed in
 
 
 def test_two_studies_side_by_side(study_dir, tmp_path) -> None:
