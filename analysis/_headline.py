@@ -40,6 +40,13 @@ def _params(row: pd.Series) -> dict[str, Any]:
     return {}
 
 
+def _fixed(study: Study) -> dict[str, Any]:
+    """The space's fixed settings: the paper baseline runs with them too."""
+    space = study.info.get("space")
+    fixed = space.get("fixed") if isinstance(space, dict) else None
+    return dict(fixed) if isinstance(fixed, dict) else {}
+
+
 def difference_ci(
     a: float, sa: float, na: int, b: float, sb: float, nb: int, level: float = 0.95
 ) -> tuple[float, float] | None:
@@ -70,6 +77,7 @@ def headline_data(study: Study) -> dict[str, Any]:
         "test_fraction": study.info.get("test_fraction"),
         "best": None,
         "baseline": None,
+        "fixed": _fixed(study),
     }
     if done.empty:
         return out
@@ -148,8 +156,10 @@ def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> st
             + f" ({better} is better); {sure}. The baseline ranks "
             f"{d['rank_of_baseline']} of {d['n_completed']}."
         )
+    fixed = ", ".join(f"{k} {v}" for k, v in d.get("fixed", {}).items())
     caveat = (
-        "Chosen as the best of many trials on the validation splits, its lead is optimistic; "
+        (f"The paper baseline runs with this space's fixed settings ({fixed}). " if fixed else "")
+        + "Chosen as the best of many trials on the validation splits, its lead is optimistic; "
         "the held-out test split"
         + (f" ({d['test_fraction']:.0%} of the structures)" if d.get("test_fraction") else "")
         + " was not used by any trial. Confirm on fresh splits and the test split:"
