@@ -127,3 +127,20 @@ def test_a_damaged_checkpoint_fails_the_trial_with_its_path(
         _run(tmp_path, synthetic_csv, space, [])
     failure = json.loads((ck.parent / "failure.json").read_text())
     assert str(ck) in failure["reason"] and "CheckpointError" in failure["reason"]
+
+
+def test_a_killed_driver_counts_as_gone_even_before_it_is_reaped() -> None:
+    """The trial guard's liveness check: a zombie (killed, not yet waited for) is dead."""
+    import time
+
+    from revstudy.trial import _pid_alive
+
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _pid_alive(p.pid)
+        p.kill()
+        time.sleep(0.3)
+        assert not _pid_alive(p.pid)  # a zombie until p.wait()
+    finally:
+        p.wait()
+    assert not _pid_alive(p.pid)

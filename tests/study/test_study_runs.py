@@ -144,7 +144,7 @@ def test_sigkill_mid_training_then_resume(tmp_path: Path, data: Path) -> None:
     space.write_text(
         f"fixed: {TINY_FIXED}\nparams:\n"
         "  lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n"
-        "  epochs: {type: int, low: 5, high: 6}\n"
+        "  epochs: {type: int, low: 20, high: 24}\n"  # long enough to be killed mid-training
     )
     storage = tmp_path / "st"
     args = [
