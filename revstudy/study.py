@@ -502,10 +502,10 @@ def _run(
         print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
     _add_elapsed(study, time.time() - started)
     metrics = [o["metric"] for o in info["objectives"]]
-    recorded = recorded_states(open_optuna(study, info), metrics)
+    recorded = recorded_states(ostudy, metrics)  # Optuna's storage is read afresh
     states = {**recorded, **callback.ray_states()}
     table = refresh_tables(study, states)
-    reconcile_optuna(study, info)
+    reconcile_optuna(study, info, ostudy)
     summary = summarise(study, table, time.time() - started)
     if summary["by_state"].get("FAILED", 0) == len(table) and len(table) > 0:
         reasons = sorted(set(table["failure_reason"].astype(str)))[:3]
@@ -584,7 +584,7 @@ def _max_epochs(space: SearchSpace, baseline: bool) -> int:
     return most
 
 
-def reconcile_optuna(study: Path, info: dict[str, Any]) -> int:
+def reconcile_optuna(study: Path, info: dict[str, Any], ostudy: Any = None) -> int:
     """After a driver run: an Optuna trial still RUNNING whose folder holds a result.json
     finished after its driver lost track of it (killed between the two writes): tell Optuna
     from the record. The other RUNNING trials were interrupted and `resume` continues them.
@@ -592,7 +592,7 @@ def reconcile_optuna(study: Path, info: dict[str, Any]) -> int:
     from revstudy.records import read_json
     from revstudy.search import tell, unfinished
 
-    ostudy = open_optuna(study, info)
+    ostudy = ostudy if ostudy is not None else open_optuna(study, info)
     objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
     n = 0
     for c in unfinished(ostudy):
