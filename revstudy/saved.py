@@ -20,16 +20,13 @@ from revstudy.data import Dataset, Split, coarsen, make_split
 from revstudy.errors import RevstudyError
 from revstudy.metrics import (
     Prior,
-    bin_prior_baseline_f1,
     evaluate,
-    f1_scores,
-    f1_skill,
     forward_all,
 )
 from revstudy.model import InvertibleNet
 from revstudy.precision import set_fp32_precision
 from revstudy.retrieval import library_index, retrieval_metrics
-from revstudy.train import PAPER_Y_DIM, map_to_resolution
+from revstudy.train import PAPER_Y_DIM, paper_resolution_f1
 
 PRIOR_FORMAT = 1
 NEEDED = ("config.yaml", "model.pt", "prior.pt")
@@ -158,24 +155,24 @@ def _check_prior(path: Path, prior: dict[str, Any], config: TrialConfig) -> None
 
 
 def _retrieval_and_f1_128(
-    saved: SavedModel, dataset: Dataset, x: torch.Tensor, rows: np.ndarray | None
+    saved: SavedModel,
+    dataset: Dataset,
+    x: torch.Tensor,
+    code: torch.Tensor,
+    rows: np.ndarray | None,
 ) -> dict[str, float]:
-    """What a training run adds to `evaluate`: retrieval among the file's distinct
-    structures, and F1 at the paper's 128 bits (its skill needs 128-bit training rates,
-    which a run folder keeps only when the model itself predicts 128 bits)."""
+    """What a training run adds to `evaluate`: retrieval of the rows' observed `code` among
+    the file's distinct structures, and F1 at the paper's 128 bits (its skill needs 128-bit
+    training rates, which a run folder keeps only when the model itself predicts 128 bits)."""
     library, truth = library_index(torch.from_numpy(dataset.x()), x)
     _, y_lib = forward_all(saved.model, library)
-    _, y = forward_all(saved.model, x)
-    out = retrieval_metrics(y_lib, truth, y)
+    out = retrieval_metrics(y_lib, truth, code)
     fine = coarsen(dataset.y(), PAPER_Y_DIM)
     if rows is not None:
         fine = fine[np.asarray(rows, dtype=np.int64)]
-    f1 = f1_scores(fine, map_to_resolution((y > 0).cpu().numpy(), PAPER_Y_DIM))["f1_macro"]
-    skill = math.nan
-    if saved.config.y_dim == PAPER_Y_DIM:
-        rates = saved.code_rate.unsqueeze(0).numpy()
-        skill = f1_skill(f1, bin_prior_baseline_f1(fine, rates, saved.config.seed))
-    out.update(f1_macro_128=f1, f1_macro_skill_128=skill)
+    rates = saved.code_rate.unsqueeze(0).numpy() if saved.config.y_dim == PAPER_Y_DIM else None
+    y = y_lib[torch.from_numpy(truth)]  # the rows' own logits, from the same forward pass
+    out.update(paper_resolution_f1(y, fine, rates, saved.config.seed))
     return out
 
 
@@ -280,7 +277,7 @@ def evaluate_file(
         "split": {"eval": len(x), "data": dataset.path, "sha256": dataset.sha256},
     }
     out.update(ev.metrics)
-    out.update(_retrieval_and_f1_128(saved, dataset, x, rows))
+    out.update(_retrieval_and_f1_128(saved, dataset, x, code, rows))
     for key in ("train_seconds", "epochs", "val_loss", "n_train"):
         out[key] = first.get(key, math.nan)
     out["n_eval"] = float(len(x))

@@ -250,17 +250,22 @@ class Trainer:
     def retrieval(self, split: str = "val") -> dict[str, float]:
         """Rank of each `split` structure among the library of the run's structures, by its
         spectrum's match with their forward-predicted codes (revstudy.retrieval)."""
-        x, y = (
-            (self.data.x_val, self.data.y_val)
-            if split == "val"
-            else (self.data.x_test, self.data.y_test)
-        )
+        y_lib, truth = self._library_logits(split)
+        return retrieval_metrics(y_lib, truth, self._split(split)[1])
+
+    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.data
+        return (d.x_val, d.y_val) if split == "val" else (d.x_test, d.y_test)
+
+    @torch.no_grad()
+    def _library_logits(self, split: str) -> tuple[torch.Tensor, np.ndarray]:
+        """Y_latent of every distinct structure of the run (train, validation and `split`),
+        and the library index of each `split` row: `y_lib[truth]` are that split's logits."""
         if split not in self._libraries:
             known = torch.cat([self.data.x_train, self.data.x_val])
-            self._libraries[split] = library_index(known, x)
+            self._libraries[split] = library_index(known, self._split(split)[0])
         library, truth = self._libraries[split]
-        _, y_lib = forward_all(self.model, library)
-        return retrieval_metrics(y_lib, truth, y)
+        return forward_all(self.model, library)[1], truth
 
     # -- evaluation -------------------------------------------------------------------------
     def prior(self) -> Prior:
@@ -271,11 +276,7 @@ class Trainer:
 
     def evaluate(self, split: str = "val") -> Evaluation:
         """Every metric of the paper on `val` or `test`, plus run facts."""
-        x, y = (
-            (self.data.x_val, self.data.y_val)
-            if split == "val"
-            else (self.data.x_test, self.data.y_test)
-        )
+        x, y = self._split(split)
         if len(x) == 0:
             raise RevstudyError(f"the {split} split is empty (test_fraction=0 has no test split)")
         topk = max(1, round(self.data.x_train.sum(dim=(1, 2, 3)).mean().item()))
@@ -289,8 +290,17 @@ class Trainer:
             seed=self.seed,
             topk=topk,
         )
-        ev.metrics.update(self.retrieval(split))
-        ev.metrics.update(self._f1_at_paper_resolution(x, split))
+        y_lib, truth = self._library_logits(split)  # one forward pass serves both
+        ev.metrics.update(retrieval_metrics(y_lib, truth, y))
+        if split in self.data.y128:  # SplitTensors.build always provides them
+            ev.metrics.update(
+                paper_resolution_f1(
+                    y_lib[torch.from_numpy(truth)],
+                    self.data.y128[split].numpy(),
+                    self.data.y128["train"].numpy(),
+                    self.seed,
+                )
+            )
         last = self.history[-1] if self.history else None
         ev.metrics.update(
             train_seconds=self.train_seconds,
@@ -300,20 +310,6 @@ class Trainer:
             n_eval=float(len(x)),
         )
         return ev
-
-    @torch.no_grad()
-    def _f1_at_paper_resolution(self, x: torch.Tensor, split: str) -> dict[str, float]:
-        """Macro F1 and skill against the 128-bit codes, whatever `y_dim` the model predicts:
-        a finer prediction is OR-pooled to 128 bits, a coarser bit claims all 128-bit bins
-        it covers (so a coarse code pays for its lack of resolution)."""
-        truth = self.data.y128.get(split)
-        if truth is None or len(truth) != len(x):
-            return {}
-        _, y = forward_all(self.model, x)
-        pred = map_to_resolution((y > 0).cpu().numpy(), PAPER_Y_DIM)
-        f1 = f1_scores(truth.numpy(), pred)["f1_macro"]
-        base = bin_prior_baseline_f1(truth.numpy(), self.data.y128["train"].numpy(), self.seed)
-        return {"f1_macro_128": f1, "f1_macro_skill_128": f1_skill(f1, base)}
 
     # -- checkpoints ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -362,6 +358,21 @@ def map_to_resolution(bits: np.ndarray, y_dim: int) -> np.ndarray:
     if d > y_dim:
         return bits.reshape(n, y_dim, d // y_dim).max(axis=2).astype(np.uint8)
     return np.repeat(bits, y_dim // d, axis=1).astype(np.uint8)
+
+
+def paper_resolution_f1(
+    logits: torch.Tensor, truth128: np.ndarray, train128: np.ndarray | None, seed: int
+) -> dict[str, float]:
+    """Macro F1 against the 128-bit codes, whatever `y_dim` the model predicts (a finer
+    prediction OR-pooled, a coarser bit claiming every 128-bit bin it covers, so a coarse
+    code pays for its lack of resolution), and its skill over the bin prior of `train128`
+    (training codes or per-bin rates; NaN when unknown)."""
+    pred = map_to_resolution((logits > 0).cpu().numpy(), PAPER_Y_DIM)
+    f1 = f1_scores(truth128, pred)["f1_macro"]
+    skill = math.nan
+    if train128 is not None:
+        skill = f1_skill(f1, bin_prior_baseline_f1(truth128, train128, seed))
+    return {"f1_macro_128": f1, "f1_macro_skill_128": skill}
 
 
 def fit(

@@ -146,3 +146,18 @@ def test_evaluate_splits_and_the_training_overlap(
            "is not the file this model was trained on")  # fmt: skip
     res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv)])
     assert (res.exit_code == 0 and "macro F1" in res.stdout) or "F1" in res.stdout  # a table
+
+
+def test_evaluate_retrieval_queries_the_observed_spectra(run_dir: tuple[Path, Path]) -> None:
+    """The queries are the rows' measured codes, not the model's own predictions."""
+    from revstudy.retrieval import library_index, retrieval_metrics
+    from revstudy.saved import load_model, tensors
+
+    run, csv = run_dir
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv), "--json"])
+    doc = json.loads(res.stdout)
+    saved = load_model(run)
+    x, code = tensors(read_dataset(csv), saved.config.y_dim)
+    library, truth = library_index(x, x)
+    want = retrieval_metrics(saved.model(library)[1].detach(), truth, code)["retrieval_mrr"]
+    assert doc["retrieval_mrr"] == pytest.approx(want)
