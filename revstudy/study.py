@@ -301,12 +301,10 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     dataset = read_dataset(resolve_data(opts.data))
     with study_lock(study):
         try:
-            if not opts.address:
-                _loopback_only()  # before Ray is imported
+            _ray_init(opts.address)  # first: it configures Ray before importing it
             import optuna
             import ray
 
-            _ray_init(opts.address)
             gpus = opts.gpus_per_trial
             if gpus is None:
                 gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
