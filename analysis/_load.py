@@ -16,6 +16,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from revstudy.studyfolder import (
+    FINISHED_STATES,
+    PENDING_STATES,
+    STUDY_FILE,
+    Objective,
+    StudyInfo,
+    pareto_fronts,
+    rank_finished,
+)
+
 __all__ = [
     "FINISHED_STATES",
     "PENDING_STATES",
@@ -25,11 +35,6 @@ __all__ = [
     "export_table",
     "load_study",
 ]
-
-#: Trial states whose final metrics are meaningful.
-FINISHED_STATES = ("COMPLETED", "STOPPED_EARLY")
-#: Trial states that mean the study is still producing results.
-PENDING_STATES = ("RUNNING", "PENDING")
 
 _TRIAL_BASE_COLUMNS = [
     "trial_id",
@@ -54,24 +59,11 @@ _EPOCH_COLUMNS = [
     "val_f1_macro",
     "seconds",
 ]
-_DEFAULT_OBJECTIVES = [{"metric": "f1_macro", "mode": "max"}]
+_DEFAULT_OBJECTIVES = [{"metric": "f1_macro", "mode": "max"}]  # a study.json without any
 
 
 class NotAStudyError(FileNotFoundError):
     """The folder is not a study directory (no study.json)."""
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One optimisation target as written in study.json."""
-
-    metric: str
-    mode: Literal["max", "min"]
-
-    @property
-    def ascending(self) -> bool:
-        """Sort order that puts the best value first."""
-        return self.mode == "min"
 
 
 @dataclass
@@ -99,10 +91,9 @@ class Study:
 
     @cached_property
     def objectives(self) -> list[Objective]:
-        raw = self.info.get("objectives") or _DEFAULT_OBJECTIVES
-        return [
-            Objective(str(o["metric"]), "min" if o.get("mode") == "min" else "max") for o in raw
-        ]
+        doc = {"name": self.name, **self.info}
+        doc["objectives"] = self.info.get("objectives") or _DEFAULT_OBJECTIVES
+        return list(StudyInfo.from_dict(doc, str(self.path / STUDY_FILE)).objectives)
 
     @property
     def is_multi_objective(self) -> bool:
@@ -201,32 +192,18 @@ def load_study(path: str | Path) -> Study:
 
 def pareto_mask(values: np.ndarray) -> np.ndarray:
     """Non-dominated rows of `values`, where every column is to be maximised."""
-    n = len(values)
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        others = np.delete(values, i, axis=0)
-        dominated = np.all(others >= values[i], axis=1) & np.any(others > values[i], axis=1)
-        mask[i] = not dominated.any()
-    return mask
+    return np.asarray(pareto_fronts(values) == 0, dtype=bool)
 
 
 def best_trials(study: Study, k: int = 5) -> pd.DataFrame:
-    """The k best finished trials: Pareto front first (multi-objective), then objective 1.
+    """The k best finished trials by the study folder's one ranking
+    (`revstudy.studyfolder.rank_finished`: completed trials first, then the Pareto front,
+    then the first objective); `pareto` marks the Pareto set.
 
     Trials without a value for every objective cannot be ranked and are left out.
     """
-    objs = study.objectives
-    cols = [o.metric for o in objs]
-    df = study.finished
-    if df.empty or any(c not in df.columns for c in cols):
-        return df.iloc[0:0]
-    df = df.dropna(subset=cols).copy()
-    if df.empty:
-        return df
-    signs = np.array([1.0 if o.mode == "max" else -1.0 for o in objs])
-    df["pareto"] = pareto_mask(df[cols].to_numpy(dtype=float) * signs)
-    df = df.sort_values(["pareto", cols[0]], ascending=[False, objs[0].ascending])
-    return df.head(k)
+    ranked = rank_finished(study.finished, study.objectives)
+    return ranked.assign(pareto=ranked["front"] == 0).head(k)
 
 
 def export_table(

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy import stats
 
+from revstudy.paper import PAPER_CD  # Table 4 of the paper
+
 from ._style import COLORS, finish
 
 __all__ = [
@@ -19,16 +21,6 @@ __all__ = [
     "zfree_qq_data",
     "zfree_qq_figure",
 ]
-
-#: Table 4 of the paper: radius → (CD absolute, rCD relative), one validation example.
-PAPER_CD = {
-    0.01: (0.598314, 0.140901),
-    0.05: (2.760628, 0.635761),
-    0.10: (5.379945, 1.106703),
-    0.20: (10.559302, 1.083014),
-    0.50: (21.109917, 0.578593),
-    1.00: (38.130421, 0.598101),
-}
 
 
 def zfree_qq_data(z: np.ndarray, max_points: int = 2000) -> pd.DataFrame:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from revstudy.paper import PAPER_FIGURES, paper_range
+
 from ._load import Study
 from ._style import COLORS, PAPER_F1, finish
 
@@ -17,7 +19,7 @@ __all__ = [
 ]
 
 #: Section 2.2: ranges over ten runs of the max and mean reconstruction error.
-PAPER_INV_ERROR = {"inv_error_max": (0.00009, 0.00015), "inv_error_mean": (0.00005, 0.00007)}
+PAPER_INV_ERROR = {k: paper_range(k)[1:] for k in ("inv_error_max", "inv_error_mean")}
 
 
 def _finished(study: Study, cols: list[str]) -> pd.DataFrame:
@@ -28,7 +30,7 @@ def _finished(study: Study, cols: list[str]) -> pd.DataFrame:
 
 #: The paper's chance level for its 128-bit code (section 2.1): a predictor that sets each
 #: bit at the code's density scores F1 0.0643; skill = (F1 - chance) / (1 - chance).
-PAPER_CHANCE_F1 = 0.0643
+PAPER_CHANCE_F1 = PAPER_FIGURES["f1_random_micro"][0]
 
 
 def f1_distribution_data(study: Study) -> pd.DataFrame:

@@ -8,7 +8,9 @@ Runs `revstudy` as a user does, in fresh processes, and writes one JSON file
 1. `paper`: the paper configuration trained on `cuda` (5 epochs, 1 repeat) in full fp32, and
    again with `allow_tf32: true`: inversion error, train seconds, macro F1. Check: the fp32
    `inv_error_max` is at most 1e-5 (TF32 gave 2e-4 on an H200).
-2. `paper_r10` (skip with `--no-repeats10`): the same with `--repeats 10`, seconds per repeat.
+2. `paper_r10` (skip with `--no-repeats10`): the same with `--repeats 10`, fused (one batched
+   ensemble, the default) and one repeat after another (`--no-fuse`, the code before #14):
+   training seconds of each and their ratio to R = 1 (target: fused R = 10 ≤ 2× R = 1).
 3. `fractional`: a quick study at `--gpus-per-trial 0.25`, 4 trials at a time: trials/hour,
    states. Check: no trial failed.
 4. `sigkill`: a study of 6-8 epoch trials killed with SIGKILL while trials are mid-training
@@ -165,10 +167,11 @@ def _ok(res: subprocess.CompletedProcess, what: str) -> None:
         raise RuntimeError(f"{what} exited {res.returncode}: {res.stderr[-1500:]}")
 
 
-def paper_run(data: str, work: Path, repeats: int, tf32: bool) -> dict[str, Any]:
+def paper_run(data: str, work: Path, repeats: int, tf32: bool, fuse: bool = True) -> dict[str, Any]:
     """`revstudy train --device cuda` of the paper configuration; its metrics."""
-    out = work / f"paper-r{repeats}{'-tf32' if tf32 else ''}"
-    args = ["train", "--device", "cuda", "--data", data, "--repeats", str(repeats), "--out"]
+    out = work / f"paper-r{repeats}{'-tf32' if tf32 else ''}{'' if fuse else '-one-by-one'}"
+    args = ["train", "--device", "cuda", "--data", data, "--repeats", str(repeats)]
+    args += ["--fuse" if fuse else "--no-fuse", "--out"]
     if tf32:
         cfg = work / "paper-tf32.yaml"
         import yaml
@@ -187,6 +190,7 @@ def paper_run(data: str, work: Path, repeats: int, tf32: bool) -> dict[str, Any]
     agg = metrics["aggregate"]
     return {
         "repeats": repeats,
+        "fused": fuse,
         "allow_tf32": tf32,
         "wall_s": time.time() - t0,
         "train_seconds_total": sum(r["train_seconds"] for r in metrics["repeats"]),
@@ -325,7 +329,13 @@ def main(argv: list[str] | None = None) -> int:
                     doc["paper"] = {"fp32": fp32, "tf32": tf32}
                     checks["paper_inv_error_max_le_1e-5"] = fp32["inv_error_max"] <= INV_ERROR_BOUND
                 elif phase == "paper_r10":
-                    doc["paper_r10"] = paper_run(args.data, work, 10, tf32=False)
+                    fused = paper_run(args.data, work, 10, tf32=False)
+                    one_by_one = paper_run(args.data, work, 10, tf32=False, fuse=False)
+                    doc["paper_r10"] = {"fused": fused, "one_by_one": one_by_one}
+                    r1 = doc.get("paper", {}).get("fp32", {}).get("train_seconds_total")
+                    if r1:
+                        for run in (fused, one_by_one):
+                            run["train_seconds_over_r1"] = run["train_seconds_total"] / r1
                 elif phase == "fractional":
                     doc["fractional"] = fractional_study(
                         args.data, work, args.samples, args.gpus_per_trial

@@ -262,11 +262,82 @@ def run_variant(
     }
 
 
-def run_isolated(*args: Any) -> dict:
-    """`run_variant` in a fresh spawned process (own import footprint, own peak RSS)."""
+def run_repeats_case(data_path: str, repeats: int, fuse: bool, epochs: int, threads: int) -> dict:
+    """`revstudy train --repeats R` of the paper configuration (its training and its
+    evaluation), fused or one repeat after another; runs in a fresh process."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    torch.set_num_threads(threads)
+    from revstudy.data import read_dataset
+    from revstudy.runs import train_repeats
+    from revstudy.spaces import load_fixed_config
+
+    config = load_fixed_config("paper").replace(epochs=epochs)
+    dataset = read_dataset(data_path)
+    start = time.perf_counter()
+    result = train_repeats(config, dataset, repeats, fuse=fuse)
+    total = time.perf_counter() - start
+    # the repeats' epoch seconds add up to the training loop's wall time, fused or not
+    training = sum(h["seconds"] for r in result.repeats for h in r["history"])
+    return {
+        "repeats": repeats,
+        "fused": fuse,
+        "epochs": epochs,
+        "training_seconds": training,
+        "evaluation_seconds": total - training,
+        "total_seconds": total,
+        "val_f1_macro": [r["metrics"]["f1_macro"] for r in result.repeats],
+        "inv_error_max": max(r["metrics"]["inv_error_max"] for r in result.repeats),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_isolated(*args: Any, fn: Any = run_variant) -> dict:
+    """`fn` (default `run_variant`) in a fresh spawned process (own imports, own peak RSS)."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-        return ex.submit(run_variant, *args).result()
+        return ex.submit(fn, *args).result()
+
+
+def repeats_main(args: argparse.Namespace, data: str) -> None:
+    """Fused vs one-by-one repeats, side by side: R = 1 once, then fused and sequential
+    (interleaved, in fresh processes) for each other R."""
+    counts = [int(v) for v in args.repeats.split(",")]
+    info = machine_info(args.threads)
+    runs = []
+    for r in counts:
+        for fuse in (True, False) if r > 1 else (True,):
+            res = run_isolated(data, r, fuse, args.epochs_timed, args.threads, fn=run_repeats_case)
+            runs.append(res)
+            print(
+                f"R={r:<3d} {'fused' if fuse else 'one by one':10s} training "
+                f"{res['training_seconds']:7.1f}s  evaluation {res['evaluation_seconds']:6.1f}s  "
+                f"rss {res['peak_rss_mib']:6.0f} MiB",
+                flush=True,
+            )
+    info["loadavg_end"] = list(os.getloadavg())
+    one = next(x for x in runs if x["repeats"] == 1)
+    for x in runs:
+        x["training_over_r1"] = x["training_seconds"] / one["training_seconds"]
+        x["total_over_r1"] = x["total_seconds"] / one["total_seconds"]
+    doc = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": info,
+        "settings": {"epochs": args.epochs_timed, "threads": args.threads, "data": data},
+        "runs": runs,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print("R   mode        training s  × R=1   total s  × R=1")
+    for x in runs:
+        mode = "fused" if x["fused"] else "one by one"
+        print(
+            f"{x['repeats']:<3d} {mode:10s} {x['training_seconds']:10.1f} "
+            f"{x['training_over_r1']:6.2f} {x['total_seconds']:8.1f} {x['total_over_r1']:6.2f}"
+        )
+    print(f"results: {out}")
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -356,7 +427,19 @@ def main(argv: list[str] | None = None) -> None:
         help="another checkout (e.g. `git worktree add /tmp/old COMMIT`): adds variant "
         "fast-before, the fast path imported from there, for before/after comparisons",
     )
+    p.add_argument(
+        "--repeats",
+        help="instead of the variants: `revstudy train --repeats R` for each R of this list "
+        "(e.g. 1,3,4,10), fused and one by one (default --out results/train_repeats.json)",
+    )
     args = p.parse_args(argv)
+    if args.repeats:
+        data = str(Path(args.data).resolve())
+        if args.out == p.get_default("out"):
+            args.out = str(REPO / "benchmarks/results/train_repeats.json")
+        if "1" not in args.repeats.split(","):
+            p.error("--repeats: include 1 (the ratios are over R = 1)")
+        return repeats_main(args, data)
     variants = args.variants.split(",")
     if args.before_src and "fast-before" not in variants:
         variants.append("fast-before")

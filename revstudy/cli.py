@@ -106,6 +106,10 @@ def train(
     final: Annotated[bool, typer.Option(help="train on train+validation")] = False,
     test: Annotated[bool, typer.Option(help="also evaluate on the held-out test split")] = False,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
+    fuse: Annotated[
+        bool,
+        typer.Option(help="train the repeats as one batched ensemble (--no-fuse: one by one)"),
+    ] = True,
     test_fraction: Annotated[
         float | None,
         typer.Option(help="override the held-out test share (0: the paper's protocol)"),
@@ -146,12 +150,19 @@ def train(
             bar.update(
                 task,
                 advance=1,
-                description=f"repeat {r + 1}/{repeats}",
-                info=f"epoch {rec.epoch} val F1 {rec.val_f1_macro:.3f}",
+                description=f"epoch {rec.epoch}/{cfg.epochs}",
+                info=f"repeat {r + 1}/{repeats} val F1 {rec.val_f1_macro:.3f}",
             )
 
         result = train_repeats(
-            cfg, dataset, repeats, dev, final=final, evaluate_test=test, on_epoch=on_epoch
+            cfg,
+            dataset,
+            repeats,
+            dev,
+            final=final,
+            evaluate_test=test,
+            on_epoch=on_epoch,
+            fuse=fuse,
         )
     write_run(out, result, dataset, dev)
     wide = Console(width=110)

@@ -54,7 +54,10 @@ def launch(
     ] = None,
     gpus_per_trial: Annotated[
         float | None,
-        typer.Option(help="GPUs per trial, fractions allowed (default: 1 if the cluster has GPUs)"),
+        typer.Option(
+            help="GPUs per trial, fractions allowed (default: 0.25, four trials per GPU, "
+            "when the cluster has GPUs)"
+        ),
     ] = None,
     sampler: Annotated[
         str | None, typer.Option(help="tpe, random, gp, nsga2 or qmc [default: tpe]")

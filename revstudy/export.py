@@ -19,20 +19,31 @@ import pandas as pd
 from revstudy import __version__
 from revstudy.config import TrialConfig
 from revstudy.errors import ConfigError, RevstudyError
-from revstudy.records import read_study_info
-from revstudy.records import study_dir as locate_study
+from revstudy.studyfolder import (
+    Objective,
+    StudyInfo,
+    pareto_fronts,
+    parse_objective,
+    rank_finished,
+    read_study_info,
+)
+from revstudy.studyfolder import study_dir as locate_study
 
-FINISHED = ("COMPLETED", "STOPPED_EARLY")
+__all__ = [
+    "ExportResult",
+    "Ranked",
+    "config_from_row",
+    "export_study",
+    "objectives_of",
+    "pareto_fronts",
+    "rank_trials",
+    "read_study",
+    "resolve_study",
+]
 # Columns of trials.parquet that are bookkeeping, not metrics (docs/study-dir.md).
 NOT_METRICS = {"trial_id", "number", "state", "failure_reason", "is_baseline", "device"}
 # Metrics where smaller is better, for --objective on a metric the study did not optimise.
 MINIMISED_PREFIXES = ("inv_error", "val_loss", "train_seconds", "cd_", "rcd_", "wall_seconds")
-
-
-@dataclass(frozen=True)
-class Objective:
-    metric: str
-    mode: str  # "max" or "min"
 
 
 @dataclass
@@ -72,40 +83,25 @@ def objectives_of(
     meta: dict[str, Any], trials: pd.DataFrame, objective: str | None
 ) -> list[Objective]:
     """The study's objectives, or the one `--objective NAME[:max|min]` picks."""
-    declared = [Objective(o["metric"], o.get("mode", "max")) for o in meta.get("objectives", [])]
+    declared = list(StudyInfo.from_dict(meta).objectives) if meta.get("objectives") else []
     if objective is None:
         if not declared:
             raise RevstudyError("study.json names no objectives; pick one with --objective")
         return declared
-    name, _, mode = objective.partition(":")
-    if mode and mode not in ("max", "min"):
-        raise RevstudyError(f"--objective {objective}: mode must be max or min")
+    asked = parse_objective(objective, "--objective")
+    name, mode = asked.metric, objective.partition(":")[2]  # mode "": the metric's usual one
     known = {o.metric: o for o in declared}
     if name in known:
-        return [Objective(name, mode or known[name].mode)]
+        return [Objective(name, asked.mode if mode else known[name].mode)]
     metrics = sorted(
         c for c in trials.columns if not c.startswith("config/") and c not in NOT_METRICS
     )
     if name not in metrics:
         listed = ", ".join(sorted(known) or metrics[:12]) or "none yet"
         raise RevstudyError(f"unknown objective {name!r} (study objectives/metrics: {listed})")
-    return [Objective(name, mode or ("min" if name.startswith(MINIMISED_PREFIXES) else "max"))]
-
-
-def pareto_fronts(values: np.ndarray) -> np.ndarray:
-    """Non-dominated sorting of [n, k] values to maximise: front 0 is the Pareto set."""
-    n = len(values)
-    front = np.full(n, -1)
-    level = 0
-    while (front < 0).any():
-        left = np.flatnonzero(front < 0)
-        for i in left:
-            others = values[left]
-            dominated = ((others >= values[i]).all(1) & (others > values[i]).any(1)).any()
-            if not dominated:
-                front[i] = level
-        level += 1
-    return front
+    if not mode:
+        return [Objective(name, "min" if name.startswith(MINIMISED_PREFIXES) else "max")]
+    return [asked]
 
 
 def config_from_row(row: pd.Series, source: str) -> TrialConfig:
@@ -135,29 +131,22 @@ def rank_trials(
     """Finished trials with a value for every objective, best first (Pareto fronts first)."""
     if trials.empty or "state" not in trials.columns:
         raise RevstudyError(f"{study}: no finished trials yet (trials.parquet is missing/empty)")
-    done = trials[trials["state"].isin(FINISHED)]
-    for o in objectives:
-        done = done[done[o.metric].notna()] if o.metric in done.columns else done.iloc[:0]
+    done = rank_finished(trials, objectives)
     if done.empty:
         raise RevstudyError(
             f"{study}: no finished trials (COMPLETED or STOPPED_EARLY with "
             f"{', '.join(o.metric for o in objectives)}) yet"
         )
-    signed = np.column_stack(
-        [done[o.metric].to_numpy(float) * (1 if o.mode == "max" else -1) for o in objectives]
-    )
-    fronts = pareto_fronts(signed) if len(objectives) > 1 else np.zeros(len(done), dtype=int)
-    # trials that ran to the end first: a stopped trial's values come from fewer epochs
-    stopped = (done["state"] != "COMPLETED").to_numpy(int)
-    order = np.lexsort((-signed[:, 0], fronts, stopped))  # completed, front, objective 1
     metric_cols = [
         c
         for c in done.columns
-        if not c.startswith("config/") and c not in NOT_METRICS and not c.endswith("_std")
+        if not c.startswith("config/")
+        and c not in NOT_METRICS
+        and c not in ("front", "rank")  # rank_finished's columns
+        and not c.endswith("_std")
     ]
     out = []
-    for rank, i in enumerate(order, start=1):
-        row = done.iloc[i]
+    for _, row in done.iterrows():
         tid = str(row["trial_id"])
         metrics = {
             c: float(row[c])
@@ -167,7 +156,7 @@ def rank_trials(
             and math.isfinite(float(row[c]))
         }
         config = config_from_row(row, f"{study}: trial {tid}")
-        out.append(Ranked(tid, config, rank, int(fronts[i]), metrics))
+        out.append(Ranked(tid, config, int(row["rank"]), int(row["front"]), metrics))
     return out
 
 

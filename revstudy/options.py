@@ -68,7 +68,7 @@ class LaunchOptions:
     num_samples: int | None = None
     max_concurrent: int | None = None  # 0: as many as the resources allow
     cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    gpus_per_trial: float | None = None  # None: GPU_SHARE when the cluster has GPUs, else 0
     sampler: str | None = None
     scheduler: str | None = None
     objectives: list[str] = field(default_factory=list)  # []: the space's objectives
@@ -110,6 +110,13 @@ class LaunchOptions:
         value = getattr(self, name)
         return DEFAULTS.get(name) if value is None else value
 
+
+# A trial's share of a GPU when --gpus-per-trial is not given and the cluster has GPUs. A
+# trial is far too small to fill one: on an H200 (issue #14's measurement) four quick-study
+# trials per GPU (0.25 each) still left the SMs 49 % idle, and a paper-configuration trial
+# with 10 fused repeats needs under 3 GB, so four per GPU fit even a 16 GB card. Revisit
+# with benchmarks/gpu_check.py (trials/hour and SM use at this share).
+GPU_SHARE = 0.25
 
 DEFAULTS: dict[str, Any] = {
     "space": "default",

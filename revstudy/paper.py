@@ -24,3 +24,20 @@ PAPER_FIGURES: dict[str, tuple[float, float | None, float | None, str]] = {
     "aromatic_corr": (0.1775, 0.09563, 0.2073, "aromatic correlation (2.6)"),
 }
 PAPER_F1 = PAPER_FIGURES["f1_macro"][0]
+
+
+def paper_range(metric: str) -> tuple[float, float, float]:
+    """(value, low, high) of a published figure; the value itself where no range is given."""
+    value, low, high, _ = PAPER_FIGURES[metric]
+    return value, value if low is None else low, value if high is None else high
+
+
+#: Table 4 of the paper: radius → (CD absolute, rCD relative), one validation example.
+PAPER_CD: dict[float, tuple[float, float]] = {
+    0.01: (0.598314, 0.140901),
+    0.05: (2.760628, 0.635761),
+    0.10: (5.379945, 1.106703),
+    0.20: (10.559302, 1.083014),
+    0.50: (21.109917, 0.578593),
+    1.00: (38.130421, 0.598101),
+}

@@ -20,8 +20,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from revstudy.records import read_json, refresh_tables, trial_dir, write_json_atomic
-from revstudy.study_keys import FINAL_KEY, PER_EPOCH, STATE_FILE, TRIAL_KEY, public_params
+from revstudy.records import optuna_url, read_json, refresh_tables, trial_dir, write_json_atomic
+from revstudy.spaces import SearchSpace, baseline_params
+from revstudy.studyfolder import (
+    FINAL_KEY,
+    PER_EPOCH,
+    STATE_FILE,
+    TRIAL_KEY,
+    Objective,
+    public_params,
+    rank_key,
+)
 
 
 class StudyStopper(tune.Stopper):
@@ -56,6 +65,7 @@ class StudyCallback(tune.Callback):
         self.trials: dict[str, Any] = {}
         self.done_before = done_before  # trials that ended in earlier driver runs
         self.best: tuple[float, str, dict[str, Any]] | None = None
+        self._best_key: tuple[int, float] | None = None
         self.started = time.time()
         self.durations: list[float] = []
         self.counts = {"COMPLETED": 0, "STOPPED_EARLY": 0, "FAILED": 0}
@@ -63,10 +73,8 @@ class StudyCallback(tune.Callback):
         self.live_enabled = live and self.console.is_terminal
         self._live: Live | None = None
         self._last_refresh = 0.0
-        from revstudy.spaces import SearchSpace
-        from revstudy.study import _space_from_info, baseline_params
 
-        self._space = SearchSpace(**_space_from_info(info["space"]))
+        self._space = SearchSpace.from_info(info["space"])
         self._baseline = baseline_params(self._space) if info.get("baseline") else None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -157,8 +165,6 @@ class StudyCallback(tune.Callback):
         """Optuna's number for a Ray trial (the searcher tags each Optuna trial with it)."""
         import optuna
 
-        from revstudy.study import optuna_url
-
         try:
             s = optuna.load_study(study_name=self.info["name"], storage=optuna_url(self.study))
         except Exception:
@@ -210,11 +216,11 @@ class StudyCallback(tune.Callback):
         self.stopper.succeeded += 1
         self.durations.append(float(result.get("time_total_s", 0.0) or 0.0))
         value = result.get(self.metric)
-        if isinstance(value, int | float) and value == value and state == "COMPLETED":
-            better = self.best is None or (
-                value > self.best[0] if self.mode == "max" else value < self.best[0]
-            )
-            if better:
+        if isinstance(value, int | float) and value == value:
+            # the study folder's ranking: completed trials before early-stopped ones
+            key = rank_key(state, float(value), Objective(self.metric, self.mode))
+            if self._best_key is None or key < self._best_key:
+                self._best_key = key
                 self.best = (float(value), rid, public_params(dict(trial.config)))
         self._refresh(force=True)
         self._say(

@@ -10,76 +10,48 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-STATES = ("COMPLETED", "STOPPED_EARLY", "FAILED", "RUNNING", "PENDING", "DAMAGED")
-DEFAULT_STORAGE = "revstudy-results"
+from revstudy.studyfolder import (
+    DEFAULT_STORAGE,
+    NAME_RE,
+    STATES,
+    check_name,
+    optuna_url,
+    read_study_info,
+    storage_root,
+    study_dir,
+    trial_dir,
+)
 
+__all__ = [
+    "DEFAULT_STORAGE",
+    "NAME_RE",
+    "RUN_KEYS",
+    "STATES",
+    "append_epochs",
+    "build_trials_table",
+    "check_name",
+    "json_safe",
+    "load_trials",
+    "optuna_url",
+    "read_epochs",
+    "read_json",
+    "read_jsonl",
+    "read_study_info",
+    "refresh_tables",
+    "storage_root",
+    "study_dir",
+    "trial_dir",
+    "write_json_atomic",
+    "write_parquet_atomic",
+]
 
-def storage_root(storage: str | None) -> Path:
-    """`--storage`: a directory (local or a shared filesystem on a cluster) or file:// URI."""
-    from revstudy.errors import RevstudyError
-
-    value = storage or os.environ.get("REVSTUDY_STORAGE") or DEFAULT_STORAGE
-    if value.startswith("file://"):
-        value = value[len("file://") :]
-    elif "://" in value:
-        raise RevstudyError(
-            f"--storage {value}: only directories (local or a shared filesystem) and file:// "
-            "URIs are supported; mount the bucket or use a shared path"
-        )
-    return Path(value).expanduser().resolve()
-
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def check_name(name: str, flag: str = "--name") -> str:
-    """A study name is one plain folder name, so no name escapes the storage root."""
-    from revstudy.errors import RevstudyError
-
-    if not NAME_RE.fullmatch(name):
-        raise RevstudyError(
-            f"{flag} {name!r}: a study name is 1-128 letters, digits, '.', '_' or '-', "
-            "not starting with '.' or '-' (e.g. first-study)"
-        )
-    return name
-
-
-def study_dir(name_or_path: str, storage: str | None = None) -> Path:
-    """A path to a study folder (one holding study.json), or a plain name under the root."""
-    p = Path(name_or_path)
-    if (p / "study.json").is_file():
-        return p.resolve()
-    check_name(name_or_path, "study")
-    return storage_root(storage) / name_or_path
-
-
-def read_study_info(study: Path, need: tuple[str, ...] = ("name", "objectives")) -> dict[str, Any]:
-    """study.json, checked: one-line errors for a missing, truncated or foreign file.
-
-    Readers (status, report, export) need the name and objectives; a run needs `RUN_KEYS`."""
-    from revstudy.errors import RevstudyError
-
-    path = study / "study.json"
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RevstudyError(f"no study at {study} (no study.json; see `revstudy list`)") from None
-    except (OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RevstudyError(f"{path}: damaged, not valid JSON ({first})") from None
-    missing = [k for k in need if not isinstance(info, dict) or k not in info]
-    if missing:
-        raise RevstudyError(f"{path}: damaged or foreign, lacks {', '.join(missing)}")
-    return info
-
-
+# study.json keys a driver run needs (revstudy.studyfolder.read_study_info's `need`)
 RUN_KEYS = (
     "name",
     "space",
@@ -94,10 +66,6 @@ RUN_KEYS = (
     "gpus_per_trial",
     "baseline",
 )
-
-
-def trial_dir(study: Path, trial_id: str) -> Path:
-    return study / "trials" / trial_id
 
 
 def write_json_atomic(path: Path, doc: Any, indent: int = 1) -> None:

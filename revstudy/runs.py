@@ -7,7 +7,6 @@ max}}}), `model.pt` (state dict of repeat 0), `prior.pt` (repeat 0's learned pri
 
 from __future__ import annotations
 
-import functools
 import math
 import platform
 from collections.abc import Callable
@@ -21,8 +20,9 @@ import torch
 from revstudy import __version__
 from revstudy.config import TrialConfig
 from revstudy.data import Dataset
+from revstudy.fused import Repeats
 from revstudy.records import write_json_atomic
-from revstudy.train import EpochRecord, SplitTensors, Trainer, fit
+from revstudy.train import EpochRecord, SplitTensors, Trainer
 
 
 def aggregate(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -66,20 +66,29 @@ def train_repeats(
     final: bool = False,
     evaluate_test: bool = False,
     on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    fuse: bool = True,
 ) -> RunResult:
     """Train `repeats` seeded splits (seed + r) and evaluate each on its validation split.
 
-    `final` trains on train + validation (validation metrics are then optimistic and labelled
-    so); `evaluate_test` also scores the held-out test split, reported separately.
+    The repeats advance together, as one batched ensemble when `fuse` (`revstudy.fused`;
+    `fuse=False` trains them one after another, same results up to rounding). `final`
+    trains on train + validation (validation metrics are then optimistic and labelled so);
+    `evaluate_test` also scores the held-out test split, reported separately.
     """
     result = RunResult(config)
-    for r in range(repeats):
-        data = SplitTensors.build(dataset, config, repeat=r, device=device, final=final)
-        trainer = Trainer(config, data, device=device, seed=config.seed + r)
-        hook: Callable[[EpochRecord, Trainer], None] | None = None
-        if on_epoch is not None:
-            hook = functools.partial(_forward_epoch, on_epoch, r)
-        fit(trainer, hook)
+    splits = [
+        SplitTensors.build(dataset, config, repeat=r, device=device, final=final)
+        for r in range(repeats)
+    ]
+    trainers = [
+        Trainer(config, data, device=device, seed=config.seed + r) for r, data in enumerate(splits)
+    ]
+    group = Repeats(trainers, fuse=fuse)
+    while trainers[0].epoch < config.epochs:
+        for r, rec in enumerate(group.train_epoch()):
+            if on_epoch is not None:
+                on_epoch(r, rec)
+    for r, (trainer, data) in enumerate(zip(trainers, splits, strict=True)):
         ev = trainer.evaluate("val")
         result.repeats.append(
             {
@@ -124,12 +133,6 @@ def prior_state(trainer: Trainer) -> dict[str, Any]:
         "format": 1,
         "revstudy": __version__,
     }
-
-
-def _forward_epoch(
-    on_epoch: Callable[[int, EpochRecord], None], repeat: int, rec: EpochRecord, _t: Trainer
-) -> None:
-    on_epoch(repeat, rec)
 
 
 def run_metadata(dataset: Dataset, device: str) -> dict[str, Any]:

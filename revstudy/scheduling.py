@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from revstudy.study_keys import PER_EPOCH, PER_EPOCH_METRICS
+from revstudy.studyfolder import PER_EPOCH, PER_EPOCH_METRICS
 
 __all__ = ["SeededASHA", "make_scheduler"]
 

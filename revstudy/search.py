@@ -27,7 +27,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from revstudy.spaces import SearchSpace
-from revstudy.study_keys import FINAL_KEY, PER_EPOCH, TRIAL_KEY
+from revstudy.studyfolder import FINAL_KEY, PER_EPOCH, TRIAL_KEY
 
 __all__ = [
     "COUNTED",

@@ -77,6 +77,34 @@ class SearchSpace:
         values["blocks"] = blocks
         return TrialConfig.from_dict(values, source=self.path)
 
+    @classmethod
+    def from_info(cls, d: dict[str, Any]) -> SearchSpace:
+        """The space as `to_dict` wrote it into study.json (no YAML file needed)."""
+        params = []
+        for p in d["params"]:
+            cond = p.get("condition")
+            params.append(
+                Param(
+                    name=p["name"],
+                    type=p["type"],
+                    low=p.get("low"),
+                    high=p.get("high"),
+                    log=p.get("log", False),
+                    step=p.get("step"),
+                    choices=tuple(p.get("choices", ())),
+                    condition=(cond[0], tuple(cond[1])) if cond else None,
+                )
+            )
+        return cls(
+            name=d["name"],
+            path=d["path"],
+            fixed=d["fixed"],
+            params=tuple(params),
+            objectives=tuple(d["objectives"]),
+            description=d.get("description", ""),
+            repeats=int(d.get("repeats", 1)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -242,6 +270,21 @@ def _param(src: str, name: str, spec: Any) -> Param:
     return Param(
         name, kind, low, high, log, None if step is None else float(step), condition=condition
     )
+
+
+def baseline_params(space: SearchSpace) -> dict[str, Any] | None:
+    """The paper configuration (search_spaces/paper.yaml) in the space's parameters; None
+    when a categorical parameter cannot take its value."""
+    values = load_fixed_config("paper").to_dict()
+    point: dict[str, Any] = {}
+    for p in space.params:
+        if p.condition and point.get(p.condition[0]) not in p.condition[1]:
+            continue
+        v = values["blocks"][int(p.name[-1])] if p.name in BLOCK_PARAMS else values[p.name]
+        if p.type == "categorical" and v not in p.choices:
+            return None
+        point[p.name] = v  # numeric values outside the range are still enqueued as given
+    return point
 
 
 def load_fixed_config(name_or_path: str) -> TrialConfig:

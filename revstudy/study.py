@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from revstudy import __version__
-from revstudy.config import TrialConfig
 from revstudy.data import Dataset, read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.options import (
+    GPU_SHARE,
     SAMPLERS,
     LaunchOptions,
     check_address,
@@ -39,13 +39,14 @@ from revstudy.reaper import start_reaper
 from revstudy.records import (
     RUN_KEYS,
     check_name,
+    optuna_url,
     read_study_info,
     refresh_tables,
     storage_root,
     write_json_atomic,
 )
-from revstudy.spaces import BLOCK_PARAMS, SearchSpace, load_space
-from revstudy.study_keys import public_params
+from revstudy.spaces import SearchSpace, baseline_params, load_space
+from revstudy.studyfolder import StudyInfo, public_params, rank_finished
 
 
 class StudyFailed(RevstudyError):
@@ -86,21 +87,6 @@ def _discard_unstarted(study: Path) -> None:
         study.rmdir()
 
 
-def baseline_params(space: SearchSpace) -> dict[str, Any] | None:
-    """The paper configuration expressed in the space's parameters (None if it can't be)."""
-    paper = TrialConfig(blocks=(2, 2, 4, 6, 8), y_dim=128, epochs=5)
-    values = paper.to_dict()
-    point: dict[str, Any] = {}
-    for p in space.params:
-        if p.condition and point.get(p.condition[0]) not in p.condition[1]:
-            continue
-        v = values["blocks"][int(p.name[-1])] if p.name in BLOCK_PARAMS else values[p.name]
-        if p.type == "categorical" and v not in p.choices:
-            return None
-        point[p.name] = v  # numeric values outside the range are still enqueued as given
-    return point
-
-
 def _sampler(name: str, seed: int, multi: bool) -> Any:
     import optuna
 
@@ -115,10 +101,6 @@ def _sampler(name: str, seed: int, multi: bool) -> Any:
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     raise RevstudyError(f"--sampler: choose from {', '.join(SAMPLERS)}, got {name!r}")
-
-
-def optuna_url(study: Path) -> str:
-    return f"sqlite:///{study / 'optuna.db'}"
 
 
 def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> Any:
@@ -307,7 +289,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
 
             gpus = opts.gpus_per_trial
             if gpus is None:
-                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+                gpus = GPU_SHARE if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
             cpus = opts.resolved("cpus_per_trial")
             check_resources(opts.address, cpus, gpus)
 
@@ -370,7 +352,7 @@ def resume(
         check_address(address)
     study = study_dir(name, storage)
     info = read_study_info(study, RUN_KEYS)
-    space = SearchSpace(**{**_space_from_info(info["space"])})
+    space = SearchSpace.from_info(info["space"])
     dataset = read_dataset(info["data"]["path"])
     if dataset.sha256 != info["data"]["sha256"]:
         raise RevstudyError(
@@ -390,35 +372,6 @@ def resume(
         _ray_init(address)
         check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
         return _run(study, info, space, dataset, retry_failed=retry_failed, progress=progress)
-
-
-def _space_from_info(d: dict[str, Any]) -> dict[str, Any]:
-    from revstudy.spaces import Param
-
-    params = []
-    for p in d["params"]:
-        cond = p.get("condition")
-        params.append(
-            Param(
-                name=p["name"],
-                type=p["type"],
-                low=p.get("low"),
-                high=p.get("high"),
-                log=p.get("log", False),
-                step=p.get("step"),
-                choices=tuple(p.get("choices", ())),
-                condition=(cond[0], tuple(cond[1])) if cond else None,
-            )
-        )
-    return {
-        "name": d["name"],
-        "path": d["path"],
-        "fixed": d["fixed"],
-        "params": tuple(params),
-        "objectives": tuple(d["objectives"]),
-        "description": d.get("description", ""),
-        "repeats": int(d.get("repeats", 1)),
-    }
 
 
 def _run(
@@ -604,29 +557,24 @@ def reconcile_optuna(study: Path, info: dict[str, Any], ostudy: Any = None) -> i
 def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str, Any]:
     """Counts by state and the best trial, for status output and `--json`."""
     info = read_study_info(study)
-    metric, mode = info["objectives"][0]["metric"], info["objectives"][0]["mode"]
     by_state = {k: int(v) for k, v in table["state"].value_counts().items()} if len(table) else {}
     best = None
-    done = table[table["state"].isin(["COMPLETED", "STOPPED_EARLY"])] if len(table) else table
-    if len(done) and metric in done:
-        ranked = done.dropna(subset=[metric]).assign(_stopped=lambda d: d.state != "COMPLETED")
-        # completed trials first: a stopped trial's value comes from fewer epochs
-        ranked = ranked.sort_values(["_stopped", metric], ascending=[True, mode == "min"])
-        ranked = ranked.drop(columns="_stopped")
-        if len(ranked):
-            row = ranked.iloc[0]
-            best = {
-                "trial_id": row["trial_id"],
-                "config": {k[7:]: _plain(row[k]) for k in row.index if k.startswith("config/")},
-                "metrics": {  # NaN columns are other trials' keys (e.g. Ray's for running ones)
-                    k: _plain(row[k])
-                    for k in row.index
-                    if not k.startswith("config/")
-                    and isinstance(row[k], int | float)
-                    and not math.isnan(row[k])
-                    and k not in ("number",)
-                },
-            }
+    objectives = StudyInfo.from_dict(info, str(study / "study.json")).objectives
+    ranked = rank_finished(table, list(objectives)).drop(columns=["front", "rank"])
+    if len(ranked):
+        row = ranked.iloc[0]
+        best = {
+            "trial_id": row["trial_id"],
+            "config": {k[7:]: _plain(row[k]) for k in row.index if k.startswith("config/")},
+            "metrics": {  # NaN columns are other trials' keys (e.g. Ray's for running ones)
+                k: _plain(row[k])
+                for k in row.index
+                if not k.startswith("config/")
+                and isinstance(row[k], int | float)
+                and not math.isnan(row[k])
+                and k not in ("number",)
+            },
+        }
     problems = (
         [
             f"trial {r.trial_id}: {r.failure_reason}; shown as DAMAGED and not ranked "

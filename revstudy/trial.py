@@ -28,11 +28,12 @@ import torch
 
 from revstudy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from revstudy.data import Dataset
+from revstudy.fused import Repeats
 from revstudy.metrics import Evaluation
 from revstudy.records import append_epochs, read_json, trial_dir, write_json_atomic
 from revstudy.runs import aggregate
 from revstudy.spaces import SearchSpace
-from revstudy.study_keys import FINAL_KEY, PER_EPOCH, STATE_FILE, TRIAL_KEY, public_params
+from revstudy.studyfolder import FINAL_KEY, PER_EPOCH, STATE_FILE, TRIAL_KEY, public_params
 from revstudy.train import SplitTensors, Trainer
 
 Report = Callable[[dict[str, Any]], None]
@@ -86,8 +87,10 @@ def train_trial(
     report: Report,
     threads: int = 1,
     driver: dict[str, Any] | None = None,
+    fuse: bool = True,
 ) -> None:
-    """Train (or continue) one trial; a failure is written to failure.json, then re-raised.
+    """Train (or continue) one trial (its repeats fused, `revstudy.fused`, unless `fuse` is
+    False); a failure is written to failure.json, then re-raised.
 
     `driver` (`{"pid", "host"}` of the study driver) lets a trial notice that its driver was
     killed: Ray's worker processes can outlive a SIGKILLed driver for a while, and such a
@@ -112,10 +115,11 @@ def train_trial(
         ]
         ckpt = tdir / STATE_FILE
         elapsed, history = _restore(ckpt, trainers)
+        group = Repeats(trainers, fuse=fuse)  # after the restore: it stacks the restored state
         started -= elapsed
         history["nodes"].append(_node_id())
         for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
-            recs = [t.train_epoch() for t in trainers]
+            recs = group.train_epoch()
             guard.check()  # before anything of this epoch is written
             node = history["nodes"][-1]
             rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
@@ -133,7 +137,7 @@ def train_trial(
                 save_checkpoint(
                     ckpt,
                     {
-                        "trainers": [t.state() for t in trainers],
+                        "trainers": group.states(),
                         "elapsed": time.time() - started,
                         "history": history,
                     },

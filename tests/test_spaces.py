@@ -6,8 +6,7 @@ import pytest
 
 from revstudy.errors import ConfigError
 from revstudy.options import parse_duration, parse_objectives
-from revstudy.spaces import list_spaces, load_space
-from revstudy.study import baseline_params
+from revstudy.spaces import baseline_params, list_spaces, load_space
 
 
 def test_builtin_spaces_load_and_contain_the_paper_baseline() -> None:

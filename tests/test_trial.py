@@ -17,7 +17,7 @@ import torch
 
 from revstudy.data import read_dataset
 from revstudy.spaces import load_space
-from revstudy.study_keys import FINAL_KEY, STATE_FILE
+from revstudy.studyfolder import FINAL_KEY, STATE_FILE
 from revstudy.trial import train_trial
 
 SPACE = "fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epochs: 4}\n"

@@ -5,7 +5,7 @@ import pytest
 from revstudy.errors import RevstudyError
 from revstudy.options import KNOWN_METRICS
 from revstudy.study import check_resources
-from revstudy.study_keys import PER_EPOCH
+from revstudy.studyfolder import PER_EPOCH
 from revstudy.train import EpochRecord
 
 

@@ -1,0 +1,274 @@
+"""The study folder's contract: its layout, names and rules, in one light module.
+
+`revstudy launch` writes a study folder (docs/study-dir.md); the study engine, `status`,
+`export` and the `analysis` package read it. Everything they must agree on lives here:
+file names, trial states, the per-epoch report keys, objectives and their parsing, the
+ranking that picks "the best trial" (Pareto fronts, completed trials first), where a study
+is found (`--storage`, `$REVSTUDY_STORAGE`, `file://`), and a typed view of study.json.
+
+Only the standard library, numpy and pandas: `analysis` imports it on machines without
+torch or ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from revstudy.errors import RevstudyError
+
+__all__ = [
+    "ARRAYS_FILE",
+    "DEFAULT_STORAGE",
+    "FINAL_KEY",
+    "FINISHED_STATES",
+    "NAME_RE",
+    "PENDING_STATES",
+    "PER_EPOCH",
+    "PER_EPOCH_METRICS",
+    "REPEAT_ARRAYS",
+    "STATES",
+    "STATE_FILE",
+    "TRIAL_KEY",
+    "Objective",
+    "StudyInfo",
+    "check_name",
+    "optuna_url",
+    "pareto_fronts",
+    "parse_objective",
+    "public_params",
+    "rank_finished",
+    "rank_key",
+    "read_study_info",
+    "storage_root",
+    "study_dir",
+    "trial_dir",
+]
+
+# -- layout --------------------------------------------------------------------------------
+STUDY_FILE = "study.json"
+TRIALS_TABLE = "trials.parquet"
+EPOCHS_TABLE = "epochs.parquet"
+OPTUNA_DB = "optuna.db"
+# A trial's folder `trials/<id>/` holds these (see docs/study-dir.md)
+STATE_FILE = "state.pt"  # checkpoint, every epoch; removed once the trial has ended
+ARRAYS_FILE = "arrays.npz"  # the last evaluation's arrays (never pickled)
+# metrics kept per repeat in arrays.npz as `repeat_<metric>` (spread across repeats)
+REPEAT_ARRAYS = ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max")
+
+# -- trial states -----------------------------------------------------------------------------
+STATES = ("COMPLETED", "STOPPED_EARLY", "FAILED", "RUNNING", "PENDING", "DAMAGED")
+FINISHED_STATES = ("COMPLETED", "STOPPED_EARLY")  # final metrics are meaningful
+PENDING_STATES = ("RUNNING", "PENDING")  # the study is still producing results
+
+# -- what a trial reports -------------------------------------------------------------------
+# objectives known every epoch (ASHA can use them) → the per-epoch report key holding them
+PER_EPOCH = {
+    "f1_macro": "val_f1_macro",
+    "val_f1_macro": "val_f1_macro",
+    "f1_macro_skill": "val_f1_skill",
+    "val_f1_skill": "val_f1_skill",
+    "val_loss": "val_loss",
+    "retrieval_mrr": "val_retrieval_mrr",
+    "val_retrieval_mrr": "val_retrieval_mrr",
+}
+PER_EPOCH_METRICS = tuple(PER_EPOCH)
+# A trial continued by `revstudy resume` runs under a new Ray trial id; this config key
+# carries the id of its folder (`trials/<id>/`), which holds its checkpoint and records.
+TRIAL_KEY = "revstudy_trial"
+# Set to 1 in a trial's last report, after its full evaluation: the trial ran to the end
+# (a trial that reports without it was stopped early by the scheduler).
+FINAL_KEY = "revstudy_final"
+
+
+def public_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's searched parameters, without revstudy's bookkeeping keys."""
+    return {k: v for k, v in config.items() if k != TRIAL_KEY}
+
+
+# -- objectives -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Objective:
+    """One optimisation target: a metric and whether larger (`max`) or smaller is better."""
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+
+    @property
+    def ascending(self) -> bool:
+        """Sort order that puts the best value first."""
+        return self.mode == "min"
+
+    @property
+    def sign(self) -> float:
+        """+1 for max, -1 for min: `sign * value` is always to be maximised."""
+        return 1.0 if self.mode == "max" else -1.0
+
+    def to_dict(self) -> dict[str, str]:
+        return {"metric": self.metric, "mode": self.mode}
+
+
+def parse_objective(spec: str, flag: str = "--objectives", default: str = "max") -> Objective:
+    """'metric[:max|min]' → Objective; one-line error naming `flag`."""
+    metric, _, mode = spec.strip().partition(":")
+    mode = mode or default
+    if not metric:
+        raise RevstudyError(f"{flag} {spec!r}: expected METRIC[:max|min]")
+    if mode not in ("max", "min"):
+        raise RevstudyError(f"{flag}: mode of {metric} must be max or min, got {mode!r}")
+    return Objective(metric, "min" if mode == "min" else "max")
+
+
+# -- ranking --------------------------------------------------------------------------------
+def pareto_fronts(values: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting of [n, k] values to maximise: front 0 is the Pareto set."""
+    n = len(values)
+    front = np.full(n, -1)
+    level = 0
+    while (front < 0).any():
+        left = np.flatnonzero(front < 0)
+        others = values[left]
+        for i in left:
+            dominated = ((others >= values[i]).all(1) & (others > values[i]).any(1)).any()
+            if not dominated:
+                front[i] = level
+        level += 1
+    return front
+
+
+def rank_finished(trials: pd.DataFrame, objectives: list[Objective]) -> pd.DataFrame:
+    """Finished trials with a value for every objective, best first, with `front` and `rank`.
+
+    The one ranking every reader uses: trials that ran to the end first (a trial stopped
+    early by ASHA has values from fewer epochs), then the Pareto front (several
+    objectives), then the first objective."""
+    cols = [o.metric for o in objectives]
+    if trials.empty or "state" not in trials or any(c not in trials for c in cols):
+        return trials.iloc[0:0].assign(front=pd.Series(dtype=int), rank=pd.Series(dtype=int))
+    done = trials[trials["state"].isin(FINISHED_STATES)].dropna(subset=cols)
+    signed = np.column_stack([done[o.metric].to_numpy(float) * o.sign for o in objectives]).reshape(
+        len(done), len(objectives)
+    )
+    fronts = pareto_fronts(signed) if len(objectives) > 1 else np.zeros(len(done), dtype=int)
+    stopped = (done["state"] != "COMPLETED").to_numpy(int)
+    first = signed[:, 0] if len(done) else np.zeros(0)
+    order = np.lexsort((-first, fronts, stopped))
+    ranked = done.iloc[order].assign(front=fronts[order])
+    return ranked.assign(rank=np.arange(1, len(ranked) + 1))
+
+
+def rank_key(state: str, value: float, objective: Objective) -> tuple[int, float]:
+    """Sort key of one trial under `rank_finished`'s rule (smaller is better), for a live
+    display that keeps the best so far without a table."""
+    return (0 if state == "COMPLETED" else 1, -objective.sign * value)
+
+
+# -- where a study is -----------------------------------------------------------------------
+DEFAULT_STORAGE = "revstudy-results"
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def storage_root(storage: str | None) -> Path:
+    """`--storage`, else `$REVSTUDY_STORAGE`, else ./revstudy-results: a directory (local or
+    a shared filesystem on a cluster) or a file:// URI."""
+    value = storage or os.environ.get("REVSTUDY_STORAGE") or DEFAULT_STORAGE
+    if value.startswith("file://"):
+        value = value[len("file://") :]
+    elif "://" in value:
+        raise RevstudyError(
+            f"--storage {value}: only directories (local or a shared filesystem) and file:// "
+            "URIs are supported; mount the bucket or use a shared path"
+        )
+    return Path(value).expanduser().resolve()
+
+
+def check_name(name: str, flag: str = "--name") -> str:
+    """A study name is one plain folder name, so no name escapes the storage root."""
+    if not NAME_RE.fullmatch(name):
+        raise RevstudyError(
+            f"{flag} {name!r}: a study name is 1-128 letters, digits, '.', '_' or '-', "
+            "not starting with '.' or '-' (e.g. first-study)"
+        )
+    return name
+
+
+def study_dir(name_or_path: str, storage: str | None = None) -> Path:
+    """A path to a study folder (one holding study.json), or a plain name under the root."""
+    p = Path(name_or_path)
+    if (p / STUDY_FILE).is_file():
+        return p.resolve()
+    check_name(name_or_path, "study")
+    return storage_root(storage) / name_or_path
+
+
+def trial_dir(study: Path, trial_id: str) -> Path:
+    """`trials/<id>/` of a study; the id is checked, so it cannot leave the folder."""
+    if not NAME_RE.fullmatch(trial_id):
+        raise RevstudyError(f"{study}: trial id {trial_id!r} is not a plain name")
+    return study / "trials" / trial_id
+
+
+def optuna_url(study: Path) -> str:
+    """The SQLAlchemy URL of the study's optuna.db."""
+    return f"sqlite:///{study / OPTUNA_DB}"
+
+
+# -- study.json -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudyInfo:
+    """study.json, typed where every reader needs it; `raw` keeps the whole document
+    (the launch settings, the space, data provenance) for the readers that need more."""
+
+    name: str
+    objectives: tuple[Objective, ...]
+    num_samples: int | None = None
+    repeats: int = 1
+    baseline: bool = False
+    optuna_study_name: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], source: str = "study.json") -> StudyInfo:
+        """Checked: a one-line error naming `source` and the field for a foreign file."""
+        try:
+            objectives = tuple(
+                Objective(str(o["metric"]), "min" if o.get("mode") == "min" else "max")
+                for o in doc["objectives"]
+            )
+            return cls(
+                name=str(doc["name"]),
+                objectives=objectives,
+                num_samples=None if doc.get("num_samples") is None else int(doc["num_samples"]),
+                repeats=int(doc.get("repeats", 1)),
+                baseline=bool(doc.get("baseline", False)),
+                optuna_study_name=str(doc.get("optuna_study_name") or doc["name"]),
+                raw=doc,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise RevstudyError(f"{source}: damaged or foreign ({type(e).__name__}: {e})") from None
+
+
+def read_study_info(study: Path, need: tuple[str, ...] = ("name", "objectives")) -> dict[str, Any]:
+    """study.json, checked: one-line errors for a missing, truncated or foreign file.
+
+    Readers (status, report, export) need the name and objectives; a run needs `RUN_KEYS`
+    (revstudy.study.records)."""
+    path = study / STUDY_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RevstudyError(f"no study at {study} (no study.json; see `revstudy list`)") from None
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RevstudyError(f"{path}: damaged, not valid JSON ({first})") from None
+    missing = [k for k in need if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise RevstudyError(f"{path}: damaged or foreign, lacks {', '.join(missing)}")
+    return info
