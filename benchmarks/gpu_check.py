@@ -176,7 +176,7 @@ def paper_run(data: str, work: Path, repeats: int, tf32: bool, fuse: bool = True
         cfg = work / "paper-tf32.yaml"
         import yaml
 
-        from revstudy.spaces import load_fixed_config
+        from revstudy.study.spaces import load_fixed_config
 
         doc = load_fixed_config("paper").replace(allow_tf32=True).to_dict()
         cfg.write_text(yaml.safe_dump(doc))

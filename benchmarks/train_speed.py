@@ -77,7 +77,7 @@ class ReferenceRun:
     def __init__(self, config: Any, data: Any, seed: int):
         import torch
 
-        from revstudy.model import InvertibleNet
+        from revstudy.training.model import InvertibleNet
 
         self.config, self.data, self.seed = config, data, seed
         torch.manual_seed(seed)
@@ -89,7 +89,7 @@ class ReferenceRun:
     def _loss(self, xb: Any, yb: Any, epoch: int) -> Any:
         import torch
 
-        from revstudy.losses import structure_terms, x_weight
+        from revstudy.training.losses import structure_terms, x_weight
 
         c = self.config
         z_free, y_latent = self.model(xb)
@@ -123,8 +123,8 @@ class ReferenceRun:
         """Validation loss and macro F1 in mini-batches (one forward pass per batch)."""
         import torch
 
-        from revstudy.losses import structure_terms, x_weight
-        from revstudy.metrics import f1_scores
+        from revstudy.training.losses import structure_terms, x_weight
+        from revstudy.training.metrics import f1_scores
 
         self.model.eval()
         x, y = self.data.x_val, self.data.y_val
@@ -148,7 +148,7 @@ def reference_evaluate(run: ReferenceRun, draws: int = 6) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from revstudy.metrics import f1_scores
+    from revstudy.training.metrics import f1_scores
 
     model, x, code = run.model, run.data.x_val, run.data.y_val
     model.eval()
@@ -181,7 +181,7 @@ def batched_subset_evaluate(model: Any, x: Any, code: Any, seed: int, draws: int
     a like-for-like timing of batching alone (`Trainer.evaluate()` computes much more)."""
     import torch
 
-    from revstudy.metrics import f1_scores, forward_all, inverse_all
+    from revstudy.training.metrics import f1_scores, forward_all, inverse_all
 
     model.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -209,11 +209,12 @@ def run_variant(
     import torch
 
     torch.set_num_threads(threads)
-    from revstudy.config import TrialConfig
-    from revstudy.data import read_dataset
-    from revstudy.losses import nearest_positive_distance
-    from revstudy.model import count_parameters
-    from revstudy.train import SplitTensors, Trainer
+    from revstudy.data.dataset import read_dataset
+    from revstudy.training.config import TrialConfig
+    from revstudy.training.losses import nearest_positive_distance
+    from revstudy.training.model import count_parameters
+    from revstudy.training.splits import SplitTensors
+    from revstudy.training.trainer import Trainer
 
     config = TrialConfig(paper_parameterisation=variant == "reference")
     fast = variant != "reference"
@@ -269,9 +270,9 @@ def run_repeats_case(data_path: str, repeats: int, fuse: bool, epochs: int, thre
     import torch
 
     torch.set_num_threads(threads)
-    from revstudy.data import read_dataset
-    from revstudy.runs import train_repeats
-    from revstudy.spaces import load_fixed_config
+    from revstudy.data.dataset import read_dataset
+    from revstudy.study.spaces import load_fixed_config
+    from revstudy.training.runs import train_repeats
 
     config = load_fixed_config("paper").replace(epochs=epochs)
     dataset = read_dataset(data_path)

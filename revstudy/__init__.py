@@ -10,13 +10,14 @@ when called), so the CLI starts quickly and `analysis` can use the shared consta
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "launch", "report", "resume", "status", "train_config"]
+from revstudy.version import __version__
+
+__all__ = ["__version__", "launch", "report", "resume", "status", "train", "train_config"]
 
 
 def __getattr__(name: str) -> Any:
     """The API functions, loaded on first use (revstudy.api)."""
-    if name in ("launch", "report", "resume", "status", "train_config"):
+    if name in ("launch", "report", "resume", "status", "train", "train_config"):
         from revstudy import api
 
         return getattr(api, name)

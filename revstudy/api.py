@@ -24,8 +24,8 @@ def launch(
     (num_samples, sampler, objectives, repeats, gpus_per_trial, storage, address, …).
 
     Returns the study summary (`status` gives the same later)."""
-    from revstudy.options import LaunchOptions
-    from revstudy.study import launch as run_launch
+    from revstudy.study.driver import launch as run_launch
+    from revstudy.study.options import LaunchOptions
 
     objectives = options.pop("objectives", [])
     if isinstance(objectives, str):
@@ -38,15 +38,15 @@ def resume(
     study: str, *, storage: str | None = None, retry_failed: bool = False, progress: bool = False
 ) -> dict[str, Any]:
     """Continue an interrupted study (finished trials kept, unfinished ones from checkpoints)."""
-    from revstudy.study import resume as run_resume
+    from revstudy.study.driver import resume as run_resume
 
     return run_resume(study, storage=storage, retry_failed=retry_failed, progress=progress)
 
 
 def status(study: str, *, storage: str | None = None) -> dict[str, Any]:
     """Counts by state, the best trial and the folder size, without starting Ray."""
-    from revstudy.records import load_trials, study_dir
-    from revstudy.study import summarise
+    from revstudy.study.driver import summarise
+    from revstudy.study.records import load_trials, study_dir
 
     path = study_dir(study, storage)
     return summarise(path, load_trials(path))
@@ -55,12 +55,12 @@ def status(study: str, *, storage: str | None = None) -> dict[str, Any]:
 def report(study: str, *, storage: str | None = None, out: str | Path | None = None) -> Path:
     """Write the study's HTML report (default STUDY/report.html); returns its path."""
     import analysis
-    from revstudy.records import study_dir
+    from revstudy.study.records import study_dir
 
     return analysis.write_report(study_dir(study, storage), out)
 
 
-def train_config(
+def train(
     config: str | Path | None = None,
     *,
     data: str | None = None,
@@ -71,12 +71,12 @@ def train_config(
 ) -> Any:
     """Train one configuration (a YAML path, default the paper's) on `repeats` seeded splits;
     returns `revstudy.runs.RunResult` and writes a run folder when `out` is given."""
-    from revstudy.config import TrialConfig
-    from revstudy.data import read_dataset
-    from revstudy.fetch import resolve_data
-    from revstudy.runs import train_repeats, write_run
-    from revstudy.spaces import load_fixed_config
-    from revstudy.train import resolve_device
+    from revstudy.data.dataset import read_dataset
+    from revstudy.data.fetch import resolve_data
+    from revstudy.study.spaces import load_fixed_config
+    from revstudy.training.config import TrialConfig
+    from revstudy.training.runs import train_repeats, write_run
+    from revstudy.training.trainer import resolve_device
 
     cfg = TrialConfig.load_yaml(config) if config else load_fixed_config("paper")
     dev = str(resolve_device(device))
@@ -85,3 +85,6 @@ def train_config(
     if out is not None:
         write_run(Path(out), result, dataset, dev)
     return result
+
+
+train_config = train  # the name before revstudy.train (a module then) was free

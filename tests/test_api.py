@@ -46,5 +46,6 @@ def test_status_and_report_of_a_study_folder(tmp_path: Path) -> None:
 def test_train_returns_a_run(tmp_path: Path, synthetic_csv: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("blocks: [1, 1, 1, 1, 1]\nhidden_ratio: 0.25\nepochs: 1\ncd_draws: 1\n")
-    res = revstudy.train_config(cfg, data=str(synthetic_csv), device="cpu", out=tmp_path / "run")
+    res = revstudy.train(cfg, data=str(synthetic_csv), device="cpu", out=tmp_path / "run")
+    assert revstudy.train_config is revstudy.train  # the older name keeps working
     assert len(res.repeats) == 1 and (tmp_path / "run" / "metrics.json").is_file()

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from revstudy.cli import app
-from revstudy.data import read_dataset
+from revstudy.cli.app import app
+from revstudy.data.dataset import read_dataset
 from tests.conftest import synthetic_rows, write_csv
 
 runner = CliRunner()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from revstudy.config import TrialConfig
-from revstudy.data import read_dataset
-from revstudy.elucidate import parse_spectrum
+from revstudy.data.dataset import read_dataset
+from revstudy.elucidation.elucidate import parse_spectrum
 from revstudy.errors import ConfigError
-from revstudy.runs import train_repeats, write_run
-from revstudy.spaces import load_space
+from revstudy.study.spaces import load_space
+from revstudy.training.config import TrialConfig
+from revstudy.training.runs import train_repeats, write_run
 from tests.conftest import synthetic_rows, write_csv
 from tests.faults.conftest import one_line_error, run, synthetic_study
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from revstudy.errors import RevstudyError
-from revstudy.options import LaunchOptions, check_address, relaunch_changes
-from revstudy.records import append_epochs, build_trials_table, read_epochs, read_study_info
+from revstudy.study.options import LaunchOptions, check_address, relaunch_changes
+from revstudy.study.records import append_epochs, build_trials_table, read_epochs, read_study_info
 from tests.faults.conftest import one_line_error, plant, run, synthetic_study
 
 

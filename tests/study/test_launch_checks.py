@@ -3,10 +3,10 @@
 import pytest
 
 from revstudy.errors import RevstudyError
-from revstudy.options import KNOWN_METRICS
-from revstudy.study import check_resources
+from revstudy.study.driver import check_resources
+from revstudy.study.options import KNOWN_METRICS
 from revstudy.studyfolder import PER_EPOCH
-from revstudy.train import EpochRecord
+from revstudy.training.trainer import EpochRecord
 
 
 def test_per_epoch_objectives_are_reported_every_epoch() -> None:
@@ -38,7 +38,7 @@ def test_a_cluster_may_still_grow_so_it_only_notes(
 
 
 def test_a_refused_launch_leaves_no_empty_study(tmp_path) -> None:
-    from revstudy.study import _discard_unstarted, study_lock
+    from revstudy.study.driver import _discard_unstarted, study_lock
 
     with study_lock(tmp_path / "new"):
         _discard_unstarted(tmp_path / "new")

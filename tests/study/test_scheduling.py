@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from revstudy.scheduling import SeededASHA, epoch_history, make_scheduler
+from revstudy.study.scheduling import SeededASHA, epoch_history, make_scheduler
 
 INFO = {"objectives": [{"metric": "f1_macro_skill", "mode": "max"}], "scheduler": "asha"}
 

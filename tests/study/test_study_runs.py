@@ -223,7 +223,7 @@ def test_sigkill_mid_training_then_resume(tmp_path: Path, data: Path) -> None:
 
 def test_second_launch_of_a_running_study_is_refused(tmp_path: Path) -> None:
     from revstudy.errors import RevstudyError
-    from revstudy.study import study_lock
+    from revstudy.study.driver import study_lock
 
     with (
         study_lock(tmp_path / "s"),

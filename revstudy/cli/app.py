@@ -1,0 +1,53 @@
+"""The `revstudy` typer app: the command groups of `revstudy.cli` assembled in one place.
+
+Every user error (`RevstudyError`) becomes one `error: …` line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from revstudy.cli.data import data_app
+from revstudy.cli.model import register as register_model_commands
+from revstudy.cli.study import register as register_study_commands
+from revstudy.cli.train import register as register_train_command
+
+app = typer.Typer(
+    name="revstudy",
+    help="Hyperparameter studies of the invertible 13C NMR model (Kuhn et al.).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+register_study_commands(app)
+register_model_commands(app)
+register_train_command(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from revstudy.version import __version__
+
+        print(f"revstudy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print version")
+    ] = False,
+) -> None:
+    """Hyperparameter studies of the invertible 13C NMR model (Kuhn et al.)."""
+
+
+def main() -> None:
+    """The `revstudy` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

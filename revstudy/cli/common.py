@@ -1,0 +1,68 @@
+"""Shared CLI pieces: user errors as one line, the paper-comparison table."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.table import Table
+
+from revstudy.errors import RevstudyError
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `RevstudyError` into one `error: …` line on stderr and its exit code."""
+    try:
+        yield
+    except RevstudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(e.exit_code) from None
+
+
+# our metrics without a published value, shown under the paper's rows
+EXTRA_ROWS = {
+    "cond_variation_mean": "conditional variation at fixed Y_latent (ours)",
+    "bond_count_corr_from_code": "bond-count corr., generated from the code",
+    "f1_random_baseline": "random predictor, macro F1 (as our F1)",
+    "f1_bin_prior_baseline": "bin-prior predictor F1 (per-bin rates)",
+    "f1_macro_skill": "F1 skill over the bin prior",
+    "f1_micro": "micro F1",
+    "f1_macro_128": "macro F1 at the paper's 128 bits",
+    "retrieval_top1": "retrieval: true structure ranked first",
+    "retrieval_top10": "retrieval: true structure in the top 10",
+    "retrieval_mrr": "retrieval: mean reciprocal rank",
+    "retrieval_mrr_random": "retrieval MRR of a random ranking",
+}
+
+
+def paper_table(aggregate: dict[str, dict[str, float]], title: str, y_dim: int = 128) -> Table:
+    """Our figures next to the paper's (whose F1 figures are for a 128-bit code)."""
+    from revstudy.paper import PAPER_FIGURES
+
+    if y_dim != 128:
+        title += f" — {y_dim}-bit code: F1 rows not comparable with the paper's 128 bits"
+    t = Table(title=title)
+    for col in ("metric", "ours mean ± std", "ours min–max", "paper", "paper range"):
+        t.add_column(col)
+    rows: list[tuple[str, str, tuple[float, float | None, float | None, str] | None]]
+    rows = [(k, v[3], v) for k, v in PAPER_FIGURES.items()]
+    rows += [(k, label, None) for k, label in EXTRA_ROWS.items()]
+    for key, label, paper in rows:
+        a = aggregate.get(key)
+        if a is None:
+            continue
+        value = low = high = None
+        if paper is not None:
+            value, low, high, _ = paper
+        rng = f"{low:.4g}–{high:.4g}" if low is not None and high is not None else ""
+        t.add_row(
+            label.replace("128-bit", f"{y_dim}-bit"),
+            f"{a['mean']:.4g} ± {a['std']:.2g}",
+            f"{a['min']:.4g}–{a['max']:.4g}",
+            f"{value:.4g}" if value is not None else "",
+            rng,
+        )
+    return t

@@ -1,0 +1,306 @@
+"""`revstudy export | evaluate | predict | elucidate`: using a study's results and saved models.
+
+`register(app)` adds the commands to the main typer app. Heavy imports (torch, RDKit) happen
+inside the commands so `revstudy --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from revstudy.cli.common import user_errors
+
+console = Console(stderr=True)
+ModelOpt = Annotated[Path, typer.Option("--model", help="run folder written by `revstudy train`")]
+
+
+def _print_json(doc: Any, out: Path | None = None) -> None:
+    from revstudy.files import json_safe
+
+    text = json.dumps(json_safe(doc), indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        console.print(f"wrote {out}")
+    else:
+        print(text)
+
+
+def export(
+    study: Annotated[str, typer.Argument(help="study name under --storage, or its folder")],
+    top: Annotated[int, typer.Option(min=1, help="how many best configs to write")] = 1,
+    objective: Annotated[
+        str | None, typer.Option(help="rank by this metric (NAME or NAME:max|min)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="file (--top 1, default best.yaml) or folder (default best)")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="studies root (default ./revstudy-results, or $REVSTUDY_STORAGE)"),
+    ] = None,
+) -> None:
+    """Write a study's best configurations as YAML that `revstudy train --config` accepts."""
+    from revstudy.study.export import export_study
+
+    res = export_study(study, top=top, objective=objective, out=out, storage=storage)
+    t = Table(title=f"best of {study} by " + ", ".join(o.metric for o in res.objectives))
+    for col in ("rank", "trial", "front", *[o.metric for o in res.objectives], "file"):
+        t.add_column(col)
+    for r, p in zip(res.ranked, res.paths, strict=True):
+        vals = [f"{r.metrics.get(o.metric, float('nan')):.4g}" for o in res.objectives]
+        t.add_row(str(r.rank), r.trial_id, str(r.front), *vals, str(p))
+    Console(width=120).print(t)
+    if len(res.ranked) < top:
+        console.print(f"only {len(res.ranked)} finished trial(s): wrote {len(res.ranked)}")
+
+
+def evaluate(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option(help="CSV in the paper's format")],
+    split: Annotated[
+        str,
+        typer.Option(
+            help="all rows, or the train/val/test split the model was trained with "
+            "(needs its training file)"
+        ),
+    ] = "all",
+    out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
+) -> None:
+    """All metrics of a saved model on a data file (keys as in metrics.json's repeats)."""
+    import torch
+
+    from revstudy.cli.common import paper_table
+    from revstudy.data.dataset import read_dataset
+    from revstudy.training.runs import aggregate
+    from revstudy.training.saved import evaluate_file, load_model, select_rows
+
+    if threads:
+        torch.set_num_threads(threads)
+    saved = load_model(model)
+    dataset = read_dataset(data)
+    rows, note = select_rows(saved, dataset, split)
+    doc = evaluate_file(saved, dataset, rows=rows)
+    doc["split"].update(name=split, note=note)
+    Console(stderr=True).print(f"{split}: {len(rows)} row(s); {note}", highlight=False)
+    if as_json or out is not None:
+        _print_json(doc, out)
+    if not as_json:
+        agg = aggregate([{k: v for k, v in doc.items() if isinstance(v, int | float)}])
+        Console(width=110).print(
+            paper_table(agg, f"{data} ({split}, {len(rows)} rows)", saved.config.y_dim)
+        )
+
+
+def _structure_inputs(structures: Path | None, smiles: list[str] | None) -> list[tuple[str, str]]:
+    """(label, kind) pairs: kind "csv:<136 digits>" or a SMILES string."""
+    from revstudy.data.dataset import read_dataset
+    from revstudy.errors import DataError
+
+    items: list[tuple[str, str]] = [(s, s) for s in smiles or []]
+    if structures is not None:
+        if not structures.is_file():
+            raise DataError(f"{structures}: structures file not found")
+        first = structures.read_text().lstrip().split("\n", 1)[0].replace(" ", "")
+        if first.upper() == "A,B,C,D":
+            ds = read_dataset(structures)
+            for a, b, c in zip(ds.molecule_ids, ds.spectrum_ids, ds.structures, strict=True):
+                items.append((f"{a}/{b}", "csv:" + c))
+        else:
+            for line in structures.read_text().splitlines():
+                s = line.strip()
+                if s and not s.startswith("#"):
+                    items.append((s, s.split()[0]))
+    if not items:
+        raise DataError("give --structures FILE or --smiles SMILES")
+    return items
+
+
+def predict(
+    model: ModelOpt,
+    structures: Annotated[
+        Path | None, typer.Option(help="CSV in the paper's format, or SMILES one per line")
+    ] = None,
+    smiles: Annotated[list[str] | None, typer.Option(help="a SMILES (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Predicted spectrum code (set bins with ppm ranges) of each structure."""
+    import numpy as np
+    import torch
+
+    from revstudy.data.dataset import grid_to_channels, structure_digits
+    from revstudy.elucidation.elucidate import set_bins, smiles_grid
+    from revstudy.errors import RevstudyError
+    from revstudy.training.saved import load_model
+
+    saved = load_model(model)
+    rows: list[dict[str, Any]] = []
+    grids: list[np.ndarray] = []
+    for label, item in _structure_inputs(structures, smiles):
+        try:
+            if item.startswith("csv:"):
+                from revstudy.elucidation.elucidate import grid_smiles
+
+                grid = structure_digits(item[4:])
+                smi = grid_smiles(grid) or ""
+            else:
+                grid, smi = smiles_grid(item)
+        except RevstudyError as e:
+            rows.append({"input": label, "error": str(e)})
+            continue
+        rows.append({"input": label, "smiles": smi})
+        grids.append(grid)
+    if grids:
+        x = torch.from_numpy(grid_to_channels(np.stack(grids)))
+        codes = iter(saved.predict_codes(x))
+        for r in rows:
+            if "error" not in r:
+                r["bins"] = set_bins(next(codes))
+    errors = [r for r in rows if "error" in r]
+    if as_json:
+        _print_json({"y_dim": saved.config.y_dim, "predictions": rows})
+    else:
+        t = Table(title=f"predicted {saved.config.y_dim}-bit codes")
+        for col in ("input", "SMILES", "set bins (ppm)"):
+            t.add_column(col, overflow="fold")
+        for r in rows:
+            if "error" in r:
+                continue
+            ranges = ", ".join(f"{b['ppm_low']:g}–{b['ppm_high']:g}" for b in r["bins"])
+            t.add_row(r["input"], r["smiles"], ranges or "(none)")
+        Console(width=140).print(t)
+    for r in errors:
+        print(f"error: {r['input']}: {r['error']}", file=sys.stderr)
+    if errors:
+        raise typer.Exit(2)
+
+
+def elucidate(
+    model: ModelOpt,
+    spectrum: Annotated[
+        str | None, typer.Option(help="ppm list '12.3,45.6', a file of them, or 1024 bits")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Z_free draws to invert")] = 100,
+    library: Annotated[Path | None, typer.Option(help="CSV whose molecules to rank too")] = None,
+    top: Annotated[int, typer.Option(min=1, help="candidates to show")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the Z_free draws")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    benchmark: Annotated[
+        bool, typer.Option("--benchmark", help="score generation vs retrieval on a split")
+    ] = False,
+    data: Annotated[Path | None, typer.Option(help="--benchmark: the training CSV")] = None,
+    split: Annotated[str, typer.Option(help="--benchmark: val or test")] = "val",
+    limit: Annotated[int | None, typer.Option(min=1, help="--benchmark: first N rows")] = None,
+    out: Annotated[Path | None, typer.Option(help="--benchmark: write the JSON here")] = None,
+) -> None:
+    """Candidate structures for a 13C spectrum, ranked by their predicted spectra."""
+    from revstudy.data.chem import require_rdkit
+    from revstudy.errors import RevstudyError
+
+    require_rdkit("elucidation")
+    if benchmark:
+        from revstudy.elucidation.benchmark import elucidation_benchmark
+
+        if data is None:
+            raise RevstudyError("--benchmark needs --data (the CSV the model was trained on)")
+        _print_json(elucidation_benchmark(model, data, split, samples, seed, limit), out)
+        return
+    if spectrum is None:
+        raise RevstudyError("give --spectrum (ppm list, file, or 1024-bit string)")
+    from revstudy.elucidation.elucidate import Library, code_of, elucidate, parse_spectrum, set_bins
+    from revstudy.training.saved import load_model
+
+    bits = parse_spectrum(spectrum)
+    saved = load_model(model)
+    result = elucidate(saved, bits, samples, top, seed)
+    query = code_of(bits, saved.config.y_dim)
+    doc: dict[str, Any] = {
+        "query_bins": set_bins(query),
+        "samples": result.samples,
+        "valid": result.valid,
+        "candidates": [
+            {"smiles": c.smiles, "score": c.score, "count": c.count, "strained": c.strained}
+            for c in result.candidates
+        ],
+    }
+    if library is not None:
+        lib = Library.from_csv(saved, library)
+        doc["library"] = [{"smiles": s, "score": sc} for s, sc in lib.rank(query)[:top]]
+    if as_json:
+        _print_json(doc)
+        return
+    con = Console(width=120)
+    con.print(f"{result.valid}/{result.samples} samples decoded to valid molecules")
+    sections = [("generated", doc["candidates"], True)]
+    if library is not None:
+        sections.append((f"library {library}", doc["library"], False))
+    for title, items, counted in sections:
+        t = Table(title=title)
+        for col in ("rank", "SMILES", "match", *(["samples", "note"] if counted else [])):
+            t.add_column(col)
+        for i, c in enumerate(items, start=1):
+            extra = [str(c["count"]), "strained" if c["strained"] else ""] if counted else []
+            t.add_row(str(i), c["smiles"], f"{c['score']:.3f}", *extra)
+        con.print(t)
+    con.print(
+        "match: F1 between the candidate's forward-predicted code and the query's code, a "
+        f"set bit counting as found within ±1 bin ({saved.config.y_dim}-bit code); 1.000 = "
+        "the same code. Equal matches are not told apart: the code cannot separate them; "
+        "`samples` says how often the inverse pass proposed each one. Strained candidates "
+        "(a triple bond or allene in a small ring) are ranked last and marked."
+    )
+
+
+def reference(
+    data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="a study: use its data file and write STUDY/reference.json for its report"
+        ),
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="studies root (with --study)")] = None,
+    y_dim: Annotated[int, typer.Option(help="code size to score at (the paper's: 128)")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Score a dedicated 13C predictor (CSP5) on a data file with revstudy's metrics."""
+    from revstudy.cli.common import paper_table
+    from revstudy.data.dataset import check_y_dim, read_dataset
+    from revstudy.data.fetch import cache_dir, resolve_data
+    from revstudy.files import write_json_atomic
+    from revstudy.studyfolder import read_study_info, study_dir
+    from revstudy.training.reference import run_reference
+    from revstudy.training.runs import aggregate
+
+    check_y_dim(y_dim)
+    folder = None
+    if study is not None:
+        folder = study_dir(study, storage)
+        info = read_study_info(folder, ("name", "objectives", "data"))
+        data = data or info["data"]["path"]
+    dataset = read_dataset(resolve_data(data))
+    doc = run_reference(dataset, y_dim, cache=cache_dir() / "reference")
+    if folder is not None:
+        write_json_atomic(folder / "reference.json", doc)
+        console.print(f"wrote {folder / 'reference.json'} (the report shows it)")
+    if as_json:
+        _print_json(doc)
+        return
+    agg = aggregate([doc["metrics"]])
+    title = f"{doc['predictor']} on {dataset.path} (all rows; {doc['caveat']})"
+    Console(width=110).print(paper_table(agg, title, y_dim))
+
+
+def register(app: typer.Typer) -> None:
+    """Add export, evaluate, predict, elucidate and reference to `app`, with one-line errors."""
+    for fn in (export, evaluate, predict, elucidate, reference):
+        app.command(name=fn.__name__)(user_errors()(fn))

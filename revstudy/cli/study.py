@@ -1,0 +1,282 @@
+"""Study commands: launch, resume, status, list, report, spaces. Thin: parse, call, print.
+
+status/list/report read the study directory only (no Ray start).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from revstudy.cli.common import user_errors
+from revstudy.errors import RevstudyError
+
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="studies root: a directory or file:// URI (default ./revstudy-results, "
+        "or $REVSTUDY_STORAGE)"
+    ),
+]
+out = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(launch)
+    app.command()(resume)
+    app.command()(status)
+    app.command("list")(list_studies)
+    app.command()(report)
+    app.command()(spaces)
+
+
+@user_errors()
+def launch(
+    space: Annotated[
+        str | None, typer.Option(help="search space: default, quick, paper or a YAML path")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="study name: letters, digits, ._- (existing: continue it)"),
+    ] = None,
+    num_samples: Annotated[int | None, typer.Option(help="trials to run [default: 20]")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="trials at a time, 0: as resources allow [default: 0]")
+    ] = None,
+    cpus_per_trial: Annotated[
+        float | None, typer.Option(help="CPUs (= torch threads) per trial [default: 1]")
+    ] = None,
+    gpus_per_trial: Annotated[
+        float | None,
+        typer.Option(
+            help="GPUs per trial, fractions allowed (default: 0.25, four trials per GPU, "
+            "when the cluster has GPUs)"
+        ),
+    ] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="tpe, random, gp, nsga2 or qmc [default: tpe]")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="asha or none [default: asha]")] = None,
+    objectives: Annotated[
+        str | None,
+        typer.Option(help="METRIC:max|min,… (default: the space's; built-in: f1_macro_skill:max)"),
+    ] = None,
+    repeats: Annotated[
+        int | None,
+        typer.Option(help="seeded splits per configuration (default: the space's, or 1)"),
+    ] = None,
+    time_budget: Annotated[str | None, typer.Option(help="e.g. 30m, 2h")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster: auto, or HOST:PORT of its head")
+    ] = None,
+    storage: StorageOption = None,
+    seed: Annotated[int | None, typer.Option(help="sampler and training seed [default: 0]")] = None,
+    no_baseline: Annotated[
+        bool, typer.Option("--no-baseline", help="skip the paper configuration as first trial")
+    ] = False,
+    max_failures: Annotated[
+        int | None, typer.Option(help="Ray retries after a trial error [default: 1]")
+    ] = None,
+) -> None:
+    """Run a hyperparameter study on Ray Tune, guided by Optuna."""
+    from revstudy.study.driver import launch as run_launch
+    from revstudy.study.options import LaunchOptions, parse_duration
+
+    opts = LaunchOptions(
+        space=space,
+        data=data,
+        name=name or "",
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        sampler=sampler,
+        scheduler=scheduler,
+        objectives=objectives.split(",") if objectives else [],
+        repeats=repeats,
+        time_budget_s=parse_duration(time_budget) if time_budget else None,
+        address=address,
+        storage=storage,
+        seed=seed,
+        baseline=False if no_baseline else None,
+        max_failures=max_failures,
+    )
+    summary = run_launch(opts)
+    _print_summary(summary)
+    _print_next(summary)
+
+
+@user_errors()
+def resume(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="run failed trials again")] = False,
+) -> None:
+    """Continue an interrupted study (Ctrl-C, killed driver, reboot, lost worker)."""
+    from revstudy.study.driver import resume as run_resume
+
+    summary = run_resume(study, storage=storage, address=address, retry_failed=retry_failed)
+    _print_summary(summary)
+    _print_next(summary)
+
+
+def _summary(study: str, storage: str | None) -> dict:
+    from revstudy.study.driver import summarise
+    from revstudy.study.records import load_trials, study_dir
+
+    path = study_dir(study, storage)
+    if not (path / "study.json").is_file():
+        raise RevstudyError(f"no study {study!r} under {path.parent} (see `revstudy list`)")
+    return summarise(path, load_trials(path))
+
+
+def _summary_or_damage(path: Path, storage: str | None) -> dict:
+    """A study's summary for `list`; a damaged study becomes a row that says what is wrong."""
+    try:
+        return _summary(str(path), storage)
+    except RevstudyError as e:
+        return {"name": path.name, "path": str(path), "damaged": str(e)}
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_next(s: dict) -> None:
+    """What to run next: the report, Optuna's dashboard, and a continuation if unfinished."""
+    path = s["path"]
+    lines = [f"revstudy report {path} --open        # the answer and every figure"]
+    lines.append(
+        f"optuna-dashboard sqlite:///{path}/optuna.db   # pip install 'revstudy[dashboard]'"
+    )
+    left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
+    if left > 0 or s["by_state"].get("PENDING") or s["by_state"].get("RUNNING"):
+        lines.append(f"revstudy resume {path}            # continue the unfinished trials")
+    Console(stderr=True).print(
+        "next:\n  " + "\n  ".join(lines), soft_wrap=True, highlight=False, markup=False
+    )
+
+
+def _print_summary(s: dict) -> None:
+    size = f", {s['size_bytes'] / 1e6:.1f} MB" if "size_bytes" in s else ""
+    t = Table(title=f"study {s['name']}  ({s['path']}{size})")
+    t.add_column("trials")
+    t.add_column("by state")
+    t.add_column("best")
+    best = s["best"]
+    best_txt = "—"
+    if best:
+        obj = ", ".join(
+            f"{o['metric']}={_fmt(best['metrics'].get(o['metric']))}" for o in s["objectives"]
+        )
+        best_txt = f"{best['trial_id']}: {obj}"
+    states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))
+    t.add_row(f"{s['trials']}/{s['requested']}", states, best_txt)
+    out.print(t)
+    for line in s.get("problems", []):
+        Console(stderr=True).print(f"[yellow]warning[/]: {line}", soft_wrap=True)
+
+
+@user_errors()
+def status(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """State of a study (counts, best trial, location) without starting Ray."""
+    s = _summary(study, storage)
+    if as_json:
+        print(json.dumps(s, indent=1, default=str))
+    else:
+        _print_summary(s)
+
+
+@user_errors()
+def list_studies(
+    storage: StorageOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Studies under the storage root."""
+    from revstudy.study.records import storage_root
+
+    root = storage_root(storage)
+    rows = [_summary_or_damage(p.parent, storage) for p in sorted(root.glob("*/study.json"))]
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    t = Table(title=f"studies in {root}")
+    for col in ("name", "trials", "by state", "best"):
+        t.add_column(col)
+    for s in rows:
+        if "damaged" in s:
+            t.add_row(s["name"], "—", f"[red]damaged[/]: {s['damaged']}", "—")
+            continue
+        m = s["objectives"][0]["metric"]
+        best = f"{s['best']['metrics'].get(m):.4g}" if s["best"] else "—"
+        t.add_row(
+            s["name"],
+            f"{s['trials']}/{s['requested']}",
+            ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items())),
+            best,
+        )
+    out.print(t)
+
+
+@user_errors()
+def report(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="HTML file")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+    csv: Annotated[Path | None, typer.Option(help="write the table as CSV instead")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="write the table as Parquet")] = None,
+    epochs: Annotated[bool, typer.Option(help="with --csv/--parquet: per-epoch table")] = False,
+    compare: Annotated[
+        list[str] | None, typer.Option(help="another study to set beside it (repeatable)")
+    ] = None,
+) -> None:
+    """Interactive HTML report (works offline) or a tidy table of a study."""
+    import analysis
+    from revstudy.study.records import study_dir
+
+    path = study_dir(study, storage)
+    others = [study_dir(o, storage) for o in compare or []]
+    try:
+        written = analysis.cli_report(
+            path,
+            out=out_file,
+            csv=csv,
+            parquet=parquet,
+            epochs=epochs,
+            open_browser=open_browser,
+            compare=others,
+        )
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        raise RevstudyError(str(e)) from None
+    Console(stderr=True).print(f"wrote {written or csv or parquet}")
+
+
+def spaces(
+    fields: Annotated[bool, typer.Option("--fields", help="list TrialConfig fields")] = False,
+) -> None:
+    """Built-in search spaces (and the fields a space may search)."""
+    from revstudy.study.spaces import list_spaces, load_space
+    from revstudy.training.config import field_names
+
+    if fields:
+        print("\n".join([*field_names(), "blocks_0 … blocks_4"]))
+        return
+    import textwrap
+
+    for n in list_spaces():
+        s = load_space(n)
+        print(f"{n}  ({len(s.params)} searched parameters, {s.repeats} split(s) per trial)")
+        text = " ".join(s.description.split()) or "(no description)"
+        print(textwrap.fill(text, width=88, initial_indent="    ", subsequent_indent="    "))

@@ -1,0 +1,131 @@
+"""`elucidation_benchmark`: generation vs library retrieval on a run's validation/test split.
+
+The split is rebuilt from the run's config (repeat 0: seed, val/test fractions, test seed),
+so on the data file the model was trained on it holds exactly the structures it never saw.
+Retrieval searches two libraries: every distinct structure of the file (the answer is in it,
+so this bounds what ranking by predicted spectra can do) and the training structures only
+(the answer is never in it; only similarity counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from revstudy.data.chem import require_rdkit
+from revstudy.data.dataset import encode_spectra, read_dataset, structure_digits
+from revstudy.elucidation.elucidate import (
+    Library,
+    code_of,
+    decode_all,
+    generate,
+    grid_smiles,
+    rank_grids,
+)
+from revstudy.errors import RevstudyError
+from revstudy.training.saved import load_model
+
+CHUNK_ROWS = 16
+
+
+class Similarity:
+    """Tanimoto similarity of Morgan fingerprints (radius 2, 2048 bits), cached per SMILES."""
+
+    def __init__(self) -> None:
+        chem = require_rdkit("the elucidation benchmark")
+        from rdkit import DataStructs
+        from rdkit.Chem import rdFingerprintGenerator
+
+        self._chem, self._ds = chem, DataStructs
+        self._gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+        self._cache: dict[str, Any] = {}
+
+    def _fp(self, smiles: str) -> Any:
+        if smiles not in self._cache:
+            self._cache[smiles] = self._gen.GetFingerprint(self._chem.MolFromSmiles(smiles))
+        return self._cache[smiles]
+
+    def __call__(self, a: str, b: str) -> float:
+        return float(self._ds.TanimotoSimilarity(self._fp(a), self._fp(b)))
+
+
+def _summary(ranked: list[list[str]], truths: list[str], valid: float, sim: Similarity) -> dict:
+    top1 = [bool(r) and r[0] == t for r, t in zip(ranked, truths, strict=True)]
+    top10 = [t in r[:10] for r, t in zip(ranked, truths, strict=True)]
+    tan = [sim(r[0], t) if r else 0.0 for r, t in zip(ranked, truths, strict=True)]
+    return {
+        "valid_fraction": valid,
+        "top1": float(np.mean(top1)),
+        "top10": float(np.mean(top10)),
+        "tanimoto_top1": float(np.mean(tan)),
+        "no_candidate": float(np.mean([not r for r in ranked])),
+    }
+
+
+def elucidation_benchmark(
+    model_dir: str | Path,
+    data_csv: str | Path,
+    split: str = "val",
+    samples: int = 20,
+    seed: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Valid fraction, top-1/top-10 exact hits and Tanimoto of the best candidate, for
+    generation and retrieval side by side, on the run's `split` ("val" or "test")."""
+    if split not in ("val", "test"):
+        raise RevstudyError(f"--split {split}: expected val or test")
+    if samples < 1:
+        raise RevstudyError(f"--samples {samples}: must be >= 1")
+    saved = load_model(model_dir)
+    c = saved.config
+    dataset = read_dataset(data_csv)
+    parts = saved.split(dataset.structures)
+    rows = parts.val if split == "val" else parts.test
+    if len(rows) == 0:
+        raise RevstudyError(f"the {split} split is empty (test_fraction={c.test_fraction})")
+    rows = rows[:limit] if limit else rows
+    truths, queries = [], []
+    for i in rows:
+        smi = grid_smiles(structure_digits(dataset.structures[i]))
+        if smi is not None:
+            truths.append(smi)
+            queries.append(code_of(encode_spectra([dataset.spectra[i]])[0], c.y_dim))
+    if not truths:
+        raise RevstudyError(f"no {split} row of {data_csv} is a valid molecule")
+    sim = Similarity()
+    gen_ranked: list[list[str]] = []
+    valid = unique = 0
+    for start in range(0, len(queries), CHUNK_ROWS):
+        block = np.stack(queries[start : start + CHUNK_ROWS])
+        xs = generate(saved, block, samples, seed + start)
+        for q, x in zip(block, xs, strict=True):
+            ranked = rank_grids(saved, decode_all(saved, x), q)
+            valid += sum(n for _, _, n, _ in ranked)
+            unique += len(ranked)
+            gen_ranked.append([s for s, _, _, _ in ranked])
+    full = Library.from_structures(saved, dataset.structures)
+    train = Library.from_structures(saved, [dataset.structures[i] for i in parts.train])
+    ret_full = [[s for s, _ in full.rank(q)[:10]] for q in queries]
+    ret_train = [[s for s, _ in train.rank(q)[:10]] for q in queries]
+    final = bool(((saved.run.get("repeats") or [{}])[0].get("split") or {}).get("final"))
+    return {
+        "model": str(model_dir),
+        "data": str(data_csv),
+        "data_matches_run": saved.run.get("data", {}).get("sha256") in (None, dataset.sha256),
+        "trained_on_val": final,
+        "split": split,
+        "spectra": len(truths),
+        "samples": samples,
+        "seed": seed,
+        "generation": {
+            **_summary(gen_ranked, truths, valid / (samples * len(truths)), sim),
+            "unique_per_spectrum": unique / len(truths),
+        },
+        "retrieval": {**_summary(ret_full, truths, 1.0, sim), "library": len(full.smiles)},
+        "retrieval_train": {
+            **_summary(ret_train, truths, 1.0, sim),
+            "library": len(train.smiles),
+        },
+    }

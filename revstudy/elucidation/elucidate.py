@@ -1,0 +1,266 @@
+"""Structure prediction from a 13C spectrum with a saved model, and a retrieval baseline.
+
+Generation: query code → Y_latent (`Prior.latent_from_code`), Z_free from the learned prior,
+inverse pass, `candidates.decode_candidate`, SMILES (RDKit), de-duplication, then ranking by
+how well each candidate's forward-predicted code matches the query (`code_match`).
+Retrieval ranks a library's structures with the same score, so the two are comparable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy.data.chem import (
+    MAX_CARBONS,
+    canonical_smiles,
+    mol_to_grid,
+    require_rdkit,
+    shifts_to_bits,
+)
+from revstudy.data.codes import code_match_many
+from revstudy.data.dataset import (
+    SPECTRUM_BITS,
+    bin_to_ppm_range,
+    coarsen,
+    encode_spectra,
+    grid_to_channels,
+    read_dataset,
+    structure_digits,
+)
+from revstudy.elucidation.candidates import decode_candidate
+from revstudy.errors import DataError
+from revstudy.training.metrics import inverse_all
+from revstudy.training.saved import SavedModel
+
+MAX_PPM = 204.8
+
+
+# ------------------------------------------------------------------------ spectrum input
+def _is_file(text: str) -> bool:
+    """Whether `text` names a file (a 1024-bit string is too long a name: ENAMETOOLONG)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def parse_spectrum(text: str) -> np.ndarray:
+    """A 1024-bit spectrum from a 1024-char bit string or a comma/space list of ppm values.
+
+    `text` may also name a file holding either. Shifts outside 0–204.8 ppm are an error.
+    """
+    if _is_file(text):
+        text = Path(text).read_text()
+    body = text.strip()
+    compact = re.sub(r"\s", "", body)
+    if len(compact) == SPECTRUM_BITS and set(compact) <= {"0", "1"}:
+        return encode_spectra([compact])[0]
+    shifts = []
+    for tok in re.split(r"[,;\s]+", body):
+        if not tok:
+            continue
+        try:
+            v = float(tok)
+        except ValueError:
+            raise DataError(f"spectrum: {tok!r} is not a ppm value") from None
+        if not math.isfinite(v) or not 0.0 <= v <= MAX_PPM:
+            raise DataError(f"spectrum: shift {tok} ppm is outside 0–{MAX_PPM} ppm")
+        shifts.append(v)
+    if not shifts:
+        raise DataError("spectrum: no peaks given")
+    return encode_spectra([shifts_to_bits(shifts)])[0]
+
+
+def code_of(bits: np.ndarray, y_dim: int) -> np.ndarray:
+    """The model's y_dim-bit code of a 1024-bit spectrum."""
+    return coarsen(np.asarray(bits, dtype=np.float32).reshape(1, -1), y_dim)[0]
+
+
+def set_bins(code: np.ndarray) -> list[dict[str, float]]:
+    """Set bits of a code with their ppm ranges."""
+    y_dim = len(code)
+    out = []
+    for b in np.flatnonzero(np.asarray(code) > 0.5):
+        low, high = bin_to_ppm_range(int(b), y_dim)
+        out.append({"bin": int(b), "ppm_low": round(low, 3), "ppm_high": round(high, 3)})
+    return out
+
+
+# ------------------------------------------------------------------------ structures
+def smiles_grid(smiles: str) -> tuple[np.ndarray, str]:
+    """(grid, canonical SMILES) of a hydrocarbon SMILES; `DataError` naming what is wrong."""
+    chem = require_rdkit("SMILES input")
+    from rdkit import rdBase
+
+    with rdBase.BlockLogs():
+        mol = chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise DataError(f"SMILES {smiles!r}: not parsable")
+    others = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in ("C", "H")})
+    if others:
+        raise DataError(f"SMILES {smiles!r}: not a hydrocarbon (has {', '.join(others)})")
+    n_c = sum(a.GetSymbol() == "C" for a in mol.GetAtoms())
+    if n_c > MAX_CARBONS:
+        raise DataError(f"SMILES {smiles!r}: {n_c} carbons, at most {MAX_CARBONS} fit the grid")
+    if any(a.GetFormalCharge() or a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+        raise DataError(f"SMILES {smiles!r}: charged or radical atoms")
+    if len(chem.GetMolFrags(mol)) > 1:
+        raise DataError(f"SMILES {smiles!r}: several fragments; give one molecule per line")
+    return mol_to_grid(mol), canonical_smiles(mol)
+
+
+def canonical(grid: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """(canonical SMILES, X [4, 16, 16] with RDKit's aromatic flags, as the data file encodes
+    them) of a digit grid; None if RDKit rejects it, it has fragments or it cannot be encoded
+    (e.g. a triple bond RDKit calls aromatic)."""
+    from revstudy.data.chem import grid_to_mol
+
+    require_rdkit("SMILES output")
+    try:
+        mol = grid_to_mol(grid)
+        x = grid_to_channels(mol_to_grid(mol)[None])[0]
+    except (DataError, ValueError):
+        return None
+    smi = canonical_smiles(mol)
+    return None if "." in smi else (smi, x)
+
+
+def grid_smiles(grid: np.ndarray) -> str | None:
+    """Canonical SMILES of a digit grid, None if it is no single encodable molecule."""
+    c = canonical(grid)
+    return None if c is None else c[0]
+
+
+# ------------------------------------------------------------------------ generation
+@dataclass
+class Candidate:
+    smiles: str
+    score: float
+    count: int  # how many of the samples decoded to it
+    predicted: list[dict[str, float]] = field(default_factory=list)
+    strained: bool = False  # implausible (see `strained`): ranked after the others
+
+
+@dataclass
+class Elucidation:
+    candidates: list[Candidate]
+    samples: int
+    valid: int  # samples that decoded to a valid, connected molecule
+
+
+def generate(saved: SavedModel, codes: np.ndarray, samples: int, seed: int = 0) -> np.ndarray:
+    """Continuous X [len(codes), samples, 4, 16, 16] from the inverse pass."""
+    code = torch.from_numpy(np.asarray(codes, dtype=np.float32))
+    y = saved.prior.latent_from_code(code).repeat_interleave(samples, dim=0)
+    gen = torch.Generator().manual_seed(seed)
+    z = saved.prior.sample(len(y), gen)
+    x = inverse_all(saved.model, z, y).cpu().numpy()
+    return x.reshape(len(code), samples, *x.shape[1:])
+
+
+def rank_grids(
+    saved: SavedModel, grids: Sequence[np.ndarray], query: np.ndarray
+) -> list[tuple[str, float, int, np.ndarray]]:
+    """De-duplicate grids by SMILES and rank by `code_match` of predicted vs query code.
+
+    Returns (smiles, score, count, predicted code), best first; ties go to the candidate more
+    samples produced, then to the SMILES.
+    """
+    seen: dict[str, list[Any]] = {}
+    for g in grids:
+        c = canonical(g)
+        if c is None:
+            continue
+        if c[0] in seen:
+            seen[c[0]][1] += 1
+        else:
+            seen[c[0]] = [c[1], 1]
+    if not seen:
+        return []
+    names = list(seen)
+    x = torch.from_numpy(np.stack([seen[s][0] for s in names]))
+    codes = saved.predict_codes(x)
+    scores = code_match_many(codes, query)
+    scored = [
+        (s, float(sc), int(seen[s][1]), c) for s, sc, c in zip(names, scores, codes, strict=True)
+    ]
+    # implausible candidates (a triple bond or an allene inside a small ring) go last, then
+    # by match, then by how many samples produced them
+    scored.sort(key=lambda t: (strained(t[0]), -t[1], -t[2], t[0]))
+    return scored
+
+
+def strained(smiles: str) -> bool:
+    """A triple bond in a ring of fewer than 8 atoms, or a cumulated C=C=C in one of fewer
+    than 9: molecules that cannot exist at room temperature but that the decoder can
+    propose (the network knows nothing of geometry)."""
+    chem = require_rdkit("strain check")
+    mol = chem.MolFromSmiles(smiles)
+    if mol is None:
+        return True
+    rings = mol.GetRingInfo()
+    small_ring_triple = any(
+        b.GetBondType() == chem.BondType.TRIPLE and any(b.IsInRingSize(n) for n in range(3, 8))
+        for b in mol.GetBonds()
+    )
+    small_ring_allene = any(
+        sum(b.GetBondType() == chem.BondType.DOUBLE for b in a.GetBonds()) == 2
+        and any(rings.IsAtomInRingOfSize(a.GetIdx(), n) for n in range(3, 9))
+        for a in mol.GetAtoms()
+    )
+    return small_ring_triple or small_ring_allene
+
+
+def decode_all(saved: SavedModel, xs: np.ndarray) -> list[np.ndarray]:
+    """Skeleton grids of continuous structures (threshold: the config's decoder threshold)."""
+    thr = saved.config.decoder_threshold
+    return [decode_candidate(x, threshold=thr).grid() for x in xs]
+
+
+def elucidate(
+    saved: SavedModel, bits: np.ndarray, samples: int = 100, top: int = 10, seed: int = 0
+) -> Elucidation:
+    """Ranked candidate structures for one 1024-bit spectrum."""
+    query = code_of(bits, saved.config.y_dim)
+    grids = decode_all(saved, generate(saved, query[None], samples, seed)[0])
+    ranked = rank_grids(saved, grids, query)
+    valid = sum(n for _, _, n, _ in ranked)
+    cands = [Candidate(s, sc, n, set_bins(c), strained(s)) for s, sc, n, c in ranked[:top]]
+    return Elucidation(cands, samples, valid)
+
+
+@dataclass
+class Library:
+    """A retrieval library: distinct structures of a data file, their SMILES and codes."""
+
+    smiles: list[str]
+    codes: np.ndarray
+
+    @classmethod
+    def from_structures(cls, saved: SavedModel, structures: Sequence[str]) -> Library:
+        names: list[str] = []
+        grids: list[np.ndarray] = []
+        for s in dict.fromkeys(structures):
+            c = canonical(structure_digits(s))
+            if c is not None and c[0] not in names:
+                names.append(c[0])
+                grids.append(c[1])
+        x = torch.from_numpy(np.stack(grids)) if grids else torch.zeros(0, 4, 16, 16)
+        return cls(names, saved.predict_codes(x) if grids else np.zeros((0, 1)))
+
+    @classmethod
+    def from_csv(cls, saved: SavedModel, path: str | Path) -> Library:
+        return cls.from_structures(saved, read_dataset(path).structures)
+
+    def rank(self, query: np.ndarray) -> list[tuple[str, float]]:
+        scores = code_match_many(self.codes, query)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], self.smiles[i]))
+        return [(self.smiles[i], float(scores[i])) for i in order]

@@ -1,0 +1,392 @@
+"""Ray Tune + OptunaSearch wiring: launch, resume, lock, progress and tidy records.
+
+The study directory (docs/study-dir.md) holds the Optuna study (`optuna.db`), per-trial
+folders, tidy tables and Ray's logs (`ray/`, never read back). Optuna's sampler proposes
+configs through Ray Tune's `OptunaSearch` (`revstudy.search.StudySearcher`); ASHA stops weak
+trials from per-epoch reports; each trial checkpoints every epoch into its own folder. Launch
+and resume are the same driver run (`_run`): continue the unfinished Optuna trials, then ask
+new ones, so an interrupted study resumes without losing, repeating or unpickling anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import os
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from revstudy.data.dataset import Dataset, read_dataset
+from revstudy.errors import RevstudyError
+from revstudy.study.options import (
+    GPU_SHARE,
+    LaunchOptions,
+    check_address,
+    parse_objectives,
+    relaunch_changes,
+)
+from revstudy.study.optuna_store import (
+    open_optuna,
+    reconcile_optuna,
+    recorded_states,
+)
+from revstudy.study.ray_runtime import check_resources, ray_init, trainable
+from revstudy.study.records import (
+    RUN_KEYS,
+    check_name,
+    optuna_url,
+    read_study_info,
+    refresh_tables,
+    storage_root,
+    write_json_atomic,
+)
+from revstudy.study.spaces import SearchSpace, baseline_params, load_space
+from revstudy.study.summary import summarise
+from revstudy.studyfolder import public_params
+from revstudy.version import __version__
+
+
+class StudyFailed(RevstudyError):
+    """Every trial of the study failed: nothing to optimise."""
+
+    exit_code = 4
+
+
+@contextlib.contextmanager
+def study_lock(study: Path) -> Iterator[None]:
+    """One driver per study: a second launch/resume is refused instead of corrupting it.
+
+    An flock dies with its process, so a killed driver never leaves a stale lock.
+    """
+    study.mkdir(parents=True, exist_ok=True)
+    fd = os.open(study / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = (study / ".lock").read_text().strip() or "another process"
+            raise RevstudyError(
+                f"study {study.name} is in use by {holder}; wait for it or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _discard_unstarted(study: Path) -> None:
+    """Remove a study folder that holds nothing but our lock and a fresh Optuna database
+    (called while holding the lock, before study.json exists)."""
+    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock", "optuna.db"}:
+        (study / "optuna.db").unlink(missing_ok=True)
+        (study / ".lock").unlink(missing_ok=True)
+        study.rmdir()
+
+
+def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
+    """Start a new study, or continue it if `opts.name` already exists (its settings kept)."""
+    from revstudy.data.fetch import resolve_data
+
+    opts.validate()
+    if opts.name:
+        check_name(opts.name)
+    root = storage_root(opts.storage)
+    if opts.name and (root / opts.name / "study.json").is_file():
+        return _relaunch(opts, root / opts.name, progress)
+    space = load_space(opts.resolved("space"))
+    objectives = parse_objectives(opts.objectives or list(space.objectives))
+    name = opts.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    study = root / name
+    repeats = opts.repeats if opts.repeats is not None else space.repeats
+    if repeats < 1:
+        raise RevstudyError(f"{space.path}: repeats must be >= 1")
+    dataset = read_dataset(resolve_data(opts.data))
+    with study_lock(study):
+        try:
+            ray_init(opts.address)  # first: it configures Ray before importing it
+            import ray
+
+            gpus = opts.gpus_per_trial
+            if gpus is None:
+                gpus = GPU_SHARE if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            cpus = opts.resolved("cpus_per_trial")
+            check_resources(opts.address, cpus, gpus)
+            info = _new_info(opts, space, study, objectives, dataset, (repeats, cpus, gpus))
+            ostudy = open_optuna(study, info, create=True)
+            point = baseline_params(space) if info["baseline"] else None
+            if point is not None:  # the first trial Optuna hands out
+                ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
+            write_json_atomic(study / "study.json", info)  # last: the study exists from here
+        except BaseException:  # refused before it started: leave no empty study behind
+            _discard_unstarted(study)
+            raise
+        return _run(study, info, space, dataset, progress=progress)
+
+
+def _relaunch(opts: LaunchOptions, study: Path, progress: bool) -> dict[str, Any]:
+    """`launch --name EXISTING`: continue that study with its own settings; flags that
+    contradict them are refused, `--num-samples` may grow it."""
+    from revstudy.data.fetch import resolve_data
+
+    existing = read_study_info(study, RUN_KEYS)
+    sha = read_dataset(resolve_data(opts.data)).sha256 if opts.data else None
+    grow = relaunch_changes(opts, existing, sha)
+    kept = ", ".join(f"{k} {existing.get(k)}" for k in ("sampler", "scheduler", "repeats", "seed"))
+    print(
+        f"note: study {study.name} exists; continuing it with its settings ({kept})",
+        file=sys.stderr,
+    )
+    return resume(
+        study.name, storage=opts.storage, address=opts.address, progress=progress, num_samples=grow
+    )
+
+
+def _new_info(
+    opts: LaunchOptions,
+    space: SearchSpace,
+    study: Path,
+    objectives: list[tuple[str, str]],
+    dataset: Dataset,
+    resources: tuple[int, float, float],
+) -> dict[str, Any]:
+    """study.json of a new study: every setting resolved (`resources`: repeats, CPUs and
+    GPUs per trial), data and versions recorded."""
+    import optuna
+    import ray
+
+    name = study.name
+    repeats, cpus, gpus = resources
+
+    return {
+        "name": name,
+        "space": space.to_dict(),
+        "sampler": opts.resolved("sampler"),
+        "scheduler": opts.resolved("scheduler"),
+        "seed": opts.resolved("seed"),
+        "objectives": [{"metric": m, "mode": d} for m, d in objectives],
+        "num_samples": opts.resolved("num_samples"),
+        "repeats": repeats,
+        "max_concurrent": opts.resolved("max_concurrent"),
+        "cpus_per_trial": cpus,
+        "gpus_per_trial": gpus,
+        "time_budget_s": opts.time_budget_s,
+        "test_fraction": space.to_config({}).test_fraction,
+        "baseline": opts.resolved("baseline"),
+        "max_failures": opts.resolved("max_failures"),
+        "data": {
+            "path": str(Path(dataset.path).resolve()),
+            "sha256": dataset.sha256,
+            "rows": len(dataset),
+        },
+        "optuna_study_name": name,
+        "optuna_storage": optuna_url(study),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": {
+            "revstudy": __version__,
+            "ray": ray.__version__,
+            "optuna": optuna.__version__,
+            "torch": importlib.metadata.version("torch"),  # not imported by the driver
+        },
+    }
+
+
+def resume(
+    name: str,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    num_samples: int | None = None,
+) -> dict[str, Any]:
+    """Continue an interrupted study: finished trials kept, unfinished ones from their
+    checkpoints; `num_samples` (>= the study's) lets it grow."""
+    from revstudy.study.records import study_dir
+
+    if address is not None:
+        check_address(address)
+    study = study_dir(name, storage)
+    info = read_study_info(study, RUN_KEYS)
+    space = SearchSpace.from_info(info["space"])
+    dataset = read_dataset(info["data"]["path"])
+    if dataset.sha256 != info["data"]["sha256"]:
+        raise RevstudyError(
+            f"{dataset.path}: data file changed since the study started "
+            "(sha256 differs); restore it to resume"
+        )
+    with study_lock(study):
+        open_optuna(study, info)  # a missing or damaged optuna.db stops here, before Ray
+        if num_samples is not None and num_samples > int(info["num_samples"]):
+            print(
+                f"note: study {info['name']} grows from {info['num_samples']} to "
+                f"{num_samples} trials",
+                file=sys.stderr,
+            )
+            info["num_samples"] = num_samples
+            write_json_atomic(study / "study.json", info)
+        ray_init(address)
+        check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
+        return _run(study, info, space, dataset, retry_failed=retry_failed, progress=progress)
+
+
+def _run(
+    study: Path,
+    info: dict[str, Any],
+    space: SearchSpace,
+    dataset: Dataset,
+    *,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """One driver run: continue unfinished Optuna trials, then ask new ones up to num_samples.
+
+    Launch and resume are the same run: nothing of an earlier driver's Ray state is read
+    (no `Tuner.restore`, no unpickling); the Optuna database and the trial folders are the
+    whole state of a study (docs/study-dir.md)."""
+    from revstudy.study.progress import StudyCallback, StudyStopper
+    from revstudy.study.search import counted_trials
+
+    ostudy = open_optuna(study, info)
+    searcher, scheduler = _search(study, info, space, ostudy, retry_failed)
+    budget = _remaining_budget(study, info)
+    stopper = StudyStopper(min(info["num_samples"], 4))
+    ended = len(counted_trials(ostudy)) - len(searcher.continuations)  # before this run
+    callback = StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
+    started = time.time()
+    if searcher.total > 0 and (budget is None or budget > 0):
+        tuner = _tuner(study, info, space, dataset, (searcher, scheduler, stopper, callback))
+        with callback.display():
+            tuner.fit()
+    elif budget is not None and budget <= 0:
+        print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
+    _add_elapsed(study, time.time() - started)
+    return _finish(study, info, ostudy, callback.ray_states(), time.time() - started)
+
+
+def _search(
+    study: Path, info: dict[str, Any], space: SearchSpace, ostudy: Any, retry_failed: bool
+) -> tuple[Any, Any]:
+    """The searcher (Optuna's trials to continue, then new ones) and the scheduler (ASHA,
+    its rungs seeded with the continued trials' epochs so far)."""
+    from revstudy.study.records import read_epochs
+    from revstudy.study.scheduling import epoch_history, make_scheduler
+    from revstudy.study.search import StudySearcher, counted_trials, retries, unfinished
+
+    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
+    continuations = unfinished(ostudy) + (retries(ostudy) if retry_failed else [])
+    new = max(0, int(info["num_samples"]) - len(counted_trials(ostudy)))
+    history = epoch_history(read_epochs(study), objectives[0][0])
+    continued = {c.record_id: history.pop(c.record_id, []) for c in continuations}
+    baseline = baseline_params(space) if info["baseline"] else None
+    scheduler, asha = make_scheduler(
+        info,
+        _max_epochs(space, info["baseline"]),
+        history,
+        protect=None if baseline is None else lambda c: public_params(c) == baseline,
+    )
+
+    def on_continue(ray_id: str, record_id: str) -> None:
+        if asha is not None:  # a continued trial keeps its place in ASHA's rungs
+            asha.seed(ray_id, continued.get(record_id, []))
+
+    searcher = StudySearcher(
+        ostudy, space, objectives, continuations=continuations, new=new, on_continue=on_continue
+    )
+    return searcher, scheduler
+
+
+def _tuner(
+    study: Path, info: dict[str, Any], space: SearchSpace, dataset: Dataset, parts: tuple
+) -> Any:
+    """A fresh Ray Tune run of this driver (`parts`: searcher, scheduler, stopper, callback)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    searcher, scheduler, stopper, callback = parts
+    search_alg: Any = searcher
+    if info["max_concurrent"]:
+        search_alg = ConcurrencyLimiter(searcher, max_concurrent=info["max_concurrent"])
+    return tune.Tuner(
+        trainable(study, info, space, dataset),
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=searcher.total,
+            time_budget_s=_remaining_budget(study, info),
+            # a finished trial's worker process takes the next trial: no new process,
+            # no second torch import (all trials ask for the same resources)
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            # one folder per driver run: Ray's logs only, never read back by revstudy
+            name=f"run-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}",
+            storage_path=str(study / "ray"),
+            verbose=0,
+            stop=stopper,
+            callbacks=[callback],
+            failure_config=tune.FailureConfig(max_failures=info["max_failures"]),
+        ),
+    )
+
+
+def _finish(
+    study: Path, info: dict[str, Any], ostudy: Any, ray_states: dict[str, Any], elapsed: float
+) -> dict[str, Any]:
+    """After a run: tables from the trial folders and every trial's state, Optuna brought in
+    step with them, the summary; `StudyFailed` when every trial failed."""
+    metrics = [o["metric"] for o in info["objectives"]]
+    recorded = recorded_states(ostudy, metrics)  # Optuna's storage is read afresh
+    table = refresh_tables(study, {**recorded, **ray_states})
+    reconcile_optuna(study, info, ostudy)
+    summary = summarise(study, table, elapsed)
+    if summary["by_state"].get("FAILED", 0) == len(table) and len(table) > 0:
+        reasons = sorted(set(table["failure_reason"].astype(str)))[:3]
+        raise StudyFailed(
+            f"all {len(table)} trials failed, e.g. {'; '.join(reasons)} "
+            f"(details: revstudy status {info['name']})"
+        )
+    return summary
+
+
+def _remaining_budget(study: Path, info: dict[str, Any]) -> float | None:
+    """Seconds left of `--time-budget` after earlier driver runs (None: no budget)."""
+    if info.get("time_budget_s") is None:
+        return None
+    from revstudy.files import read_json
+
+    spent = (read_json(study / "driver.json") or {}).get("elapsed_s", 0.0)
+    return float(info["time_budget_s"]) - (spent if isinstance(spent, int | float) else 0.0)
+
+
+def _add_elapsed(study: Path, seconds: float) -> None:
+    """driver.json: the wall time of every driver run so far (for the time budget)."""
+    from revstudy.files import read_json
+
+    doc = read_json(study / "driver.json") or {}
+    elapsed = doc.get("elapsed_s", 0.0)
+    runs = doc.get("runs", 0)
+    write_json_atomic(
+        study / "driver.json",
+        {
+            "elapsed_s": (elapsed if isinstance(elapsed, int | float) else 0.0) + seconds,
+            "runs": (runs if isinstance(runs, int) else 0) + 1,
+        },
+    )
+
+
+def _max_epochs(space: SearchSpace, baseline: bool) -> int:
+    """ASHA's max_t: the most epochs any trial (the paper baseline included) can run."""
+    most = int(space.to_config({}).epochs)
+    for p in space.params:
+        if p.name == "epochs":
+            most = int(max(p.choices) if p.type == "categorical" else p.high or 1)
+    point = baseline_params(space) if baseline else None
+    if point is not None:
+        most = max(most, int(space.to_config(point).epochs))
+    return most

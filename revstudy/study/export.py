@@ -1,0 +1,221 @@
+"""`revstudy export`: a study's best configurations as YAML files `revstudy train` accepts.
+
+Reads only the study directory (study.json + trials.parquet, see docs/study-dir.md) with
+pandas, so it works on any machine that has the folder, and on a study that is still running
+(the table is rewritten atomically as trials report; unfinished trials are simply skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from revstudy.errors import ConfigError, RevstudyError
+from revstudy.studyfolder import (
+    Objective,
+    StudyInfo,
+    pareto_fronts,
+    parse_objective,
+    rank_finished,
+    read_study_info,
+)
+from revstudy.studyfolder import study_dir as locate_study
+from revstudy.training.config import TrialConfig
+from revstudy.version import __version__
+
+__all__ = [
+    "ExportResult",
+    "Ranked",
+    "config_from_row",
+    "export_study",
+    "objectives_of",
+    "pareto_fronts",
+    "rank_trials",
+    "read_study",
+    "resolve_study",
+]
+# Columns of trials.parquet that are bookkeeping, not metrics (docs/study-dir.md).
+NOT_METRICS = {"trial_id", "number", "state", "failure_reason", "is_baseline", "device"}
+# Metrics where smaller is better, for --objective on a metric the study did not optimise.
+MINIMISED_PREFIXES = ("inv_error", "val_loss", "train_seconds", "cd_", "rcd_", "wall_seconds")
+
+
+@dataclass
+class Ranked:
+    """One exported trial: its config, rank, Pareto front and search-time metrics."""
+
+    trial_id: str
+    config: TrialConfig
+    rank: int
+    front: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_study(study: str | Path, storage: str | Path | None = None) -> Path:
+    """A study folder from a path, or a plain name under the storage root (`--storage`,
+    else `$REVSTUDY_STORAGE`, else ./revstudy-results); `RevstudyError` if neither."""
+    path = locate_study(str(study), None if storage is None else str(storage))
+    if not (path / "study.json").is_file():
+        raise RevstudyError(f"no such study: {study} (no study.json at {path})")
+    return path
+
+
+def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """study.json and trials.parquet (an empty table while no trial has reported)."""
+    meta = read_study_info(study_dir)
+    table = study_dir / "trials.parquet"
+    try:
+        trials = pd.read_parquet(table) if table.is_file() else pd.DataFrame()
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise RevstudyError(
+            f"{table}: damaged ({type(e).__name__}); `revstudy resume` rewrites it"
+        ) from None
+    return meta, trials
+
+
+def objectives_of(
+    meta: dict[str, Any], trials: pd.DataFrame, objective: str | None
+) -> list[Objective]:
+    """The study's objectives, or the one `--objective NAME[:max|min]` picks."""
+    declared = list(StudyInfo.from_dict(meta).objectives) if meta.get("objectives") else []
+    if objective is None:
+        if not declared:
+            raise RevstudyError("study.json names no objectives; pick one with --objective")
+        return declared
+    asked = parse_objective(objective, "--objective")
+    name, mode = asked.metric, objective.partition(":")[2]  # mode "": the metric's usual one
+    known = {o.metric: o for o in declared}
+    if name in known:
+        return [Objective(name, asked.mode if mode else known[name].mode)]
+    metrics = sorted(
+        c for c in trials.columns if not c.startswith("config/") and c not in NOT_METRICS
+    )
+    if name not in metrics:
+        listed = ", ".join(sorted(known) or metrics[:12]) or "none yet"
+        raise RevstudyError(f"unknown objective {name!r} (study objectives/metrics: {listed})")
+    if not mode:
+        return [Objective(name, "min" if name.startswith(MINIMISED_PREFIXES) else "max")]
+    return [asked]
+
+
+def config_from_row(row: pd.Series, source: str) -> TrialConfig:
+    """The TrialConfig of a trials.parquet row (`config/<field>` columns, lists as JSON)."""
+    data: dict[str, Any] = {}
+    for col, value in row.items():
+        name = str(col)
+        if not name.startswith("config/"):
+            continue
+        key = name.removeprefix("config/")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # a conditional parameter this trial did not use: keep the default
+        if isinstance(value, str) and value[:1] == "[":
+            value = json.loads(value)
+        if isinstance(value, np.generic):
+            value = value.item()
+        data[key] = value  # an unknown field fails in from_dict, named
+    try:
+        return TrialConfig.from_dict(data, source=source)
+    except ConfigError as e:
+        raise RevstudyError(f"{e} (study written by another revstudy version?)") from None
+
+
+def rank_trials(
+    trials: pd.DataFrame, objectives: list[Objective], study: str = "study"
+) -> list[Ranked]:
+    """Finished trials with a value for every objective, best first (Pareto fronts first)."""
+    if trials.empty or "state" not in trials.columns:
+        raise RevstudyError(f"{study}: no finished trials yet (trials.parquet is missing/empty)")
+    done = rank_finished(trials, objectives)
+    if done.empty:
+        raise RevstudyError(
+            f"{study}: no finished trials (COMPLETED or STOPPED_EARLY with "
+            f"{', '.join(o.metric for o in objectives)}) yet"
+        )
+    metric_cols = [
+        c
+        for c in done.columns
+        if not c.startswith("config/")
+        and c not in NOT_METRICS
+        and c not in ("front", "rank")  # rank_finished's columns
+        and not c.endswith("_std")
+    ]
+    out = []
+    for _, row in done.iterrows():
+        tid = str(row["trial_id"])
+        metrics = {
+            c: float(row[c])
+            for c in metric_cols
+            if isinstance(row[c], int | float | np.number)
+            and not isinstance(row[c], bool | np.bool_)
+            and math.isfinite(float(row[c]))
+        }
+        config = config_from_row(row, f"{study}: trial {tid}")
+        out.append(Ranked(tid, config, int(row["rank"]), int(row["front"]), metrics))
+    return out
+
+
+def provenance(
+    meta: dict[str, Any], r: Ranked, objectives: list[Objective], study_dir: Path
+) -> dict[str, Any]:
+    """Where an exported config came from, written under `provenance:` in the YAML."""
+    data = meta.get("data", {})
+    return {
+        "study": meta.get("name", study_dir.name),
+        "study_dir": str(study_dir),
+        "trial_id": r.trial_id,
+        "rank": r.rank,
+        "pareto_front": r.front,
+        "objectives": [{"metric": o.metric, "mode": o.mode} for o in objectives],
+        "metrics_at_search": r.metrics,
+        "data": {"path": data.get("path"), "sha256": data.get("sha256")},
+        "split": {"seed": r.config.seed, "test_seed": r.config.test_seed},
+        "revstudy_study": meta.get("versions", {}).get("revstudy"),
+        "revstudy_export": __version__,
+    }
+
+
+@dataclass
+class ExportResult:
+    paths: list[Path]
+    ranked: list[Ranked]
+    objectives: list[Objective]
+
+
+def export_study(
+    study: str | Path,
+    top: int = 1,
+    objective: str | None = None,
+    out: str | Path | None = None,
+    storage: str | Path | None = None,
+) -> ExportResult:
+    """Write the `top` best configs: one file (top=1, default best.yaml) or a folder."""
+    if top < 1:
+        raise RevstudyError(f"--top {top}: must be >= 1")
+    study_dir = resolve_study(study, storage)
+    meta, trials = read_study(study_dir)
+    objs = objectives_of(meta, trials, objective)
+    ranked = rank_trials(trials, objs, str(meta.get("name", study_dir.name)))[:top]
+    paths: list[Path] = []
+    if top == 1:
+        target = Path(out) if out is not None else Path("best.yaml")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ranked[0].config.save_yaml(target, header=provenance(meta, ranked[0], objs, study_dir))
+        paths.append(target)
+    else:
+        folder = Path(out) if out is not None else Path("best")
+        folder.mkdir(parents=True, exist_ok=True)
+        for r in ranked:
+            target = folder / f"rank{r.rank:02d}-{_safe(r.trial_id)}.yaml"
+            r.config.save_yaml(target, header=provenance(meta, r, objs, study_dir))
+            paths.append(target)
+    return ExportResult(paths, ranked, objs)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -1,0 +1,128 @@
+"""The study's live terminal panel: counts, times, each running trial's epoch and objective,
+the best trial so far, in a few lines that fit 80 columns (instead of Ray's tables).
+
+Display only: `revstudy.study.progress.StudyCallback` feeds it from Ray's trial events and
+keeps the records."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from revstudy.studyfolder import PER_EPOCH, Objective, rank_key
+
+ENDED = ("COMPLETED", "STOPPED_EARLY", "FAILED")
+
+
+class LivePanel:
+    """What the panel shows, updated as trials start, report and end."""
+
+    def __init__(self, info: dict[str, Any], live: bool = True, done_before: int = 0):
+        self.info = info
+        self.objective = Objective(info["objectives"][0]["metric"], info["objectives"][0]["mode"])
+        self.done_before = done_before  # trials that ended in earlier driver runs
+        self.counts = dict.fromkeys(ENDED, 0)
+        self.best: tuple[float, str, dict[str, Any]] | None = None
+        self._best_key: tuple[int, float] | None = None
+        self.durations: list[float] = []
+        self.started = time.time()
+        self.console = Console(stderr=True)
+        self.enabled = live and self.console.is_terminal
+        self._live: Live | None = None
+
+    @property
+    def metric(self) -> str:
+        return self.objective.metric
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values()) + self.done_before
+
+    def ended(self, state: str, rid: str, result: dict[str, Any], params: dict[str, Any]) -> None:
+        """Count a trial that ended; keep the best under the study folder's ranking
+        (completed trials before early-stopped ones)."""
+        self.counts[state] += 1
+        if state == "FAILED":
+            return
+        self.durations.append(float(result.get("time_total_s", 0.0) or 0.0))
+        value = result.get(self.metric)
+        if isinstance(value, int | float) and value == value:
+            key = rank_key(state, float(value), self.objective)
+            if self._best_key is None or key < self._best_key:
+                self._best_key = key
+                self.best = (float(value), rid, params)
+
+    @contextlib.contextmanager
+    def display(self, trials: dict[str, Any]) -> Iterator[None]:
+        """Show the panel (a terminal only) while the study runs; `trials` is the live dict
+        of Ray trials by folder id."""
+        if self.enabled:
+            with Live(self.render(trials), console=self.console, refresh_per_second=2) as live:
+                self._live = live
+                yield
+                live.update(self.render(trials))
+            self._live = None
+        else:
+            yield
+
+    def update(self, trials: dict[str, Any]) -> None:
+        if self._live is not None:
+            self._live.update(self.render(trials))
+
+    def say(self, text: str, trials: dict[str, Any]) -> None:
+        """One event: redrawn into the panel, or a plain line without a terminal."""
+        if self._live is not None:
+            self._live.update(self.render(trials))
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def render(self, trials: dict[str, Any]) -> Table:
+        """A few short lines that fit 80 columns: counts and times, each running trial
+        (epoch and objective so far, like Ray's CLIReporter but compact), the best so far."""
+        running = [(rid, t) for rid, t in trials.items() if t.status == "RUNNING"]
+        total = self.info["num_samples"]
+        eta = "estimating…"  # until the first trial has ended
+        if self.durations:
+            left = max(0, total - self.done)
+            mean = sum(self.durations) / len(self.durations)
+            eta = fmt_seconds(left * mean / max(1, len(running)))
+        t = Table.grid(padding=(0, 1))
+        t.add_column(overflow="fold")
+        t.add_row(
+            f"[bold]{self.info['name']}[/] {self.done}/{total} done "
+            f"({self.counts['STOPPED_EARLY']} stopped early, {self.counts['FAILED']} failed) · "
+            f"{len(running)} running · {fmt_seconds(time.time() - self.started)} elapsed · "
+            f"ETA {eta}"
+        )
+        per_epoch = PER_EPOCH.get(self.metric)
+        for rid, trial in running[:8]:
+            last = trial.last_result or {}
+            epochs = trial.config.get("epochs") or int(self.info["space"]["fixed"].get("epochs", 5))
+            value = last.get(per_epoch) if per_epoch else None
+            shown = f"  {self.metric} {short(value)}" if value is not None else ""
+            t.add_row(f"  ▸ {rid}  epoch {last.get('epoch', 0)}/{epochs}{shown}")
+        if len(running) > 8:
+            t.add_row(f"  … and {len(running) - 8} more running")
+        if self.best:
+            value, tid, params = self.best
+            shown = ", ".join(f"{k}={short(v)}" for k, v in list(params.items())[:6])
+            t.add_row(f"best {self.metric} {value:.4f} ({tid}): {shown}")
+        return t
+
+
+def fmt_seconds(seconds: float) -> str:
+    """H:MM:SS."""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def short(v: Any) -> str:
+    """A value in a few characters."""
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,175 @@
+"""The driver-side bookkeeping of a study's trials, as Ray reports them.
+
+`StudyCallback` is a Ray Tune callback: it writes each trial's `trial.json` (Optuna number,
+params, baseline flag), refreshes the tidy tables as trials report and end, removes a
+finished trial's checkpoint, and feeds the `LivePanel` (revstudy.study.live_panel).
+`StudyStopper` ends a study whose first trials all fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from revstudy.files import read_json, write_json_atomic
+from revstudy.study.live_panel import LivePanel, short
+from revstudy.study.records import refresh_tables
+from revstudy.study.spaces import SearchSpace, baseline_params
+from revstudy.studyfolder import (
+    FINAL_KEY,
+    STATE_FILE,
+    TRIAL_KEY,
+    optuna_url,
+    public_params,
+    trial_dir,
+)
+
+
+class StudyStopper(tune.Stopper):
+    """Stop everything once `threshold` trials failed and none succeeded."""
+
+    def __init__(self, threshold: int):
+        self.threshold = max(1, threshold)
+        self.failed = 0
+        self.succeeded = 0
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.succeeded == 0 and self.failed >= self.threshold
+
+
+class StudyCallback(tune.Callback):
+    """Ray Tune callback of a driver run: each trial's `trial.json` when it starts, the tidy
+    tables as trials report and end, a finished trial's checkpoint removed, the stopper's
+    counts; what it sees is drawn by a `LivePanel`."""
+
+    def __init__(
+        self,
+        study: Path,
+        info: dict[str, Any],
+        stopper: StudyStopper,
+        live: bool = True,
+        done_before: int = 0,
+    ):
+        self.study = study
+        self.info = info
+        self.stopper = stopper
+        self.trials: dict[str, Any] = {}
+        self.panel = LivePanel(info, live=live, done_before=done_before)
+        self._last_refresh = 0.0
+        self._space = SearchSpace.from_info(info["space"])
+        self._baseline = baseline_params(self._space) if info.get("baseline") else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles run configs (tuner.pkl): leave out the terminal and live trials."""
+        state = dict(self.__dict__)
+        state.update(panel=None, trials={})
+        return state
+
+    def display(self) -> contextlib.AbstractContextManager[None]:
+        return self.panel.display(self.trials)
+
+    def ray_states(self) -> dict[str, dict[str, Any]]:
+        """Ray's view of this run's trials, keyed by trial folder id."""
+        out = {}
+        for tid, t in self.trials.items():
+            err = ""
+            if t.status == "ERROR":
+                err = str(getattr(t, "error_file", "") or "failed (see Ray logs)")
+            out[tid] = {
+                "status": t.status,
+                "config": public_params(dict(t.config)),
+                "error": err,
+                "last_result": dict(t.last_result or {}),
+            }
+        return out
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last_refresh > 5:
+            self._last_refresh = now
+            refresh_tables(self.study, self.ray_states())
+
+    def _optuna_number(self, trial_id: str) -> int | None:
+        """Optuna's number for a Ray trial (the searcher tags each Optuna trial with it)."""
+        import optuna
+
+        try:
+            s = optuna.load_study(study_name=self.info["name"], storage=optuna_url(self.study))
+        except Exception:
+            return None
+        for t in reversed(s.get_trials(deepcopy=False)):
+            if t.user_attrs.get("ray_trial_id") == trial_id:
+                return int(t.number)
+        return None
+
+    def _write_trial_json(self, rid: str, trial: Any) -> None:
+        meta_path = trial_dir(self.study, rid) / "trial.json"
+        if meta_path.is_file():
+            return
+        params = public_params(dict(trial.config))
+        try:
+            config = self._space.to_config(params).to_dict()
+        except Exception:  # the trial itself reports an invalid config as its failure
+            config = {}
+        write_json_atomic(
+            meta_path,
+            {
+                "config": config,
+                "trial_id": rid,
+                "number": self._optuna_number(rid),
+                "params": params,
+                "is_baseline": self._baseline is not None and params == self._baseline,
+                "device": "cuda" if self.info.get("gpus_per_trial") else "cpu",
+            },
+        )
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rid = record_id(trial)
+        self.trials[rid] = trial
+        self._write_trial_json(rid, trial)
+        self.panel.say(f"trial {rid} started", self.trials)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.trials[record_id(trial)] = trial
+        self._refresh()
+        self.panel.update(self.trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rid = record_id(trial)
+        self.trials[rid] = trial
+        # finished or stopped for good: its checkpoint is no longer needed (lean folders)
+        (trial_dir(self.study, rid) / STATE_FILE).unlink(missing_ok=True)
+        result = trial.last_result or {}
+        state = "COMPLETED" if result.get(FINAL_KEY) else "STOPPED_EARLY"
+        self.stopper.succeeded += 1
+        self.panel.ended(state, rid, result, public_params(dict(trial.config)))
+        self._refresh(force=True)
+        metric = self.panel.metric
+        self.panel.say(
+            f"trial {rid} {state.lower()}: {metric}={short(result.get(metric))} "
+            f"[{self.panel.done}/{self.info['num_samples']}]",
+            self.trials,
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rid = record_id(trial)
+        self.trials[rid] = trial
+        self.stopper.failed += 1
+        self.panel.ended("FAILED", rid, {}, {})
+        self._refresh(force=True)
+        reason = (read_json(trial_dir(self.study, rid) / "failure.json") or {}).get("reason", "")
+        self.panel.say(f"trial {rid} failed: {reason}", self.trials)
+
+
+def record_id(trial: Any) -> str:
+    """The trial's folder id: its first Ray id, kept when `resume` continues it."""
+    return str(trial.config.get(TRIAL_KEY) or trial.trial_id)

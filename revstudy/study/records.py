@@ -1,0 +1,217 @@
+"""The study directory's tidy records, written and read without ray (see docs/study-dir.md).
+
+Each trial writes its own files under `trials/<trial_id>/` (epochs.jsonl as it goes,
+result.json and arrays.npz when it finishes, failure.json when it fails): they are the record
+of truth. The driver merges them with Ray's trial states into trials.parquet/epochs.parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from revstudy.files import json_safe, read_json, write_json_atomic
+from revstudy.studyfolder import (
+    DEFAULT_STORAGE,
+    NAME_RE,
+    STATES,
+    check_name,
+    optuna_url,
+    read_study_info,
+    storage_root,
+    study_dir,
+    trial_dir,
+)
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "NAME_RE",
+    "RUN_KEYS",
+    "STATES",
+    "append_epochs",
+    "build_trials_table",
+    "check_name",
+    "json_safe",
+    "load_trials",
+    "optuna_url",
+    "read_epochs",
+    "read_json",
+    "read_jsonl",
+    "read_study_info",
+    "refresh_tables",
+    "storage_root",
+    "study_dir",
+    "trial_dir",
+    "write_json_atomic",
+    "write_parquet_atomic",
+]
+
+# study.json keys a driver run needs (revstudy.studyfolder.read_study_info's `need`)
+RUN_KEYS = (
+    "name",
+    "space",
+    "objectives",
+    "num_samples",
+    "data",
+    "sampler",
+    "scheduler",
+    "seed",
+    "repeats",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "baseline",
+)
+
+
+def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> None:
+    """Append rows with one `write` on an O_APPEND descriptor, so a kill leaves whole lines.
+
+    A torn tail left by an older writer (no final newline) is cut off first, with a warning,
+    so new rows never glue onto half a line.
+    """
+    path = trial_dir(study, trial_id) / "epochs.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(json_safe(row)) + "\n" for row in rows).encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            keep = _last_newline(fd, size)
+            warnings.warn(f"{path}: cut a torn last line ({size - keep} bytes)", stacklevel=2)
+            os.ftruncate(fd, keep)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _last_newline(fd: int, size: int) -> int:
+    """Offset just past the file's last newline (0 if none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a damaged line (a torn last line after a kill) is skipped
+    with a warning that names the file and line, never silently."""
+    rows = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            warnings.warn(f"{path}:{n}: skipped a damaged line", stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
+
+
+def read_epochs(study: Path) -> pd.DataFrame:
+    """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
+    frames = []
+    for path in sorted((study / "trials").glob("*/epochs.jsonl")):
+        rows = read_jsonl(path)
+        if rows:
+            df = pd.DataFrame(rows)
+            df.insert(0, "trial_id", path.parent.name)
+            frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["trial_id", "repeat", "epoch"])
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop_duplicates(["trial_id", "repeat", "epoch"], keep="last")
+    return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial from the per-trial files, with Ray's view for unfinished trials.
+
+    `ray_states[trial_id]` holds `status` (Ray's), `config` (params), `error` (one line) and
+    `last_result`. Per-trial files win where they exist: they are written by the trial itself.
+    """
+    rows = []
+    ids = set(ray_states) | {p.name for p in (study / "trials").glob("*") if p.is_dir()}
+    for tid in sorted(ids):
+        tdir = trial_dir(study, tid)
+        result = read_json(tdir / "result.json")
+        failure = read_json(tdir / "failure.json")
+        meta = read_json(tdir / "trial.json") or {}
+        ray = ray_states.get(tid, {})
+        row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
+        row["is_baseline"] = bool(meta.get("is_baseline", False))
+        config = (result or {}).get("config") or meta.get("config") or {}
+        last = (result or {}).get("metrics") or ray.get("last_result") or {}
+        status = ray.get("status")
+        epochs_target = int(config.get("epochs", 0) or 0)
+        epochs_done = int(last.get("epoch", 0) or 0)
+        damaged = result is None and (tdir / "result.json").exists()
+        if damaged:  # reported, never silently demoted to pending or re-ranked
+            state = "DAMAGED"
+        elif result is not None:
+            state = "COMPLETED"
+        elif status in ("RUNNING", "PAUSED"):  # also a retry after a recorded failure
+            state = "RUNNING"
+        elif failure is not None or status == "ERROR":
+            state = "FAILED"
+        elif status == "TERMINATED":
+            state = "STOPPED_EARLY" if epochs_done < epochs_target else "COMPLETED"
+        else:
+            state = "PENDING"
+        row["state"] = state
+        row["failure_reason"] = (
+            (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
+        )
+        if damaged:
+            row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
+        row["epochs_done"] = epochs_done
+        row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
+        row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
+        row["tf32"] = bool((result or {}).get("tf32", False))  # reduced-precision CUDA kernels
+        history = (result or {}).get("history") or {}
+        row["resumes"] = len(history.get("resumed_after_epoch", []))
+        row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
+        for k, v in config.items():
+            row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v
+        for k, v in last.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
+                row[k] = v
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
+    return df
+
+
+def refresh_tables(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Rewrite trials.parquet and epochs.parquet atomically; return the trials table."""
+    trials = build_trials_table(study, ray_states)
+    write_parquet_atomic(trials, study / "trials.parquet")
+    write_parquet_atomic(read_epochs(study), study / "epochs.parquet")
+    return trials
+
+
+def load_trials(study: Path) -> pd.DataFrame:
+    """The tidy table, rebuilt from per-trial files when no parquet exists yet."""
+    path = study / "trials.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    return build_trials_table(study, {})

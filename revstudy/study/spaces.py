@@ -1,0 +1,295 @@
+"""Search spaces: YAML files → validated parameter definitions → Optuna suggestions.
+
+A space file has `fixed:` (TrialConfig fields for every trial), `params:` (what to search)
+and optionally `objectives:` and `description:`. Each parameter has `type` (float, int,
+categorical), `low`/`high` (+ `log`, `step`) or `choices`, and an optional `condition`
+(`{param: NAME, in: [values]}`) under which it is searched at all. Stage block counts are
+searched as `blocks_0` … `blocks_4`. Everything is checked on load, before any trial starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from revstudy.errors import ConfigError
+from revstudy.training.config import TrialConfig, field_names, yaml_error
+
+BLOCK_PARAMS = tuple(f"blocks_{i}" for i in range(5))
+TYPES = ("float", "int", "categorical")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    condition: tuple[str, tuple[Any, ...]] | None = None  # (param, allowed values)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    path: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    objectives: tuple[str, ...] = ("f1_macro:max",)
+    description: str = ""
+    repeats: int = 1  # seeded splits per configuration unless --repeats says otherwise
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Define-by-run space for Optuna: suggest every parameter whose condition holds."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if p.condition and chosen.get(p.condition[0], _MISSING) not in p.condition[1]:
+                continue
+            if p.type == "categorical":
+                chosen[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+            elif p.type == "int":
+                assert p.low is not None and p.high is not None
+                chosen[p.name] = trial.suggest_int(
+                    p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
+                )
+            else:
+                assert p.low is not None and p.high is not None
+                chosen[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+        return chosen
+
+    def to_config(self, params: dict[str, Any], base: TrialConfig | None = None) -> TrialConfig:
+        """TrialConfig for one trial: defaults ← fixed ← searched params."""
+        values = {**(base or TrialConfig()).to_dict(), **self.fixed}
+        blocks = list(values["blocks"])
+        for key, value in params.items():
+            if key in BLOCK_PARAMS:
+                blocks[int(key[-1])] = value
+            else:
+                values[key] = value
+        values["blocks"] = blocks
+        return TrialConfig.from_dict(values, source=self.path)
+
+    @classmethod
+    def from_info(cls, d: dict[str, Any]) -> SearchSpace:
+        """The space as `to_dict` wrote it into study.json (no YAML file needed)."""
+        params = []
+        for p in d["params"]:
+            cond = p.get("condition")
+            params.append(
+                Param(
+                    name=p["name"],
+                    type=p["type"],
+                    low=p.get("low"),
+                    high=p.get("high"),
+                    log=p.get("log", False),
+                    step=p.get("step"),
+                    choices=tuple(p.get("choices", ())),
+                    condition=(cond[0], tuple(cond[1])) if cond else None,
+                )
+            )
+        return cls(
+            name=d["name"],
+            path=d["path"],
+            fixed=d["fixed"],
+            params=tuple(params),
+            objectives=tuple(d["objectives"]),
+            description=d.get("description", ""),
+            repeats=int(d.get("repeats", 1)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "description": self.description,
+            "fixed": self.fixed,
+            "objectives": list(self.objectives),
+            "repeats": self.repeats,
+            "params": [
+                {k: v for k, v in dataclasses.asdict(p).items() if v not in (None, (), False)}
+                for p in self.params
+            ],
+        }
+
+
+_MISSING = object()
+
+
+def builtin_dir() -> Path:
+    return Path(str(importlib.resources.files("revstudy.search_spaces")))
+
+
+def list_spaces() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+def resolve_space_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"{p}: search space file not found")
+        return p
+    builtin = builtin_dir() / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        raise ConfigError(
+            f"unknown search space {name_or_path!r}: use one of {', '.join(list_spaces())} "
+            "or a path to a YAML file"
+        )
+    return builtin
+
+
+def load_space(name_or_path: str) -> SearchSpace:
+    """Load and validate a space by built-in name (`default`, `quick`, `paper`) or path."""
+    path = resolve_space_path(name_or_path)
+    src = str(path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{src}: not valid YAML: {yaml_error(e)}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{src}: expected a mapping with fixed/params/objectives")
+    unknown = set(doc) - {"fixed", "params", "objectives", "description", "repeats"}
+    if unknown:
+        raise ConfigError(f"{src}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    fixed = doc.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"{src}: fixed: expected a mapping of TrialConfig fields")
+    raw_params = doc.get("params") or {}
+    if not isinstance(raw_params, dict):
+        raise ConfigError(f"{src}: params: expected a mapping of parameter definitions")
+    params = tuple(_param(src, name, spec) for name, spec in raw_params.items())
+    names = {p.name for p in params}
+    for p in params:
+        if p.condition and p.condition[0] not in names:
+            raise ConfigError(f"{src}: parameter {p.name}: condition on unknown {p.condition[0]}")
+    both = names & set(fixed)
+    if both:
+        raise ConfigError(f"{src}: {', '.join(sorted(both))} both fixed and searched")
+    objectives = tuple(doc.get("objectives") or ("f1_macro:max",))
+    repeats = doc.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"{src}: repeats: expected a whole number >= 1, got {repeats!r}")
+    description = str(doc.get("description", ""))
+    space = SearchSpace(path.stem, src, fixed, params, objectives, description, repeats)
+    space.to_config({})  # fixed values must form a valid config
+    _check_extremes(space)
+    return space
+
+
+def _check_extremes(space: SearchSpace) -> None:
+    """Every parameter at its low, high and each choice must give a valid config."""
+    for p in space.params:
+        values = list(p.choices) if p.type == "categorical" else [p.low, p.high]
+        for v in values:
+            if p.type == "int" and v is not None:
+                v = int(v)
+            given = {p.name: v}
+            if p.condition:  # check it where it applies: with its condition met
+                given[p.condition[0]] = p.condition[1][0]
+            try:
+                space.to_config(given)
+            except ConfigError as e:
+                msg = str(e).split(": ", 1)[-1]
+                raise ConfigError(f"{space.path}: parameter {p.name}: value {v!r}: {msg}") from None
+
+
+# Settings of the held-out test split: fixed per study, never searched (a trial that could
+# choose its own test split could be selected for it).
+STUDY_FIELDS = ("test_fraction", "test_seed")
+
+
+def _param(src: str, name: str, spec: Any) -> Param:
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(f"{src}: parameter {name}: {reason}")
+
+    if name not in field_names() and name not in BLOCK_PARAMS:
+        raise bad("not a TrialConfig field (see `revstudy spaces --fields`)")
+    if name == "blocks":
+        raise bad("search stage depths as blocks_0 … blocks_4")
+    if name in STUDY_FIELDS:
+        raise bad(
+            "belongs to the study, not to a trial: every trial must share one held-out test "
+            "split, so set it under fixed: (or leave the default)"
+        )
+    if not isinstance(spec, dict):
+        raise bad("expected a mapping with type and range or choices")
+    unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "condition"}
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise bad(f"type must be one of {', '.join(TYPES)}, got {kind!r}")
+    condition = None
+    if "condition" in spec:
+        cond = spec["condition"]
+        if not (
+            isinstance(cond, dict) and set(cond) == {"param", "in"} and isinstance(cond["in"], list)
+        ):
+            raise bad("condition must be {param: NAME, in: [values]}")
+        if not cond["in"]:
+            raise bad("condition: `in` needs at least one value (an empty list never applies)")
+        condition = (str(cond["param"]), tuple(cond["in"]))
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise bad("categorical needs a non-empty list of choices")
+        return Param(name, kind, choices=tuple(choices), condition=condition)
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except (KeyError, TypeError, ValueError):
+        raise bad(f"{kind} needs numeric low and high") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise bad(f"low and high must be finite numbers, got {low:g} and {high:g}")
+    if low > high:
+        raise bad(f"low ({low:g}) > high ({high:g})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise bad(f"log must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise bad("log scale needs low > 0")
+    step = spec.get("step")
+    if step is not None:
+        if isinstance(step, bool) or not isinstance(step, int | float) or not step > 0:
+            raise bad(f"step must be a number > 0, got {step!r}")
+        if not math.isfinite(step):
+            raise bad(f"step must be finite, got {step!r}")
+        if log:
+            raise bad("step and log cannot be combined (Optuna samples a log scale continuously)")
+        if kind == "int" and step != int(step):
+            raise bad(f"int needs a whole step, got {step!r}")
+    if kind == "int" and (low != int(low) or high != int(high)):
+        raise bad("int needs integer low and high")
+    return Param(
+        name, kind, low, high, log, None if step is None else float(step), condition=condition
+    )
+
+
+def baseline_params(space: SearchSpace) -> dict[str, Any] | None:
+    """The paper configuration (search_spaces/paper.yaml) in the space's parameters; None
+    when a categorical parameter cannot take its value."""
+    values = load_fixed_config("paper").to_dict()
+    point: dict[str, Any] = {}
+    for p in space.params:
+        if p.condition and point.get(p.condition[0]) not in p.condition[1]:
+            continue
+        v = values["blocks"][int(p.name[-1])] if p.name in BLOCK_PARAMS else values[p.name]
+        if p.type == "categorical" and v not in p.choices:
+            return None
+        point[p.name] = v  # numeric values outside the range are still enqueued as given
+    return point
+
+
+def load_fixed_config(name_or_path: str) -> TrialConfig:
+    """The config of a space with no searched parameters (e.g. `paper`)."""
+    space = load_space(name_or_path)
+    if space.params:
+        raise ConfigError(f"{space.path}: searches {len(space.params)} parameter(s); not fixed")
+    return space.to_config({})

@@ -1,0 +1,312 @@
+"""One study trial: train a config on R seeded splits in lockstep, report every epoch.
+
+Repeats advance together, so each epoch's report is the mean over repeats and ASHA compares
+trials on the same footing. Every epoch the trial saves all repeats' model, optimiser and RNG
+state to its own `trials/<id>/state.pt` (atomically, loaded with `weights_only=True`), not to
+Ray: a trial restarted by Ray (lost node, `max_failures`) or by `revstudy resume` continues
+from that file, and a trial whose `result.json` exists re-reports it instead of training
+again. The file is removed once the trial has finished (see `StudyCallback`).
+
+`train_trial` takes the `report` function as an argument, so the whole loop, checkpoints and
+resume included, runs and is tested without Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy.data.dataset import Dataset
+from revstudy.files import read_json, write_json_atomic
+from revstudy.study.records import append_epochs
+from revstudy.study.spaces import SearchSpace
+from revstudy.studyfolder import (
+    FINAL_KEY,
+    PER_EPOCH,
+    STATE_FILE,
+    TRIAL_KEY,
+    public_params,
+    trial_dir,
+)
+from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from revstudy.training.fused import Repeats
+from revstudy.training.metrics import Evaluation
+from revstudy.training.runs import aggregate
+from revstudy.training.splits import SplitTensors
+from revstudy.training.trainer import Trainer
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def run_trial(
+    params: dict[str, Any],
+    *,
+    space: SearchSpace,
+    dataset: Dataset,
+    study: str,
+    repeats: int,
+    seed: int,
+    objectives: list[str],
+    threads: int = 1,
+    driver: dict[str, Any] | None = None,
+) -> None:
+    """The Ray Tune function trainable (bound with `tune.with_parameters`).
+
+    A trial continued by `revstudy resume` carries its original id in `params[TRIAL_KEY]`,
+    so it finds its own folder and checkpoint under Ray's new trial id.
+    """
+    from ray import tune
+
+    trial_id = str(params.get(TRIAL_KEY) or tune.get_context().get_trial_id() or "local")
+    train_trial(
+        public_params(params),
+        space=space,
+        dataset=dataset,
+        study=Path(study),
+        trial_id=trial_id,
+        repeats=repeats,
+        seed=seed,
+        objectives=objectives,
+        threads=threads,
+        report=tune.report,
+        driver=driver,
+    )
+
+
+def train_trial(
+    params: dict[str, Any],
+    *,
+    space: SearchSpace,
+    dataset: Dataset,
+    study: Path,
+    trial_id: str,
+    repeats: int,
+    seed: int,
+    objectives: list[str],
+    report: Report,
+    threads: int = 1,
+    driver: dict[str, Any] | None = None,
+    fuse: bool = True,
+) -> None:
+    """Train (or continue) one trial (its repeats fused, `revstudy.training.fused`, unless `fuse` is
+    False); a failure is written to failure.json, then re-raised.
+
+    `driver` (`{"pid", "host"}` of the study driver) lets a trial notice that its driver was
+    killed: Ray's worker processes can outlive a SIGKILLed driver for a while, and such a
+    worker must not keep writing into a folder that `resume` hands to a new run."""
+    tdir = trial_dir(study, trial_id)
+    (tdir / "failure.json").unlink(missing_ok=True)  # a retry starts without the old verdict
+    guard = _Guard(tdir, driver)
+    report = _guarded(report, guard)
+    with _failure_recorded(tdir):
+        started = time.time()
+        if threads > 0:
+            torch.set_num_threads(threads)
+        done = read_json(tdir / "result.json")
+        if done is not None and isinstance(done.get("report"), dict):
+            report(done["report"])  # finished before the driver died: report again, train nothing
+            return
+        config = space.to_config(params).replace(seed=seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        trainers = [
+            Trainer(config, SplitTensors.build(dataset, config, r, device), device, seed=seed + r)
+            for r in range(repeats)
+        ]
+        ckpt = tdir / STATE_FILE
+        elapsed, history = _restore(ckpt, trainers)
+        group = Repeats(trainers, fuse=fuse)  # after the restore: it stacks the restored state
+        started -= elapsed
+        history["nodes"].append(_node_id())
+        for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
+            recs = group.train_epoch()
+            guard.check()  # before anything of this epoch is written
+            node = history["nodes"][-1]
+            rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
+            append_epochs(study, trial_id, rows)
+            metrics = _epoch_report(epoch, recs, objectives)
+            if epoch == config.epochs:
+                _finish(tdir, trainers, metrics, guard, {"started": started, "history": history})
+            else:
+                save_checkpoint(
+                    ckpt,
+                    {
+                        "trainers": group.states(),
+                        "elapsed": time.time() - started,
+                        "history": history,
+                    },
+                )
+            report(metrics)
+
+
+def _finish(
+    tdir: Path,
+    trainers: list[Trainer],
+    metrics: dict[str, Any],
+    guard: _Guard,
+    run: dict[str, Any],
+) -> None:
+    """The last epoch: every repeat's full evaluation into `metrics` (the final report) and
+    the trial's result.json + arrays.npz; `run` holds its start time and node history."""
+    evals = [t.evaluate("val") for t in trainers]
+    metrics.update(_flatten(evals))
+    metrics[FINAL_KEY] = 1  # tells the searcher this trial ran to the end
+    guard.check()  # the evaluation took a while: still ours?
+    config = trainers[0].config.to_dict()
+    result = _result_doc(tdir.name, evals, trainers[0].device, config)
+    result.update(wall_seconds=time.time() - run["started"], history=run["history"], report=metrics)
+    _write_result(tdir, evals, result)
+
+
+def _restore(ckpt: Path, trainers: list[Trainer]) -> tuple[float, dict[str, list[Any]]]:
+    """Load the trial's checkpoint into `trainers` if one exists: (seconds already spent,
+    history of the nodes it ran on and the epochs it resumed after)."""
+    history: dict[str, list[Any]] = {"nodes": [], "resumed_after_epoch": []}
+    if not ckpt.is_file():
+        return 0.0, history
+    state = load_checkpoint(ckpt)
+    saved = state.get("trainers")
+    if not isinstance(saved, list) or len(saved) != len(trainers):
+        raise CheckpointError(f"{ckpt}: not a checkpoint of this trial's {len(trainers)} repeat(s)")
+    for t, s in zip(trainers, saved, strict=True):
+        try:
+            t.load_state(s)
+        except CheckpointError as e:
+            raise CheckpointError(f"{ckpt}: {e}") from None
+    history = state.get("history", history)
+    history["resumed_after_epoch"].append(trainers[0].epoch)
+    return float(state.get("elapsed", 0.0)), history
+
+
+def _epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[str, Any]:
+    """The per-epoch report: means over repeats, and every objective (NaN until known)."""
+    metrics: dict[str, Any] = {"epoch": epoch}
+    for key in ("val_f1_macro", "val_f1_skill", "val_retrieval_mrr", "val_loss", "train_loss"):
+        metrics[key] = float(np.mean([getattr(r, key) for r in recs]))
+    for key in objectives:
+        metrics[key] = metrics[PER_EPOCH[key]] if key in PER_EPOCH else math.nan
+    return metrics
+
+
+@contextlib.contextmanager
+def _failure_recorded(tdir: Path) -> Iterator[None]:
+    """A failure is written to failure.json, then re-raised (Ray and Optuna mark it failed);
+    an abandoned trial (driver gone, folder taken over) records nothing."""
+    try:
+        yield
+    except TrialAbandoned:
+        raise
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        write_json_atomic(
+            tdir / "failure.json", {"reason": reason, "traceback": traceback.format_exc(limit=8)}
+        )
+        raise
+
+
+class TrialAbandoned(Exception):
+    """This trial's driver is gone or another run took its folder over: stop, write nothing."""
+
+
+class _Guard:
+    """Ownership of a trial folder: a token in `owner.json`, and the driver's liveness."""
+
+    def __init__(self, tdir: Path, driver: dict[str, Any] | None):
+        self.path = tdir / "owner.json"
+        self.token = uuid.uuid4().hex
+        self.driver = driver
+        write_json_atomic(self.path, {"token": self.token, "pid": os.getpid(), "host": _host()})
+
+    def check(self) -> None:
+        owner = read_json(self.path) or {}
+        if owner.get("token") != self.token:
+            raise TrialAbandoned(f"{self.path.parent}: taken over by another run; stopping")
+        d = self.driver
+        if d and d.get("host") == _host() and not _pid_alive(int(d.get("pid", 0))):
+            raise TrialAbandoned(f"driver pid {d.get('pid')} is gone; stopping this trial")
+
+
+def _guarded(report: Report, guard: _Guard) -> Report:
+    def checked(metrics: dict[str, Any]) -> None:
+        guard.check()
+        report(metrics)
+
+    return checked
+
+
+def _host() -> str:
+    return os.uname().nodename
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # unknown: assume alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed driver not yet reaped by its parent is a zombie: dead all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _node_id() -> str:
+    """The Ray node running this trial ("local" outside Ray)."""
+    import sys
+
+    ray = sys.modules.get("ray")  # only asked when Ray is running: asking would start it
+    if ray is None or not ray.is_initialized():
+        return "local"
+    try:
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # not inside a Ray worker
+        return "local"
+
+
+def _flatten(evals: list[Evaluation]) -> dict[str, float]:
+    """Every repeat's full evaluation as `{key: mean over repeats, key_std: std}`."""
+    agg = aggregate([e.metrics for e in evals])
+    flat: dict[str, float] = {}
+    for key, a in agg.items():
+        flat[key] = a["mean"]
+        flat[f"{key}_std"] = a["std"]
+    return flat
+
+
+def _result_doc(
+    trial_id: str, evals: list[Evaluation], device: torch.device, config: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "trial_id": trial_id,
+        "config": config,
+        "repeats": [e.metrics for e in evals],
+        "device": str(device),
+        # TF32 trades inversion accuracy for speed on CUDA; say so beside the figures
+        "tf32": bool(config.get("allow_tf32")) and device.type == "cuda",
+    }
+
+
+def _write_result(tdir: Path, evals: list[Evaluation], result: dict[str, Any]) -> None:
+    """arrays.npz, then result.json (the record that the trial finished), atomically."""
+    arrays = dict(evals[0].arrays)
+    for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
+        arrays[f"repeat_{key}"] = np.array([e.metrics[key] for e in evals])
+    tdir.mkdir(parents=True, exist_ok=True)
+    tmp = tdir / ".arrays.tmp.npz"
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(tdir / "arrays.npz")
+    report = result["report"]
+    result["metrics"] = {k: v for k, v in report.items() if k != FINAL_KEY}
+    write_json_atomic(tdir / "result.json", result)

@@ -1,0 +1,308 @@
+"""A trial's R repeats trained as one batched ensemble (horizontal fusion, HFTA-style).
+
+The R repeats of one configuration share one architecture, so their parameters are stacked
+along a new leading dimension and every step runs one vmapped forward, one vmapped inverse,
+one backward and one Adam step for all R models (`torch.func.functional_call` + `vmap`: a
+convolution becomes one grouped convolution, a linear layer one batched matmul). On a GPU
+that replaces R small, launch-bound steps by one; on a CPU it only helps as far as bigger
+kernels use the cores better (see `benchmarks/train_speed.py`).
+
+Each repeat keeps its own split, seed, generator and metrics: its batch order, `Z_free`
+noise and MMD sample are drawn from its own `Trainer.gen` in the sequential order, Adam is
+elementwise, and gradient clipping uses each repeat's own norm, so a fused run follows the
+sequential one up to floating-point summation order (tests/training/test_fused.py). After every
+epoch the stacked weights are copied into each repeat's `Trainer.model`, which validates,
+evaluates and checkpoints as before; `states()` also hands each repeat its slice of the
+optimiser state, so checkpoints are the sequential format and resume either way.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from revstudy.training.losses import latent_loss, spectrum_loss, structure_terms, x_weight
+from revstudy.training.trainer import LOSS_TERMS, EpochRecord, Trainer, make_optimizer
+
+
+class _Inverse(nn.Module):
+    """`net.inverse` as a module's forward, so `functional_call` can run it."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, z_free: torch.Tensor, y_latent: torch.Tensor) -> torch.Tensor:
+        return self.net.inverse(z_free, y_latent)  # type: ignore[operator]
+
+
+def steps_per_epoch(t: Trainer) -> int:
+    return -(-len(t.data.x_train) // t.config.batch_size)
+
+
+def fusable(trainers: Sequence[Trainer]) -> str | None:
+    """Why these trainers cannot be stepped together (None when they can)."""
+    if len(trainers) < 2:
+        return "a single repeat"
+    first = trainers[0]
+    if any(t.config != first.config for t in trainers):
+        return "the repeats' configurations differ"
+    if any(t.device != first.device for t in trainers):
+        return "the repeats are on different devices"
+    if len({steps_per_epoch(t) for t in trainers}) != 1:
+        return "the repeats' epochs differ in their number of steps"
+    if len({t.epoch for t in trainers}) != 1:
+        return "the repeats are at different epochs"
+    if any(True for _ in first.model.buffers()):
+        return "the model has buffers"
+    return None
+
+
+class FusedRepeats:
+    """Steps R `Trainer`s of one config as one ensemble; see the module docstring."""
+
+    def __init__(self, trainers: Sequence[Trainer]):
+        reason = fusable(trainers)
+        if reason is not None:
+            raise ValueError(f"cannot fuse these repeats: {reason}")
+        self.trainers = list(trainers)
+        self.config = trainers[0].config
+        self.device = trainers[0].device
+        self.names = [name for name, _ in trainers[0].model.named_parameters()]
+        with torch.no_grad():
+            self.params = {
+                name: torch.stack([dict(t.model.named_parameters())[name] for t in trainers])
+                .detach()
+                .requires_grad_()
+                for name in self.names
+            }
+        self.net = copy.deepcopy(trainers[0].model).to("meta")  # the architecture, no weights
+        self.inverse_net = _Inverse(self.net)
+        self.optimizer = make_optimizer(list(self.params.values()), self.config, self.device)
+        self._import_optimizer_states()
+        # the training data of every repeat, stacked once: [R, n_max, ...] (splits grouped by
+        # structure differ by a few rows; the padding rows are never drawn)
+        self.n = [len(t.data.x_train) for t in trainers]
+        self.x_train = _stack_padded([t.data.x_train for t in trainers])
+        self.y_train = _stack_padded([t.data.y_train for t in trainers])
+        # rows of each repeat's batch at every step, on the device once (no per-step copy)
+        bs = self.config.batch_size
+        steps = range(0, max(self.n), bs)
+        self.batch_rows = torch.tensor(
+            [[max(0, min(bs, n - i)) for n in self.n] for i in steps], dtype=torch.float32
+        ).to(self.device)
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def _forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> Any:
+        return functional_call(self.net, params, (x,))
+
+    def _inverse(self, params: dict[str, torch.Tensor], z: torch.Tensor, y: torch.Tensor) -> Any:
+        return functional_call(self.inverse_net, {f"net.{k}": v for k, v in params.items()}, (z, y))
+
+    def _losses(self, idx: list[torch.Tensor], epoch: int) -> torch.Tensor:
+        """[R, 4] loss terms (LOSS_TERMS order) of one step; idx[r]: repeat r's batch rows.
+
+        A last batch may be a few rows shorter in some repeats: all batches are then padded
+        to the longest and each repeat's loss is taken over its own rows only (no layer mixes
+        samples, so the padding changes neither values nor gradients)."""
+        c = self.config
+        gens = [t.gen for t in self.trainers]
+        sizes = [len(i) for i in idx]
+        b, z_dim = max(sizes), self.net.z_dim
+        rows = torch.arange(len(idx), device=self.device)[:, None]
+        cols = torch.stack([_pad(i, b) for i in idx])
+        xb, yb = self.x_train[rows, cols], self.y_train[rows, cols]
+        noise = torch.stack(
+            [
+                _pad(torch.randn((k, z_dim), generator=g, device=self.device), b)
+                for k, g in zip(sizes, gens, strict=True)
+            ]
+        )
+        z_free, y_latent = vmap(self._forward)(self.params, xb)
+        y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
+        x_gen = vmap(self._inverse)(self.params, noise, y_in)
+        mmd = c.latent_loss == "mmd" and c.latent_weight != 0  # each repeat draws its own
+        if len(set(sizes)) > 1:
+            return torch.stack(
+                [
+                    self._terms(
+                        z_free[r, :k],
+                        y_latent[r, :k],
+                        x_gen[r, :k],
+                        xb[r, :k],
+                        yb[r, :k],
+                        epoch,
+                        [gens[r]] if mmd else None,
+                    )
+                    for r, k in enumerate(sizes)
+                ]
+            )
+        return self._terms(z_free, y_latent, x_gen, xb, yb, epoch, gens if mmd else None)
+
+    def _terms(
+        self,
+        z_free: torch.Tensor,
+        y_latent: torch.Tensor,
+        x_gen: torch.Tensor,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        epoch: int,
+        gens: list[torch.Generator] | None,
+    ) -> torch.Tensor:
+        """The loss terms of `Trainer._losses`, for [R, b, ...] or one repeat's [b, ...]."""
+        c = self.config
+        loss_y = spectrum_loss(y_latent, yb, c.logit_reg, c.spectrum_weighting)
+        loss_x = structure_terms(x_gen, xb, c).total
+        ref = None
+        if gens is not None:  # the MMD's N(0, I) sample, from each repeat's own generator
+            shape = z_free.shape[-2:]
+            ref = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in gens])
+            ref = ref.reshape(z_free.shape)
+        loss_z = latent_loss(z_free, c, ref=ref)
+        total = loss_y + x_weight(epoch, c.x_warmup_epochs) * loss_x + loss_z
+        return torch.stack([total, loss_y, loss_x, loss_z], dim=-1)
+
+    def _clip(self) -> None:
+        """`clip_grad_norm_` per repeat: each repeat's gradient scaled by its own norm."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        r = len(self.trainers)
+        sq = torch.stack([g.pow(2).reshape(r, -1).sum(dim=1) for g in grads]).sum(dim=0)
+        coef = (self.config.grad_clip / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(r, *([1] * (g.dim() - 1))))
+
+    def train_epoch(self) -> list[EpochRecord]:
+        """One epoch of every repeat; each repeat's record as `Trainer.train_epoch` gives it.
+        The training time is shared equally, so the repeats' seconds add up to the wall time."""
+        c = self.config
+        epoch = self.trainers[0].epoch + 1
+        start = time.perf_counter()
+        perms = [
+            torch.randperm(n, generator=t.gen, device=self.device)
+            for n, t in zip(self.n, self.trainers, strict=True)
+        ]
+        acc = torch.zeros(len(self.trainers), len(LOSS_TERMS), device=self.device)
+        for i in range(0, max(self.n), c.batch_size):
+            idx = [p[i : i + c.batch_size] for p in perms]
+            losses = self._losses(idx, epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses[:, 0].sum().backward()  # repeat r's parameters see only repeat r's loss
+            if c.grad_clip > 0:
+                self._clip()
+            self.optimizer.step()
+            acc += losses.detach() * self.batch_rows[i // c.batch_size, :, None]
+        sums = (acc / self.batch_rows.sum(dim=0)[:, None]).tolist()  # the epoch's one sync
+        self._copy_weights()
+        share = (time.perf_counter() - start) / len(self.trainers)
+        records = []
+        for r, t in enumerate(self.trainers):
+            try:
+                records.append(
+                    t.finish_epoch(epoch, dict(zip(LOSS_TERMS, sums[r], strict=True)), share)
+                )
+            except Exception as e:
+                e.add_note(f"repeat {r} (seed {t.seed}) of a fused run")
+                raise
+        return records
+
+    # -- the repeats' own state ---------------------------------------------------------------
+    @torch.no_grad()
+    def _copy_weights(self) -> None:
+        for r, t in enumerate(self.trainers):
+            for name, p in t.model.named_parameters():
+                p.copy_(self.params[name][r])
+
+    def _import_optimizer_states(self) -> None:
+        """Stack the repeats' optimiser states (all empty for a fresh run; a resumed run's
+        checkpoints restored them into each repeat's own optimiser)."""
+        states = [t.optimizer.state_dict()["state"] for t in self.trainers]
+        if not any(states):
+            return
+        if not all(states) or any(s.keys() != states[0].keys() for s in states):
+            raise ValueError("cannot fuse these repeats: their optimiser states differ in shape")
+        stacked: dict[int, dict[str, Any]] = {}
+        for i, first in states[0].items():
+            stacked[i] = {
+                key: torch.stack([s[i][key] for s in states]) if _per_param(key, value) else value
+                for key, value in first.items()
+            }
+        doc = self.optimizer.state_dict()
+        self.optimizer.load_state_dict({"state": stacked, "param_groups": doc["param_groups"]})
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every repeat's `Trainer.state()`, each with its slice of the optimiser state."""
+        stacked = self.optimizer.state_dict()["state"]
+        for r, t in enumerate(self.trainers):
+            own = {
+                i: {k: v[r].clone() if _per_param(k, v) else _copy(v) for k, v in s.items()}
+                for i, s in stacked.items()
+            }
+            groups = t.optimizer.state_dict()["param_groups"]
+            t.optimizer.load_state_dict({"state": own, "param_groups": groups})
+        return [t.state() for t in self.trainers]
+
+
+def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """[R, n_max, ...]: each tensor padded with zero rows to the longest."""
+    return torch.stack([_pad(t, max(len(u) for u in tensors)) for t in tensors])
+
+
+def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
+    if len(t) == n:
+        return t
+    return torch.cat([t, t.new_zeros((n - len(t), *t.shape[1:]))])
+
+
+def _per_param(key: str, value: Any) -> bool:
+    """Optimiser state entries shaped like the parameter (Adam's moments), not `step`."""
+    return key != "step" and isinstance(value, torch.Tensor) and value.dim() > 0
+
+
+def _copy(value: Any) -> Any:
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+class Repeats:
+    """R trainers of one config advanced epoch by epoch. With `fuse`, repeats whose epochs
+    have the same number of steps (nearly always all of them) train as one `FusedRepeats`;
+    a repeat left on its own trains by itself."""
+
+    def __init__(self, trainers: Sequence[Trainer], fuse: bool = True):
+        self.trainers = list(trainers)
+        by_steps: dict[int, list[int]] = {}
+        for r, t in enumerate(self.trainers):
+            by_steps.setdefault(steps_per_epoch(t) if fuse else -1 - r, []).append(r)
+        self.groups: list[tuple[list[int], FusedRepeats | None]] = []
+        for members in by_steps.values():
+            group = [self.trainers[r] for r in members]
+            fused = FusedRepeats(group) if fusable(group) is None else None
+            self.groups.append((members, fused))
+
+    @property
+    def fused(self) -> bool:
+        """Whether any repeats train together."""
+        return any(f is not None for _, f in self.groups)
+
+    def train_epoch(self) -> list[EpochRecord]:
+        """Every repeat's record of its next epoch, in repeat order."""
+        records: dict[int, EpochRecord] = {}
+        for members, fused in self.groups:
+            recs = (
+                fused.train_epoch() if fused else [self.trainers[r].train_epoch() for r in members]
+            )
+            records.update(zip(members, recs, strict=True))
+        return [records[r] for r in range(len(self.trainers))]
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every repeat's `Trainer.state()` (a checkpoint), in repeat order."""
+        states: dict[int, dict[str, Any]] = {}
+        for members, fused in self.groups:
+            got = fused.states() if fused else [self.trainers[r].state() for r in members]
+            states.update(zip(members, got, strict=True))
+        return [states[r] for r in range(len(self.trainers))]

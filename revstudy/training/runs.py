@@ -1,0 +1,176 @@
+"""`revstudy train`: K seeded repeats of one config, aggregated and written to a run folder.
+
+A run folder holds `metrics.json` ({"repeats": [...], "aggregate": {key: {mean, std, min,
+max}}}), `model.pt` (state dict of repeat 0), `prior.pt` (repeat 0's learned prior, for
+`revstudy evaluate/elucidate`), `config.yaml` and `arrays.npz` (repeat 0).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy.data.dataset import Dataset
+from revstudy.files import write_json_atomic
+from revstudy.training.config import TrialConfig
+from revstudy.training.fused import Repeats
+from revstudy.training.splits import SplitTensors
+from revstudy.training.trainer import EpochRecord, Trainer
+from revstudy.version import __version__
+
+
+def aggregate(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{key: {mean, std, min, max}} over repeats, ignoring NaN (all-NaN keys give NaN)."""
+    out: dict[str, dict[str, float]] = {}
+    for key in rows[0] if rows else []:
+        vals = np.array([r.get(key, math.nan) for r in rows], dtype=float)
+        ok = vals[np.isfinite(vals)]
+        if len(ok) == 0:
+            out[key] = {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan}
+        else:
+            out[key] = {
+                "mean": float(ok.mean()),
+                "std": float(ok.std()),
+                "min": float(ok.min()),
+                "max": float(ok.max()),
+            }
+    return out
+
+
+@dataclass
+class RunResult:
+    config: TrialConfig
+    repeats: list[dict[str, Any]] = field(default_factory=list)
+    test: list[dict[str, float]] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    model_state: dict[str, torch.Tensor] | None = None
+    prior_state: dict[str, Any] | None = None  # repeat 0's Prior + decoder top-k (prior.pt)
+
+    @property
+    def aggregate(self) -> dict[str, dict[str, float]]:
+        return aggregate([r["metrics"] for r in self.repeats])
+
+
+def train_repeats(
+    config: TrialConfig,
+    dataset: Dataset,
+    repeats: int = 1,
+    device: str = "cpu",
+    *,
+    final: bool = False,
+    evaluate_test: bool = False,
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    fuse: bool = True,
+) -> RunResult:
+    """Train `repeats` seeded splits (seed + r) and evaluate each on its validation split.
+
+    The repeats advance together, as one batched ensemble when `fuse` (`revstudy.fused`;
+    `fuse=False` trains them one after another, same results up to rounding). `final`
+    trains on train + validation (validation metrics are then optimistic and labelled so);
+    `evaluate_test` also scores the held-out test split, reported separately.
+    """
+    result = RunResult(config)
+    splits = [
+        SplitTensors.build(dataset, config, repeat=r, device=device, final=final)
+        for r in range(repeats)
+    ]
+    trainers = [
+        Trainer(config, data, device=device, seed=config.seed + r) for r, data in enumerate(splits)
+    ]
+    group = Repeats(trainers, fuse=fuse)
+    while trainers[0].epoch < config.epochs:
+        for r, rec in enumerate(group.train_epoch()):
+            if on_epoch is not None:
+                on_epoch(r, rec)
+    for r, (trainer, data) in enumerate(zip(trainers, splits, strict=True)):
+        ev = trainer.evaluate("val")
+        result.repeats.append(
+            {
+                "repeat": r,
+                "seed": config.seed + r,
+                "split": {
+                    "train": len(data.x_train),
+                    "val": len(data.x_val),
+                    "test": len(data.x_test),
+                    "final": final,
+                },
+                "metrics": ev.metrics,
+                "history": [asdict(h) for h in trainer.history],
+            }
+        )
+        if evaluate_test:
+            result.test.append(trainer.evaluate("test").metrics)
+        if r == 0:
+            result.arrays = ev.arrays
+            result.model_state = {
+                k: v.detach().cpu() for k, v in trainer.model.state_dict().items()
+            }
+            result.prior_state = prior_state(trainer)
+    for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
+        result.arrays[f"repeat_{key}"] = np.array([r["metrics"][key] for r in result.repeats])
+    return result
+
+
+def prior_state(trainer: Trainer) -> dict[str, Any]:
+    """What a saved model needs besides its weights to generate: the learned Z_free prior,
+    the code→Y_latent map (both fit on training latents), the decoder's top-k and the
+    training code's per-bin rates (the F1 baselines of `revstudy evaluate`)."""
+    p = trainer.prior()
+    topk = max(1, round(trainer.data.x_train.sum(dim=(1, 2, 3)).mean().item()))
+    return {
+        "mean": p.mean.detach().cpu(),
+        "std": p.std.detach().cpu(),
+        "code_means": p.code_means.detach().cpu(),
+        "standard": p.standard,
+        "topk": topk,
+        "code_rate": trainer.data.y_train.float().mean(0).detach().cpu(),  # for F1 baselines
+        "format": 1,
+        "revstudy": __version__,
+    }
+
+
+def run_metadata(dataset: Dataset, device: str) -> dict[str, Any]:
+    return {
+        "revstudy": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "data": {"path": dataset.path, "sha256": dataset.sha256, "rows": len(dataset)},
+    }
+
+
+def write_run(
+    out: Path,
+    result: RunResult,
+    dataset: Dataset,
+    device: str,
+    provenance: dict[str, Any] | None = None,
+) -> None:
+    """Write metrics.json, model.pt, prior.pt, config.yaml and arrays.npz into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        **run_metadata(dataset, device),
+        "config": result.config.to_dict(),
+        "repeats": [{**r, **r["metrics"]} for r in result.repeats],
+        "aggregate": result.aggregate,
+    }
+    for r in doc["repeats"]:
+        del r["metrics"]
+    if result.test:
+        doc["test"] = {"repeats": result.test, "aggregate": aggregate(result.test)}
+    if provenance:
+        doc["provenance"] = provenance
+    result.config.save_yaml(out / "config.yaml", header=provenance)
+    if result.model_state is not None:
+        torch.save(result.model_state, out / "model.pt")
+    if result.prior_state is not None:
+        torch.save(result.prior_state, out / "prior.pt")
+    np.savez_compressed(out / "arrays.npz", **result.arrays)  # type: ignore[arg-type]
+    write_json_atomic(out / "metrics.json", doc, indent=2)

@@ -1,0 +1,284 @@
+"""A run folder written by `revstudy train`, loaded for inference: model, prior, config.
+
+Everything that can be wrong with a folder (missing files, another version's format, weights
+that do not fit the config) becomes one `RevstudyError` line instead of a torch trace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from revstudy.data.dataset import Dataset, Split, coarsen, make_split
+from revstudy.errors import RevstudyError
+from revstudy.training.config import TrialConfig
+from revstudy.training.metrics import (
+    Prior,
+    evaluate,
+    forward_all,
+)
+from revstudy.training.model import InvertibleNet
+from revstudy.training.precision import set_fp32_precision
+from revstudy.training.resolution import PAPER_Y_DIM, paper_resolution_f1
+from revstudy.training.retrieval import library_index, retrieval_metrics
+
+PRIOR_FORMAT = 1
+NEEDED = ("config.yaml", "model.pt", "prior.pt")
+
+
+@dataclass
+class SavedModel:
+    """A trained model with what generation needs: the learned prior and decoder top-k."""
+
+    path: Path
+    config: TrialConfig
+    model: InvertibleNet
+    prior: Prior
+    topk: int
+    code_rate: torch.Tensor
+    run: dict[str, Any] = field(default_factory=dict)  # metrics.json, when present
+
+    def split(self, structures: tuple[str, ...] | list[str]) -> Split:
+        """Repeat 0's split of a data file: the one model.pt was trained on."""
+        c = self.config
+        return make_split(
+            structures,
+            seed=c.seed,
+            val_fraction=c.val_fraction,
+            test_fraction=c.test_fraction,
+            test_seed=c.test_seed,
+        )
+
+    def predict_codes(self, x: torch.Tensor) -> np.ndarray:
+        """Forward-predicted y_dim-bit spectrum codes (Y_latent > 0) of structures X."""
+        _, y = forward_all(self.model, x)
+        return (y > 0).cpu().numpy().astype(np.uint8)
+
+
+def _bad(path: Path, what: str) -> RevstudyError:
+    return RevstudyError(f"{path}: {what}")
+
+
+def load_model(model_dir: str | Path) -> SavedModel:
+    """Load config.yaml, model.pt and prior.pt of a run folder, checking they belong together."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise _bad(path, "model directory not found")
+    missing = [n for n in NEEDED if not (path / n).is_file()]
+    if missing:
+        raise _bad(
+            path,
+            f"not a run folder of this revstudy version: missing {', '.join(missing)} "
+            "(write one with `revstudy train --out DIR`)",
+        )
+    try:
+        config = TrialConfig.load_yaml(path / "config.yaml")
+    except RevstudyError as e:
+        raise _bad(path, f"config.yaml from another revstudy version? {e}") from None
+    try:
+        state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        prior = torch.load(path / "prior.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        raise _bad(path, f"model.pt/prior.pt unreadable ({type(e).__name__})") from None
+    if not isinstance(prior, dict) or prior.get("format") != PRIOR_FORMAT:
+        got = prior.get("format") if isinstance(prior, dict) else None
+        raise _bad(
+            path,
+            f"prior.pt has format {got}, this revstudy reads format {PRIOR_FORMAT} "
+            "(written by another version; retrain with `revstudy train`)",
+        )
+    set_fp32_precision(config.allow_tf32)  # inference on cuda in full fp32 unless trained so
+    _check_prior(path, prior, config)
+    model = InvertibleNet.from_config(config)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise _bad(
+            path, f"model.pt does not match config.yaml (another version?): {_state_dict_error(e)}"
+        ) from None
+    model.eval()
+    run: dict[str, Any] = {}
+    if (path / "metrics.json").is_file():
+        try:
+            run = json.loads((path / "metrics.json").read_text())
+        except (OSError, ValueError) as e:
+            raise _bad(
+                path, f"metrics.json is damaged ({type(e).__name__}); retrain or remove it"
+            ) from None
+        if not isinstance(run, dict):
+            raise _bad(path, "metrics.json is not a JSON object; retrain or remove it")
+    return SavedModel(
+        path=path,
+        config=config,
+        model=model,
+        prior=Prior(prior["mean"], prior["std"], prior["code_means"], bool(prior["standard"])),
+        topk=int(prior["topk"]),
+        code_rate=prior["code_rate"],
+        run=run,
+    )
+
+
+def _state_dict_error(e: Exception) -> str:
+    """The informative part of torch's load_state_dict error (its first line says nothing)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    detail = [ln for ln in lines if not ln.startswith("Error(s) in loading state_dict")]
+    text = "; ".join(detail[:2]) if detail else (lines[0] if lines else type(e).__name__)
+    return text[:300]
+
+
+def _check_prior(path: Path, prior: dict[str, Any], config: TrialConfig) -> None:
+    """prior.pt's keys and shapes against the config, so inference never runs on wrong data."""
+    shapes = {
+        "mean": (config.z_dim,),
+        "std": (config.z_dim,),
+        "code_means": (2, config.y_dim),
+        "code_rate": (config.y_dim,),
+    }
+    missing = [k for k in (*shapes, "topk", "standard") if k not in prior]
+    if missing:
+        raise _bad(path, f"prior.pt lacks {', '.join(missing)} (damaged; retrain)")
+    for key, shape in shapes.items():
+        t = prior[key]
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise _bad(path, f"prior.pt: {key} has shape {got}, config.yaml needs {shape}")
+        if not torch.isfinite(t).all():
+            raise _bad(path, f"prior.pt: {key} holds NaN or inf (damaged; retrain)")
+    if not isinstance(prior["topk"], int) or prior["topk"] < 1:
+        raise _bad(path, f"prior.pt: topk must be a positive integer, got {prior['topk']!r}")
+
+
+def _retrieval_and_f1_128(
+    saved: SavedModel,
+    dataset: Dataset,
+    x: torch.Tensor,
+    code: torch.Tensor,
+    rows: np.ndarray | None,
+) -> dict[str, float]:
+    """What a training run adds to `evaluate`: retrieval of the rows' observed `code` among
+    the file's distinct structures, and F1 at the paper's 128 bits (its skill needs 128-bit
+    training rates, which a run folder keeps only when the model itself predicts 128 bits)."""
+    library, truth = library_index(torch.from_numpy(dataset.x()), x)
+    _, y_lib = forward_all(saved.model, library)
+    out = retrieval_metrics(y_lib, truth, code)
+    fine = coarsen(dataset.y(), PAPER_Y_DIM)
+    if rows is not None:
+        fine = fine[np.asarray(rows, dtype=np.int64)]
+    rates = saved.code_rate.unsqueeze(0).numpy() if saved.config.y_dim == PAPER_Y_DIM else None
+    y = y_lib[torch.from_numpy(truth)]  # the rows' own logits, from the same forward pass
+    out.update(paper_resolution_f1(y, fine, rates, saved.config.seed))
+    return out
+
+
+def tensors(dataset: Dataset, y_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X [N, 4, 16, 16], code [N, y_dim]) of every row of a data file."""
+    x = torch.from_numpy(dataset.x())
+    y = torch.from_numpy(coarsen(dataset.y(), y_dim))
+    return x, y
+
+
+SPLITS = ("all", "train", "val", "test")
+
+
+def select_rows(saved: SavedModel, dataset: Dataset, split: str) -> tuple[np.ndarray, str]:
+    """Rows of `dataset` to score, and a note on how many the model was trained on.
+
+    `train`/`val`/`test` rebuild repeat 0's split (the one model.pt was trained on) and need
+    the model's own training file; `all` scores every row and counts those whose structure
+    was in the training split (their scores are optimistic)."""
+    if split not in SPLITS:
+        raise RevstudyError(f"--split: choose from {', '.join(SPLITS)}, got {split!r}")
+    raw = saved.run.get("data")
+    info: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    first = (saved.run.get("repeats") or [{}])[0]
+    final = bool((first.get("split") or {}).get("final", False))
+    source: Dataset | None
+    if dataset.sha256 == info.get("sha256"):
+        source = dataset
+    elif split != "all":
+        raise RevstudyError(
+            f"--split {split}: {dataset.path} is not the file this model was trained on "
+            f"({info.get('path', 'unknown')}); use --split all"
+        )
+    else:
+        source = _training_file(info)
+    if source is None:
+        return np.arange(len(dataset)), "overlap with the training split unknown"
+    sp = saved.split(source.structures)
+    train = np.concatenate([sp.train, sp.val]) if final else sp.train
+    if split != "all":
+        rows = {"train": train, "val": sp.val, "test": sp.test}[split]
+        if len(rows) == 0:
+            raise RevstudyError(f"--split {split}: the model's split has no such rows")
+        note = (
+            "trained on train+validation (--final): val scores are optimistic"
+            if (final and split == "val")
+            else f"{split} split of the model's training run"
+        )
+        return np.sort(rows), note
+    seen = {source.structures[i] for i in train}
+    overlap = sum(1 for s in dataset.structures if s in seen)
+    note = (
+        f"{overlap} of {len(dataset)} rows were in the model's training split: their scores "
+        "are optimistic (use --split test or val)"
+        if overlap
+        else "no row was in the model's training split"
+    )
+    return np.arange(len(dataset)), note
+
+
+def _training_file(info: dict[str, Any]) -> Dataset | None:
+    """The model's training file, if it is still where it was and unchanged."""
+    from revstudy.data.dataset import read_dataset
+
+    path = info.get("path")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        ds = read_dataset(path)
+    except RevstudyError:
+        return None
+    return ds if ds.sha256 == info.get("sha256") else None
+
+
+def evaluate_file(
+    saved: SavedModel,
+    dataset: Dataset,
+    seed: int | None = None,
+    rows: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """All metrics on the `rows` of `dataset` (default all), keyed like a metrics.json repeat."""
+    x, code = tensors(dataset, saved.config.y_dim)
+    if rows is not None:
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        x, code = x[idx], code[idx]
+    if len(x) < 2:
+        raise RevstudyError(f"{dataset.path}: evaluation needs at least 2 rows")
+    ev = evaluate(
+        saved.model,
+        x,
+        code,
+        saved.prior,
+        saved.config,
+        code_train=saved.code_rate.unsqueeze(0),  # per-bin rates stand in for training codes
+        seed=saved.config.seed if seed is None else seed,
+        topk=saved.topk,
+    )
+    first = (saved.run.get("repeats") or [{}])[0]
+    out: dict[str, Any] = {
+        "repeat": 0,
+        "seed": saved.config.seed if seed is None else seed,
+        "split": {"eval": len(x), "data": dataset.path, "sha256": dataset.sha256},
+    }
+    out.update(ev.metrics)
+    out.update(_retrieval_and_f1_128(saved, dataset, x, code, rows))
+    for key in ("train_seconds", "epochs", "val_loss", "n_train"):
+        out[key] = first.get(key, math.nan)
+    out["n_eval"] = float(len(x))
+    return out

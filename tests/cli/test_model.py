@@ -1,0 +1,163 @@
+"""`revstudy evaluate | predict | elucidate` on a tiny model trained on synthetic rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from revstudy.cli.app import app
+from revstudy.data.dataset import read_dataset
+from revstudy.training.config import TrialConfig
+from revstudy.training.runs import train_repeats, write_run
+from tests.conftest import synthetic_rows, write_csv
+
+pytest.importorskip("rdkit.Chem")
+
+runner = CliRunner()
+TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, its training CSV), trained once for the module."""
+    root = tmp_path_factory.mktemp("model")
+    csv = write_csv(root / "data.csv", synthetic_rows(60))
+    ds = read_dataset(csv)
+    torch.set_num_threads(1)
+    write_run(root / "run", train_repeats(TINY, ds), ds, "cpu")
+    return root / "run", csv
+
+
+def _ok(args: list[str]) -> str:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def _fails(args: list[str], message: str) -> None:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+
+
+def test_evaluate_has_metrics_json_repeat_keys(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
+    run, csv = run_dir
+    out = tmp_path / "eval.json"
+    _ok(["evaluate", "--model", str(run), "--data", str(csv), "--out", str(out)])
+    doc = json.loads(out.read_text())
+    repeat = json.loads((run / "metrics.json").read_text())["repeats"][0]
+    assert set(repeat) - {"history"} <= set(doc)
+    assert doc["n_eval"] == 60 and doc["split"]["eval"] == 60
+
+
+def test_predict_table_json_and_per_row_errors(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
+    run, csv = run_dir
+    out = _ok(["predict", "--model", str(run), "--smiles", "CCC", "--json"])
+    pred = json.loads(out)["predictions"][0]
+    assert pred["smiles"] == "CCC"
+    assert all(b["ppm_high"] - b["ppm_low"] == pytest.approx(1.6) for b in pred["bins"])
+    _ok(["predict", "--model", str(run), "--structures", str(csv)])
+    smi = tmp_path / "s.smi"
+    smi.write_text("CCCC\nC1CC\nCCO\nC" + "C" * 17 + "\nc1ccccc1\n")
+    res = runner.invoke(app, ["predict", "--model", str(run), "--structures", str(smi), "--json"])
+    assert res.exit_code == 2
+    rows = json.loads(res.stdout)["predictions"]
+    assert [("error" in r) for r in rows] == [False, True, True, True, False]
+    assert "not parsable" in rows[1]["error"] and "not a hydrocarbon" in rows[2]["error"]
+    assert "18 carbons" in rows[3]["error"]
+
+
+def test_elucidate_generation_and_library(run_dir: tuple[Path, Path]) -> None:
+    run, csv = run_dir
+    args = ["elucidate", "--model", str(run), "--spectrum", "14.1,22.8,31.9", "--samples", "8"]
+    doc = json.loads(_ok([*args, "--library", str(csv), "--json", "--top", "3"]))
+    assert doc["samples"] == 8 and len(doc["library"]) == 3
+    assert all(0 <= c["score"] <= 1 for c in doc["candidates"])
+    _ok(args)
+
+
+def test_benchmark(run_dir: tuple[Path, Path]) -> None:
+    from revstudy.elucidation.benchmark import elucidation_benchmark
+
+    run, csv = run_dir
+    doc = elucidation_benchmark(run, csv, "val", samples=3, limit=4)
+    for side in ("generation", "retrieval", "retrieval_train"):
+        assert {"valid_fraction", "top1", "top10", "tanimoto_top1"} <= set(doc[side])
+    assert doc["retrieval"]["top10"] >= doc["retrieval"]["top1"]
+    out = _ok(["elucidate", "--benchmark", "--model", str(run), "--data", str(csv), "--limit", "2"])
+    assert json.loads(out)["spectra"] == 2
+
+
+def test_spectrum_errors(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
+    run, _ = run_dir
+    base = ["elucidate", "--model", str(run), "--spectrum"]
+    _fails([*base, "12.0,204.9"], "outside 0–204.8 ppm")
+    _fails([*base, "-1"], "outside 0–204.8 ppm")
+    _fails([*base, "12,abc"], "'abc' is not a ppm value")
+    f = tmp_path / "peaks.txt"
+    f.write_text("10\n300\n")
+    _fails([*base, str(f)], "shift 300 ppm")
+
+
+def test_model_dir_errors(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
+    run, csv = run_dir
+    _fails(["evaluate", "--model", str(tmp_path / "none"), "--data", str(csv)], "not found")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.yaml").write_text((run / "config.yaml").read_text())
+    _fails(["predict", "--model", str(partial), "--smiles", "CC"], "missing model.pt, prior.pt")
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.yaml", "model.pt", "prior.pt"):
+        (other / name).write_bytes((run / name).read_bytes())
+    TINY.replace(blocks=(1, 1, 1, 1, 2)).save_yaml(other / "config.yaml")
+    _fails(["predict", "--model", str(other), "--smiles", "CC"], "does not match config.yaml")
+    prior = torch.load(run / "prior.pt", weights_only=True)
+    torch.save({**prior, "format": 99}, other / "prior.pt")
+    _fails(["predict", "--model", str(other), "--smiles", "CC"], "format 99")
+    (other / "config.yaml").write_text("config:\n  new_field_of_v2: 1\n")
+    _fails(["predict", "--model", str(other), "--smiles", "CC"], "another revstudy version")
+
+
+def test_evaluate_splits_and_the_training_overlap(
+    run_dir: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, csv = run_dir
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert "rows were in the model's training split" in doc["split"]["note"]
+    assert "optimistic" in res.stderr
+    sizes = {}
+    for split in ("train", "val", "test"):
+        res = runner.invoke(
+            app, ["evaluate", "--model", str(run), "--data", str(csv), "--split", split, "--json"]
+        )
+        assert res.exit_code == 0, res.output
+        sizes[split] = json.loads(res.stdout)["n_eval"]
+    repeat = json.loads((run / "metrics.json").read_text())["repeats"][0]["split"]
+    assert sizes == {k: repeat[k] for k in ("train", "val", "test")}
+    other = write_csv(tmp_path / "other.csv", synthetic_rows(30, seed=9))
+    _fails(["evaluate", "--model", str(run), "--data", str(other), "--split", "test"],
+           "is not the file this model was trained on")  # fmt: skip
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv)])
+    assert (res.exit_code == 0 and "macro F1" in res.stdout) or "F1" in res.stdout  # a table
+
+
+def test_evaluate_retrieval_queries_the_observed_spectra(run_dir: tuple[Path, Path]) -> None:
+    """The queries are the rows' measured codes, not the model's own predictions."""
+    from revstudy.training.retrieval import library_index, retrieval_metrics
+    from revstudy.training.saved import load_model, tensors
+
+    run, csv = run_dir
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv), "--json"])
+    doc = json.loads(res.stdout)
+    saved = load_model(run)
+    x, code = tensors(read_dataset(csv), saved.config.y_dim)
+    library, truth = library_index(x, x)
+    want = retrieval_metrics(saved.model(library)[1].detach(), truth, code)["retrieval_mrr"]
+    assert doc["retrieval_mrr"] == pytest.approx(want)

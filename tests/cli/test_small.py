@@ -1,0 +1,49 @@
+"""Small things a user hits first (issue 12, point 7): each checked."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from revstudy.cli.app import app
+
+runner = CliRunner()
+
+
+def test_spaces_show_whole_descriptions_and_the_paper_space() -> None:
+    res = runner.invoke(app, ["spaces"])
+    assert res.exit_code == 0
+    out = " ".join(res.stdout.split())
+    assert "paper (0 searched parameters" in out and "The paper's configuration, fixed" in out
+    assert "never used for search decisions." in out  # the default space's last sentence
+
+
+def test_data_info_takes_a_path(synthetic_csv: Path) -> None:
+    res = runner.invoke(app, ["data", "info", str(synthetic_csv), "--json"])
+    assert res.exit_code == 0 and '"rows": 60' in res.stdout
+    res = runner.invoke(app, ["data", "info", str(synthetic_csv), "--data", "other.csv"])
+    assert res.exit_code == 2 and "give the file once" in res.stderr
+
+
+def test_open_without_a_browser_says_where_the_report_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
+    from analysis_synthetic import make_study
+
+    folder = make_study(tmp_path, "single")
+    monkeypatch.setattr("webbrowser.open", lambda url: False)
+    res = runner.invoke(app, ["report", str(folder), "--open"])
+    assert res.exit_code == 0
+    assert "no web browser found" in res.stderr and "file://" in res.stderr
+
+
+def test_help_texts_match_the_readme() -> None:
+    res = runner.invoke(app, ["launch", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(res.stdout.split())
+    assert "default, quick, paper" in text and "f1_macro_skill:max" in text
+    res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert "$REVSTUDY_STORAGE" in " ".join(res.stdout.split())

@@ -1,0 +1,56 @@
+"""The live panel: short lines that fit 80 columns, one per running trial, counts that
+include the trials of earlier driver runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from revstudy.study.live_panel import LivePanel
+
+INFO = {
+    "name": "a-rather-long-study-name-for-the-panel",
+    "num_samples": 20,
+    "baseline": False,
+    "objectives": [{"metric": "f1_macro_skill", "mode": "max"}],
+    "space": {
+        "name": "t", "path": "t.yaml", "fixed": {"epochs": 5}, "objectives": [],
+        "params": [{"name": "lr", "type": "float", "low": 1e-4, "high": 1e-2, "log": True}],
+    },
+}  # fmt: skip
+
+
+def test_panel_fits_80_columns_and_lists_running_trials(tmp_path: Path) -> None:
+    panel = LivePanel(INFO, live=False, done_before=7)
+    trials = {}
+    for i in range(3):
+        trials[f"t{i}"] = SimpleNamespace(
+            status="RUNNING",
+            config={"lr": 1e-3, "epochs": 5},
+            last_result={"epoch": i + 1, "val_f1_skill": 0.1 * i},
+        )
+    panel.best = (0.1234, "t0", {f"param_{k}": 0.001 * k for k in range(10)})
+    console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
+    console.print(panel.render(trials))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    text = " ".join(line.strip() for line in lines)  # wrapped, not cut
+    assert "7/20 done" in text and "3 running" in text and "ETA estimating" in text
+    assert "▸ t2  epoch 3/5  f1_macro_skill 0.2" in text
+    assert "best f1_macro_skill 0.1234 (t0)" in text
+
+
+def test_best_so_far_ranks_completed_trials_before_early_stopped_ones() -> None:
+    """The panel's best follows the study folder's ranking (revstudy.studyfolder)."""
+    panel = LivePanel(INFO, live=False)
+    panel.ended("STOPPED_EARLY", "s", {"f1_macro_skill": 0.9}, {"lr": 1})
+    assert panel.best is not None and panel.best[1] == "s"  # nothing completed yet
+    panel.ended("COMPLETED", "c", {"f1_macro_skill": 0.2}, {"lr": 2})
+    panel.ended("STOPPED_EARLY", "s2", {"f1_macro_skill": 0.95}, {"lr": 3})
+    panel.ended("COMPLETED", "c2", {"f1_macro_skill": 0.1}, {"lr": 4})
+    panel.ended("FAILED", "f", {}, {})
+    assert panel.best == (0.2, "c", {"lr": 2})
+    assert panel.counts == {"COMPLETED": 2, "STOPPED_EARLY": 2, "FAILED": 1}
+    assert panel.done == 5

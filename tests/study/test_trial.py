@@ -1,0 +1,146 @@
+"""A study trial without Ray: per-epoch reports, its own checkpoint, and exact resume after a
+SIGKILL (the kill a lost node, an OOM killer or `kill -9` of a driver gives)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from revstudy.data.dataset import read_dataset
+from revstudy.study.spaces import load_space
+from revstudy.study.trial import train_trial
+from revstudy.studyfolder import FINAL_KEY, STATE_FILE
+
+SPACE = "fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epochs: 4}\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(study: Path, csv: Path, space: Path, reports: list[dict[str, Any]]) -> None:
+    torch.set_num_threads(1)
+    train_trial(
+        {},
+        space=load_space(str(space)),
+        dataset=read_dataset(csv),
+        study=study,
+        trial_id="t1",
+        repeats=2,
+        seed=3,
+        objectives=["f1_macro_skill"],
+        report=reports.append,
+        threads=1,
+    )
+
+
+def _without(d: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+@pytest.fixture()
+def space(tmp_path: Path) -> Path:
+    p = tmp_path / "space.yaml"
+    p.write_text(SPACE)
+    return p
+
+
+def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(
+    tmp_path: Path, synthetic_csv: Path, space: Path
+) -> None:
+    straight: list[dict[str, Any]] = []
+    _run(tmp_path / "a", synthetic_csv, space, straight)
+    assert [r["epoch"] for r in straight] == [1, 2, 3, 4] and straight[-1][FINAL_KEY] == 1
+
+    killed = tmp_path / "b"
+    script = textwrap.dedent(
+        f"""
+        import sys, time, torch
+        from pathlib import Path
+        from revstudy.data.dataset import read_dataset
+        from revstudy.study.spaces import load_space
+        from revstudy.study.trial import train_trial
+
+        def report(m):
+            if m["epoch"] == 2:  # its checkpoint is on disk: now die mid-training
+                print("ready", flush=True)
+                time.sleep(600)
+
+        torch.set_num_threads(1)
+        train_trial({{}}, space=load_space({str(space)!r}),
+                    dataset=read_dataset({str(synthetic_csv)!r}), study=Path({str(killed)!r}),
+                    trial_id="t1", repeats=2, seed=3, objectives=["f1_macro_skill"],
+                    report=report, threads=1)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (killed / "trials" / "t1" / STATE_FILE).is_file()
+    assert not (killed / "trials" / "t1" / "result.json").exists()
+
+    resumed: list[dict[str, Any]] = []
+    _run(killed, synthetic_csv, space, resumed)
+    assert [r["epoch"] for r in resumed] == [3, 4]
+    timing = {"train_seconds", "train_seconds_std"}
+    assert _without(resumed[-1], timing) == _without(straight[-1], timing)  # bit for bit
+    a = json.loads((tmp_path / "a" / "trials" / "t1" / "result.json").read_text())
+    b = json.loads((killed / "trials" / "t1" / "result.json").read_text())
+    assert b["history"]["resumed_after_epoch"] == [2] and a["history"]["resumed_after_epoch"] == []
+    assert [_without(r, timing) for r in a["repeats"]] == [
+        _without(r, timing) for r in b["repeats"]
+    ]
+    assert a["tf32"] is False
+    epochs = [json.loads(line) for line in (killed / "trials" / "t1" / "epochs.jsonl").open()]
+    assert [(e["repeat"], e["epoch"]) for e in epochs] == [
+        (r, e) for e in (1, 2, 3, 4) for r in (0, 1)
+    ]
+
+
+def test_a_finished_trial_reports_its_record_again(
+    tmp_path: Path, synthetic_csv: Path, space: Path
+) -> None:
+    first: list[dict[str, Any]] = []
+    _run(tmp_path, synthetic_csv, space, first)
+    again: list[dict[str, Any]] = []
+    _run(tmp_path, synthetic_csv, space, again)  # e.g. resumed after the driver died
+    assert again == [first[-1]]
+
+
+def test_a_damaged_checkpoint_fails_the_trial_with_its_path(
+    tmp_path: Path, synthetic_csv: Path, space: Path
+) -> None:
+    ck = tmp_path / "trials" / "t1" / STATE_FILE
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(Exception, match="damaged or untrusted checkpoint"):
+        _run(tmp_path, synthetic_csv, space, [])
+    failure = json.loads((ck.parent / "failure.json").read_text())
+    assert str(ck) in failure["reason"] and "CheckpointError" in failure["reason"]
+
+
+def test_a_killed_driver_counts_as_gone_even_before_it_is_reaped() -> None:
+    """The trial guard's liveness check: a zombie (killed, not yet waited for) is dead."""
+    import time
+
+    from revstudy.study.trial import _pid_alive
+
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _pid_alive(p.pid)
+        p.kill()
+        time.sleep(0.3)
+        assert not _pid_alive(p.pid)  # a zombie until p.wait()
+    finally:
+        p.wait()
+    assert not _pid_alive(p.pid)

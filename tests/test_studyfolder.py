@@ -1,0 +1,134 @@
+"""The study folder's contract (revstudy.studyfolder): one ranking, one lookup, checked
+names and objectives, a typed study.json."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from revstudy.errors import RevstudyError
+from revstudy.studyfolder import (
+    Objective,
+    StudyInfo,
+    check_name,
+    pareto_fronts,
+    parse_objective,
+    rank_finished,
+    rank_key,
+    storage_root,
+    study_dir,
+    trial_dir,
+)
+
+TRIALS = pd.DataFrame(
+    {
+        "trial_id": ["a", "b", "c", "d", "e", "f"],
+        "state": ["COMPLETED", "STOPPED_EARLY", "COMPLETED", "FAILED", "COMPLETED", "RUNNING"],
+        "f1": [0.20, 0.90, 0.25, 0.99, np.nan, 0.95],
+        "inv": [1e-6, 1e-6, 5e-6, 0.0, 1e-7, 0.0],
+    }
+)
+
+
+def test_one_objective_ranks_completed_trials_first_then_the_value() -> None:
+    ranked = rank_finished(TRIALS, [Objective("f1", "max")])
+    # FAILED/RUNNING never ranked, NaN left out, the early-stopped trial after completed ones
+    assert ranked["trial_id"].tolist() == ["c", "a", "b"]
+    assert ranked["rank"].tolist() == [1, 2, 3]
+    assert (ranked["front"] == 0).all()
+
+
+def test_several_objectives_rank_by_pareto_front_then_the_first_objective() -> None:
+    ranked = rank_finished(TRIALS, [Objective("f1", "max"), Objective("inv", "min")])
+    # the early-stopped b (0.90, 1e-6) dominates a and c, yet ranks last: completed first
+    assert ranked["trial_id"].tolist() == ["c", "a", "b"]
+    assert ranked.set_index("trial_id")["front"].to_dict() == {"c": 1, "a": 1, "b": 0}
+    three = pd.DataFrame(
+        {"trial_id": ["x", "y", "z"], "state": ["COMPLETED"] * 3, "f1": [0.3, 0.2, 0.1],
+         "inv": [2.0, 1.0, 3.0]}
+    )  # fmt: skip
+    ranked = rank_finished(three, [Objective("f1", "max"), Objective("inv", "min")])
+    assert ranked["trial_id"].tolist() == ["x", "y", "z"]  # z is dominated by both
+    assert ranked["front"].tolist() == [0, 0, 1]
+
+
+def test_ranking_of_nothing_is_empty_not_an_error() -> None:
+    assert rank_finished(pd.DataFrame(), [Objective("f1")]).empty
+    assert rank_finished(TRIALS, [Objective("missing")]).empty
+
+
+def test_the_live_key_agrees_with_the_table_ranking() -> None:
+    o = Objective("f1", "max")
+    rows = [("COMPLETED", 0.2), ("STOPPED_EARLY", 0.9), ("COMPLETED", 0.25)]
+    best = min(rows, key=lambda r: rank_key(r[0], r[1], o))
+    assert best == ("COMPLETED", 0.25)
+    assert rank_key("COMPLETED", 1.0, Objective("inv", "min")) > rank_key(
+        "COMPLETED", 0.5, Objective("inv", "min")
+    )
+
+
+def test_pareto_fronts() -> None:
+    assert pareto_fronts(np.array([[1.0, 1.0], [0.0, 0.0], [2.0, 0.0]])).tolist() == [0, 1, 0]
+
+
+def test_objectives_parse_with_one_line_errors() -> None:
+    assert parse_objective("f1_macro") == Objective("f1_macro", "max")
+    assert parse_objective(" inv_error_max:min ") == Objective("inv_error_max", "min")
+    with pytest.raises(RevstudyError, match="--objective: mode of f1 must be max or min"):
+        parse_objective("f1:up", "--objective")
+    with pytest.raises(RevstudyError, match="expected METRIC"):
+        parse_objective(":max")
+
+
+def test_storage_root_honours_flag_env_and_file_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVSTUDY_STORAGE", f"file://{tmp_path}/env")
+    assert storage_root(None) == (tmp_path / "env").resolve()
+    assert storage_root(str(tmp_path / "flag")) == (tmp_path / "flag").resolve()
+    with pytest.raises(RevstudyError, match="only directories"):
+        storage_root("s3://bucket/x")
+    assert study_dir("first") == (tmp_path / "env" / "first").resolve()
+
+
+@pytest.mark.parametrize("bad", ["../up", "a/b", ".hidden", "", "-x", "x" * 129])
+def test_no_name_escapes_the_storage_root(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(RevstudyError):
+        check_name(bad)
+    with pytest.raises(RevstudyError):
+        trial_dir(tmp_path, bad)
+
+
+def test_study_info_is_typed_and_refuses_a_foreign_file() -> None:
+    info = StudyInfo.from_dict(
+        {"name": "s", "objectives": [{"metric": "f1_macro"}, {"metric": "inv", "mode": "min"}],
+         "num_samples": 8, "repeats": 3, "baseline": True}
+    )  # fmt: skip
+    assert info.objectives == (Objective("f1_macro", "max"), Objective("inv", "min"))
+    assert (info.num_samples, info.repeats, info.baseline) == (8, 3, True)
+    assert info.optuna_study_name == "s"
+    with pytest.raises(RevstudyError, match=r"x/study.json: damaged or foreign"):
+        StudyInfo.from_dict({"name": "s", "objectives": [{"mode": "max"}]}, "x/study.json")
+
+
+@pytest.mark.parametrize("package", ["data", "training", "study", "elucidation"])
+def test_every_public_name_of_a_package_resolves(package: str) -> None:
+    mod = importlib.import_module(f"revstudy.{package}")
+    missing = [n for n in mod.__all__ if not hasattr(mod, n)]
+    assert not missing, missing
+
+
+def test_contract_cli_and_analysis_import_without_torch_or_ray() -> None:
+    code = (
+        "import sys, revstudy.studyfolder, revstudy.cli, revstudy.study, revstudy.training, "
+        "revstudy.study.spaces, analysis; "
+        "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,123 @@
+"""Checkpoints load without unpickling code, on the CPU first, and restore a Trainer exactly.
+
+The GPU failure (a CUDA-trained state loaded with map_location="cuda": the CPU generator's
+state moved to the GPU, `Generator.set_state` raised) is reproduced on CPU with the `meta`
+device, which also moves every tensor away from the CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from revstudy.data.dataset import read_dataset
+from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from revstudy.training.config import TrialConfig
+from revstudy.training.splits import SplitTensors
+from revstudy.training.trainer import Trainer, fit
+
+TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=2, cd_draws=1)
+
+
+class Payload:
+    """Unpickling this writes a marker file: the attack a crafted checkpoint carries."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+@pytest.fixture()
+def trained(synthetic_csv: Path) -> tuple[Trainer, SplitTensors]:
+    torch.set_num_threads(1)
+    data = SplitTensors.build(read_dataset(synthetic_csv), TINY)
+    t = Trainer(TINY, data)
+    t.train_epoch()
+    return t, data
+
+
+def test_state_mapped_to_another_device_is_refused_clearly(
+    trained: tuple[Trainer, SplitTensors], tmp_path: Path
+) -> None:
+    t, data = trained
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, t.state())
+    moved = torch.load(path, map_location="meta", weights_only=True)  # the old, broken load
+    with pytest.raises(TypeError, match=r"RNG state must be a torch\.ByteTensor"):
+        torch.Generator().set_state(moved["generator"])
+    with pytest.raises(CheckpointError, match="meta device"):
+        Trainer(TINY, data).load_state(moved)
+
+
+def test_checkpoint_loads_to_cpu_and_resumes_exactly(
+    trained: tuple[Trainer, SplitTensors], tmp_path: Path
+) -> None:
+    t, data = trained
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, t.state())
+    state = load_checkpoint(path)
+    assert state["generator"].device.type == "cpu"
+    assert all(v.device.type == "cpu" for v in state["model"].values())
+    resumed = Trainer(TINY, data, seed=99)
+    resumed.load_state(state)
+    fit(resumed)
+    fit(t)
+    assert resumed.history[-1].train_loss == t.history[-1].train_loss
+    for p, q in zip(resumed.model.parameters(), t.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_pickled_payload_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    path = tmp_path / "state.pt"
+    torch.save({"trainers": [Payload(marker)]}, path)
+    with pytest.raises(CheckpointError, match="untrusted checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # a plain pickle (not a torch zip) is refused the same way
+    path.write_bytes(pickle.dumps(Payload(marker), protocol=2))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_torn_and_foreign_files_are_one_line_errors(
+    trained: tuple[Trainer, SplitTensors], tmp_path: Path
+) -> None:
+    t, data = trained
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, t.state())
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match="damaged") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    buf = io.BytesIO()
+    torch.save([1, 2], buf)
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        load_checkpoint(path)
+    assert zipfile.is_zipfile(io.BytesIO(whole))
+    with pytest.raises(CheckpointError, match="lacks"):
+        Trainer(TINY, data).load_state({"model": {}})
+    bad = t.state()
+    bad["model"] = {"nonsense": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match="does not fit"):
+        Trainer(TINY, data).load_state(bad)
+
+
+def test_save_is_atomic(trained: tuple[Trainer, SplitTensors], tmp_path: Path) -> None:
+    t, _ = trained
+    path = tmp_path / "ck" / "state.pt"
+    save_checkpoint(path, t.state())
+    save_checkpoint(path, t.state())  # over an existing one
+    assert [p.name for p in path.parent.iterdir()] == ["state.pt"]  # no temp file left

@@ -1,0 +1,168 @@
+"""Fused repeats (revstudy.fused) follow the sequential repeats up to rounding."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from revstudy.data.dataset import Dataset, read_dataset
+from revstudy.errors import NonFiniteLossError
+from revstudy.training import fused as fused_mod
+from revstudy.training.config import TrialConfig
+from revstudy.training.fused import FusedRepeats, Repeats, fusable, steps_per_epoch
+from revstudy.training.runs import train_repeats
+from revstudy.training.splits import SplitTensors
+from revstudy.training.trainer import EpochRecord, Trainer
+from tests.conftest import synthetic_rows, write_csv
+
+# batch 64: two steps an epoch for every repeat, last batches of different sizes
+TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=2, cd_draws=1, batch_size=64)
+# every loss path a repeat can take: clipping (0.01: it acts on every step), the MMD latent
+# term and its own draws
+FULL = TINY.replace(grad_clip=0.01, latent_loss="mmd", latent_weight=0.1)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """Rows with repeated structures, so the repeats' splits differ by a few rows."""
+    rows = synthetic_rows(120, seed=3)
+    rows += [(9000 + i, 9500 + i, c, d) for i, (_, _, c, d) in enumerate(rows[:30])]
+    return read_dataset(write_csv(tmp_path_factory.mktemp("fused") / "rows.csv", rows))
+
+
+def trainers(ds: Dataset, cfg: TrialConfig, repeats: int = 3) -> list[Trainer]:
+    return [Trainer(cfg, SplitTensors.build(ds, cfg, r), seed=cfg.seed + r) for r in range(repeats)]
+
+
+def assert_close_runs(a: list[Trainer], b: list[Trainer], tol: float = 1e-4) -> None:
+    for ta, tb in zip(a, b, strict=True):
+        for ra, rb in zip(ta.history, tb.history, strict=True):
+            for key in ("train_loss", "train_loss_y", "train_loss_x", "train_loss_latent"):
+                assert getattr(ra, key) == pytest.approx(getattr(rb, key), rel=tol, abs=1e-7)
+            assert ra.val_loss == pytest.approx(rb.val_loss, rel=tol)
+        for p, q in zip(ta.model.parameters(), tb.model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("cfg", [TINY, FULL], ids=["default-loss", "clip-mmd"])
+def test_fused_epochs_follow_the_sequential_repeats(dataset: Dataset, cfg: TrialConfig) -> None:
+    seq = trainers(dataset, cfg)
+    assert len({len(t.data.x_train) for t in seq}) > 1, "splits should differ in size"
+    for _ in range(cfg.epochs):
+        for t in seq:
+            t.train_epoch()
+    fused = trainers(dataset, cfg)
+    group = FusedRepeats(fused)
+    for _ in range(cfg.epochs):
+        recs = group.train_epoch()
+    assert [r.epoch for r in recs] == [cfg.epochs] * 3
+    assert_close_runs(seq, fused)
+    # each repeat's own weights, not one model copied three times
+    first = [next(t.model.parameters()) for t in fused]
+    assert not torch.equal(first[0], first[1])
+
+
+def test_checkpoints_move_between_fused_and_sequential(dataset: Dataset) -> None:
+    cfg = FULL.replace(epochs=3)
+    straight = trainers(dataset, cfg)
+    for _ in range(3):
+        for t in straight:
+            t.train_epoch()
+    # one epoch fused → checkpoint → one epoch sequential → checkpoint → one epoch fused
+    a = trainers(dataset, cfg)
+    group = FusedRepeats(a)
+    group.train_epoch()
+    states = group.states()
+    b = [Trainer(cfg, t.data, seed=99) for t in a]  # the checkpoint overrides the seed
+    for t, s in zip(b, states, strict=True):
+        t.load_state(s)
+        t.train_epoch()
+    c = trainers(dataset, cfg)
+    for t, u in zip(c, b, strict=True):
+        t.load_state(u.state())
+    FusedRepeats(c).train_epoch()
+    assert_close_runs(straight, c)
+
+
+def test_fused_state_has_each_repeats_optimiser_slice(dataset: Dataset) -> None:
+    ts = trainers(dataset, TINY, repeats=2)
+    group = FusedRepeats(ts)
+    group.train_epoch()
+    states = group.states()
+    stacked = group.optimizer.state_dict()["state"][0]["exp_avg"]
+    for r, s in enumerate(states):
+        torch.testing.assert_close(s["optimizer"]["state"][0]["exp_avg"], stacked[r])
+        assert s["epoch"] == 1
+        assert s["model"].keys() == ts[r].model.state_dict().keys()
+
+
+def test_repeats_with_a_different_step_count_train_on_their_own(dataset: Dataset) -> None:
+    cfg = TINY.replace(epochs=1)
+    base = trainers(dataset, cfg)
+
+    def shorten(t: Trainer) -> Trainer:  # 60 rows: one step fewer than the others
+        d = dataclasses.replace(t.data, x_train=t.data.x_train[:60], y_train=t.data.y_train[:60])
+        return Trainer(cfg, d, seed=t.seed)
+
+    ts = [base[0], shorten(base[1]), base[2]]
+    assert steps_per_epoch(ts[1]) != steps_per_epoch(ts[0])
+    group = Repeats(ts)
+    assert [(m, f is not None) for m, f in group.groups] == [([0, 2], True), ([1], False)]
+    recs = group.train_epoch()
+    assert [r.epoch for r in recs] == [1, 1, 1]
+    seq = [trainers(dataset, cfg)[0], shorten(trainers(dataset, cfg)[1])]
+    for t in seq:
+        t.train_epoch()
+    assert_close_runs(seq, ts[:2])
+    assert not Repeats(ts, fuse=False).fused
+
+
+def test_fusable_names_what_differs(dataset: Dataset) -> None:
+    one = trainers(dataset, TINY, repeats=2)
+    assert fusable(one[:1]) == "a single repeat"
+    other = Trainer(TINY.replace(lr=TINY.lr * 2), one[1].data, seed=1)
+    assert fusable([one[0], other]) == "the repeats' configurations differ"
+    one[1].train_epoch()
+    assert fusable(one) == "the repeats are at different epochs"
+    with pytest.raises(ValueError, match="different epochs"):
+        FusedRepeats(one)
+
+
+def test_a_non_finite_repeat_fails_with_its_epoch_and_repeat(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = fused_mod.spectrum_loss
+
+    def nan_in_second(logits: torch.Tensor, *a: object) -> torch.Tensor:
+        loss = real(logits, *a)  # type: ignore[arg-type]
+        return loss * torch.tensor([1.0, math.nan, 1.0])[: loss.numel()].reshape(loss.shape)
+
+    monkeypatch.setattr(fused_mod, "spectrum_loss", nan_in_second)
+    with pytest.raises(NonFiniteLossError, match="epoch 1") as info:
+        FusedRepeats(trainers(dataset, TINY)).train_epoch()
+    assert any("repeat 1" in note for note in info.value.__notes__)
+
+
+def test_train_repeats_fused_and_one_by_one_agree(dataset: Dataset) -> None:
+    cfg = TINY.replace(epochs=1)
+    seen: list[tuple[int, EpochRecord]] = []
+    a = train_repeats(cfg, dataset, repeats=2, on_epoch=lambda r, rec: seen.append((r, rec)))
+    b = train_repeats(cfg, dataset, repeats=2, fuse=False)
+    assert [r for r, _ in seen] == [0, 1]
+    for ra, rb in zip(a.repeats, b.repeats, strict=True):
+        for key in ("f1_macro", "inv_error_max", "z_free_std_mean", "bond_count_corr"):
+            assert ra["metrics"][key] == pytest.approx(rb["metrics"][key], rel=1e-3, abs=1e-6)
+    # the shared training time is split between the repeats
+    assert all(h["seconds"] > 0 for r in a.repeats for h in r["history"])
+
+
+def test_fused_repeats_run_on_a_path_dataset(tmp_path: Path) -> None:
+    """A plain two-repeat run from a CSV: nothing of the fused path assumes equal splits."""
+    ds = read_dataset(write_csv(tmp_path / "s.csv", synthetic_rows(60)))
+    res = train_repeats(TINY.replace(epochs=1), ds, repeats=2)
+    assert len(res.repeats) == 2
+    assert math.isfinite(res.aggregate["f1_macro"]["mean"])
