@@ -33,6 +33,7 @@ from revstudy.study.spaces import SearchSpace
 from revstudy.studyfolder import (
     FINAL_KEY,
     PER_EPOCH,
+    REPEAT_ARRAYS,
     STATE_FILE,
     TRIAL_KEY,
     public_params,
@@ -301,7 +302,7 @@ def _result_doc(
 def _write_result(tdir: Path, evals: list[Evaluation], result: dict[str, Any]) -> None:
     """arrays.npz, then result.json (the record that the trial finished), atomically."""
     arrays = dict(evals[0].arrays)
-    for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
+    for key in REPEAT_ARRAYS:
         arrays[f"repeat_{key}"] = np.array([e.metrics[key] for e in evals])
     tdir.mkdir(parents=True, exist_ok=True)
     tmp = tdir / ".arrays.tmp.npz"

@@ -75,11 +75,10 @@ class FusedRepeats:
         self.config = trainers[0].config
         self.device = trainers[0].device
         self.names = [name for name, _ in trainers[0].model.named_parameters()]
+        own = [dict(t.model.named_parameters()) for t in trainers]
         with torch.no_grad():
             self.params = {
-                name: torch.stack([dict(t.model.named_parameters())[name] for t in trainers])
-                .detach()
-                .requires_grad_()
+                name: torch.stack([p[name] for p in own]).detach().requires_grad_()
                 for name in self.names
             }
         self.net = copy.deepcopy(trainers[0].model).to("meta")  # the architecture, no weights
@@ -273,8 +272,12 @@ class Repeats:
     have the same number of steps (nearly always all of them) train as one `FusedRepeats`;
     a repeat left on its own trains by itself."""
 
-    def __init__(self, trainers: Sequence[Trainer], fuse: bool = True):
+    def __init__(
+        self, trainers: Sequence[Trainer], fuse: bool = True, indices: Sequence[int] | None = None
+    ):
         self.trainers = list(trainers)
+        # the repeats' numbers (`train_epoch` returns their records in this order)
+        self.indices = list(indices) if indices is not None else list(range(len(trainers)))
         by_steps: dict[int, list[int]] = {}
         for r, t in enumerate(self.trainers):
             by_steps.setdefault(steps_per_epoch(t) if fuse else -1 - r, []).append(r)

@@ -19,6 +19,7 @@ import torch
 
 from revstudy.data.dataset import Dataset
 from revstudy.files import write_json_atomic
+from revstudy.studyfolder import REPEAT_ARRAYS
 from revstudy.training.config import TrialConfig
 from revstudy.training.fused import Repeats
 from revstudy.training.splits import SplitTensors
@@ -71,51 +72,64 @@ def train_repeats(
 ) -> RunResult:
     """Train `repeats` seeded splits (seed + r) and evaluate each on its validation split.
 
-    The repeats advance together, as one batched ensemble when `fuse` (`revstudy.fused`;
-    `fuse=False` trains them one after another, same results up to rounding). `final`
-    trains on train + validation (validation metrics are then optimistic and labelled so);
-    `evaluate_test` also scores the held-out test split, reported separately.
+    With `fuse` the repeats advance together as one batched ensemble (`revstudy.training.
+    fused`); without, one after another, each freed before the next (same results up to
+    rounding, less memory). `final` trains on train + validation (validation metrics are
+    then optimistic and labelled so); `evaluate_test` also scores the held-out test split,
+    reported separately.
     """
     result = RunResult(config)
-    splits = [
-        SplitTensors.build(dataset, config, repeat=r, device=device, final=final)
-        for r in range(repeats)
-    ]
-    trainers = [
-        Trainer(config, data, device=device, seed=config.seed + r) for r, data in enumerate(splits)
-    ]
-    group = Repeats(trainers, fuse=fuse)
-    while trainers[0].epoch < config.epochs:
-        for r, rec in enumerate(group.train_epoch()):
-            if on_epoch is not None:
-                on_epoch(r, rec)
-    for r, (trainer, data) in enumerate(zip(trainers, splits, strict=True)):
-        ev = trainer.evaluate("val")
-        result.repeats.append(
-            {
-                "repeat": r,
-                "seed": config.seed + r,
-                "split": {
-                    "train": len(data.x_train),
-                    "val": len(data.x_val),
-                    "test": len(data.x_test),
-                    "final": final,
-                },
-                "metrics": ev.metrics,
-                "history": [asdict(h) for h in trainer.history],
-            }
-        )
-        if evaluate_test:
-            result.test.append(trainer.evaluate("test").metrics)
-        if r == 0:
-            result.arrays = ev.arrays
-            result.model_state = {
-                k: v.detach().cpu() for k, v in trainer.model.state_dict().items()
-            }
-            result.prior_state = prior_state(trainer)
-    for key in ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max"):
+
+    def build(r: int) -> Trainer:
+        data = SplitTensors.build(dataset, config, repeat=r, device=device, final=final)
+        return Trainer(config, data, device=device, seed=config.seed + r)
+
+    def epochs(group: Repeats) -> None:
+        while group.trainers[0].epoch < config.epochs:
+            for r, rec in zip(group.indices, group.train_epoch(), strict=True):
+                if on_epoch is not None:
+                    on_epoch(r, rec)
+
+    if fuse and repeats > 1:
+        trainers = [build(r) for r in range(repeats)]
+        epochs(Repeats(trainers))
+        for r, t in enumerate(trainers):
+            _record(result, r, t, final, evaluate_test)
+    else:
+        for r in range(repeats):
+            trainer = build(r)
+            epochs(Repeats([trainer], indices=[r]))
+            _record(result, r, trainer, final, evaluate_test)
+    for key in REPEAT_ARRAYS:
         result.arrays[f"repeat_{key}"] = np.array([r["metrics"][key] for r in result.repeats])
     return result
+
+
+def _record(result: RunResult, r: int, trainer: Trainer, final: bool, test: bool) -> None:
+    """Evaluate repeat `r` and add it to `result` (repeat 0 also gives the arrays, the
+    weights and the prior a run folder keeps)."""
+    data = trainer.data
+    ev = trainer.evaluate("val")
+    result.repeats.append(
+        {
+            "repeat": r,
+            "seed": trainer.seed,
+            "split": {
+                "train": len(data.x_train),
+                "val": len(data.x_val),
+                "test": len(data.x_test),
+                "final": final,
+            },
+            "metrics": ev.metrics,
+            "history": [asdict(h) for h in trainer.history],
+        }
+    )
+    if test:
+        result.test.append(trainer.evaluate("test").metrics)
+    if r == 0:
+        result.arrays = ev.arrays
+        result.model_state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+        result.prior_state = prior_state(trainer)
 
 
 def prior_state(trainer: Trainer) -> dict[str, Any]:

@@ -151,8 +151,16 @@ def test_train_repeats_fused_and_one_by_one_agree(dataset: Dataset) -> None:
     cfg = TINY.replace(epochs=1)
     seen: list[tuple[int, EpochRecord]] = []
     a = train_repeats(cfg, dataset, repeats=2, on_epoch=lambda r, rec: seen.append((r, rec)))
-    b = train_repeats(cfg, dataset, repeats=2, fuse=False)
+    one_by_one: list[tuple[int, int]] = []
+    b = train_repeats(
+        cfg,
+        dataset,
+        repeats=2,
+        fuse=False,
+        on_epoch=lambda r, rec: one_by_one.append((r, rec.epoch)),
+    )
     assert [r for r, _ in seen] == [0, 1]
+    assert one_by_one == [(0, 1), (1, 1)]  # each repeat trained (and freed) in turn
     for ra, rb in zip(a.repeats, b.repeats, strict=True):
         for key in ("f1_macro", "inv_error_max", "z_free_std_mean", "bond_count_corr"):
             assert ra["metrics"][key] == pytest.approx(rb["metrics"][key], rel=1e-3, abs=1e-6)
