@@ -116,73 +116,91 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> str:
-    """HTML of the answer: one sentence, the best settings beside the paper's, the commands."""
+def _certainty(d: dict[str, Any]) -> str:
+    """How sure the lead is: the CI of the difference, or why there is none."""
+    ci = d.get("ci95")
+    if ci is None:
+        return "one split each, so no error bar: the difference may be split noise"
+    return (
+        f"95 % CI of the difference over {d['repeats']} seeded splits each: "
+        f"{ci[0]:+.4g} to {ci[1]:+.4g}"
+        + (" (excludes 0)" if ci[0] > 0 or ci[1] < 0 else " (includes 0: not shown to differ)")
+    )
+
+
+def _sentence(d: dict[str, Any]) -> str:
+    """The one-sentence answer, worded for: no baseline, baseline best, or a trial beats it."""
     metric, best, base = d["metric"], d["best"], d["baseline"]
     e = html.escape
-    if best is None:
-        return (
-            f'<p class="headline">No trial has finished yet ({d["n_trials"]} started): '
-            "nothing to compare with the paper baseline.</p>"
-        )
     better = "higher" if d["mode"] == "max" else "lower"
     if base is None:
-        sentence = (
+        return (
             f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b> with "
             f"{e(metric)} = <b>{best['value']:.4g}</b> ({better} is better). The paper "
             "baseline did not finish in this study (or was left out with --no-baseline), "
             "so there is no comparison."
         )
-    elif best["is_baseline"]:
-        sentence = (
+    if best["is_baseline"]:
+        return (
             f"The paper configuration is still the best of {d['n_completed']} completed "
             f"trials: {e(metric)} = <b>{best['value']:.4g}</b> ({better} is better)."
         )
-    else:
-        ci = d.get("ci95")
-        sure = (
-            f"95 % CI of the difference over {d['repeats']} seeded splits each: "
-            f"{ci[0]:+.4g} to {ci[1]:+.4g}"
-            + (" (excludes 0)" if ci[0] > 0 or ci[1] < 0 else " (includes 0: not shown to differ)")
-            if ci is not None
-            else "one split each, so no error bar: the difference may be split noise"
-        )
-        rel = d["relative"]
-        sentence = (
-            f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b>, "
-            f"{e(metric)} = <b>{best['value']:.4g}</b> against the paper baseline's "
-            f"{base['value']:.4g}: <b>{d['difference']:+.4g}</b>"
-            + (f" ({rel:+.0%})" if math.isfinite(rel) else "")
-            + f" ({better} is better); {sure}. The baseline ranks "
-            f"{d['rank_of_baseline']} of {d['n_completed']}."
-        )
+    rel = d["relative"]
+    return (
+        f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b>, "
+        f"{e(metric)} = <b>{best['value']:.4g}</b> against the paper baseline's "
+        f"{base['value']:.4g}: <b>{d['difference']:+.4g}</b>"
+        + (f" ({rel:+.0%})" if math.isfinite(rel) else "")
+        + f" ({better} is better); {_certainty(d)}. The baseline ranks "
+        f"{d['rank_of_baseline']} of {d['n_completed']}."
+    )
+
+
+def _caveat(d: dict[str, Any]) -> str:
+    """Why the lead is optimistic (winner's curse) and what confirms it; plain text."""
     fixed = ", ".join(f"{k} {v}" for k, v in d.get("fixed", {}).items())
-    caveat = (
+    return (
         (f"The paper baseline runs with this space's fixed settings ({fixed}). " if fixed else "")
         + "Chosen as the best of many trials on the validation splits, its lead is optimistic; "
         "the held-out test split"
         + (f" ({d['test_fraction']:.0%} of the structures)" if d.get("test_fraction") else "")
         + " was not used by any trial. Confirm on fresh splits and the test split:"
     )
+
+
+def _params_table(best: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """The best settings beside the paper's, one row per parameter; empty without params."""
+    e = html.escape
     keys = sorted(set(best["params"]) | set((base or {}).get("params", {})))
     rows = "".join(
         f"<tr><td>{e(k)}</td><td>{_fmt(best['params'].get(k, '–'))}</td>"
         f"<td>{_fmt((base or {}).get('params', {}).get(k, '–'))}</td></tr>"
         for k in keys
     )
-    table = (
+    if not rows:
+        return ""
+    return (
         '<table class="params"><thead><tr><th>parameter</th><th>best</th>'
         f"<th>paper baseline</th></tr></thead><tbody>{rows}</tbody></table>"
-        if rows
-        else ""
     )
+
+
+def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> str:
+    """HTML of the answer: one sentence, the best settings beside the paper's, the commands."""
+    e = html.escape
+    if d["best"] is None:
+        return (
+            f'<p class="headline">No trial has finished yet ({d["n_trials"]} started): '
+            "nothing to compare with the paper baseline.</p>"
+        )
+    table = _params_table(d["best"], d["baseline"])
     commands = (
         f"revstudy export {study_name}{storage_hint} --out best.yaml\n"
         "revstudy train --config best.yaml --repeats 10 --test --out runs/best"
     )
     return (
-        f'<p class="headline">{sentence}</p>{table}'
-        f'<p class="caption">{e(caveat)}</p><pre class="cmd">{e(commands)}</pre>'
+        f'<p class="headline">{_sentence(d)}</p>{table}'
+        f'<p class="caption">{e(_caveat(d))}</p><pre class="cmd">{e(commands)}</pre>'
     )
 
 

@@ -6,11 +6,13 @@ parameters worth a slice/contour; drawing stays Optuna's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+
+from revstudy.studyfolder import Objective
 
 from ._load import Study
 from ._style import finish
@@ -49,72 +51,118 @@ def _complete(ostudy: Any) -> int:
     return len(ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
-def optuna_figures(study: Study, importances: pd.DataFrame) -> dict[str, list[go.Figure]]:
-    """Figures per report section: history, parallel, importance, slice, contour, pareto.
-
-    Raises Unavailable when there is no optuna.db or no complete trial in it.
-    """
-    import optuna.visualization as vis
-
+def _loaded(study: Study) -> Any:
+    """The study's optuna.db, or Unavailable saying why there is nothing to draw."""
     ostudy = study.load_optuna()
     if ostudy is None:
         raise Unavailable("no optuna.db in the study folder")
     if _complete(ostudy) == 0:
         raise Unavailable("optuna.db has no complete trial yet")
-    objs = study.objectives
-    names = [o.metric for o in objs]
-    t0, n0 = _target(ostudy, 0), names[0]
-    params = top_params(importances, ostudy)
-    out: dict[str, list[go.Figure]] = {}
-    out["history"] = [
+    return ostudy
+
+
+def _history(ostudy: Any, objs: Sequence[Objective]) -> list[go.Figure]:
+    """One optimization history per objective, each with its own target."""
+    import optuna.visualization as vis
+
+    return [
         finish(
-            vis.plot_optimization_history(ostudy, target=_target(ostudy, i), target_name=n),
-            f"Optimization history: {n} ({o.mode}imise)",
+            vis.plot_optimization_history(ostudy, target=_target(ostudy, i), target_name=o.metric),
+            f"Optimization history: {o.metric} ({o.mode}imise)",
         )
-        for i, (o, n) in enumerate(zip(objs, names, strict=True))
+        for i, o in enumerate(objs)
     ]
-    out["parallel"] = [
-        finish(
-            vis.plot_parallel_coordinate(ostudy, target=t0, target_name=n0),
-            f"Parallel coordinates of the hyperparameters, coloured by {n0}",
-            480,
-        )
-    ]
+
+
+def _importance(ostudy: Any, objs: Sequence[Objective]) -> list[go.Figure]:
+    """fANOVA importance per objective, named: Optuna 5's default evaluator is PED-ANOVA."""
+    import optuna.visualization as vis
     from optuna.importance import FanovaImportanceEvaluator
 
-    out["importance"] = [
-        finish(  # the evaluator named: Optuna 5's default is PED-ANOVA
+    return [
+        finish(
             vis.plot_param_importances(
                 ostudy,
                 evaluator=FanovaImportanceEvaluator(seed=0),
                 target=_target(ostudy, i),
-                target_name=n,
+                target_name=o.metric,
             ),
-            f"Hyperparameter importance (fANOVA, finished trials only) for {n}",
+            f"Hyperparameter importance (fANOVA, finished trials only) for {o.metric}",
         )
-        for i, n in enumerate(names)
+        for i, o in enumerate(objs)
     ]
-    out["slice"] = [
+
+
+def _parallel(ostudy: Any, objs: Sequence[Objective]) -> list[go.Figure]:
+    """Parallel coordinates of all parameters, coloured by objective 1."""
+    import optuna.visualization as vis
+
+    n0 = objs[0].metric
+    return [
+        finish(
+            vis.plot_parallel_coordinate(ostudy, target=_target(ostudy, 0), target_name=n0),
+            f"Parallel coordinates of the hyperparameters, coloured by {n0}",
+            480,
+        )
+    ]
+
+
+def _slice(ostudy: Any, objs: Sequence[Objective], params: list[str]) -> list[go.Figure]:
+    """Slices of objective 1 over the top parameters (all of them when none is known)."""
+    import optuna.visualization as vis
+
+    t0, n0 = _target(ostudy, 0), objs[0].metric
+    return [
         finish(
             vis.plot_slice(ostudy, params=params or None, target=t0, target_name=n0),
             f"Slice plots of the top parameters ({', '.join(params)}) against {n0}",
         )
     ]
+
+
+def _contour(ostudy: Any, objs: Sequence[Objective], params: list[str]) -> list[go.Figure]:
+    """Contour of objective 1 over the top parameters; the caller needs two or more."""
+    import optuna.visualization as vis
+
+    t0, n0 = _target(ostudy, 0), objs[0].metric
+    return [
+        finish(
+            vis.plot_contour(ostudy, params=params, target=t0, target_name=n0),
+            f"Contour of {n0} over the top parameters",
+            600,
+        )
+    ]
+
+
+def _pareto(ostudy: Any, objs: Sequence[Objective]) -> list[go.Figure]:
+    """The Pareto front over all objectives; Optuna draws it for two or three only."""
+    import optuna.visualization as vis
+
+    return [
+        finish(
+            vis.plot_pareto_front(ostudy, target_names=[o.metric for o in objs]),
+            "Pareto front: " + " vs ".join(f"{o.metric} ({o.mode})" for o in objs),
+            520,
+        )
+    ]
+
+
+def optuna_figures(study: Study, importances: pd.DataFrame) -> dict[str, list[go.Figure]]:
+    """Figures per report section: history, parallel, importance, slice, contour, pareto.
+
+    Raises Unavailable when there is no optuna.db or no complete trial in it.
+    """
+    ostudy = _loaded(study)
+    objs = study.objectives
+    params = top_params(importances, ostudy)
+    out: dict[str, list[go.Figure]] = {
+        "history": _history(ostudy, objs),
+        "parallel": _parallel(ostudy, objs),
+        "importance": _importance(ostudy, objs),
+        "slice": _slice(ostudy, objs, params),
+    }
     if len(params) >= 2:
-        out["contour"] = [
-            finish(
-                vis.plot_contour(ostudy, params=params, target=t0, target_name=n0),
-                f"Contour of {n0} over the top parameters",
-                600,
-            )
-        ]
+        out["contour"] = _contour(ostudy, objs, params)
     if len(objs) in (2, 3):
-        out["pareto"] = [
-            finish(
-                vis.plot_pareto_front(ostudy, target_names=names),
-                "Pareto front: "
-                + " vs ".join(f"{n} ({o.mode})" for o, n in zip(objs, names, strict=True)),
-                520,
-            )
-        ]
+        out["pareto"] = _pareto(ostudy, objs)
     return out

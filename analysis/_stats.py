@@ -8,7 +8,7 @@ per trial x test) so the report can show it and a user can filter it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from revstudy.paper import PAPER_FIGURES
+from revstudy.studyfolder import Objective
 
 from ._load import Study, best_trials
 
@@ -331,6 +332,60 @@ def compare_to_baseline(
     return pd.DataFrame(rows)
 
 
+def _no_importance(note: str, objective: str = "", evaluator: str = "") -> pd.DataFrame:
+    """One row with an empty param and the reason, so the report shows it instead of crashing."""
+    return pd.DataFrame(
+        [
+            {
+                "objective": objective,
+                "evaluator": evaluator,
+                "param": "",
+                "importance": np.nan,
+                "note": note,
+            }
+        ]
+    )
+
+
+def _importance_target(
+    ostudy: Any, i: int, mode: str, ev_name: str
+) -> Callable[[Any], float] | None:
+    """Objective i as the evaluator needs it; None where Optuna's own default is right."""
+    # PED-ANOVA looks at the best quantile, which depends on the direction; with a
+    # target it assumes minimisation, so negate maximised objectives.
+    sign = -1.0 if (mode == "max" and ev_name == "ped_anova") else 1.0
+    if len(ostudy.directions) > 1 or sign < 0:
+        return lambda t: sign * t.values[i]
+    return None
+
+
+def _importance_rows(
+    ostudy: Any, obj: Objective, i: int, ev_name: str, ev: Any, n_trials: int
+) -> pd.DataFrame:
+    """One evaluator's importances for objective i, or a row with the reason it failed."""
+    from optuna.importance import get_param_importances
+
+    target = _importance_target(ostudy, i, obj.mode, ev_name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = get_param_importances(ostudy, evaluator=ev, target=target)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return _no_importance(f"{type(exc).__name__}: {exc}", obj.metric, ev_name)
+    if not imp:
+        return _no_importance("no parameter varies", obj.metric, ev_name)
+    return pd.DataFrame(
+        {
+            "objective": obj.metric,
+            "evaluator": ev_name,
+            "param": list(imp),
+            "importance": list(imp.values()),
+            "note": "",
+            "n_trials": n_trials,  # finished trials behind the numbers
+        }
+    )
+
+
 def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
     """Hyperparameter importance per objective from optuna.db, with PED-ANOVA and fANOVA.
 
@@ -339,65 +394,23 @@ def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
     empty param and the reason in `note`, so the report can show it rather than crash.
     """
     import optuna
-    from optuna.importance import (
-        FanovaImportanceEvaluator,
-        PedAnovaImportanceEvaluator,
-        get_param_importances,
-    )
-
-    def fail(note: str, objective: str = "", evaluator: str = "") -> pd.DataFrame:
-        return pd.DataFrame(
-            [
-                {
-                    "objective": objective,
-                    "evaluator": evaluator,
-                    "param": "",
-                    "importance": np.nan,
-                    "note": note,
-                }
-            ]
-        )
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
     ostudy = study.load_optuna()
     if ostudy is None:
-        return fail("no optuna.db in the study folder")
+        return _no_importance("no optuna.db in the study folder")
     complete = ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < min_trials:
-        return fail(f"too few complete trials in optuna.db ({len(complete)}; need ≥ {min_trials})")
+        return _no_importance(
+            f"too few complete trials in optuna.db ({len(complete)}; need ≥ {min_trials})"
+        )
     frames = []
     for i, obj in enumerate(study.objectives):
         for ev_name, ev in (
             ("ped_anova", PedAnovaImportanceEvaluator()),
             ("fanova", FanovaImportanceEvaluator(seed=0)),
         ):
-            # PED-ANOVA looks at the best quantile, which depends on the direction; with a
-            # target it assumes minimisation, so negate maximised objectives.
-            sign = -1.0 if (obj.mode == "max" and ev_name == "ped_anova") else 1.0
-            target = None
-            if len(ostudy.directions) > 1 or sign < 0:
-                target = lambda t, i=i, s=sign: s * t.values[i]  # noqa: E731
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    imp = get_param_importances(ostudy, evaluator=ev, target=target)
-            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-                frames.append(fail(f"{type(exc).__name__}: {exc}", obj.metric, ev_name))
-                continue
-            if not imp:
-                frames.append(fail("no parameter varies", obj.metric, ev_name))
-                continue
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "objective": obj.metric,
-                        "evaluator": ev_name,
-                        "param": list(imp),
-                        "importance": list(imp.values()),
-                        "note": "",
-                        "n_trials": len(complete),  # finished trials behind the numbers
-                    }
-                )
-            )
+            frames.append(_importance_rows(ostudy, obj, i, ev_name, ev, len(complete)))
     return pd.concat(frames, ignore_index=True)
 
 

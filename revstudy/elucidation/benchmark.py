@@ -25,7 +25,7 @@ from revstudy.elucidation.elucidate import (
     rank_grids,
 )
 from revstudy.errors import RevstudyError
-from revstudy.training.saved import load_model
+from revstudy.training.saved import SavedModel, load_model
 
 CHUNK_ROWS = 16
 
@@ -64,6 +64,24 @@ def _summary(ranked: list[list[str]], truths: list[str], valid: float, sim: Simi
     }
 
 
+def _generated(
+    saved: SavedModel, queries: list[np.ndarray], samples: int, seed: int
+) -> tuple[list[list[str]], int, int]:
+    """Each query's generated candidates ranked (SMILES), with the counts of valid draws and
+    of distinct candidates over all queries; generated in blocks to bound memory."""
+    ranked_all: list[list[str]] = []
+    valid = unique = 0
+    for start in range(0, len(queries), CHUNK_ROWS):
+        block = np.stack(queries[start : start + CHUNK_ROWS])
+        xs = generate(saved, block, samples, seed + start)
+        for q, x in zip(block, xs, strict=True):
+            ranked = rank_grids(saved, decode_all(saved, x), q)
+            valid += sum(n for _, _, n, _ in ranked)
+            unique += len(ranked)
+            ranked_all.append([s for s, _, _, _ in ranked])
+    return ranked_all, valid, unique
+
+
 def elucidation_benchmark(
     model_dir: str | Path,
     data_csv: str | Path,
@@ -95,16 +113,7 @@ def elucidation_benchmark(
     if not truths:
         raise RevstudyError(f"no {split} row of {data_csv} is a valid molecule")
     sim = Similarity()
-    gen_ranked: list[list[str]] = []
-    valid = unique = 0
-    for start in range(0, len(queries), CHUNK_ROWS):
-        block = np.stack(queries[start : start + CHUNK_ROWS])
-        xs = generate(saved, block, samples, seed + start)
-        for q, x in zip(block, xs, strict=True):
-            ranked = rank_grids(saved, decode_all(saved, x), q)
-            valid += sum(n for _, _, n, _ in ranked)
-            unique += len(ranked)
-            gen_ranked.append([s for s, _, _, _ in ranked])
+    gen_ranked, valid, unique = _generated(saved, queries, samples, seed)
     full = Library.from_structures(saved, dataset.structures)
     train = Library.from_structures(saved, [dataset.structures[i] for i in parts.train])
     ret_full = [[s for s, _ in full.rank(q)[:10]] for q in queries]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,8 @@ STUDY_FIELDS = ("test_fraction", "test_seed")
 
 
 def _param(src: str, name: str, spec: Any) -> Param:
+    """One searched parameter of a space file, checked with errors naming file and field."""
+
     def bad(reason: str) -> ConfigError:
         return ConfigError(f"{src}: parameter {name}: {reason}")
 
@@ -227,21 +230,36 @@ def _param(src: str, name: str, spec: Any) -> Param:
     kind = spec.get("type")
     if kind not in TYPES:
         raise bad(f"type must be one of {', '.join(TYPES)}, got {kind!r}")
-    condition = None
-    if "condition" in spec:
-        cond = spec["condition"]
-        if not (
-            isinstance(cond, dict) and set(cond) == {"param", "in"} and isinstance(cond["in"], list)
-        ):
-            raise bad("condition must be {param: NAME, in: [values]}")
-        if not cond["in"]:
-            raise bad("condition: `in` needs at least one value (an empty list never applies)")
-        condition = (str(cond["param"]), tuple(cond["in"]))
+    condition = _condition(spec, bad)
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise bad("categorical needs a non-empty list of choices")
         return Param(name, kind, choices=tuple(choices), condition=condition)
+    low, high, log, step = _numeric_range(kind, spec, bad)
+    return Param(name, kind, low, high, log, step, condition=condition)
+
+
+def _condition(
+    spec: dict[str, Any], bad: Callable[[str], ConfigError]
+) -> tuple[str, tuple[Any, ...]] | None:
+    """`condition: {param: NAME, in: [values]}`: searched only when NAME takes one of them."""
+    if "condition" not in spec:
+        return None
+    cond = spec["condition"]
+    if not (
+        isinstance(cond, dict) and set(cond) == {"param", "in"} and isinstance(cond["in"], list)
+    ):
+        raise bad("condition must be {param: NAME, in: [values]}")
+    if not cond["in"]:
+        raise bad("condition: `in` needs at least one value (an empty list never applies)")
+    return str(cond["param"]), tuple(cond["in"])
+
+
+def _numeric_range(
+    kind: str, spec: dict[str, Any], bad: Callable[[str], ConfigError]
+) -> tuple[float, float, bool, float | None]:
+    """(low, high, log, step) of an int or float parameter, as Optuna can sample them."""
     try:
         low, high = float(spec["low"]), float(spec["high"])
     except (KeyError, TypeError, ValueError):
@@ -267,9 +285,7 @@ def _param(src: str, name: str, spec: Any) -> Param:
             raise bad(f"int needs a whole step, got {step!r}")
     if kind == "int" and (low != int(low) or high != int(high)):
         raise bad("int needs integer low and high")
-    return Param(
-        name, kind, low, high, log, None if step is None else float(step), condition=condition
-    )
+    return low, high, log, None if step is None else float(step)
 
 
 def baseline_params(space: SearchSpace) -> dict[str, Any] | None:
