@@ -46,7 +46,8 @@ def resume(
 def status(study: str, *, storage: str | None = None) -> dict[str, Any]:
     """Counts by state, the best trial and the folder size, without starting Ray."""
     from revstudy.study.driver import summarise
-    from revstudy.study.records import load_trials, study_dir
+    from revstudy.study.records import load_trials
+    from revstudy.studyfolder import study_dir
 
     path = study_dir(study, storage)
     return summarise(path, load_trials(path))
@@ -55,7 +56,7 @@ def status(study: str, *, storage: str | None = None) -> dict[str, Any]:
 def report(study: str, *, storage: str | None = None, out: str | Path | None = None) -> Path:
     """Write the study's HTML report (default STUDY/report.html); returns its path."""
     import analysis
-    from revstudy.study.records import study_dir
+    from revstudy.studyfolder import study_dir
 
     return analysis.write_report(study_dir(study, storage), out)
 

@@ -129,7 +129,8 @@ def resume(
 
 def _summary(study: str, storage: str | None) -> dict:
     from revstudy.study.driver import summarise
-    from revstudy.study.records import load_trials, study_dir
+    from revstudy.study.records import load_trials
+    from revstudy.studyfolder import study_dir
 
     path = study_dir(study, storage)
     if not (path / "study.json").is_file():
@@ -204,7 +205,7 @@ def list_studies(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Studies under the storage root."""
-    from revstudy.study.records import storage_root
+    from revstudy.studyfolder import storage_root
 
     root = storage_root(storage)
     rows = [_summary_or_damage(p.parent, storage) for p in sorted(root.glob("*/study.json"))]
@@ -244,7 +245,7 @@ def report(
 ) -> None:
     """Interactive HTML report (works offline) or a tidy table of a study."""
     import analysis
-    from revstudy.study.records import study_dir
+    from revstudy.studyfolder import study_dir
 
     path = study_dir(study, storage)
     others = [study_dir(o, storage) for o in compare or []]

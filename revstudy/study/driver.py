@@ -23,6 +23,7 @@ from typing import Any
 
 from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import RevstudyError
+from revstudy.files import write_json_atomic
 from revstudy.study.options import (
     GPU_SHARE,
     LaunchOptions,
@@ -36,18 +37,16 @@ from revstudy.study.optuna_store import (
     recorded_states,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
-from revstudy.study.records import (
-    RUN_KEYS,
-    check_name,
-    optuna_url,
-    read_study_info,
-    refresh_tables,
-    storage_root,
-    write_json_atomic,
-)
+from revstudy.study.records import RUN_KEYS, refresh_tables
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
-from revstudy.studyfolder import public_params
+from revstudy.studyfolder import (
+    check_name,
+    optuna_url,
+    public_params,
+    read_study_info,
+    storage_root,
+)
 from revstudy.version import __version__
 
 
@@ -207,7 +206,7 @@ def resume(
 ) -> dict[str, Any]:
     """Continue an interrupted study: finished trials kept, unfinished ones from their
     checkpoints; `num_samples` (>= the study's) lets it grow."""
-    from revstudy.study.records import study_dir
+    from revstudy.studyfolder import study_dir
 
     if address is not None:
         check_address(address)
@@ -260,7 +259,9 @@ def _run(
     callback = StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
     started = time.time()
     if searcher.total > 0 and (budget is None or budget > 0):
-        tuner = _tuner(study, info, space, dataset, (searcher, scheduler, stopper, callback))
+        tuner = _tuner(
+            study, info, space, dataset, (searcher, scheduler, stopper, callback, budget)
+        )
         with callback.display():
             tuner.fit()
     elif budget is not None and budget <= 0:
@@ -304,11 +305,12 @@ def _search(
 def _tuner(
     study: Path, info: dict[str, Any], space: SearchSpace, dataset: Dataset, parts: tuple
 ) -> Any:
-    """A fresh Ray Tune run of this driver (`parts`: searcher, scheduler, stopper, callback)."""
+    """A fresh Ray Tune run of this driver (`parts`: searcher, scheduler, stopper, callback,
+    the time budget left)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    searcher, scheduler, stopper, callback = parts
+    searcher, scheduler, stopper, callback, budget = parts
     search_alg: Any = searcher
     if info["max_concurrent"]:
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=info["max_concurrent"])
@@ -318,7 +320,7 @@ def _tuner(
             search_alg=search_alg,
             scheduler=scheduler,
             num_samples=searcher.total,
-            time_budget_s=_remaining_budget(study, info),
+            time_budget_s=budget,
             # a finished trial's worker process takes the next trial: no new process,
             # no second torch import (all trials ask for the same resources)
             reuse_actors=True,

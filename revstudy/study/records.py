@@ -15,39 +15,17 @@ from typing import Any
 
 import pandas as pd
 
-from revstudy.files import json_safe, read_json, write_json_atomic
-from revstudy.studyfolder import (
-    DEFAULT_STORAGE,
-    NAME_RE,
-    STATES,
-    check_name,
-    optuna_url,
-    read_study_info,
-    storage_root,
-    study_dir,
-    trial_dir,
-)
+from revstudy.files import json_safe, read_json
+from revstudy.studyfolder import trial_dir
 
 __all__ = [
-    "DEFAULT_STORAGE",
-    "NAME_RE",
     "RUN_KEYS",
-    "STATES",
     "append_epochs",
     "build_trials_table",
-    "check_name",
-    "json_safe",
     "load_trials",
-    "optuna_url",
     "read_epochs",
-    "read_json",
     "read_jsonl",
-    "read_study_info",
     "refresh_tables",
-    "storage_root",
-    "study_dir",
-    "trial_dir",
-    "write_json_atomic",
     "write_parquet_atomic",
 ]
 

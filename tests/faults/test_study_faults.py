@@ -13,7 +13,8 @@ import pytest
 
 from revstudy.errors import RevstudyError
 from revstudy.study.options import LaunchOptions, check_address, relaunch_changes
-from revstudy.study.records import append_epochs, build_trials_table, read_epochs, read_study_info
+from revstudy.study.records import append_epochs, build_trials_table, read_epochs
+from revstudy.studyfolder import read_study_info
 from tests.faults.conftest import one_line_error, plant, run, synthetic_study
 
 
