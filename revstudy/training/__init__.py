@@ -30,11 +30,13 @@ if TYPE_CHECKING:
         steps_per_epoch,
     )
     from revstudy.training.losses import (
+        LOSS_TERMS,
         StructureTerms,
         latent_loss,
         mmd_loss,
         moment_loss,
         nearest_positive_distance,
+        objective_terms,
         spectrum_loss,
         spectrum_weights,
         structure_terms,
@@ -112,7 +114,6 @@ if TYPE_CHECKING:
         SplitTensors,
     )
     from revstudy.training.trainer import (
-        LOSS_TERMS,
         STATE_KEYS,
         EpochRecord,
         Trainer,
@@ -130,7 +131,7 @@ _EXPORTS = {
     "FusedRepeats": "fused",
     "INPUT_SHAPE": "model",
     "InvertibleNet": "model",
-    "LOSS_TERMS": "trainer",
+    "LOSS_TERMS": "losses",
     "NEEDED": "saved",
     "N_STAGES": "model",
     "PAPER_Y_DIM": "resolution",
@@ -178,6 +179,7 @@ _EXPORTS = {
     "mmd_loss": "losses",
     "moment_loss": "losses",
     "nearest_positive_distance": "losses",
+    "objective_terms": "losses",
     "paper_resolution_f1": "resolution",
     "prior_state": "runs",
     "radius_key": "metrics",
@@ -260,6 +262,7 @@ __all__ = [
     "mmd_loss",
     "moment_loss",
     "nearest_positive_distance",
+    "objective_terms",
     "paper_resolution_f1",
     "prior_state",
     "radius_key",

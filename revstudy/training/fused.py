@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from revstudy.training.losses import latent_loss, spectrum_loss, structure_terms, x_weight
-from revstudy.training.trainer import LOSS_TERMS, EpochRecord, Trainer, make_optimizer
+from revstudy.training.losses import LOSS_TERMS, objective_terms
+from revstudy.training.trainer import EpochRecord, Trainer, make_optimizer
 
 
 class _Inverse(nn.Module):
@@ -96,6 +96,7 @@ class FusedRepeats:
         self.batch_rows = torch.tensor(
             [[max(0, min(bs, n - i)) for n in self.n] for i in steps], dtype=torch.float32
         ).to(self.device)
+        self.repeat_rows = torch.arange(len(trainers), device=self.device)[:, None]  # gathers
 
     # -- one epoch ----------------------------------------------------------------------------
     def _forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> Any:
@@ -114,8 +115,8 @@ class FusedRepeats:
         gens = [t.gen for t in self.trainers]
         sizes = [len(i) for i in idx]
         b, z_dim = max(sizes), self.net.z_dim
-        rows = torch.arange(len(idx), device=self.device)[:, None]
         cols = torch.stack([_pad(i, b) for i in idx])
+        rows = self.repeat_rows
         xb, yb = self.x_train[rows, cols], self.y_train[rows, cols]
         noise = torch.stack(
             [
@@ -154,18 +155,14 @@ class FusedRepeats:
         epoch: int,
         gens: list[torch.Generator] | None,
     ) -> torch.Tensor:
-        """The loss terms of `Trainer._losses`, for [R, b, ...] or one repeat's [b, ...]."""
-        c = self.config
-        loss_y = spectrum_loss(y_latent, yb, c.logit_reg, c.spectrum_weighting)
-        loss_x = structure_terms(x_gen, xb, c).total
+        """`objective_terms` for [R, b, ...] or one repeat's [b, ...], each repeat's MMD
+        sample from its own generator."""
         ref = None
         if gens is not None:  # the MMD's N(0, I) sample, from each repeat's own generator
             shape = z_free.shape[-2:]
             ref = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in gens])
             ref = ref.reshape(z_free.shape)
-        loss_z = latent_loss(z_free, c, ref=ref)
-        total = loss_y + x_weight(epoch, c.x_warmup_epochs) * loss_x + loss_z
-        return torch.stack([total, loss_y, loss_x, loss_z], dim=-1)
+        return objective_terms(z_free, y_latent, x_gen, xb, yb, self.config, epoch, ref=ref)
 
     def _clip(self) -> None:
         """`clip_grad_norm_` per repeat: each repeat's gradient scaled by its own norm."""

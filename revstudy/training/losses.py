@@ -130,6 +130,30 @@ def mmd_loss(
     )
 
 
+LOSS_TERMS = ("total", "y", "x", "latent")  # the order of `objective_terms`' last axis
+
+
+def objective_terms(
+    z_free: torch.Tensor,
+    y_latent: torch.Tensor,
+    x_gen: torch.Tensor,
+    x_real: torch.Tensor,
+    y_real: torch.Tensor,
+    c: TrialConfig,
+    epoch: int,
+    generator: torch.Generator | None = None,
+    ref: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The training objective and its parts, [..., 4] in `LOSS_TERMS` order, from one
+    forward pass (`z_free`, `y_latent`) and the inverse pass's structures `x_gen`; training,
+    validation and fused repeats all compute it here. `generator`/`ref`: see `latent_loss`."""
+    loss_y = spectrum_loss(y_latent, y_real, c.logit_reg, c.spectrum_weighting)
+    loss_x = structure_terms(x_gen, x_real, c).total
+    loss_z = latent_loss(z_free, c, generator, ref)
+    total = loss_y + x_weight(epoch, c.x_warmup_epochs) * loss_x + loss_z
+    return torch.stack([total, loss_y, loss_x, loss_z], dim=-1)
+
+
 def latent_loss(
     z: torch.Tensor,
     c: TrialConfig,

@@ -18,7 +18,7 @@ import torch
 from revstudy.errors import NonFiniteLossError, RevstudyError
 from revstudy.training.checkpoint import CheckpointError
 from revstudy.training.config import TrialConfig
-from revstudy.training.losses import latent_loss, spectrum_loss, structure_terms, x_weight
+from revstudy.training.losses import LOSS_TERMS, objective_terms
 from revstudy.training.metrics import (
     Evaluation,
     Prior,
@@ -61,7 +61,6 @@ class EpochRecord:
     seconds: float
 
 
-LOSS_TERMS = ("total", "y", "x", "latent")
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "history", "train_seconds")
 
 
@@ -94,17 +93,14 @@ class Trainer:
         self._libraries: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
 
     # -- one epoch --------------------------------------------------------------------------
-    def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+    def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The step's loss terms, [4] in `LOSS_TERMS` order."""
         c = self.config
         z_free, y_latent = self.model(xb)
-        loss_y = spectrum_loss(y_latent, yb, c.logit_reg, c.spectrum_weighting)
         z_sampled = torch.randn(z_free.shape, generator=self.gen, device=self.device)
         y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
         x_gen = self.model.inverse(z_sampled, y_in)
-        loss_x = structure_terms(x_gen, xb, c).total
-        loss_z = latent_loss(z_free, c, self.gen)
-        total = loss_y + x_weight(epoch, c.x_warmup_epochs) * loss_x + loss_z
-        return {"total": total, "y": loss_y, "x": loss_x, "latent": loss_z}
+        return objective_terms(z_free, y_latent, x_gen, xb, yb, c, epoch, self.gen)
 
     def train_epoch(self) -> EpochRecord:
         c = self.config
@@ -120,11 +116,11 @@ class Trainer:
             idx = perm[i : i + c.batch_size]
             losses = self._losses(self.data.x_train[idx], self.data.y_train[idx], epoch)
             self.optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
+            losses[0].backward()  # the total
             if c.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
-            acc += torch.stack([losses[k].detach() for k in LOSS_TERMS]) * len(idx)
+            acc += losses.detach() * len(idx)
         sums = dict(zip(LOSS_TERMS, (acc / n).tolist(), strict=True))  # the epoch's one sync
         return self.finish_epoch(epoch, sums, time.perf_counter() - start)
 
@@ -168,15 +164,13 @@ class Trainer:
         for i in range(0, len(x), 512):
             xb, yb = x[i : i + 512], y[i : i + 512]
             z_free, y_latent = self.model(xb)
-            ly = spectrum_loss(y_latent, yb, self.config.logit_reg, self.config.spectrum_weighting)
             x_gen = self.model.inverse(
                 torch.randn(z_free.shape, generator=vgen, device=self.device), y_latent
             )
-            lx = structure_terms(x_gen, xb, self.config).total
-            lz = latent_loss(z_free, self.config, vgen)
-            w = x_weight(epoch, self.config.x_warmup_epochs)
-            total_y += ly.item() * len(xb)
-            total += (ly + w * lx + lz).item() * len(xb)
+            terms = objective_terms(z_free, y_latent, x_gen, xb, yb, self.config, epoch, vgen)
+            batch_total, batch_y = terms[:2].tolist()
+            total_y += batch_y * len(xb)
+            total += batch_total * len(xb)
             pred.append((y_latent > 0).cpu())
         f1 = f1_scores(y.cpu().numpy(), torch.cat(pred).numpy())["f1_macro"]
         if not math.isfinite(total):

@@ -11,7 +11,7 @@ import torch
 
 from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import NonFiniteLossError
-from revstudy.training import fused as fused_mod
+from revstudy.training import losses as losses_mod
 from revstudy.training.config import TrialConfig
 from revstudy.training.fused import FusedRepeats, Repeats, fusable, steps_per_epoch
 from revstudy.training.runs import train_repeats
@@ -135,13 +135,13 @@ def test_fusable_names_what_differs(dataset: Dataset) -> None:
 def test_a_non_finite_repeat_fails_with_its_epoch_and_repeat(
     dataset: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = fused_mod.spectrum_loss
+    real = losses_mod.spectrum_loss
 
     def nan_in_second(logits: torch.Tensor, *a: object) -> torch.Tensor:
         loss = real(logits, *a)  # type: ignore[arg-type]
         return loss * torch.tensor([1.0, math.nan, 1.0])[: loss.numel()].reshape(loss.shape)
 
-    monkeypatch.setattr(fused_mod, "spectrum_loss", nan_in_second)
+    monkeypatch.setattr(losses_mod, "spectrum_loss", nan_in_second)
     with pytest.raises(NonFiniteLossError, match="epoch 1") as info:
         FusedRepeats(trainers(dataset, TINY)).train_epoch()
     assert any("repeat 1" in note for note in info.value.__notes__)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from revstudy.cli.app import app
 from revstudy.data.dataset import read_dataset
 from revstudy.errors import NonFiniteLossError
-from revstudy.training import trainer as train_mod
+from revstudy.training import losses as losses_mod
 from revstudy.training.config import TrialConfig
 from revstudy.training.runs import train_repeats
 from revstudy.training.splits import SplitTensors
@@ -53,7 +53,7 @@ def test_training_is_reproducible_and_resumable(synthetic_csv: Path) -> None:
 
 def test_non_finite_loss_stops_with_clear_error(synthetic_csv: Path, monkeypatch) -> None:
     ds = read_dataset(synthetic_csv)
-    monkeypatch.setattr(train_mod, "spectrum_loss", lambda *a: torch.tensor(float("nan")))
+    monkeypatch.setattr(losses_mod, "spectrum_loss", lambda *a: torch.tensor(float("nan")))
     with pytest.raises(
         NonFiniteLossError, match=r"non-finite training loss \(total, y\) in epoch 1"
     ):
