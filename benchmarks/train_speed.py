@@ -263,9 +263,16 @@ def run_variant(
     }
 
 
-def run_repeats_case(data_path: str, repeats: int, fuse: bool, epochs: int, threads: int) -> dict:
+REPEAT_MODES = {
+    "lanes": "side by side on worker threads (the CPU default)",
+    "vmap": "one vmapped ensemble (the GPU default)",
+    "one-by-one": "one repeat after another, each freed before the next (--no-fuse)",
+}
+
+
+def run_repeats_case(data_path: str, repeats: int, mode: str, epochs: int, threads: int) -> dict:
     """`revstudy train --repeats R` of the paper configuration (its training and its
-    evaluation), fused or one repeat after another; runs in a fresh process."""
+    evaluation) in one of `REPEAT_MODES`; runs in a fresh process."""
     sys.path.insert(0, str(REPO))
     import torch
 
@@ -277,13 +284,16 @@ def run_repeats_case(data_path: str, repeats: int, fuse: bool, epochs: int, thre
     config = load_fixed_config("paper").replace(epochs=epochs)
     dataset = read_dataset(data_path)
     start = time.perf_counter()
-    result = train_repeats(config, dataset, repeats, fuse=fuse)
+    if mode == "one-by-one":
+        result = train_repeats(config, dataset, repeats, fuse=False)
+    else:
+        result = train_repeats(config, dataset, repeats, strategy=mode)  # type: ignore[arg-type]
     total = time.perf_counter() - start
-    # the repeats' epoch seconds add up to the training loop's wall time, fused or not
+    # the repeats' epoch seconds add up to the training loop's wall time in every mode
     training = sum(h["seconds"] for r in result.repeats for h in r["history"])
     return {
         "repeats": repeats,
-        "fused": fuse,
+        "mode": mode if repeats > 1 else "single",
         "epochs": epochs,
         "training_seconds": training,
         "evaluation_seconds": total - training,
@@ -302,40 +312,63 @@ def run_isolated(*args: Any, fn: Any = run_variant) -> dict:
 
 
 def repeats_main(args: argparse.Namespace, data: str) -> None:
-    """Fused vs one-by-one repeats, side by side: R = 1 once, then fused and sequential
-    (interleaved, in fresh processes) for each other R."""
+    """Every repeat mode side by side: per round, R = 1 and then each mode for each other R
+    (the order reversed every other round), each run in a fresh process; medians over
+    rounds, ratios over the R = 1 median."""
     counts = [int(v) for v in args.repeats.split(",")]
+    modes = args.modes.split(",")
     info = machine_info(args.threads)
     runs = []
-    for r in counts:
-        for fuse in (True, False) if r > 1 else (True,):
-            res = run_isolated(data, r, fuse, args.epochs_timed, args.threads, fn=run_repeats_case)
+    for rnd in range(args.rounds):
+        cases = [(r, m) for r in counts for m in (modes if r > 1 else ["lanes"])]
+        for r, mode in cases if rnd % 2 == 0 else cases[::-1]:
+            res = run_isolated(data, r, mode, args.epochs_timed, args.threads, fn=run_repeats_case)
+            res["round"] = rnd
             runs.append(res)
             print(
-                f"R={r:<3d} {'fused' if fuse else 'one by one':10s} training "
+                f"round {rnd} R={r:<3d} {res['mode']:10s} training "
                 f"{res['training_seconds']:7.1f}s  evaluation {res['evaluation_seconds']:6.1f}s  "
                 f"rss {res['peak_rss_mib']:6.0f} MiB",
                 flush=True,
             )
     info["loadavg_end"] = list(os.getloadavg())
-    one = next(x for x in runs if x["repeats"] == 1)
-    for x in runs:
+    summary = []
+    for key in dict.fromkeys((x["repeats"], x["mode"]) for x in runs):
+        same = [x for x in runs if (x["repeats"], x["mode"]) == key]
+        summary.append(
+            {
+                "repeats": key[0],
+                "mode": key[1],
+                "rounds": len(same),
+                "training_seconds": median([x["training_seconds"] for x in same]),
+                "total_seconds": median([x["total_seconds"] for x in same]),
+                "peak_rss_mib": max(x["peak_rss_mib"] for x in same),
+            }
+        )
+    one = next(x for x in summary if x["repeats"] == 1)
+    for x in summary:
         x["training_over_r1"] = x["training_seconds"] / one["training_seconds"]
         x["total_over_r1"] = x["total_seconds"] / one["total_seconds"]
     doc = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": info,
-        "settings": {"epochs": args.epochs_timed, "threads": args.threads, "data": data},
+        "settings": {
+            "epochs": args.epochs_timed,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "data": data,
+            "modes": {m: REPEAT_MODES[m] for m in modes},
+        },
+        "summary": summary,
         "runs": runs,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    print("R   mode        training s  × R=1   total s  × R=1")
-    for x in runs:
-        mode = "fused" if x["fused"] else "one by one"
+    print("R   mode        training s  × R=1   total s  × R=1   (medians)")
+    for x in summary:
         print(
-            f"{x['repeats']:<3d} {mode:10s} {x['training_seconds']:10.1f} "
+            f"{x['repeats']:<3d} {x['mode']:10s} {x['training_seconds']:10.1f} "
             f"{x['training_over_r1']:6.2f} {x['total_seconds']:8.1f} {x['total_over_r1']:6.2f}"
         )
     print(f"results: {out}")
@@ -355,12 +388,17 @@ def machine_info(threads: int) -> dict[str, Any]:
         ]
         model = names[0] if names else ""
     try:
+        git = ["git", "-C", str(REPO)]
         commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no", "revstudy", "benchmarks"],
             capture_output=True,
             text=True,
             check=False,
         ).stdout.strip()
+        commit += "+uncommitted changes" if commit and changed else ""  # what really ran
     except OSError:
         commit = ""
     return {
@@ -431,7 +469,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--repeats",
         help="instead of the variants: `revstudy train --repeats R` for each R of this list "
-        "(e.g. 1,3,4,10), fused and one by one (default --out results/train_repeats.json)",
+        "(e.g. 1,3,4,10) in every --modes (default --out results/train_repeats.json)",
+    )
+    p.add_argument(
+        "--modes",
+        default=",".join(REPEAT_MODES),
+        help=f"with --repeats: comma-separated subset of {', '.join(REPEAT_MODES)}",
     )
     args = p.parse_args(argv)
     if args.repeats:
@@ -440,6 +483,9 @@ def main(argv: list[str] | None = None) -> None:
             args.out = str(REPO / "benchmarks/results/train_repeats.json")
         if "1" not in args.repeats.split(","):
             p.error("--repeats: include 1 (the ratios are over R = 1)")
+        unknown_modes = set(args.modes.split(",")) - set(REPEAT_MODES)
+        if unknown_modes:
+            p.error(f"--modes: unknown {sorted(unknown_modes)}; choose from {list(REPEAT_MODES)}")
         return repeats_main(args, data)
     variants = args.variants.split(",")
     if args.before_src and "fast-before" not in variants:

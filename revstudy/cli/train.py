@@ -26,7 +26,10 @@ def train(
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
     fuse: Annotated[
         bool,
-        typer.Option(help="train the repeats as one batched ensemble (--no-fuse: one by one)"),
+        typer.Option(
+            help="train the repeats together: one batched ensemble on a GPU, side by side on "
+            "the CPU threads (--no-fuse: one by one, least memory)"
+        ),
     ] = True,
     test_fraction: Annotated[
         float | None,

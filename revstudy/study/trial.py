@@ -99,8 +99,8 @@ def train_trial(
     driver: dict[str, Any] | None = None,
     fuse: bool = True,
 ) -> None:
-    """Train (or continue) one trial (its repeats fused, `revstudy.training.fused`, unless `fuse` is
-    False); a failure is written to failure.json, then re-raised.
+    """Train (or continue) one trial (its repeats together, `revstudy.training.fused.Repeats`,
+    unless `fuse` is False); a failure is written to failure.json, then re-raised.
 
     `driver` (`{"pid", "host"}` of the study driver) lets a trial notice that its driver was
     killed: Ray's worker processes can outlive a SIGKILLed driver for a while, and such a
@@ -136,7 +136,7 @@ def train_trial(
             append_epochs(study, trial_id, rows)
             metrics = _epoch_report(epoch, recs, objectives)
             if epoch == config.epochs:
-                _finish(tdir, trainers, metrics, guard, {"started": started, "history": history})
+                _finish(tdir, group, metrics, guard, {"started": started, "history": history})
             else:
                 save_checkpoint(
                     ckpt,
@@ -151,14 +151,15 @@ def train_trial(
 
 def _finish(
     tdir: Path,
-    trainers: list[Trainer],
+    group: Repeats,
     metrics: dict[str, Any],
     guard: _Guard,
     run: dict[str, Any],
 ) -> None:
     """The last epoch: every repeat's full evaluation into `metrics` (the final report) and
     the trial's result.json + arrays.npz; `run` holds its start time and node history."""
-    evals = [t.evaluate("val") for t in trainers]
+    trainers = group.trainers
+    evals = group.map(lambda t: t.evaluate("val"))  # side by side where the repeats train so
     metrics.update(_flatten(evals))
     metrics[FINAL_KEY] = 1  # tells the searcher this trial ran to the end
     guard.check()  # the evaluation took a while: still ours?

@@ -1,6 +1,6 @@
 """Training one configuration: its config (`config`), the invertible network (`model`),
 loss terms (`losses`), the paper's metrics (`metrics`), the trainer and its repeats
-(`trainer`, `fused`, `runs`), checkpoints and saved models (`checkpoint`, `saved`),
+(`trainer`, `fused`, `lanes`, `runs`), checkpoints and saved models (`checkpoint`, `saved`),
 retrieval, fp32 precision and the CSP5 reference predictor. Imports the data layer only.
 
 Public names are re-exported here and load their module on first use, so importing
@@ -24,11 +24,15 @@ if TYPE_CHECKING:
         yaml_error,
     )
     from revstudy.training.fused import (
+        STRATEGIES,
         FusedRepeats,
         Repeats,
+        Strategy,
         fusable,
+        repeat_strategy,
         steps_per_epoch,
     )
+    from revstudy.training.lanes import lane_count, run_in_lanes
     from revstudy.training.losses import (
         LOSS_TERMS,
         StructureTerms,
@@ -141,6 +145,11 @@ _EXPORTS = {
     "REFERENCE_BEHAVIOUR": "config",
     "RETRIEVAL_KS": "retrieval",
     "Repeats": "fused",
+    "STRATEGIES": "fused",
+    "Strategy": "fused",
+    "lane_count": "lanes",
+    "repeat_strategy": "fused",
+    "run_in_lanes": "lanes",
     "RevBlock": "model",
     "RunResult": "runs",
     "SPLITS": "saved",
@@ -217,6 +226,7 @@ __all__ = [
     "RETRIEVAL_KS",
     "SPLITS",
     "STATE_KEYS",
+    "STRATEGIES",
     "TOTAL_DIM",
     "CheckpointError",
     "EpochRecord",
@@ -233,6 +243,7 @@ __all__ = [
     "SplitTensors",
     "Squeeze",
     "Step",
+    "Strategy",
     "StructureTerms",
     "Trainer",
     "TrialConfig",
@@ -253,6 +264,7 @@ __all__ = [
     "fp32_precision",
     "fusable",
     "inverse_all",
+    "lane_count",
     "latent_loss",
     "library_index",
     "load_checkpoint",
@@ -270,8 +282,10 @@ __all__ = [
     "random_micro_f1",
     "rank_stats",
     "reference_metrics",
+    "repeat_strategy",
     "resolve_device",
     "retrieval_metrics",
+    "run_in_lanes",
     "run_metadata",
     "save_checkpoint",
     "select_rows",

@@ -4,8 +4,9 @@ The R repeats of one configuration share one architecture, so their parameters a
 along a new leading dimension and every step runs one vmapped forward, one vmapped inverse,
 one backward and one Adam step for all R models (`torch.func.functional_call` + `vmap`: a
 convolution becomes one grouped convolution, a linear layer one batched matmul). On a GPU
-that replaces R small, launch-bound steps by one; on a CPU it only helps as far as bigger
-kernels use the cores better (see `benchmarks/train_speed.py`).
+that replaces R small, launch-bound steps by one. On a CPU the repeats run side by side in
+lanes instead (`revstudy.training.lanes`, faster there); `Repeats` picks the strategy
+(`repeat_strategy`, measured in `benchmarks/train_speed.py`).
 
 Each repeat keeps its own split, seed, generator and metrics: its batch order, `Z_free`
 noise and MMD sample are drawn from its own `Trainer.gen` in the sequential order, Adam is
@@ -19,16 +20,20 @@ optimiser state, so checkpoints are the sequential format and resume either way.
 from __future__ import annotations
 
 import copy
+import functools
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from revstudy.training.lanes import run_in_lanes
 from revstudy.training.losses import LOSS_TERMS, objective_terms
 from revstudy.training.trainer import EpochRecord, Trainer, make_optimizer
+
+T = TypeVar("T")
 
 
 class _Inverse(nn.Module):
@@ -244,6 +249,98 @@ class FusedRepeats:
         return [t.state() for t in self.trainers]
 
 
+Strategy = Literal["vmap", "lanes", "sequential"]
+STRATEGIES: tuple[Strategy, ...] = ("vmap", "lanes", "sequential")
+
+
+def repeat_strategy(device: torch.device, repeats: int, threads: int | None = None) -> Strategy:
+    """How `repeats` repeats on `device` train fastest together, measured in
+    `benchmarks/train_speed.py`: on a GPU as one vmapped ensemble (one launch-bound step
+    instead of R); on a CPU side by side in lanes (`revstudy.training.lanes`), which keeps
+    every core busy where one model's kernels do not (in turn with a single thread)."""
+    if repeats < 2:
+        return "sequential"
+    if device.type != "cpu":
+        return "vmap"
+    threads = torch.get_num_threads() if threads is None else threads
+    return "lanes" if threads >= 2 else "sequential"
+
+
+class Repeats:
+    """R trainers of one config advanced epoch by epoch, by a `Strategy` (default: the
+    fastest for their device, `repeat_strategy`; `fuse=False`: one after another).
+
+    "vmap": repeats whose epochs have the same number of steps (nearly always all of them)
+    train as one `FusedRepeats`, a repeat left on its own trains by itself; "lanes": each
+    repeat trains on its own worker thread; "sequential": in turn."""
+
+    def __init__(
+        self,
+        trainers: Sequence[Trainer],
+        fuse: bool = True,
+        indices: Sequence[int] | None = None,
+        strategy: Strategy | None = None,
+    ):
+        self.trainers = list(trainers)
+        # the repeats' numbers (`train_epoch` returns their records in this order)
+        self.indices = list(indices) if indices is not None else list(range(len(trainers)))
+        if not fuse:
+            strategy = "sequential"
+        elif strategy is None:
+            strategy = repeat_strategy(self.trainers[0].device, len(self.trainers))
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown repeat strategy {strategy!r}; use one of {STRATEGIES}")
+        self.strategy: Strategy = strategy
+        by_steps: dict[int, list[int]] = {}
+        for r, t in enumerate(self.trainers):
+            fusing = strategy == "vmap"
+            by_steps.setdefault(steps_per_epoch(t) if fusing else -1 - r, []).append(r)
+        self.groups: list[tuple[list[int], FusedRepeats | None]] = []
+        for members in by_steps.values():
+            group = [self.trainers[r] for r in members]
+            fused = FusedRepeats(group) if fusable(group) is None else None
+            self.groups.append((members, fused))
+
+    @property
+    def fused(self) -> bool:
+        """Whether any repeats train as one vmapped ensemble."""
+        return any(f is not None for _, f in self.groups)
+
+    def _describe(self, i: int) -> str:
+        return f"repeat {self.indices[i]} (seed {self.trainers[i].seed})"
+
+    def map(self, fn: Callable[[Trainer], T]) -> list[T]:
+        """`fn(trainer)` for every repeat, in repeat order; side by side with "lanes" (e.g.
+        the final evaluations), else in turn."""
+        jobs = [functools.partial(fn, t) for t in self.trainers]
+        if self.strategy == "lanes":
+            return run_in_lanes(jobs, describe=self._describe)
+        return [job() for job in jobs]
+
+    def train_epoch(self) -> list[EpochRecord]:
+        """Every repeat's record of its next epoch, in repeat order."""
+        if self.strategy == "lanes":
+            start = time.perf_counter()
+            run_in_lanes([t.train_epoch for t in self.trainers], describe=self._describe)
+            share = (time.perf_counter() - start) / len(self.trainers)
+            return [t.restate_seconds(share) for t in self.trainers]
+        records: dict[int, EpochRecord] = {}
+        for members, fused in self.groups:
+            recs = (
+                fused.train_epoch() if fused else [self.trainers[r].train_epoch() for r in members]
+            )
+            records.update(zip(members, recs, strict=True))
+        return [records[r] for r in range(len(self.trainers))]
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every repeat's `Trainer.state()` (a checkpoint), in repeat order."""
+        states: dict[int, dict[str, Any]] = {}
+        for members, fused in self.groups:
+            got = fused.states() if fused else [self.trainers[r].state() for r in members]
+            states.update(zip(members, got, strict=True))
+        return [states[r] for r in range(len(self.trainers))]
+
+
 def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
     """[R, n_max, ...]: each tensor padded with zero rows to the longest."""
     return torch.stack([_pad(t, max(len(u) for u in tensors)) for t in tensors])
@@ -262,47 +359,3 @@ def _per_param(key: str, value: Any) -> bool:
 
 def _copy(value: Any) -> Any:
     return value.clone() if isinstance(value, torch.Tensor) else value
-
-
-class Repeats:
-    """R trainers of one config advanced epoch by epoch. With `fuse`, repeats whose epochs
-    have the same number of steps (nearly always all of them) train as one `FusedRepeats`;
-    a repeat left on its own trains by itself."""
-
-    def __init__(
-        self, trainers: Sequence[Trainer], fuse: bool = True, indices: Sequence[int] | None = None
-    ):
-        self.trainers = list(trainers)
-        # the repeats' numbers (`train_epoch` returns their records in this order)
-        self.indices = list(indices) if indices is not None else list(range(len(trainers)))
-        by_steps: dict[int, list[int]] = {}
-        for r, t in enumerate(self.trainers):
-            by_steps.setdefault(steps_per_epoch(t) if fuse else -1 - r, []).append(r)
-        self.groups: list[tuple[list[int], FusedRepeats | None]] = []
-        for members in by_steps.values():
-            group = [self.trainers[r] for r in members]
-            fused = FusedRepeats(group) if fusable(group) is None else None
-            self.groups.append((members, fused))
-
-    @property
-    def fused(self) -> bool:
-        """Whether any repeats train together."""
-        return any(f is not None for _, f in self.groups)
-
-    def train_epoch(self) -> list[EpochRecord]:
-        """Every repeat's record of its next epoch, in repeat order."""
-        records: dict[int, EpochRecord] = {}
-        for members, fused in self.groups:
-            recs = (
-                fused.train_epoch() if fused else [self.trainers[r].train_epoch() for r in members]
-            )
-            records.update(zip(members, recs, strict=True))
-        return [records[r] for r in range(len(self.trainers))]
-
-    def states(self) -> list[dict[str, Any]]:
-        """Every repeat's `Trainer.state()` (a checkpoint), in repeat order."""
-        states: dict[int, dict[str, Any]] = {}
-        for members, fused in self.groups:
-            got = fused.states() if fused else [self.trainers[r].state() for r in members]
-            states.update(zip(members, got, strict=True))
-        return [states[r] for r in range(len(self.trainers))]

@@ -7,6 +7,7 @@ or small numpy arrays; nothing plots or prints.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from revstudy.training.config import TrialConfig
 from revstudy.training.model import InvertibleNet
 
 CHUNK = 512  # samples per inference batch: bounds memory on big evaluations
+_WARNINGS = threading.Lock()  # one warnings filter change at a time: repeats run in threads
 
 
 # ----------------------------------------------------------------------------- F1 (2.1)
@@ -148,7 +150,7 @@ class Evaluation:
 def _pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
         return math.nan, math.nan
-    with warnings.catch_warnings():
+    with _WARNINGS, warnings.catch_warnings():  # catch_warnings is not thread-safe (lanes)
         warnings.simplefilter("ignore")
         r, p = stats.pearsonr(a, b)
     return float(r), float(p)

@@ -21,7 +21,8 @@ from revstudy.data.dataset import Dataset
 from revstudy.files import write_json_atomic
 from revstudy.studyfolder import REPEAT_ARRAYS
 from revstudy.training.config import TrialConfig
-from revstudy.training.fused import Repeats
+from revstudy.training.fused import Repeats, Strategy
+from revstudy.training.metrics import Evaluation
 from revstudy.training.splits import SplitTensors
 from revstudy.training.trainer import EpochRecord, Trainer
 from revstudy.version import __version__
@@ -69,12 +70,14 @@ def train_repeats(
     evaluate_test: bool = False,
     on_epoch: Callable[[int, EpochRecord], None] | None = None,
     fuse: bool = True,
+    strategy: Strategy | None = None,
 ) -> RunResult:
     """Train `repeats` seeded splits (seed + r) and evaluate each on its validation split.
 
-    With `fuse` the repeats advance together as one batched ensemble (`revstudy.training.
-    fused`); without, one after another, each freed before the next (same results up to
-    rounding, less memory). `final` trains on train + validation (validation metrics are
+    With `fuse` the repeats advance together (`revstudy.training.fused.Repeats`: one
+    batched ensemble on a GPU, side by side in lanes on a CPU; `strategy` picks one);
+    without, one after another, each freed before the next (same results up to rounding,
+    less memory). `final` trains on train + validation (validation metrics are
     then optimistic and labelled so); `evaluate_test` also scores the held-out test split,
     reported separately.
     """
@@ -90,26 +93,36 @@ def train_repeats(
                 if on_epoch is not None:
                     on_epoch(r, rec)
 
+    def evaluations(t: Trainer) -> tuple[Evaluation, Evaluation | None]:
+        return t.evaluate("val"), t.evaluate("test") if evaluate_test else None
+
     if fuse and repeats > 1:
         trainers = [build(r) for r in range(repeats)]
-        epochs(Repeats(trainers))
-        for r, t in enumerate(trainers):
-            _record(result, r, t, final, evaluate_test)
+        group = Repeats(trainers, strategy=strategy)
+        epochs(group)
+        for r, (t, evals) in enumerate(zip(trainers, group.map(evaluations), strict=True)):
+            _record(result, r, t, evals, final)
     else:
         for r in range(repeats):
             trainer = build(r)
             epochs(Repeats([trainer], indices=[r]))
-            _record(result, r, trainer, final, evaluate_test)
+            _record(result, r, trainer, evaluations(trainer), final)
     for key in REPEAT_ARRAYS:
         result.arrays[f"repeat_{key}"] = np.array([r["metrics"][key] for r in result.repeats])
     return result
 
 
-def _record(result: RunResult, r: int, trainer: Trainer, final: bool, test: bool) -> None:
-    """Evaluate repeat `r` and add it to `result` (repeat 0 also gives the arrays, the
-    weights and the prior a run folder keeps)."""
+def _record(
+    result: RunResult,
+    r: int,
+    trainer: Trainer,
+    evals: tuple[Evaluation, Evaluation | None],
+    final: bool,
+) -> None:
+    """Add repeat `r` with its validation (and test) evaluation `evals` to `result` (repeat 0
+    also gives the arrays, the weights and the prior a run folder keeps)."""
     data = trainer.data
-    ev = trainer.evaluate("val")
+    ev, test_ev = evals
     result.repeats.append(
         {
             "repeat": r,
@@ -124,8 +137,8 @@ def _record(result: RunResult, r: int, trainer: Trainer, final: bool, test: bool
             "history": [asdict(h) for h in trainer.history],
         }
     )
-    if test:
-        result.test.append(trainer.evaluate("test").metrics)
+    if test_ev is not None:
+        result.test.append(test_ev.metrics)
     if r == 0:
         result.arrays = ev.arrays
         result.model_state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -152,6 +152,15 @@ class Trainer:
         )
         self.history.append(rec)
         return rec
+
+    def restate_seconds(self, seconds: float) -> EpochRecord:
+        """Book `seconds` for the last epoch instead of its own wall time: repeats that ran
+        side by side (`revstudy.training.lanes`) share the wall time, so their seconds add
+        up to it, as fused repeats' do."""
+        last = self.history[-1]
+        self.train_seconds += seconds - last.seconds
+        self.history[-1] = replace(last, seconds=seconds)
+        return self.history[-1]
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, float]:

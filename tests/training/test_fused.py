@@ -13,7 +13,7 @@ from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import NonFiniteLossError
 from revstudy.training import losses as losses_mod
 from revstudy.training.config import TrialConfig
-from revstudy.training.fused import FusedRepeats, Repeats, fusable, steps_per_epoch
+from revstudy.training.fused import FusedRepeats, Repeats, Strategy, fusable, steps_per_epoch
 from revstudy.training.runs import train_repeats
 from revstudy.training.splits import SplitTensors
 from revstudy.training.trainer import EpochRecord, Trainer
@@ -110,7 +110,7 @@ def test_repeats_with_a_different_step_count_train_on_their_own(dataset: Dataset
 
     ts = [base[0], shorten(base[1]), base[2]]
     assert steps_per_epoch(ts[1]) != steps_per_epoch(ts[0])
-    group = Repeats(ts)
+    group = Repeats(ts, strategy="vmap")
     assert [(m, f is not None) for m, f in group.groups] == [([0, 2], True), ([1], False)]
     recs = group.train_epoch()
     assert [r.epoch for r in recs] == [1, 1, 1]
@@ -147,10 +147,18 @@ def test_a_non_finite_repeat_fails_with_its_epoch_and_repeat(
     assert any("repeat 1" in note for note in info.value.__notes__)
 
 
-def test_train_repeats_fused_and_one_by_one_agree(dataset: Dataset) -> None:
+@pytest.mark.parametrize("strategy", ["vmap", "lanes"])
+def test_train_repeats_together_and_one_by_one_agree(dataset: Dataset, strategy: Strategy) -> None:
     cfg = TINY.replace(epochs=1)
     seen: list[tuple[int, EpochRecord]] = []
-    a = train_repeats(cfg, dataset, repeats=2, on_epoch=lambda r, rec: seen.append((r, rec)))
+    a = train_repeats(
+        cfg,
+        dataset,
+        repeats=2,
+        evaluate_test=True,
+        on_epoch=lambda r, rec: seen.append((r, rec)),
+        strategy=strategy,
+    )
     one_by_one: list[tuple[int, int]] = []
     b = train_repeats(
         cfg,
@@ -164,6 +172,7 @@ def test_train_repeats_fused_and_one_by_one_agree(dataset: Dataset) -> None:
     for ra, rb in zip(a.repeats, b.repeats, strict=True):
         for key in ("f1_macro", "inv_error_max", "z_free_std_mean", "bond_count_corr"):
             assert ra["metrics"][key] == pytest.approx(rb["metrics"][key], rel=1e-3, abs=1e-6)
+    assert len(a.test) == 2 and a.test[1] != a.test[0]  # each repeat's own test evaluation
     # the shared training time is split between the repeats
     assert all(h["seconds"] > 0 for r in a.repeats for h in r["history"])
 
