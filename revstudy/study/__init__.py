@@ -1,7 +1,8 @@
 """Driving a study: search spaces and launch options (`spaces`, `options`), Optuna
-through Ray Tune (`search`, `scheduling`), the driver (`driver`), one trial (`trial`),
-live progress (`progress`), the folder's records and tables (`records`), exporting the
-best configurations (`export`) and the embedded Ray's watchdog (`reaper`).
+through Ray Tune (`search`, `scheduling`), the driver (`driver`), the time budget across
+driver runs (`budget`), one trial (`trial`), live progress (`progress`), the folder's
+records and tables (`records`), exporting the best configurations (`export`) and the
+embedded Ray's watchdog (`reaper`).
 
 Public names are re-exported here and load their module on first use, so importing
 the package stays light (no torch or ray until a name needs them)."""
@@ -12,6 +13,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from revstudy.study.budget import (
+        DRIVER_FILE,
+        INTERVAL_S,
+        DriverClock,
+        remaining_budget,
+        spent_seconds,
+    )
     from revstudy.study.driver import (
         StudyFailed,
         launch,
@@ -112,6 +120,11 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "DRIVER_FILE": "budget",
+    "DriverClock": "budget",
+    "INTERVAL_S": "budget",
+    "remaining_budget": "budget",
+    "spent_seconds": "budget",
     "BLOCK_PARAMS": "spaces",
     "COUNTED": "search",
     "Continuation": "search",
@@ -187,7 +200,9 @@ __all__ = [
     "BLOCK_PARAMS",
     "COUNTED",
     "DEFAULTS",
+    "DRIVER_FILE",
     "ENDED",
+    "INTERVAL_S",
     "KNOWN_METRICS",
     "RUN_KEYS",
     "SAMPLERS",
@@ -195,6 +210,7 @@ __all__ = [
     "STUDY_FIELDS",
     "TYPES",
     "Continuation",
+    "DriverClock",
     "ExportResult",
     "LaunchOptions",
     "LivePanel",
@@ -240,12 +256,14 @@ __all__ = [
     "recorded_states",
     "refresh_tables",
     "relaunch_changes",
+    "remaining_budget",
     "resolve_space_path",
     "resolve_study",
     "resume",
     "retries",
     "run_trial",
     "short",
+    "spent_seconds",
     "start_reaper",
     "study_lock",
     "summarise",

@@ -15,7 +15,6 @@ import fcntl
 import importlib.metadata
 import os
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.files import write_json_atomic
+from revstudy.study.budget import DriverClock, remaining_budget
 from revstudy.study.options import (
     GPU_SHARE,
     LaunchOptions,
@@ -253,21 +253,20 @@ def _run(
 
     ostudy = open_optuna(study, info)
     searcher, scheduler = _search(study, info, space, ostudy, retry_failed)
-    budget = _remaining_budget(study, info)
+    budget = remaining_budget(study, info)
     stopper = StudyStopper(min(info["num_samples"], 4))
     ended = len(counted_trials(ostudy)) - len(searcher.continuations)  # before this run
     callback = StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
-    started = time.time()
-    if searcher.total > 0 and (budget is None or budget > 0):
-        tuner = _tuner(
-            study, info, space, dataset, (searcher, scheduler, stopper, callback, budget)
-        )
-        with callback.display():
-            tuner.fit()
-    elif budget is not None and budget <= 0:
-        print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
-    _add_elapsed(study, time.time() - started)
-    return _finish(study, info, ostudy, callback.ray_states(), time.time() - started)
+    with DriverClock(study) as clock:  # counts this run, even if it is killed
+        if searcher.total > 0 and (budget is None or budget > 0):
+            tuner = _tuner(
+                study, info, space, dataset, (searcher, scheduler, stopper, callback, budget)
+            )
+            with callback.display():
+                tuner.fit()
+        elif budget is not None and budget <= 0:
+            print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
+    return _finish(study, info, ostudy, callback.ray_states(), clock.elapsed)
 
 
 def _search(
@@ -354,32 +353,6 @@ def _finish(
             f"(details: revstudy status {info['name']})"
         )
     return summary
-
-
-def _remaining_budget(study: Path, info: dict[str, Any]) -> float | None:
-    """Seconds left of `--time-budget` after earlier driver runs (None: no budget)."""
-    if info.get("time_budget_s") is None:
-        return None
-    from revstudy.files import read_json
-
-    spent = (read_json(study / "driver.json") or {}).get("elapsed_s", 0.0)
-    return float(info["time_budget_s"]) - (spent if isinstance(spent, int | float) else 0.0)
-
-
-def _add_elapsed(study: Path, seconds: float) -> None:
-    """driver.json: the wall time of every driver run so far (for the time budget)."""
-    from revstudy.files import read_json
-
-    doc = read_json(study / "driver.json") or {}
-    elapsed = doc.get("elapsed_s", 0.0)
-    runs = doc.get("runs", 0)
-    write_json_atomic(
-        study / "driver.json",
-        {
-            "elapsed_s": (elapsed if isinstance(elapsed, int | float) else 0.0) + seconds,
-            "runs": (runs if isinstance(runs, int) else 0) + 1,
-        },
-    )
 
 
 def _max_epochs(space: SearchSpace, baseline: bool) -> int:

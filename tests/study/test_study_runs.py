@@ -188,7 +188,13 @@ def test_sigkill_mid_training_then_resume(tmp_path: Path, data: Path) -> None:
     assert not marker.exists(), "resume unpickled a planted payload"
     trials = pd.read_parquet(storage / "k" / "trials.parquet")
     finished = trials[trials.state.isin(["COMPLETED", "STOPPED_EARLY"])]
-    assert len(finished) == 6 and trials.trial_id.is_unique
+    assert len(finished) == 6 and trials.trial_id.is_unique, (
+        trials[["trial_id", "number", "state"]].to_string()
+        + "\n"
+        + res.stderr[-3000:]
+        + "\n".join(f"{p}: {p.read_text()[:500]}" for p in results.glob("*/failure.json"))
+        + str(sorted(p.name for p in results.iterdir()))
+    )
     for tid, mtime in finished_before.items():  # finished trials were not run again
         assert (results / tid / "result.json").stat().st_mtime_ns == mtime
     resumed = {
