@@ -17,10 +17,15 @@ Runs `revstudy` as a user does, in fresh processes, and writes one JSON file
    (a checkpoint on disk, no result yet), then `revstudy resume`. Checks: every trial ends,
    none failed, and every interrupted trial continued from its checkpoint
    (`resumed_after_epoch` non-empty in its result.json).
-5. `gpu_util`: SM utilisation and memory sampled by `nvidia-smi` every 0.5 s, per phase.
+5. `compile` (last, the slowest): `compile_step.py --device cuda`, the training step eager
+   and under `torch.compile` (default, max-autotune without CUDA graphs, reduce-overhead =
+   CUDA graphs): steady epoch seconds, compile seconds, loss and inversion-error agreement.
+6. `gpu_util`: SM utilisation and memory sampled by `nvidia-smi` every 0.5 s, per phase.
 
-Fits in about 6 minutes on one H100/H200. On a machine without CUDA it refuses (exit 2).
-The process exit status is 1 when a check fails, so a CI job on a GPU runner can use it.
+The first four phases fit in about 6 minutes on one H100/H200; `compile` adds a few
+minutes of compilation (skip it with `--only paper paper_r10 fractional sigkill`). On a
+machine without CUDA it refuses (exit 2). The process exit status is 1 when a check fails,
+so a CI job on a GPU runner can use it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+PHASES = ["paper", "paper_r10", "fractional", "sigkill", "compile"]  # in this order
 INV_ERROR_BOUND = 1e-5
 KILL_SPACE = """\
 description: gpu_check sigkill study (trials long enough to be killed mid-training)
@@ -57,7 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=8, help="trials of the fractional study")
     p.add_argument("--gpus-per-trial", type=float, default=0.25)
     p.add_argument("--no-repeats10", action="store_true", help="skip the R=10 paper run")
-    p.add_argument("--only", nargs="*", default=None, help="phases to run (default: all)")
+    p.add_argument(
+        "--only", nargs="*", default=None, choices=PHASES, help="phases to run (default: all)"
+    )
     args = p.parse_args(argv)
     if not 0 < args.gpus_per_trial <= 1:
         p.error("--gpus-per-trial must be in (0, 1]")
@@ -201,6 +209,24 @@ def paper_run(data: str, work: Path, repeats: int, tf32: bool, fuse: bool = True
     }
 
 
+def compile_phase(data: str, work: Path) -> dict[str, Any]:
+    """`compile_step.py --device cuda`: eager vs `torch.compile` modes (CUDA graphs among
+    them) for the paper configuration's training step; its JSON."""
+    out = work / "compile_step.json"
+    script = REPO / "benchmarks" / "compile_step.py"
+    threads = str(min(8, os.cpu_count() or 1))
+    args = ["--data", data, "--device", "cuda", "--threads", threads, "--out", str(out)]
+    res = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    _ok(res, "compile_step.py")
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
+
+
 def status(storage: Path, name: str) -> dict[str, Any]:
     res = cli("status", name, "--storage", str(storage), "--json")
     _ok(res, "status")
@@ -309,7 +335,7 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = require_cuda()
-    phases = args.only or ["paper", "paper_r10", "fractional", "sigkill"]
+    phases = args.only or PHASES
     if args.no_repeats10 and "paper_r10" in phases:
         phases.remove("paper_r10")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gpu_check-"))
@@ -344,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif phase == "sigkill":
                     doc["sigkill"] = sigkill_study(args.data, work, args.gpus_per_trial)
                     checks["sigkill_resume_complete"] = doc["sigkill"]["ok"]
+                elif phase == "compile":
+                    doc["compile"] = compile_phase(args.data, work)
                 else:
                     raise RuntimeError(f"unknown phase {phase!r}")
             except Exception as e:  # recorded, and the next phase still runs

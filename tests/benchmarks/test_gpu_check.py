@@ -50,6 +50,13 @@ def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_defaults(synthetic_csv: Path) -> None:
     a = gpu_check.parse_args(["--data", str(synthetic_csv)])
     assert a.gpus_per_trial == 0.25 and a.samples == 8 and a.out.endswith("gpu_check.json")
+    assert a.only is None and gpu_check.PHASES[-1] == "compile"  # the slowest runs last
+
+
+def test_unknown_phase(synthetic_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--data", str(synthetic_csv), "--only", "paper", "warp"])
+    assert "invalid choice: 'warp'" in capsys.readouterr().err
 
 
 def test_nvidia_smi_lines_and_summary() -> None:
