@@ -13,9 +13,8 @@ order, exactly as a run on another machine would.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -33,8 +32,10 @@ def run_in_lanes(
     threads: int | None = None,
     describe: Callable[[int], str] | None = None,
 ) -> list[T]:
-    """Run `jobs` on `lane_count` worker threads, each with `threads // lanes` intra-op
-    threads (default: torch's current count), and return their results in job order.
+    """Run `jobs` in waves of `lane_count` side by side, each job with its wave's share of
+    the `threads` intra-op threads (default: torch's current count), and return their
+    results in job order. A last, smaller wave gets more threads a job: 3 jobs on 2 threads
+    run as 2 side by side, then 1 on both threads, not as 2 and then 1 next to an idle core.
 
     Every job runs to its end even when another fails (a job cannot be stopped half way
     through a step); then the first failure in job order is raised, with `describe(i)` as a
@@ -43,24 +44,22 @@ def run_in_lanes(
     lanes = lane_count(len(jobs), threads)
     if lanes == 1:
         return [_annotated(job, i, describe) for i, job in enumerate(jobs)]
-    per_lane = max(1, threads // lanes)
-    ready = threading.local()
-
-    def run(i: int) -> T:
-        if not getattr(ready, "set", False):  # once per worker thread
-            torch.set_num_threads(per_lane)
-            ready.set = True
-        return jobs[i]()
-
+    futures: list[Future[T]] = []
     try:
-        with ThreadPoolExecutor(lanes, thread_name_prefix="revstudy-lane") as pool:
-            futures = [pool.submit(run, i) for i in range(len(jobs))]
-            for f in futures:
-                f.exception()  # wait for every job
+        for start in range(0, len(jobs), lanes):
+            wave = jobs[start : start + lanes]
+            share = max(1, threads // len(wave))
+            with ThreadPoolExecutor(len(wave), thread_name_prefix="revstudy-lane") as pool:
+                futures += [pool.submit(_with_threads, job, share) for job in wave]
     finally:
         # a worker's set_num_threads also changes the default new threads start from
         torch.set_num_threads(threads)
     return [_annotated(f.result, i, describe) for i, f in enumerate(futures)]
+
+
+def _with_threads(job: Callable[[], T], threads: int) -> T:
+    torch.set_num_threads(threads)  # this worker thread's intra-op threads
+    return job()
 
 
 def _annotated(job: Callable[[], T], i: int, describe: Callable[[int], str] | None) -> T:

@@ -60,6 +60,18 @@ def test_jobs_run_side_by_side_with_their_share_of_threads(four_threads: object)
     assert torch.get_num_threads() == 4  # restored
 
 
+def test_a_last_smaller_wave_gets_the_idle_threads() -> None:
+    barrier = threading.Barrier(2, timeout=10)
+
+    def job(i: int) -> int:
+        if i < 2:
+            barrier.wait()  # the first two side by side
+        return torch.get_num_threads()
+
+    assert run_in_lanes([functools.partial(job, i) for i in range(3)], threads=2) == [1, 1, 2]
+    assert run_in_lanes([functools.partial(job, i) for i in range(4)], threads=8) == [2] * 4
+
+
 def test_one_lane_runs_in_turn_on_the_calling_thread() -> None:
     here = threading.current_thread().name
     got = run_in_lanes([lambda: threading.current_thread().name] * 3, threads=1)
