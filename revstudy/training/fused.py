@@ -256,14 +256,18 @@ STRATEGIES: tuple[Strategy, ...] = ("vmap", "lanes", "sequential")
 def repeat_strategy(device: torch.device, repeats: int, threads: int | None = None) -> Strategy:
     """How `repeats` repeats on `device` train fastest together, measured in
     `benchmarks/train_speed.py`: on a GPU as one vmapped ensemble (one launch-bound step
-    instead of R); on a CPU side by side in lanes (`revstudy.training.lanes`), which keeps
-    every core busy where one model's kernels do not (in turn with a single thread)."""
+    instead of R). On a CPU with at least as many repeats as threads, side by side in lanes
+    of one thread each (`revstudy.training.lanes`), which keeps every core busy where one
+    model's kernels do not; with fewer repeats than threads lanes would leave cores idle,
+    so the vmapped ensemble uses them all; with one thread, in turn."""
     if repeats < 2:
         return "sequential"
     if device.type != "cpu":
         return "vmap"
     threads = torch.get_num_threads() if threads is None else threads
-    return "lanes" if threads >= 2 else "sequential"
+    if threads < 2:
+        return "sequential"
+    return "lanes" if repeats >= threads else "vmap"
 
 
 class Repeats:

@@ -1,10 +1,10 @@
-"""Repeats in parallel CPU lanes: R independent jobs on worker threads, each with its share
-of the intra-op threads.
+"""Repeats in parallel CPU lanes: R independent jobs on worker threads, one intra-op
+thread each.
 
 On a CPU the vmapped ensemble (`revstudy.training.fused`) gains little: the paper
 configuration is compute bound, and one model's kernels use two cores only ~70 % as well as
 one core each (measured in `benchmarks/train_speed.py`). Running the repeats side by side,
-each on its own core(s), uses the cores fully instead. PyTorch releases the GIL inside its
+each on a core of its own, uses the cores fully instead. PyTorch releases the GIL inside its
 kernels and runs a CPU backward on the calling thread, so Python threads are enough.
 
 Results depend on the number of intra-op threads only through floating-point summation
@@ -32,10 +32,15 @@ def run_in_lanes(
     threads: int | None = None,
     describe: Callable[[int], str] | None = None,
 ) -> list[T]:
-    """Run `jobs` in waves of `lane_count` side by side, each job with its wave's share of
-    the `threads` intra-op threads (default: torch's current count), and return their
-    results in job order. A last, smaller wave gets more threads a job: 3 jobs on 2 threads
-    run as 2 side by side, then 1 on both threads, not as 2 and then 1 next to an idle core.
+    """Run `jobs` in waves of `lane_count` side by side, one intra-op thread each, and
+    return their results in job order. A job left alone in the last wave runs on the calling
+    thread with all `threads` (default: torch's current count): 3 jobs on 2 threads run as 2
+    side by side, then 1 on both threads.
+
+    One thread a lane, because OpenMP teams started from worker threads barely spin while
+    they wait (libgomp throttles spinning once it manages more threads than there are CPUs,
+    and the calling thread's idle team counts): one repeat on 2 threads of a worker thread
+    took 5.2 s an epoch here against 3.35 s on the calling thread and 3.96 s on 1 thread.
 
     Every job runs to its end even when another fails (a job cannot be stopped half way
     through a step); then the first failure in job order is raised, with `describe(i)` as a
@@ -44,22 +49,35 @@ def run_in_lanes(
     lanes = lane_count(len(jobs), threads)
     if lanes == 1:
         return [_annotated(job, i, describe) for i, job in enumerate(jobs)]
-    futures: list[Future[T]] = []
+    outcomes: list[Future[T]] = []
     try:
         for start in range(0, len(jobs), lanes):
             wave = jobs[start : start + lanes]
-            share = max(1, threads // len(wave))
+            if len(wave) == 1:  # alone: the calling thread, whose OpenMP team spins
+                torch.set_num_threads(threads)
+                outcomes.append(_run_here(wave[0]))
+                continue
             with ThreadPoolExecutor(len(wave), thread_name_prefix="revstudy-lane") as pool:
-                futures += [pool.submit(_with_threads, job, share) for job in wave]
+                outcomes += [pool.submit(_on_one_thread, job) for job in wave]
     finally:
         # a worker's set_num_threads also changes the default new threads start from
         torch.set_num_threads(threads)
-    return [_annotated(f.result, i, describe) for i, f in enumerate(futures)]
+    return [_annotated(f.result, i, describe) for i, f in enumerate(outcomes)]
 
 
-def _with_threads(job: Callable[[], T], threads: int) -> T:
-    torch.set_num_threads(threads)  # this worker thread's intra-op threads
+def _on_one_thread(job: Callable[[], T]) -> T:
+    torch.set_num_threads(1)  # this worker thread's intra-op threads
     return job()
+
+
+def _run_here(job: Callable[[], T]) -> Future[T]:
+    """`job()` on the calling thread, its value or exception kept like a worker's."""
+    done: Future[T] = Future()
+    try:
+        done.set_result(job())
+    except Exception as e:
+        done.set_exception(e)
+    return done
 
 
 def _annotated(job: Callable[[], T], i: int, describe: Callable[[int], str] | None) -> T:

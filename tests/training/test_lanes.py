@@ -27,9 +27,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 @pytest.fixture
-def four_threads() -> object:
+def two_threads() -> object:
     before = torch.get_num_threads()
-    torch.set_num_threads(4)
+    torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
 
@@ -46,7 +46,7 @@ def test_lane_count() -> None:
     assert lane_count(0, 4) == 1
 
 
-def test_jobs_run_side_by_side_with_their_share_of_threads(four_threads: object) -> None:
+def test_jobs_run_side_by_side_on_one_thread_each(two_threads: object) -> None:
     barrier = threading.Barrier(2, timeout=10)  # passes only if two jobs run at once
 
     def job(i: int) -> tuple[int, int, str]:
@@ -55,21 +55,24 @@ def test_jobs_run_side_by_side_with_their_share_of_threads(four_threads: object)
 
     got = run_in_lanes([functools.partial(job, i) for i in range(2)])
     assert [g[0] for g in got] == [0, 1]  # job order
-    assert [g[1] for g in got] == [2, 2]  # 4 threads over 2 lanes
+    assert [g[1] for g in got] == [1, 1]
     assert len({g[2] for g in got}) == 2
-    assert torch.get_num_threads() == 4  # restored
+    assert torch.get_num_threads() == 2  # restored
 
 
-def test_a_last_smaller_wave_gets_the_idle_threads() -> None:
+def test_a_job_alone_in_the_last_wave_runs_here_on_all_threads() -> None:
     barrier = threading.Barrier(2, timeout=10)
+    here = threading.current_thread().name
 
-    def job(i: int) -> int:
+    def job(i: int) -> tuple[int, bool]:
         if i < 2:
             barrier.wait()  # the first two side by side
-        return torch.get_num_threads()
+        return torch.get_num_threads(), threading.current_thread().name == here
 
-    assert run_in_lanes([functools.partial(job, i) for i in range(3)], threads=2) == [1, 1, 2]
-    assert run_in_lanes([functools.partial(job, i) for i in range(4)], threads=8) == [2] * 4
+    got = run_in_lanes([functools.partial(job, i) for i in range(3)], threads=2)
+    assert got == [(1, False), (1, False), (2, True)]
+    got = run_in_lanes([functools.partial(job, i) for i in range(5)], threads=4)
+    assert got == [(1, False)] * 4 + [(4, True)]
 
 
 def test_one_lane_runs_in_turn_on_the_calling_thread() -> None:
@@ -78,7 +81,7 @@ def test_one_lane_runs_in_turn_on_the_calling_thread() -> None:
     assert got == [here] * 3
 
 
-def test_a_failure_lets_the_other_jobs_finish_and_names_the_first(four_threads: object) -> None:
+def test_a_failure_lets_the_other_jobs_finish_and_names_the_first(two_threads: object) -> None:
     done: list[int] = []
 
     def job(i: int) -> int:
@@ -93,19 +96,21 @@ def test_a_failure_lets_the_other_jobs_finish_and_names_the_first(four_threads: 
         run_in_lanes(jobs, describe=lambda i: f"repeat {i}")
     assert sorted(done) == [0, 3]
     assert info.value.__notes__ == ["repeat 1"]
-    assert torch.get_num_threads() == 4
+    assert torch.get_num_threads() == 2
 
 
 def test_strategy_per_device() -> None:
     cpu, gpu_like = torch.device("cpu"), torch.device("meta")  # meta stands in for a GPU
     assert repeat_strategy(cpu, 4, threads=2) == "lanes"
+    assert repeat_strategy(cpu, 2, threads=2) == "lanes"
+    assert repeat_strategy(cpu, 3, threads=8) == "vmap"  # lanes would leave 5 cores idle
     assert repeat_strategy(cpu, 4, threads=1) == "sequential"
     assert repeat_strategy(cpu, 1, threads=8) == "sequential"
     assert repeat_strategy(gpu_like, 4, threads=1) == "vmap"
     assert repeat_strategy(gpu_like, 1) == "sequential"
 
 
-def test_lanes_follow_the_sequential_repeats(dataset: Dataset, four_threads: object) -> None:
+def test_lanes_follow_the_sequential_repeats(dataset: Dataset, two_threads: object) -> None:
     seq = trainers(dataset)
     for _ in range(TINY.epochs):
         for t in seq:
