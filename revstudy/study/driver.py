@@ -249,9 +249,13 @@ def _run(
     (no `Tuner.restore`, no unpickling); the Optuna database and the trial folders are the
     whole state of a study (docs/study-dir.md)."""
     from revstudy.study.progress import StudyCallback, StudyStopper
-    from revstudy.study.search import counted_trials
+    from revstudy.study.search import counted_trials, discard_unstarted
 
     ostudy = open_optuna(study, info)
+    lost = discard_unstarted(ostudy)  # asked of Optuna as the last driver was killed
+    if lost:
+        note = f"note: {lost} trial(s) the last run never started will be asked anew"
+        print(note, file=sys.stderr)
     searcher, scheduler = _search(study, info, space, ostudy, retry_failed)
     budget = remaining_budget(study, info)
     stopper = StudyStopper(min(info["num_samples"], 4))

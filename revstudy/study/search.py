@@ -41,6 +41,7 @@ __all__ = [
 
 RAY_ID_ATTR = "ray_trial_id"  # Optuna user attr: the trial's folder under trials/
 RETRIED_ATTR = "revstudy_retried"  # a FAIL trial run again (under a new Optuna number)
+UNSTARTED_ATTR = "revstudy_never_started"  # asked of Optuna, driver died before Ray had it
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # WAITING: enqueued, not started
 
@@ -55,12 +56,32 @@ class Continuation:
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count towards `num_samples` (a retried failure counts once)."""
+    """Trials that count towards `num_samples` (a retried failure counts once, a trial that
+    never started not at all)."""
     return [
         t
         for t in study.get_trials(deepcopy=False, states=COUNTED)
-        if not t.user_attrs.get(RETRIED_ATTR)
+        if not t.user_attrs.get(RETRIED_ATTR) and not t.user_attrs.get(UNSTARTED_ATTR)
     ]
+
+
+def discard_unstarted(study: optuna.Study) -> int:
+    """RUNNING trials without a folder id: the driver died while Optuna was sampling them
+    (between `ask` and the id), so no Ray trial and no folder ever existed. Each is marked
+    failed and never started (not counted, so a new trial takes its place), and an enqueued
+    one (the paper baseline) is enqueued again. Only a driver holding the study lock may call
+    this. Returns how many were discarded."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+        if t.user_attrs.get(RAY_ID_ATTR):
+            continue
+        optuna.trial.Trial(study, t._trial_id).set_user_attr(UNSTARTED_ATTR, True)
+        study.tell(t.number, state=TS.FAIL)
+        fixed = t.system_attrs.get("fixed_params")
+        if isinstance(fixed, dict) and fixed:
+            study.enqueue_trial(fixed)
+        n += 1
+    return n
 
 
 def unfinished(study: optuna.Study) -> list[Continuation]:

@@ -106,8 +106,8 @@ def train_trial(
     killed: Ray's worker processes can outlive a SIGKILLed driver for a while, and such a
     worker must not keep writing into a folder that `resume` hands to a new run."""
     tdir = trial_dir(study, trial_id)
+    guard = _Guard(tdir, driver)  # first: a worker whose driver is gone touches nothing
     (tdir / "failure.json").unlink(missing_ok=True)  # a retry starts without the old verdict
-    guard = _Guard(tdir, driver)
     report = _guarded(report, guard)
     with _failure_recorded(tdir):
         started = time.time()
@@ -226,12 +226,18 @@ class _Guard:
         self.path = tdir / "owner.json"
         self.token = uuid.uuid4().hex
         self.driver = driver
+        # a worker that starts only after its driver was killed (it was still importing
+        # torch) must not take the folder over from the run that resumed the study
+        self._check_driver()
         write_json_atomic(self.path, {"token": self.token, "pid": os.getpid(), "host": _host()})
 
     def check(self) -> None:
         owner = read_json(self.path) or {}
         if owner.get("token") != self.token:
             raise TrialAbandoned(f"{self.path.parent}: taken over by another run; stopping")
+        self._check_driver()
+
+    def _check_driver(self) -> None:
         d = self.driver
         if d and d.get("host") == _host() and not _pid_alive(int(d.get("pid", 0))):
             raise TrialAbandoned(f"driver pid {d.get('pid')} is gone; stopping this trial")

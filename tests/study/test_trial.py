@@ -17,7 +17,7 @@ import torch
 
 from revstudy.data.dataset import read_dataset
 from revstudy.study.spaces import load_space
-from revstudy.study.trial import train_trial
+from revstudy.study.trial import TrialAbandoned, train_trial
 from revstudy.studyfolder import FINAL_KEY, STATE_FILE
 
 SPACE = "fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epochs: 4}\n"
@@ -65,7 +65,7 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(
         from pathlib import Path
         from revstudy.data.dataset import read_dataset
         from revstudy.study.spaces import load_space
-        from revstudy.study.trial import train_trial
+        from revstudy.study.trial import TrialAbandoned, train_trial
 
         def report(m):
             if m["epoch"] == 2:  # its checkpoint is on disk: now die mid-training
@@ -144,3 +144,35 @@ def test_a_killed_driver_counts_as_gone_even_before_it_is_reaped() -> None:
     finally:
         p.wait()
     assert not _pid_alive(p.pid)
+
+
+def test_a_worker_starting_after_its_driver_died_leaves_the_folder_alone(
+    tmp_path: Path, synthetic_csv: Path, space: Path
+) -> None:
+    """A Ray worker still importing torch when its driver was SIGKILLed starts the trial
+    late, maybe after `resume` gave the folder to a new run: it must not take it over."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is gone
+    tdir = tmp_path / "trials" / "t1"
+    tdir.mkdir(parents=True)
+    owner = {"token": "the-resumed-run", "pid": os.getpid(), "host": os.uname().nodename}
+    (tdir / "owner.json").write_text(json.dumps(owner))
+    (tdir / "failure.json").write_text('{"reason": "kept"}')
+    reports: list[dict[str, Any]] = []
+    with pytest.raises(TrialAbandoned, match=f"driver pid {dead.pid} is gone"):
+        train_trial(
+            {},
+            space=load_space(str(space)),
+            dataset=read_dataset(synthetic_csv),
+            study=tmp_path,
+            trial_id="t1",
+            repeats=1,
+            seed=0,
+            objectives=["f1_macro_skill"],
+            report=reports.append,
+            driver={"pid": dead.pid, "host": os.uname().nodename},
+        )
+    assert json.loads((tdir / "owner.json").read_text()) == owner
+    assert (tdir / "failure.json").read_text() == '{"reason": "kept"}'
+    assert sorted(p.name for p in tdir.iterdir()) == ["failure.json", "owner.json"]
+    assert reports == []
