@@ -37,7 +37,7 @@ from revstudy.study.optuna_store import (
     recorded_states,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
-from revstudy.study.records import RUN_KEYS, refresh_tables
+from revstudy.study.records import RUN_KEYS, drop_finished_checkpoints, refresh_tables
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.studyfolder import (
@@ -252,6 +252,7 @@ def _run(
     from revstudy.study.search import counted_trials, discard_unstarted
 
     ostudy = open_optuna(study, info)
+    drop_finished_checkpoints(study)  # left by a driver killed as a trial ended
     lost = discard_unstarted(ostudy)  # asked of Optuna as the last driver was killed
     if lost:
         note = f"note: {lost} trial(s) the last run never started will be asked anew"

@@ -16,12 +16,13 @@ from typing import Any
 import pandas as pd
 
 from revstudy.files import json_safe, read_json
-from revstudy.studyfolder import trial_dir
+from revstudy.studyfolder import STATE_FILE, trial_dir
 
 __all__ = [
     "RUN_KEYS",
     "append_epochs",
     "build_trials_table",
+    "drop_finished_checkpoints",
     "load_trials",
     "read_epochs",
     "read_jsonl",
@@ -65,6 +66,19 @@ def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> Non
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def drop_finished_checkpoints(study: Path) -> int:
+    """Remove the checkpoint of every trial that has its result (it is never needed again).
+    The driver removes it as a trial ends; one is left when a driver died between telling
+    Optuna and removing it, and no later run would touch that trial. Returns how many."""
+    n = 0
+    for ckpt in sorted((study / "trials").glob(f"*/{STATE_FILE}")):
+        result = read_json(ckpt.parent / "result.json")
+        if result is not None and isinstance(result.get("report"), dict):
+            ckpt.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def _last_newline(fd: int, size: int) -> int:
