@@ -24,7 +24,7 @@ SPACE = "fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epoch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(study: Path, csv: Path, space: Path, reports: list[dict[str, Any]]) -> None:
+def _run(study: Path, csv: Path, space: Path, reports: list[dict[str, Any]], **more: Any) -> None:
     torch.set_num_threads(1)
     train_trial(
         {},
@@ -37,6 +37,7 @@ def _run(study: Path, csv: Path, space: Path, reports: list[dict[str, Any]]) -> 
         objectives=["f1_macro_skill"],
         report=reports.append,
         threads=1,
+        **more,
     )
 
 
@@ -159,19 +160,9 @@ def test_a_worker_starting_after_its_driver_died_leaves_the_folder_alone(
     (tdir / "owner.json").write_text(json.dumps(owner))
     (tdir / "failure.json").write_text('{"reason": "kept"}')
     reports: list[dict[str, Any]] = []
+    driver = {"pid": dead.pid, "host": os.uname().nodename}
     with pytest.raises(TrialAbandoned, match=f"driver pid {dead.pid} is gone"):
-        train_trial(
-            {},
-            space=load_space(str(space)),
-            dataset=read_dataset(synthetic_csv),
-            study=tmp_path,
-            trial_id="t1",
-            repeats=1,
-            seed=0,
-            objectives=["f1_macro_skill"],
-            report=reports.append,
-            driver={"pid": dead.pid, "host": os.uname().nodename},
-        )
+        _run(tmp_path, synthetic_csv, space, reports, driver=driver)
     assert json.loads((tdir / "owner.json").read_text()) == owner
     assert (tdir / "failure.json").read_text() == '{"reason": "kept"}'
     assert sorted(p.name for p in tdir.iterdir()) == ["failure.json", "owner.json"]
