@@ -295,10 +295,10 @@ class Repeats:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown repeat strategy {strategy!r}; use one of {STRATEGIES}")
         self.strategy: Strategy = strategy
-        by_steps: dict[int, list[int]] = {}
+        by_steps: dict[int, list[int]] = {}  # vmap: one group per steps-per-epoch count
         for r, t in enumerate(self.trainers):
-            fusing = strategy == "vmap"
-            by_steps.setdefault(steps_per_epoch(t) if fusing else -1 - r, []).append(r)
+            key = steps_per_epoch(t) if strategy == "vmap" else -1 - r
+            by_steps.setdefault(key, []).append(r)
         self.groups: list[tuple[list[int], FusedRepeats | None]] = []
         for members in by_steps.values():
             group = [self.trainers[r] for r in members]
