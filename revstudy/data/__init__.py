@@ -1,14 +1,15 @@
 """The data layer: the paper's CSV format read and checked (`dataset`), a data file's
 summary (`info`), the public file fetched and cached (`fetch`), and RDKit chemistry
-(`chem`, optional extra). Imports nothing else from revstudy but errors.
+(`chem`, optional extra). Imports nothing else from revstudy but errors (and `lazy`).
 
 Public names are re-exported here and load their module on first use, so importing
 the package stays light (no torch or ray until a name needs them)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from revstudy.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from revstudy.data.chem import (
@@ -247,8 +248,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module when first asked for."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
