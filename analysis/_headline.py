@@ -19,9 +19,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from revstudy.paper import PAPER_F1
+
 from ._load import Study
 
-__all__ = ["comparison_table", "headline_data", "reference_note", "render_headline"]
+__all__ = [
+    "comparison_table",
+    "headline_data",
+    "numbering_data",
+    "reference_note",
+    "render_headline",
+]
 
 
 def _completed(study: Study, metric: str) -> pd.DataFrame:
@@ -78,6 +86,7 @@ def headline_data(study: Study) -> dict[str, Any]:
         "best": None,
         "baseline": None,
         "fixed": _fixed(study),
+        "numbering": None,
     }
     if done.empty:
         return out
@@ -97,6 +106,7 @@ def headline_data(study: Study) -> dict[str, Any]:
         }
 
     out["best"] = side(best)
+    out["numbering"] = numbering_data(best, None if base.empty else base.iloc[0], study)
     if not base.empty:
         b = side(base.iloc[0])
         out["baseline"] = b
@@ -108,6 +118,64 @@ def headline_data(study: Study) -> dict[str, Any]:
         )
         out["rank_of_baseline"] = int(np.flatnonzero(ranked["trial_id"] == b["trial_id"])[0]) + 1
     return out
+
+
+def numbering_data(best: pd.Series, base: pd.Series | None, study: Study) -> dict[str, Any] | None:
+    """How much of the best trial's and the baseline's skill survives renumbering: each
+    side's figure in the data file's numbering beside the same on the validation molecules
+    renumbered at random (issue #21), with the atom order and relabel setting they ran
+    with. None when the trials carry no `*_relabelled` figure (older studies)."""
+    metric = study.objectives[0].metric.removesuffix("_relabelled")
+    if f"{metric}_relabelled" not in study.trials.columns:
+        metric = "f1_macro_skill"
+    if f"{metric}_relabelled" not in study.trials.columns:
+        return None
+    fixed = _fixed(study)
+
+    def one(row: pd.Series) -> dict[str, Any]:
+        params = _params(row)
+
+        def num(key: str) -> float:
+            v = row.get(key)
+            return float(v) if v is not None and pd.notna(v) else math.nan
+
+        return {
+            "trial_id": str(row["trial_id"]),
+            "own": num(metric),
+            "relabelled": num(f"{metric}_relabelled"),
+            "atom_order": str(params.get("atom_order", fixed.get("atom_order", "source"))),
+            "relabel": bool(params.get("relabel", fixed.get("relabel", False))),
+        }
+
+    return {
+        "metric": metric,
+        "best": one(best),
+        "baseline": None if base is None else one(base),
+    }
+
+
+def _numbering_table(n: dict[str, Any] | None) -> str:
+    """The best trial and the baseline in the file's numbering and renumbered."""
+    if n is None:
+        return ""
+    e = html.escape
+    sides = [("best", n["best"])] + ([("paper baseline", n["baseline"])] if n["baseline"] else [])
+    rows = "".join(
+        f"<tr><td>{e(label)}</td><td>{_fmt(v['own'])}</td><td>{_fmt(v['relabelled'])}</td>"
+        f"<td>{e(v['atom_order'])}</td><td>{'yes' if v['relabel'] else 'no'}</td></tr>"
+        for label, v in sides
+    )
+    return (
+        f'<table class="params"><thead><tr><th>{e(n["metric"])}</th>'
+        "<th>in the data file's numbering</th><th>renumbered at random</th>"
+        "<th>atom order</th><th>relabel</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+        '<p class="caption">What survives another carbon numbering: a model that learned the '
+        "data file's numbering instead of chemistry scores near chance on renumbered "
+        "molecules, as on every SMILES a user types; a canonical atom order gives the same "
+        f"figure both ways by construction. The paper's own figures (macro F1 {PAPER_F1}) are "
+        "in the data file's numbering.</p>"
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -193,7 +261,7 @@ def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> st
             f'<p class="headline">No trial has finished yet ({d["n_trials"]} started): '
             "nothing to compare with the paper baseline.</p>"
         )
-    table = _params_table(d["best"], d["baseline"])
+    table = _numbering_table(d.get("numbering")) + _params_table(d["best"], d["baseline"])
     commands = (
         f"revstudy export {study_name}{storage_hint} --out best.yaml\n"
         "revstudy train --config best.yaml --repeats 10 --test --out runs/best"

@@ -78,6 +78,11 @@ PER_EPOCH = {
     "val_loss": "val_loss",
     "retrieval_mrr": "val_retrieval_mrr",
     "val_retrieval_mrr": "val_retrieval_mrr",
+    # the same on the validation molecules renumbered at random (issue #21)
+    "f1_macro_relabelled": "val_f1_macro_relabelled",
+    "f1_macro_skill_relabelled": "val_f1_skill_relabelled",
+    "val_f1_skill_relabelled": "val_f1_skill_relabelled",
+    "retrieval_mrr_relabelled": "val_retrieval_mrr_relabelled",
 }
 PER_EPOCH_METRICS = tuple(PER_EPOCH)
 # A trial continued by `revstudy resume` runs under a new Ray trial id; this config key

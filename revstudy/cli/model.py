@@ -125,15 +125,33 @@ def _structure_inputs(structures: Path | None, smiles: list[str] | None) -> list
     return items
 
 
+def _warn_numbering(saved: Any) -> None:
+    """One line on stderr when the model's predictions depend on the input's numbering."""
+    warning = saved.numbering_warning()
+    if warning:
+        console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+
+
 def predict(
     model: ModelOpt,
     structures: Annotated[
         Path | None, typer.Option(help="CSV in the paper's format, or SMILES one per line")
     ] = None,
     smiles: Annotated[list[str] | None, typer.Option(help="a SMILES (repeatable)")] = None,
+    average: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="average over this many carbon numberings (models trained with relabel)",
+        ),
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Predicted spectrum code (set bins with ppm ranges) of each structure."""
+    """Predicted spectrum code (set bins with ppm ranges) of each structure.
+
+    The structures are put in the model's atom order first, so with a model trained with
+    `atom_order: canonical` every spelling of a molecule gets the same prediction."""
     import numpy as np
     import torch
 
@@ -143,6 +161,12 @@ def predict(
     from revstudy.training.saved import load_model
 
     saved = load_model(model)
+    _warn_numbering(saved)
+    if average > 1 and not saved.config.relabel:
+        raise RevstudyError(
+            f"--average {average}: {model} was not trained with relabel: true, so other "
+            "numberings are not its input; use --average 1"
+        )
     rows: list[dict[str, Any]] = []
     grids: list[np.ndarray] = []
     for label, item in _structure_inputs(structures, smiles):
@@ -161,13 +185,14 @@ def predict(
         grids.append(grid)
     if grids:
         x = torch.from_numpy(grid_to_channels(np.stack(grids)))
-        codes = iter(saved.predict_codes(x))
+        codes = iter(saved.predict_codes(x, average))
         for r in rows:
             if "error" not in r:
                 r["bins"] = set_bins(next(codes))
     errors = [r for r in rows if "error" in r]
     if as_json:
-        _print_json({"y_dim": saved.config.y_dim, "predictions": rows})
+        doc = {"y_dim": saved.config.y_dim, "atom_order": saved.config.atom_order}
+        _print_json({**doc, "numberings_averaged": average, "predictions": rows})
     else:
         t = Table(title=f"predicted {saved.config.y_dim}-bit codes")
         for col in ("input", "SMILES", "set bins (ppm)"):
@@ -221,6 +246,7 @@ def elucidate(
 
     bits = parse_spectrum(spectrum)
     saved = load_model(model)
+    _warn_numbering(saved)
     result = elucidate(saved, bits, samples, top, seed)
     query = code_of(bits, saved.config.y_dim)
     doc: dict[str, Any] = {

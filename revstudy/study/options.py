@@ -52,6 +52,14 @@ KNOWN_METRICS = (
     "retrieval_top1",
     "retrieval_top10",
     "val_retrieval_mrr",
+    "f1_macro_relabelled",
+    "f1_macro_skill_relabelled",
+    "f1_macro_128_relabelled",
+    "f1_macro_skill_128_relabelled",
+    "retrieval_mrr_relabelled",
+    "retrieval_top1_relabelled",
+    "retrieval_top10_relabelled",
+    "val_f1_skill_relabelled",
 )
 
 

@@ -189,10 +189,22 @@ def _restore(ckpt: Path, trainers: list[Trainer]) -> tuple[float, dict[str, list
     return float(state.get("elapsed", 0.0)), history
 
 
+EPOCH_REPORT_KEYS = (
+    "val_f1_macro",
+    "val_f1_skill",
+    "val_retrieval_mrr",
+    "val_f1_macro_relabelled",
+    "val_f1_skill_relabelled",
+    "val_retrieval_mrr_relabelled",
+    "val_loss",
+    "train_loss",
+)
+
+
 def _epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[str, Any]:
     """The per-epoch report: means over repeats, and every objective (NaN until known)."""
     metrics: dict[str, Any] = {"epoch": epoch}
-    for key in ("val_f1_macro", "val_f1_skill", "val_retrieval_mrr", "val_loss", "train_loss"):
+    for key in EPOCH_REPORT_KEYS:
         metrics[key] = float(np.mean([getattr(r, key) for r in recs]))
     for key in objectives:
         metrics[key] = metrics[PER_EPOCH[key]] if key in PER_EPOCH else math.nan

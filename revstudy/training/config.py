@@ -23,6 +23,7 @@ Decoder = Literal["threshold", "quantile", "topk"]
 LatentLoss = Literal["none", "moments", "mmd"]
 Prior = Literal["learned", "standard"]
 Weighting = Literal["reference", "near_miss"]
+AtomOrder = Literal["source", "canonical"]  # revstudy.data.numbering.ATOM_ORDERS
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class TrialConfig:
     val_fraction: float = 0.2  # validation share of the non-test structures (paper: 0.2)
     test_fraction: float = 0.1  # held-out share no study sees; 0 gives the paper's protocol
     test_seed: int = 0  # fixes the held-out test structures across repeats and trials
+    # --- input numbering (revstudy.data.numbering) ---------------------------------------
+    atom_order: AtomOrder = "source"  # source: the data file's carbon numbering (the paper);
+    # canonical: one numbering per molecule (RDKit canonical SMILES order), applied to every
+    # grid the model sees, from a file or a SMILES, so any spelling gives the same prediction
+    relabel: bool = False  # renumber each training molecule at random every time it is drawn
     # --- evaluation ----------------------------------------------------------------------
     decoder: Decoder = "threshold"  # binarises generated structures
     decoder_threshold: float = 0.5  # inputs are 0/1, so 0.5 (the reference thresholded at 0)

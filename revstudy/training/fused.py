@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from revstudy.data.numbering import relabel
 from revstudy.training.lanes import run_in_lanes
 from revstudy.training.losses import LOSS_TERMS, objective_terms
 from revstudy.training.trainer import EpochRecord, Trainer, make_optimizer
@@ -123,6 +124,13 @@ class FusedRepeats:
         cols = torch.stack([_pad(i, b) for i in idx])
         rows = self.repeat_rows
         xb, yb = self.x_train[rows, cols], self.y_train[rows, cols]
+        if c.relabel:  # each repeat's renumbering from its own generator, before its noise
+            xb = torch.stack(
+                [
+                    _pad(relabel(xb[r, :k], g), b)
+                    for r, (k, g) in enumerate(zip(sizes, gens, strict=True))
+                ]
+            )
         noise = torch.stack(
             [
                 _pad(torch.randn((k, z_dim), generator=g, device=self.device), b)

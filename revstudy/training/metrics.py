@@ -25,6 +25,20 @@ _WARNINGS = threading.Lock()  # one warnings filter change at a time: repeats ru
 
 
 # ----------------------------------------------------------------------------- F1 (2.1)
+# figures each trial and evaluation also measures with every molecule renumbered at random
+# (the fixed `revstudy.data.numbering.RELABEL_SEED`), as `<name>_relabelled`
+RELABELLED = (
+    "f1_macro",
+    "f1_micro",
+    "f1_macro_skill",
+    "f1_macro_128",
+    "f1_macro_skill_128",
+    "retrieval_mrr",
+    "retrieval_top1",
+    "retrieval_top10",
+)
+
+
 def f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Macro (the paper's figure), micro, per-spectrum and present-bin macro F1.
 

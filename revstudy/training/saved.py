@@ -15,18 +15,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from revstudy.data.dataset import Dataset, Split, coarsen, make_split
+from revstudy.data.dataset import Dataset, Split, coarsen, encode_structures
+from revstudy.data.numbering import in_order, molecule_keys, order_inputs, relabel, relabelled
 from revstudy.errors import RevstudyError
 from revstudy.training.config import TrialConfig
 from revstudy.training.metrics import (
+    RELABELLED,
     Prior,
     evaluate,
+    f1_scores,
+    f1_skill,
     forward_all,
 )
 from revstudy.training.model import InvertibleNet
 from revstudy.training.precision import set_fp32_precision
 from revstudy.training.resolution import PAPER_Y_DIM, paper_resolution_f1
 from revstudy.training.retrieval import library_index, retrieval_metrics
+from revstudy.training.splits import config_split
 
 PRIOR_FORMAT = 1
 NEEDED = ("config.yaml", "model.pt", "prior.pt")
@@ -46,19 +51,50 @@ class SavedModel:
 
     def split(self, structures: tuple[str, ...] | list[str]) -> Split:
         """Repeat 0's split of a data file: the one model.pt was trained on."""
-        c = self.config
-        return make_split(
-            structures,
-            seed=c.seed,
-            val_fraction=c.val_fraction,
-            test_fraction=c.test_fraction,
-            test_seed=c.test_seed,
-        )
+        return config_split(structures, self.config, 0)
 
-    def predict_codes(self, x: torch.Tensor) -> np.ndarray:
-        """Forward-predicted y_dim-bit spectrum codes (Y_latent > 0) of structures X."""
-        _, y = forward_all(self.model, x)
-        return (y > 0).cpu().numpy().astype(np.uint8)
+    def inputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Structures [N, 4, 16, 16] in any numbering → what this model must see: the atom
+        order it was trained with applied (`revstudy.data.numbering`)."""
+        arr = x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float32)
+        return torch.from_numpy(order_inputs(arr, self.config.atom_order))
+
+    def predict_logits(self, x: torch.Tensor | np.ndarray, average: int = 1) -> torch.Tensor:
+        """Y_latent logits [N, y_dim] of structures in any numbering (the model's atom order
+        applied first). `average` > 1 (models trained with `relabel` only) averages the
+        predicted probabilities over that many numberings: the model's own and
+        `average` − 1 random ones (seeded, so a prediction is repeatable)."""
+        inputs = self.inputs(x)
+        y = forward_all(self.model, inputs)[1]
+        if average <= 1:
+            return y
+        if not self.config.relabel:
+            raise RevstudyError(
+                f"{self.path}: averaging over numberings needs a model trained with "
+                "relabel: true; this one was not (use 1)"
+            )
+        gen = torch.Generator().manual_seed(self.config.seed)
+        prob = torch.sigmoid(y)
+        for _ in range(average - 1):
+            prob += torch.sigmoid(forward_all(self.model, relabel(inputs, gen))[1])
+        return torch.logit(prob / average, eps=1e-7)
+
+    def predict_codes(self, x: torch.Tensor | np.ndarray, average: int = 1) -> np.ndarray:
+        """Forward-predicted y_dim-bit spectrum codes (Y_latent > 0) of structures X in any
+        numbering (see `predict_logits`)."""
+        return (self.predict_logits(x, average) > 0).cpu().numpy().astype(np.uint8)
+
+    def numbering_warning(self) -> str | None:
+        """What a user must know before trusting predictions for their own molecules."""
+        if self.config.atom_order == "canonical":
+            return None
+        if self.config.relabel:
+            return None
+        return (
+            f"{self.path}: trained in the data file's carbon numbering (atom_order: source): "
+            "for molecules numbered any other way (every SMILES) its predictions are near "
+            "chance level; retrain with `atom_order: canonical` in the config"
+        )
 
 
 def _bad(path: Path, what: str) -> RevstudyError:
@@ -154,17 +190,22 @@ def _check_prior(path: Path, prior: dict[str, Any], config: TrialConfig) -> None
         raise _bad(path, f"prior.pt: topk must be a positive integer, got {prior['topk']!r}")
 
 
-def _retrieval_and_f1_128(
+def _forward_figures(
     saved: SavedModel,
     dataset: Dataset,
-    x: torch.Tensor,
     code: torch.Tensor,
     rows: np.ndarray | None,
+    renumber: bool = False,
 ) -> dict[str, float]:
     """What a training run adds to `evaluate`: retrieval of the rows' observed `code` among
-    the file's distinct structures, and F1 at the paper's 128 bits (its skill needs 128-bit
-    training rates, which a run folder keeps only when the model itself predicts 128 bits)."""
-    library, truth = library_index(torch.from_numpy(dataset.x()), x)
+    the file's distinct structures, macro F1 and F1 at the paper's 128 bits (its skill needs
+    128-bit training rates, which a run folder keeps only when the model itself predicts 128
+    bits). `renumber`: every structure renumbered at random first (the fixed
+    `RELABEL_SEED`), then put in the model's atom order, as other users' molecules arrive."""
+    raw = dataset.x()
+    lib_in = saved.inputs(relabelled(raw) if renumber else raw)
+    x = lib_in if rows is None else lib_in[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
+    library, truth = library_index(lib_in, x)
     _, y_lib = forward_all(saved.model, library)
     out = retrieval_metrics(y_lib, truth, code)
     fine = coarsen(dataset.y(), PAPER_Y_DIM)
@@ -173,14 +214,21 @@ def _retrieval_and_f1_128(
     rates = saved.code_rate.unsqueeze(0).numpy() if saved.config.y_dim == PAPER_Y_DIM else None
     y = y_lib[torch.from_numpy(truth)]  # the rows' own logits, from the same forward pass
     out.update(paper_resolution_f1(y, fine, rates, saved.config.seed))
+    scores = f1_scores(code.numpy(), (y > 0).cpu().numpy())
+    out.update(f1_macro=scores["f1_macro"], f1_micro=scores["f1_micro"])
     return out
 
 
-def tensors(dataset: Dataset, y_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(X [N, 4, 16, 16], code [N, y_dim]) of every row of a data file."""
-    x = torch.from_numpy(dataset.x())
-    y = torch.from_numpy(coarsen(dataset.y(), y_dim))
-    return x, y
+def _inputs(saved: SavedModel, dataset: Dataset) -> torch.Tensor:
+    """Every row's structure in the model's atom order, [N, 4, 16, 16]."""
+    ordered = in_order(dataset.structures, saved.config.atom_order, dataset.path)
+    return torch.from_numpy(encode_structures(ordered))
+
+
+def tensors(saved: SavedModel, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X [N, 4, 16, 16] in the model's atom order, code [N, y_dim]) of every row of a data
+    file."""
+    return _inputs(saved, dataset), torch.from_numpy(coarsen(dataset.y(), saved.config.y_dim))
 
 
 SPLITS = ("all", "train", "val", "test")
@@ -222,8 +270,9 @@ def select_rows(saved: SavedModel, dataset: Dataset, split: str) -> tuple[np.nda
             else f"{split} split of the model's training run"
         )
         return np.sort(rows), note
-    seen = {source.structures[i] for i in train}
-    overlap = sum(1 for s in dataset.structures if s in seen)
+    keys = molecule_keys(source.structures + dataset.structures)  # one molecule, one key
+    seen = {keys[i] for i in train}
+    overlap = sum(1 for k in keys[len(source.structures) :] if k in seen)
     note = (
         f"{overlap} of {len(dataset)} rows were in the model's training split: their scores "
         "are optimistic (use --split test or val)"
@@ -254,7 +303,7 @@ def evaluate_file(
     rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """All metrics on the `rows` of `dataset` (default all), keyed like a metrics.json repeat."""
-    x, code = tensors(dataset, saved.config.y_dim)
+    x, code = tensors(saved, dataset)
     if rows is not None:
         idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         x, code = x[idx], code[idx]
@@ -277,7 +326,11 @@ def evaluate_file(
         "split": {"eval": len(x), "data": dataset.path, "sha256": dataset.sha256},
     }
     out.update(ev.metrics)
-    out.update(_retrieval_and_f1_128(saved, dataset, x, code, rows))
+    own = _forward_figures(saved, dataset, code, rows)
+    out.update({k: v for k, v in own.items() if k not in ("f1_macro", "f1_micro")})
+    moved = _forward_figures(saved, dataset, code, rows, renumber=True)
+    moved["f1_macro_skill"] = f1_skill(moved["f1_macro"], out["f1_bin_prior_baseline"])
+    out.update({f"{k}_relabelled": v for k, v in moved.items() if k in RELABELLED})
     for key in ("train_seconds", "epochs", "val_loss", "n_train"):
         out[key] = first.get(key, math.nan)
     out["n_eval"] = float(len(x))

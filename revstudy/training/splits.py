@@ -8,11 +8,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from revstudy.data.dataset import Dataset, Split, coarsen, make_split
+from revstudy.data.dataset import Dataset, Split, coarsen, encode_structures, make_split
+from revstudy.data.numbering import in_order, molecule_keys
 from revstudy.training.config import TrialConfig
 from revstudy.training.resolution import PAPER_Y_DIM
 
-__all__ = ["SplitTensors"]
+__all__ = ["SplitTensors", "config_split"]
+
+
+def config_split(
+    structures: tuple[str, ...] | list[str], config: TrialConfig, repeat: int
+) -> Split:
+    """Repeat `repeat`'s split of a data file's `structures` under `config`, grouped by
+    molecule (`revstudy.data.numbering.molecule_keys`): the one every run, evaluation and
+    benchmark rebuilds."""
+    return make_split(
+        molecule_keys(structures),
+        seed=config.seed + repeat,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        test_seed=config.test_seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -28,6 +44,7 @@ class SplitTensors:
     y_test: torch.Tensor
     # 128-bit codes (the paper's resolution) of train / val / test, for F1 at any y_dim
     y128: dict[str, torch.Tensor] = field(default_factory=dict)
+    atom_order: str = "source"  # the numbering x_* are in (revstudy.data.numbering)
 
     @classmethod
     def build(
@@ -38,15 +55,13 @@ class SplitTensors:
         device: str = "cpu",
         final: bool = False,
     ) -> SplitTensors:
-        """Split with seed `config.seed + repeat`; `final` trains on train + validation."""
-        split = make_split(
-            dataset.structures,
-            seed=config.seed + repeat,
-            val_fraction=config.val_fraction,
-            test_fraction=config.test_fraction,
-            test_seed=config.test_seed,
+        """Split with seed `config.seed + repeat` (a molecule's rows on one side, whatever
+        numbering each row uses); structures in `config.atom_order`; `final` trains on
+        train + validation."""
+        split = config_split(dataset.structures, config, repeat)
+        x = torch.from_numpy(
+            encode_structures(in_order(dataset.structures, config.atom_order, dataset.path))
         )
-        x = torch.from_numpy(dataset.x())
         y = torch.from_numpy(coarsen(dataset.y(), config.y_dim))
         train = np.concatenate([split.train, split.val]) if final else split.train
 
@@ -62,4 +77,4 @@ class SplitTensors:
             name: y128[torch.from_numpy(np.sort(idx))]
             for name, idx in (("train", train), ("val", split.val), ("test", split.test))
         }
-        return cls(split, xt, yt, xv, yv, xs, ys, fine)
+        return cls(split, xt, yt, xv, yv, xs, ys, fine, config.atom_order)

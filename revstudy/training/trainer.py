@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from revstudy.data.numbering import order_inputs, relabel, relabelled
 from revstudy.errors import NonFiniteLossError, RevstudyError
 from revstudy.training.checkpoint import CheckpointError
 from revstudy.training.config import TrialConfig
 from revstudy.training.losses import LOSS_TERMS, objective_terms
 from revstudy.training.metrics import (
+    RELABELLED,
     Evaluation,
     Prior,
     bin_prior_baseline_f1,
@@ -59,6 +61,11 @@ class EpochRecord:
     val_f1_skill: float  # over the bin-prior baseline (metrics.f1_skill)
     val_retrieval_mrr: float  # mean reciprocal rank of the true structure (revstudy.retrieval)
     seconds: float
+    # the same on the validation molecules renumbered at random (fixed seed), then put in
+    # the model's atom order: how much of the skill survives another numbering
+    val_f1_macro_relabelled: float = math.nan
+    val_f1_skill_relabelled: float = math.nan
+    val_retrieval_mrr_relabelled: float = math.nan
 
 
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "history", "train_seconds")
@@ -76,6 +83,11 @@ class Trainer:
     ):
         if len(data.x_train) == 0 or len(data.x_val) == 0:
             raise RevstudyError("the split left no training or no validation rows; use more data")
+        if data.atom_order != config.atom_order:
+            raise RevstudyError(
+                f"the data are in atom order {data.atom_order!r}, the config trains on "
+                f"{config.atom_order!r}: build them with SplitTensors.build(dataset, config)"
+            )
         self.config = config
         self.data = data
         self.device = torch.device(device)
@@ -91,6 +103,7 @@ class Trainer:
         self.train_seconds = 0.0
         self._val_baseline: float | None = None
         self._libraries: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+        self._renumbered: dict[str, torch.Tensor | None] = {}
 
     # -- one epoch --------------------------------------------------------------------------
     def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -114,7 +127,10 @@ class Trainer:
         acc = torch.zeros(4, device=self.device)
         for i in range(0, n, c.batch_size):
             idx = perm[i : i + c.batch_size]
-            losses = self._losses(self.data.x_train[idx], self.data.y_train[idx], epoch)
+            xb = self.data.x_train[idx]
+            if c.relabel:  # drawn before the step's noise, as the fused repeats draw it
+                xb = relabel(xb, self.gen)
+            losses = self._losses(xb, self.data.y_train[idx], epoch)
             self.optimizer.zero_grad(set_to_none=True)
             losses[0].backward()  # the total
             if c.grad_clip > 0:
@@ -149,6 +165,9 @@ class Trainer:
             val_f1_skill=val["val_f1_skill"],
             val_retrieval_mrr=val["val_retrieval_mrr"],
             seconds=seconds,
+            val_f1_macro_relabelled=val["val_f1_macro_relabelled"],
+            val_f1_skill_relabelled=val["val_f1_skill_relabelled"],
+            val_retrieval_mrr_relabelled=val["val_retrieval_mrr_relabelled"],
         )
         self.history.append(rec)
         return rec
@@ -188,13 +207,28 @@ class Trainer:
             self._val_baseline = bin_prior_baseline_f1(
                 y.cpu().numpy(), self.data.y_train.cpu().numpy(), self.seed
             )
-        return {
+        y_lib, truth = self._library_logits("val")
+        mrr = retrieval_metrics(y_lib, truth, y)["retrieval_mrr"]
+        out = {
             "val_loss": total / len(x),
             "val_loss_y": total_y / len(x),
             "val_f1_macro": f1,
             "val_f1_skill": f1_skill(f1, self._val_baseline),
-            "val_retrieval_mrr": self.retrieval("val")["retrieval_mrr"],
+            "val_retrieval_mrr": mrr,
         }
+        y_rel = self._renumbered_logits("val")
+        if y_rel is None:  # the model's atom order undoes any renumbering: the same figures
+            f1_rel, mrr_rel = f1, mrr
+        else:
+            pred_rel = (y_rel[torch.from_numpy(truth)] > 0).cpu().numpy()
+            f1_rel = f1_scores(y.cpu().numpy(), pred_rel)["f1_macro"]
+            mrr_rel = retrieval_metrics(y_rel, truth, y)["retrieval_mrr"]
+        out.update(
+            val_f1_macro_relabelled=f1_rel,
+            val_f1_skill_relabelled=f1_skill(f1_rel, self._val_baseline),
+            val_retrieval_mrr_relabelled=mrr_rel,
+        )
+        return out
 
     @torch.no_grad()
     def retrieval(self, split: str = "val") -> dict[str, float]:
@@ -216,6 +250,47 @@ class Trainer:
             self._libraries[split] = library_index(known, self._split(split)[0])
         library, truth = self._libraries[split]
         return forward_all(self.model, library)[1], truth
+
+    @torch.no_grad()
+    def _renumbered_logits(self, split: str) -> torch.Tensor | None:
+        """Y_latent of the `split` library with every structure renumbered at random (the
+        fixed `RELABEL_SEED`) and put in the model's atom order, as a user's molecules
+        arrive; None when that gives back the library itself (a canonical model)."""
+        if split not in self._renumbered:
+            library, _ = self._libraries[split]
+            moved = order_inputs(relabelled(library.cpu().numpy()), self.config.atom_order)
+            moved_t = torch.from_numpy(moved).to(self.device)
+            self._renumbered[split] = None if torch.equal(moved_t, library) else moved_t
+        moved_lib = self._renumbered[split]
+        return None if moved_lib is None else forward_all(self.model, moved_lib)[1]
+
+    def _relabelled_metrics(
+        self, split: str, truth: np.ndarray, metrics: dict[str, float]
+    ) -> dict[str, float]:
+        """`*_relabelled` twins of the split's F1, skill, F1 at 128 bits and retrieval:
+        the same figures with every molecule renumbered at random (`_renumbered_logits`)."""
+        y_rel = self._renumbered_logits(split)
+        if y_rel is None:
+            return {f"{k}_relabelled": metrics[k] for k in RELABELLED if k in metrics}
+        y = self._split(split)[1]
+        rows = torch.from_numpy(truth)
+        scores = f1_scores(y.cpu().numpy(), (y_rel[rows] > 0).cpu().numpy())
+        out = {
+            "f1_macro": scores["f1_macro"],
+            "f1_micro": scores["f1_micro"],
+            "f1_macro_skill": f1_skill(scores["f1_macro"], metrics["f1_bin_prior_baseline"]),
+            **retrieval_metrics(y_rel, truth, y),
+        }
+        if split in self.data.y128:
+            out.update(
+                paper_resolution_f1(
+                    y_rel[rows],
+                    self.data.y128[split].numpy(),
+                    self.data.y128["train"].numpy(),
+                    self.seed,
+                )
+            )
+        return {f"{k}_relabelled": out[k] for k in RELABELLED if k in out}
 
     # -- evaluation -------------------------------------------------------------------------
     def prior(self) -> Prior:
@@ -251,6 +326,7 @@ class Trainer:
                     self.seed,
                 )
             )
+        ev.metrics.update(self._relabelled_metrics(split, truth, ev.metrics))
         last = self.history[-1] if self.history else None
         ev.metrics.update(
             train_seconds=self.train_seconds,

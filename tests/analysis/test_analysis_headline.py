@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -132,3 +133,29 @@ def test_a_cd_far_from_the_papers_is_explained() -> None:
     far = {"b": {"cd_radii": radii, "cd_local": radii * 1300, "rcd_local": radii}}
     note = cd_gap_note(cd_curve_data(far))
     assert "trial b gives 1300" in note and "rCD" in note and "34.1×" in note
+
+
+def test_answer_shows_the_figures_renumbered_beside_the_objective(study_dir) -> None:
+    """Issue #21: best and baseline in the file's numbering and renumbered, with their
+    atom order; the objective's own-numbering twin is the figure set beside it."""
+    s = analysis.load_study(study_dir("single"))
+    n = len(s.trials)
+    orders = ["source" if i == 0 else "canonical" for i in range(n)]
+    params = [json.dumps({"atom_order": o}) for o in orders]
+    own = np.linspace(0.10, 0.20, n)
+    moved = np.where(np.array(orders) == "source", 0.01, own)
+    s.trials = s.trials.assign(params=params, f1_macro_skill=own, f1_macro_skill_relabelled=moved)
+    s.info["objectives"] = [{"metric": "f1_macro_skill_relabelled", "mode": "max"}]
+    d = headline_data(s)
+    num = d["numbering"]
+    assert num["metric"] == "f1_macro_skill"
+    best = s.trials.set_index("trial_id").loc[d["best"]["trial_id"]]
+    assert num["best"]["own"] == best["f1_macro_skill"]
+    assert num["best"]["relabelled"] == best["f1_macro_skill_relabelled"]
+    assert num["best"]["atom_order"] == "canonical"
+    assert num["baseline"]["atom_order"] == "source" and num["baseline"]["relabelled"] == 0.01
+    page = render_headline(d, "single", "")
+    assert "renumbered at random" in page and "in the data file's numbering" in page
+    # a study without relabelled figures (older versions) shows no such table
+    s2 = analysis.load_study(study_dir("single"))
+    assert headline_data(s2)["numbering"] is None

@@ -157,7 +157,7 @@ def test_evaluate_retrieval_queries_the_observed_spectra(run_dir: tuple[Path, Pa
     res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv), "--json"])
     doc = json.loads(res.stdout)
     saved = load_model(run)
-    x, code = tensors(read_dataset(csv), saved.config.y_dim)
+    x, code = tensors(saved, read_dataset(csv))
     library, truth = library_index(x, x)
     want = retrieval_metrics(saved.model(library)[1].detach(), truth, code)["retrieval_mrr"]
     assert doc["retrieval_mrr"] == pytest.approx(want)

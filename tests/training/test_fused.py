@@ -24,6 +24,8 @@ TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=2, cd_draws
 # every loss path a repeat can take: clipping (0.01: it acts on every step), the MMD latent
 # term and its own draws
 FULL = TINY.replace(grad_clip=0.01, latent_loss="mmd", latent_weight=0.1)
+# relabel: each repeat's renumbering drawn from its own generator, before its noise
+RELABEL = FULL.replace(relabel=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def assert_close_runs(a: list[Trainer], b: list[Trainer], tol: float = 1e-4) -> 
             torch.testing.assert_close(p, q, rtol=0, atol=tol)
 
 
-@pytest.mark.parametrize("cfg", [TINY, FULL], ids=["default-loss", "clip-mmd"])
+@pytest.mark.parametrize("cfg", [TINY, FULL, RELABEL], ids=["default-loss", "clip-mmd", "relabel"])
 def test_fused_epochs_follow_the_sequential_repeats(dataset: Dataset, cfg: TrialConfig) -> None:
     seq = trainers(dataset, cfg)
     assert len({len(t.data.x_train) for t in seq}) > 1, "splits should differ in size"
