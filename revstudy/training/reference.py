@@ -31,7 +31,9 @@ from revstudy.training.metrics import bin_prior_baseline_f1, f1_scores, f1_skill
 from revstudy.training.resolution import PAPER_Y_DIM, map_to_resolution
 from revstudy.training.retrieval import library_index, retrieval_metrics
 
-__all__ = ["Predictor", "csp5_predictor", "reference_metrics"]
+__all__ = ["CACHE_FORMAT", "Predictor", "csp5_predictor", "reference_metrics", "shifts_by_smiles"]
+
+CACHE_FORMAT = 2  # predictions mapped by SMILES and checked per carbon
 
 # SMILES → predicted 13C shifts of each carbon (None where the predictor failed)
 Predictor = Callable[[Sequence[str]], list[list[float] | None]]
@@ -48,26 +50,53 @@ def csp5_predictor() -> tuple[Predictor, str]:
 
     def predict(smiles: Sequence[str]) -> list[list[float] | None]:
         result = csp5.predict_smiles(list(smiles), nucleus="13C", random_seed=0)
-        table = result.predictions
-        out: list[list[float] | None] = [None] * len(smiles)
-        for mid, group in table.groupby("molecule_id"):
-            out[int(mid)] = [float(v) for v in group["shift_ppm"]]
-        return out
+        return shifts_by_smiles(result.predictions, smiles)
 
     return predict, importlib.metadata.version("csp5")
+
+
+def shifts_by_smiles(table: Any, smiles: Sequence[str]) -> list[list[float] | None]:
+    """Each input SMILES's predicted shifts from CSP5's prediction table (columns `smiles`,
+    `atom_index`, `shift_ppm`), None where it has none.
+
+    Mapped by SMILES, never by `molecule_id`: CSP5 numbers only the molecules it could embed
+    (a cyclooctyne it cannot embed shifts every later id), so positions would attach
+    predictions to the wrong structures. SMILES are compared canonically, in case the
+    table writes them otherwise than they were given."""
+    from revstudy.data.chem import require_rdkit
+
+    chem = require_rdkit("mapping reference predictions")
+    from rdkit import rdBase
+
+    def key(s: str) -> str:
+        with rdBase.BlockLogs():
+            mol = chem.MolFromSmiles(s)
+        return str(chem.MolToSmiles(mol)) if mol is not None else "raw:" + s
+
+    found: dict[str, list[float]] = {}
+    if len(table):
+        for smi, group in table.sort_values("atom_index").groupby("smiles", sort=False):
+            found[key(str(smi))] = [float(v) for v in group["shift_ppm"]]
+    return [found.get(key(s)) for s in smiles]
 
 
 def predicted_spectra(
     dataset: Dataset, predict: Predictor, name: str, cache: Path | None
 ) -> dict[str, list[float] | None]:
     """{structure: predicted shifts} for every distinct structure of `dataset` (cached)."""
-    path = None if cache is None else cache / f"{name}-{dataset.sha256[:16]}.json"
+    # v2: predictions mapped by SMILES (v1 files mapped CSP5's molecule_id by position and
+    # attached shifts to the wrong molecules after the first one it could not embed)
+    path = None if cache is None else cache / f"{name}-v{CACHE_FORMAT}-{dataset.sha256[:16]}.json"
     if path is not None and path.is_file():
         try:
             doc = json.loads(path.read_text())
-            if doc.get("sha256") == dataset.sha256 and isinstance(doc.get("shifts"), dict):
-                return doc["shifts"]
-        except (OSError, ValueError):
+            if (
+                doc.get("sha256") == dataset.sha256
+                and doc.get("format") == CACHE_FORMAT
+                and isinstance(doc.get("shifts"), dict)
+            ):
+                return _checked(doc["shifts"], path)
+        except (OSError, ValueError, RevstudyError):
             pass  # a damaged cache is recomputed, never trusted
     structures = sorted(set(dataset.structures))
     smiles: dict[str, str] = {}
@@ -75,9 +104,33 @@ def predicted_spectra(
         with contextlib.suppress(DataError):  # not a molecule RDKit accepts: counted failed
             smiles[s] = structure_to_smiles(s)
     predicted = dict(zip(smiles, predict(list(smiles.values())), strict=True))
-    shifts = {s: predicted.get(s) for s in structures}
+    shifts = _checked({s: predicted.get(s) for s in structures}, name)
     if path is not None:
-        write_json_atomic(path, {"sha256": dataset.sha256, "predictor": name, "shifts": shifts})
+        doc = {"format": CACHE_FORMAT, "sha256": dataset.sha256, "predictor": name}
+        write_json_atomic(path, {**doc, "shifts": shifts})
+    return shifts
+
+
+def _checked(
+    shifts: dict[str, list[float] | None], source: str | Path
+) -> dict[str, list[float] | None]:
+    """Refuse predictions whose shift count is not the molecule's carbon count: one shift
+    per carbon is what a 13C predictor gives, anything else is attached to the wrong
+    molecule (or a damaged cache)."""
+    from revstudy.data.chem import n_carbons
+    from revstudy.data.dataset import structure_digits
+
+    for structure, values in shifts.items():
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, int | float) for v in values):
+            raise RevstudyError(f"{source}: predictions of {structure} are not a list of shifts")
+        carbons = n_carbons(structure_digits(structure))
+        if len(values) != carbons:
+            raise RevstudyError(
+                f"{source}: {len(values)} predicted shifts for {structure_to_smiles(structure)} "
+                f"with {carbons} carbons: predictions are attached to the wrong molecule"
+            )
     return shifts
 
 

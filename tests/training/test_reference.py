@@ -93,3 +93,95 @@ def test_without_csp5_the_command_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "csp5", None)  # import csp5 → ImportError
     res = CliRunner().invoke(app, ["reference", "--data", str(synthetic_csv)])
     assert res.exit_code == 2 and "pip install 'revstudy[reference]'" in res.stderr
+
+
+class _FakeResult:
+    def __init__(self, predictions: object) -> None:
+        self.predictions = predictions
+
+
+def _fake_csp5(monkeypatch: pytest.MonkeyPatch, cannot_embed: set[str]) -> None:
+    """A stand-in `csp5` module that numbers `molecule_id` over the molecules it could embed,
+    as CSP5 does, and predicts shift 10·(carbon index + 1) for each carbon."""
+    import types
+
+    import pandas as pd
+    from rdkit import Chem
+
+    def predict_smiles(smiles: list[str], nucleus: str, random_seed: int) -> _FakeResult:
+        rows, mid = [], 0
+        for s in smiles:
+            if s in cannot_embed:
+                continue  # dropped: every later molecule_id shifts by one
+            n = Chem.MolFromSmiles(s).GetNumAtoms()
+            rows += [(mid, s, i, 10.0 * (i + 1)) for i in range(n)]
+            mid += 1
+        cols = ["molecule_id", "smiles", "atom_index", "shift_ppm"]
+        return _FakeResult(pd.DataFrame(rows, columns=cols))
+
+    fake = types.ModuleType("csp5")
+    fake.predict_smiles = predict_smiles  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "csp5", fake)
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.0-fake")
+
+
+def test_predictions_are_mapped_by_smiles_not_by_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #22: a molecule CSP5 cannot embed must not shift the others' predictions."""
+    from revstudy.training.reference import csp5_predictor
+
+    smiles = ["CCC", "C1CCCC#CCC1", "CCCCC", "c1ccccc1"]
+    _fake_csp5(monkeypatch, cannot_embed={"C1CCCC#CCC1"})
+    predict, version = csp5_predictor()
+    got = predict(smiles)
+    assert got[1] is None and version == "0.0-fake"
+    assert got[0] == [10.0, 20.0, 30.0]
+    assert got[2] == [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert got[3] is not None and len(got[3]) == 6
+
+
+def test_the_failed_molecule_is_the_one_reported_and_counts_are_checked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from revstudy.data.chem import smiles_to_structure, structure_to_smiles
+    from revstudy.errors import RevstudyError
+
+    names = ["CCC", "C1CCCC#CCC1", "CCCCC", "CC(C)C", "C=CC=C"]
+    rows = [(i, i, smiles_to_structure(s), "0" * 1023 + "1") for i, s in enumerate(names)]
+    ds = read_dataset(write_csv(tmp_path / "r.csv", rows))
+    _fake_csp5(monkeypatch, cannot_embed={structure_to_smiles(smiles_to_structure(names[1]))})
+    doc = run_reference(ds, 128, cache=tmp_path / "cache")
+    assert doc["metrics"]["failed"] == 1 and doc["metrics"]["rows"] == 4
+    cached = next((tmp_path / "cache").glob("csp5-0.0-fake-v2-*.json"))
+    shifts = json.loads(cached.read_text())["shifts"]
+    assert shifts[smiles_to_structure(names[1])] is None
+    assert len(shifts[smiles_to_structure("CCCCC")]) == 5
+    # predictions attached to the wrong molecule (wrong count) are refused, not scored
+    from revstudy.training.reference import predicted_spectra
+
+    def shifted(smiles):
+        return [[1.0, 2.0]] * len(smiles)
+
+    with pytest.raises(RevstudyError, match=r"2 predicted shifts .* 3 carbons"):
+        predicted_spectra(ds, shifted, "wrong", None)
+    # an earlier (v1) cache file is never read
+    old = tmp_path / "cache" / f"csp5-0.0-fake-{ds.sha256[:16]}.json"
+    old.write_text(json.dumps({"sha256": ds.sha256, "shifts": {s: [1.0] for s in ds.structures}}))
+    again = run_reference(ds, 128, cache=tmp_path / "cache")
+    assert again["metrics"] == doc["metrics"]
+
+
+@pytest.mark.slow
+def test_real_csp5_on_molecules_it_can_and_cannot_embed(tmp_path: Path) -> None:
+    pytest.importorskip("csp5", reason="CSP5 not installed (pip install 'revstudy[reference]')")
+    from revstudy.training.reference import csp5_predictor
+
+    predict, _ = csp5_predictor()
+    smiles = ["CCCC", "C1CCCC#CCC1", "Cc1ccccc1", "C=CCC"]
+    got = predict(smiles)
+    counts = [None if g is None else len(g) for g in got]
+    assert counts[0] == 4 and counts[2] == 7 and counts[3] == 4
+    assert counts[1] in (None, 8)  # CSP5 could not embed cyclooctyne when this was written
+    butane = sorted(got[0] or [])
+    assert 10 < butane[0] < 16 and 20 < butane[-1] < 28  # CH3 ≈ 13, CH2 ≈ 25 ppm
