@@ -34,6 +34,7 @@ from ._plot_metrics import (
     inversion_error_figure,
     tf32_note,
 )
+from ._plot_numbering import numbering_scatter_data, numbering_scatter_figure
 from ._plot_optuna import Unavailable, optuna_figures, top_params
 from ._plot_training import learning_curve_data, learning_curve_figure
 from ._report import build_sections, write_report
@@ -85,6 +86,8 @@ __all__ = [
     "learning_curve_figure",
     "load_study",
     "normality_tests",
+    "numbering_scatter_data",
+    "numbering_scatter_figure",
     "optuna_figures",
     "param_importances",
     "pareto_mask",

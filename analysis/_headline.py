@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import shlex
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,9 @@ def headline_data(study: Study) -> dict[str, Any]:
         "baseline": None,
         "fixed": _fixed(study),
         "numbering": None,
+        "data_path": (study.info.get("data") or {}).get("path")
+        if isinstance(study.info.get("data"), dict)
+        else None,
     }
     if done.empty:
         return out
@@ -218,7 +222,8 @@ def _sentence(d: dict[str, Any]) -> str:
         f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b>, "
         f"{e(metric)} = <b>{best['value']:.4g}</b> against the paper baseline's "
         f"{base['value']:.4g}: <b>{d['difference']:+.4g}</b>"
-        + (f" ({rel:+.0%})" if math.isfinite(rel) else "")
+        # against a baseline near zero (chance) a relative change says nothing: left out
+        + (f" ({rel:+.0%})" if math.isfinite(rel) and abs(rel) <= 5 else "")
         + f" ({better} is better); {_certainty(d)}. The baseline ranks "
         f"{d['rank_of_baseline']} of {d['n_completed']}."
     )
@@ -262,9 +267,11 @@ def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> st
             "nothing to compare with the paper baseline.</p>"
         )
     table = _numbering_table(d.get("numbering")) + _params_table(d["best"], d["baseline"])
+    data = d.get("data_path")
+    with_data = f" --data {shlex.quote(str(data))}" if data else ""
     commands = (
-        f"revstudy export {study_name}{storage_hint} --out best.yaml\n"
-        "revstudy train --config best.yaml --repeats 10 --test --out runs/best"
+        f"revstudy export {shlex.quote(study_name)}{storage_hint} --out best.yaml\n"
+        f"revstudy train --config best.yaml --repeats 10 --test{with_data} --out runs/best"
     )
     return (
         f'<p class="headline">{_sentence(d)}</p>{table}'

@@ -76,12 +76,12 @@ def train(
     from revstudy.data.fetch import resolve_data
     from revstudy.study.spaces import load_fixed_config
     from revstudy.training.config import TrialConfig
-    from revstudy.training.runs import train_repeats, write_run
+    from revstudy.training.runs import data_for_config, train_repeats, write_run
     from revstudy.training.trainer import resolve_device
 
     cfg = TrialConfig.load_yaml(config) if config else load_fixed_config("paper")
     dev = str(resolve_device(device))
-    dataset = read_dataset(resolve_data(data))
+    dataset = read_dataset(resolve_data(data_for_config(config, data)))
     result = train_repeats(cfg, dataset, repeats, dev, evaluate_test=test)
     if out is not None:
         write_run(Path(out), result, dataset, dev)

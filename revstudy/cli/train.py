@@ -15,7 +15,13 @@ console = Console(stderr=True)
 
 def train(
     config: Annotated[Path | None, typer.Option(help="TrialConfig YAML (default: paper)")] = None,
-    data: Annotated[str | None, typer.Option(help="CSV in the paper's format")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="CSV in the paper's format (default: the file an exported --config records, "
+            "else the cached public file)"
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="run folder to write")] = Path("runs/latest"),
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="seeded splits (paper: 10)")] = 1,
@@ -44,7 +50,7 @@ def train(
     from revstudy.data.fetch import resolve_data
     from revstudy.study.spaces import load_fixed_config
     from revstudy.training.config import TrialConfig
-    from revstudy.training.runs import train_repeats, write_run
+    from revstudy.training.runs import data_for_config, train_repeats, write_run
     from revstudy.training.trainer import resolve_device
 
     cfg = TrialConfig.load_yaml(config) if config else load_fixed_config("paper")
@@ -57,7 +63,10 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     dev = str(resolve_device(device))
-    dataset = read_dataset(resolve_data(data))
+    chosen = data_for_config(config, data)
+    if data is None and chosen is not None:
+        console.print(f"data: {chosen} (the file {config} records)", highlight=False)
+    dataset = read_dataset(resolve_data(chosen))
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -133,6 +133,24 @@ class TrialConfig:
         return cls.from_dict(doc, source=str(p))
 
 
+def recorded_data(path: str | Path) -> tuple[str, str] | None:
+    """(path, sha256) of the data file a config's `provenance:` records (`revstudy export`
+    writes it: the study's data), or None when it records none. A config file that is not
+    readable YAML gives None here; `load_yaml` reports it."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    data = prov.get("data") if isinstance(prov, dict) else None
+    if not isinstance(data, dict):
+        return None
+    file, sha = data.get("path"), data.get("sha256")
+    if not isinstance(file, str) or not isinstance(sha, str) or not file:
+        return None
+    return file, sha
+
+
 # Options that reproduce the reference code (RevMolSpec04.py at the commit the paper cites,
 # d98d575, and HEAD) where it differs from ours. Its density term is sigmoid(alpha * x):
 # a soft occupancy centred at 0 (an intermediate commit, 3c5f4ac, took the raw mean).

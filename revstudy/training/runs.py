@@ -28,6 +28,35 @@ from revstudy.training.trainer import EpochRecord, Trainer
 from revstudy.version import __version__
 
 
+def data_for_config(config: str | Path | None, data: str | None) -> str | None:
+    """The data file a run of `config` trains on: `data` when given, else the file the
+    config records (`provenance.data` of an exported study config, checked by sha256, so
+    retraining a study's winner never silently switches to another data set), else None
+    (the cached public file)."""
+    from revstudy.data.dataset import file_sha256
+    from revstudy.errors import DataError
+    from revstudy.training.config import recorded_data
+
+    if data is not None or config is None:
+        return data
+    recorded = recorded_data(config)
+    if recorded is None:
+        return None
+    path, sha = recorded
+    if not Path(path).is_file():
+        raise DataError(
+            f"{config}: records data file {path} (sha256 {sha[:12]}…), which is not there; "
+            "pass --data FILE (the study's data)"
+        )
+    found = file_sha256(path)
+    if found != sha:
+        raise DataError(
+            f"{config}: records data file {path} with sha256 {sha[:12]}…, but that file now "
+            f"has {found[:12]}…; pass --data FILE to train on it anyway"
+        )
+    return path
+
+
 def aggregate(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """{key: {mean, std, min, max}} over repeats, ignoring NaN (all-NaN keys give NaN)."""
     out: dict[str, dict[str, float]] = {}

@@ -158,4 +158,35 @@ def test_answer_shows_the_figures_renumbered_beside_the_objective(study_dir) -> 
     assert "renumbered at random" in page and "in the data file's numbering" in page
     # a study without relabelled figures (older versions) shows no such table
     s2 = analysis.load_study(study_dir("single"))
+    s2.trials = s2.trials.drop(columns=["f1_macro_skill_relabelled"])
     assert headline_data(s2)["numbering"] is None
+
+
+def test_numbering_scatter_data_has_each_finished_trials_two_figures(study_dir) -> None:
+    s = analysis.load_study(study_dir("single"))
+    old = s.trials.drop(columns=["f1_macro_skill_relabelled"])
+    assert analysis.numbering_scatter_data(analysis.Study(s.path, s.info, old, s.epochs)).empty
+    n = len(s.trials)
+    s.trials = s.trials.assign(
+        params=[json.dumps({"atom_order": "source" if i % 2 else "canonical"}) for i in range(n)],
+        f1_macro_skill=np.linspace(0.0, 0.2, n),
+        f1_macro_skill_relabelled=[
+            0.01 if i % 2 else v for i, v in enumerate(np.linspace(0, 0.2, n))
+        ],
+    )
+    data = analysis.numbering_scatter_data(s)
+    finished = s.finished
+    assert list(data["trial_id"]) == list(finished["trial_id"].astype(str))
+    canon = data[data["atom_order"] == "canonical"]
+    assert (canon["own"] == canon["renumbered"]).all()
+    assert (data.loc[data["atom_order"] == "source", "renumbered"] == 0.01).all()
+    fig = analysis.numbering_scatter_figure(data)
+    assert {t.name for t in fig.data} == {"same skill renumbered", "canonical", "source"}
+
+
+def test_the_printed_retrain_command_names_the_studys_data(study_dir) -> None:
+    s = analysis.load_study(study_dir("single"))
+    s.info["data"] = {"path": "/data/my file.csv", "sha256": "0" * 64}
+    page = render_headline(headline_data(s), "/st/my study", "")
+    assert "--data &#x27;/data/my file.csv&#x27;" in page
+    assert "revstudy export &#x27;/st/my study&#x27;" in page

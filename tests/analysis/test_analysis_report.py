@@ -39,12 +39,13 @@ def single_html(study_dir, tmp_path_factory) -> str:
 def test_single_report_has_every_section(single_html: str) -> None:
     assert_offline(single_html)
     for sid in ("summary", "history", "parallel", "importance", "slice", "contour", "learning",
-                "f1", "inversion", "zfree", "cd", "generation", "baseline"):  # fmt: skip
+                "f1", "numbering", "inversion", "zfree", "cd", "generation",
+                "baseline"):  # fmt: skip
         assert f'<section id="{sid}">' in single_html
     assert 'class="reason"' not in single_html, "a section could not be drawn"
     assert 'id="pareto"' not in single_html  # single objective
     n = figure_count(single_html)
-    assert n == single_html.count('class="plotly-graph-div"') == 12
+    assert n == single_html.count('class="plotly-graph-div"') == 13
     assert "partial-banner" not in single_html
 
 
