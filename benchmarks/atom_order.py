@@ -79,9 +79,8 @@ def variant_setup(name: str, dataset: Any, paper: Any) -> tuple[Any, Any]:
 
 
 def run_variant(name: str, config: Any, dataset: Any, repeats: int) -> dict[str, Any]:
-    from revstudy.training.runs import train_repeats
-
     from revstudy.data import numbering
+    from revstudy.training.runs import train_repeats
 
     start = time.perf_counter()
     smiles_order = numbering.canonical_structure
