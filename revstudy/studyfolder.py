@@ -36,6 +36,7 @@ __all__ = [
     "REPEAT_ARRAYS",
     "STATES",
     "STATE_FILE",
+    "STOPPED_FILE",
     "TRIAL_KEY",
     "Objective",
     "StudyInfo",
@@ -60,11 +61,14 @@ OPTUNA_DB = "optuna.db"
 # A trial's folder `trials/<id>/` holds these (see docs/study-dir.md)
 STATE_FILE = "state.pt"  # checkpoint, every epoch; removed once the trial has ended
 ARRAYS_FILE = "arrays.npz"  # the last evaluation's arrays (never pickled)
+STOPPED_FILE = "stopped.json"  # written when the scheduler (ASHA) stopped the trial early
 # metrics kept per repeat in arrays.npz as `repeat_<metric>` (spread across repeats)
 REPEAT_ARRAYS = ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max")
 
 # -- trial states -----------------------------------------------------------------------------
-STATES = ("COMPLETED", "STOPPED_EARLY", "FAILED", "RUNNING", "PENDING", "DAMAGED")
+STATES = ("COMPLETED", "STOPPED_EARLY", "INTERRUPTED", "FAILED", "RUNNING", "PENDING", "DAMAGED")
+# INTERRUPTED: cut off before its last epoch by Ctrl-C, a time budget, a lost driver: not
+# stopped by the scheduler (no STOPPED_FILE), so `revstudy resume` finishes it; never ranked
 FINISHED_STATES = ("COMPLETED", "STOPPED_EARLY")  # final metrics are meaningful
 PENDING_STATES = ("RUNNING", "PENDING")  # the study is still producing results
 

@@ -60,6 +60,12 @@ def export(
     Console(width=120).print(t)
     if len(res.ranked) < top:
         console.print(f"only {len(res.ranked)} finished trial(s): wrote {len(res.ranked)}")
+    if res.unfinished:
+        console.print(
+            f"{res.unfinished} trial(s) were interrupted before their last epoch and are not "
+            f"ranked: `revstudy resume {study}` finishes them",
+            highlight=False,
+        )
 
 
 def evaluate(

@@ -158,7 +158,7 @@ def _print_next(s: dict) -> None:
         f"optuna-dashboard sqlite:///{path}/optuna.db   # pip install 'revstudy[dashboard]'"
     )
     left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
-    if left > 0 or s["by_state"].get("PENDING") or s["by_state"].get("RUNNING"):
+    if left > 0 or any(s["by_state"].get(k) for k in ("PENDING", "RUNNING", "INTERRUPTED")):
         lines.append(f"revstudy resume {path}            # continue the unfinished trials")
     Console(stderr=True).print(
         "next:\n  " + "\n  ".join(lines), soft_wrap=True, highlight=False, markup=False

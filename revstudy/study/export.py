@@ -185,6 +185,7 @@ class ExportResult:
     paths: list[Path]
     ranked: list[Ranked]
     objectives: list[Objective]
+    unfinished: int = 0  # trials cut off before their last epoch (INTERRUPTED), not ranked
 
 
 def export_study(
@@ -214,7 +215,8 @@ def export_study(
             target = folder / f"rank{r.rank:02d}-{_safe(r.trial_id)}.yaml"
             r.config.save_yaml(target, header=provenance(meta, r, objs, study_dir))
             paths.append(target)
-    return ExportResult(paths, ranked, objs)
+    unfinished = int((trials["state"] == "INTERRUPTED").sum()) if "state" in trials else 0
+    return ExportResult(paths, ranked, objs, unfinished)
 
 
 def _safe(name: str) -> str:

@@ -22,6 +22,7 @@ from revstudy.study.spaces import SearchSpace, baseline_params
 from revstudy.studyfolder import (
     FINAL_KEY,
     STATE_FILE,
+    STOPPED_FILE,
     TRIAL_KEY,
     optuna_url,
     public_params,
@@ -150,6 +151,13 @@ class StudyCallback(tune.Callback):
         (trial_dir(self.study, rid) / STATE_FILE).unlink(missing_ok=True)
         result = trial.last_result or {}
         state = "COMPLETED" if result.get(FINAL_KEY) else "STOPPED_EARLY"
+        if state == "STOPPED_EARLY":  # Ray ends a trial unfinished only when its scheduler
+            # stops it: a trial cut off by Ctrl-C or the time budget never gets here, and
+            # without this record it reads as INTERRUPTED (records.build_trials_table)
+            write_json_atomic(
+                trial_dir(self.study, rid) / STOPPED_FILE,
+                {"epoch": result.get("epoch"), "by": "scheduler"},
+            )
         self.stopper.succeeded += 1
         self.panel.ended(state, rid, result, public_params(dict(trial.config)))
         self._refresh(force=True)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from revstudy.files import json_safe, read_json
-from revstudy.studyfolder import STATE_FILE, trial_dir
+from revstudy.studyfolder import STATE_FILE, STOPPED_FILE, trial_dir
 
 __all__ = [
     "RUN_KEYS",
@@ -164,8 +164,12 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
             state = "RUNNING"
         elif failure is not None or status == "ERROR":
             state = "FAILED"
+        elif status == "TERMINATED" and epochs_done >= epochs_target > 0:
+            state = "COMPLETED"
+        elif (tdir / STOPPED_FILE).is_file():  # the scheduler's own record of its decision
+            state = "STOPPED_EARLY"
         elif status == "TERMINATED":
-            state = "STOPPED_EARLY" if epochs_done < epochs_target else "COMPLETED"
+            state = _cut_off(tdir, epochs_done)
         else:
             state = "PENDING"
         row["state"] = state
@@ -191,6 +195,16 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
     if df.empty:
         df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
     return df
+
+
+def _cut_off(tdir: Path, epochs_done: int) -> str:
+    """Ray ended an unfinished trial that its scheduler did not stop: INTERRUPTED (Ctrl-C,
+    the time budget, a lost driver; `resume` finishes it). A study from before STOPPED_FILE
+    existed has no record either way: a trial whose checkpoint was removed as it ended and
+    that had reported was stopped early by the scheduler there."""
+    if (tdir / STATE_FILE).is_file() or epochs_done == 0:
+        return "INTERRUPTED"
+    return "STOPPED_EARLY"
 
 
 def refresh_tables(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:

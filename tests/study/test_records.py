@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from revstudy.study.records import drop_finished_checkpoints
-from revstudy.studyfolder import STATE_FILE
+from revstudy.study.records import build_trials_table, drop_finished_checkpoints
+from revstudy.studyfolder import STATE_FILE, STOPPED_FILE
 
 
 def test_a_finished_trials_checkpoint_is_dropped_an_unfinished_one_kept(tmp_path: Path) -> None:
@@ -26,3 +26,53 @@ def test_a_finished_trials_checkpoint_is_dropped_an_unfinished_one_kept(tmp_path
     assert sorted(p.parent.name for p in trials.glob(f"*/{STATE_FILE}")) == ["damaged", "running"]
     assert drop_finished_checkpoints(tmp_path) == 0
     assert drop_finished_checkpoints(tmp_path / "empty") == 0  # no trials folder yet
+
+
+def _trial(trials: Path, tid: str, epochs: int, *, stopped: bool, checkpoint: bool) -> None:
+    d = trials / tid
+    d.mkdir(parents=True)
+    (d / "trial.json").write_text(json.dumps({"config": {"epochs": epochs}, "number": 0}))
+    if stopped:
+        (d / STOPPED_FILE).write_text(json.dumps({"epoch": 2, "by": "scheduler"}))
+    if checkpoint:
+        (d / STATE_FILE).write_bytes(b"ckpt")
+
+
+def test_unfinished_trials_the_scheduler_did_not_stop_are_interrupted(tmp_path: Path) -> None:
+    """Issue #22: Ray marks a trial cut off by Ctrl-C or the time budget TERMINATED, as it
+    does one ASHA stopped; only the scheduler's own record makes it STOPPED_EARLY."""
+    trials = tmp_path / "trials"
+    _trial(trials, "asha", 5, stopped=True, checkpoint=False)
+    _trial(trials, "ctrl-c", 5, stopped=False, checkpoint=True)
+    _trial(trials, "first-epoch", 5, stopped=False, checkpoint=False)
+    _trial(trials, "legacy", 5, stopped=False, checkpoint=False)  # a study from before
+    ray = {
+        tid: {"status": "TERMINATED", "last_result": {"epoch": e}}
+        for tid, e in (("asha", 2), ("ctrl-c", 1), ("first-epoch", 0), ("legacy", 2))
+    }
+    table = build_trials_table(tmp_path, ray).set_index("trial_id")["state"].to_dict()
+    assert table == {
+        "asha": "STOPPED_EARLY",
+        "ctrl-c": "INTERRUPTED",
+        "first-epoch": "INTERRUPTED",
+        "legacy": "STOPPED_EARLY",
+    }
+    # without Ray's view (tables rebuilt from the folders): the scheduler's record still counts
+    offline = build_trials_table(tmp_path, {}).set_index("trial_id")["state"].to_dict()
+    assert offline["asha"] == "STOPPED_EARLY"
+
+
+def test_interrupted_trials_are_never_ranked_nor_exported(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from revstudy.studyfolder import Objective, rank_finished
+
+    table = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "state": ["COMPLETED", "INTERRUPTED", "STOPPED_EARLY"],
+            "f1_macro": [0.1, 0.9, 0.2],
+        }
+    )
+    ranked = rank_finished(table, [Objective("f1_macro")])
+    assert "b" not in set(ranked["trial_id"])
