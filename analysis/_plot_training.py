@@ -76,7 +76,10 @@ def learning_curve_figure(data: pd.DataFrame) -> go.Figure:
             )
             seen.add(str(tid))
         fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=col)
-        fig.update_yaxes(
-            title_text=label + (" (unitless)" if "F1" in label else " (a.u.)"), row=1, col=col
-        )
+        values = data.loc[data["metric"] == metric, "value"]
+        # losses on a log axis: one diverged trial (losses of 1e7) cannot flatten the
+        # others' curves into a line at the bottom
+        log = "F1" not in label and len(values) > 0 and bool((values > 0).all())
+        unit = " (unitless)" if "F1" in label else (" (a.u., log scale)" if log else " (a.u.)")
+        fig.update_yaxes(title_text=label + unit, type="log" if log else "linear", row=1, col=col)
     return finish(fig, "Learning curves (mean over repeats; dashed ✕ = stopped early by ASHA)", 460)

@@ -30,6 +30,7 @@ __all__ = [
     "FINAL_KEY",
     "FINISHED_STATES",
     "NAME_RE",
+    "NUMERIC_LIMITS",
     "PENDING_STATES",
     "PER_EPOCH",
     "PER_EPOCH_METRICS",
@@ -41,6 +42,7 @@ __all__ = [
     "Objective",
     "StudyInfo",
     "check_name",
+    "numerical_problem",
     "optuna_url",
     "pareto_fronts",
     "parse_objective",
@@ -66,7 +68,17 @@ STOPPED_FILE = "stopped.json"  # written when the scheduler (ASHA) stopped the t
 REPEAT_ARRAYS = ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max")
 
 # -- trial states -----------------------------------------------------------------------------
-STATES = ("COMPLETED", "STOPPED_EARLY", "INTERRUPTED", "FAILED", "RUNNING", "PENDING", "DAMAGED")
+STATES = (
+    "COMPLETED",
+    "STOPPED_EARLY",
+    "INTERRUPTED",
+    "DIVERGED",
+    "FAILED",
+    "RUNNING",
+    "PENDING",
+    "DAMAGED",
+)
+# DIVERGED: ran, but its figures are numerically broken (`numerical_problem`); never ranked
 # INTERRUPTED: cut off before its last epoch by Ctrl-C, a time budget, a lost driver: not
 # stopped by the scheduler (no STOPPED_FILE), so `revstudy resume` finishes it; never ranked
 FINISHED_STATES = ("COMPLETED", "STOPPED_EARLY")  # final metrics are meaningful
@@ -95,6 +107,30 @@ TRIAL_KEY = "revstudy_trial"
 # Set to 1 in a trial's last report, after its full evaluation: the trial ran to the end
 # (a trial that reports without it was stopped early by the scheduler).
 FINAL_KEY = "revstudy_final"
+
+
+# Limits beyond which a trial's figures are numerically broken, not a poor configuration.
+# An invertible network reconstructs its input to ~1e-6 in fp32 (2e-4 with TF32, ~1e-4 in the
+# paper); 1e-2 is a hundred times anything a working one showed, and a diverged one was
+# seen at 2382. Z_free of a working model has per-sample std ~0.6-1 and mean ~0.1-0.3 (the
+# paper: 0.586 / 0.086); |values| of 10 are a model whose outputs ran away (84.8 was seen).
+NUMERIC_LIMITS = {"inv_error_max": 1e-2, "z_free_std_mean": 10.0, "z_free_mean_mean": 10.0}
+
+
+def numerical_problem(metrics: dict[str, Any], objectives: tuple[str, ...] = ()) -> str | None:
+    """Why a trial's recorded figures are numerically broken (None when they are not):
+    a non-finite objective, inversion error or Z_free statistic, or one beyond
+    `NUMERIC_LIMITS`. Only keys present are checked (per-epoch records have fewer)."""
+    for key in (*objectives, *NUMERIC_LIMITS):
+        value = metrics.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not np.isfinite(value):
+            return f"{key} is {value}: numerically broken"
+        limit = NUMERIC_LIMITS.get(key)
+        if limit is not None and abs(value) > limit:
+            return f"{key} = {value:.3g} beyond {limit:g}: numerically broken (diverged)"
+    return None
 
 
 def public_params(config: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +197,9 @@ def rank_finished(trials: pd.DataFrame, objectives: list[Objective]) -> pd.DataF
     cols = [o.metric for o in objectives]
     if trials.empty or "state" not in trials or any(c not in trials for c in cols):
         return trials.iloc[0:0].assign(front=pd.Series(dtype=int), rank=pd.Series(dtype=int))
-    done = trials[trials["state"].isin(FINISHED_STATES)].dropna(subset=cols)
+    done = trials[trials["state"].isin(FINISHED_STATES)]
+    values = done[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    done = done[np.isfinite(values).all(axis=1)]  # NaN or ±inf: never ranked
     signed = np.column_stack([done[o.metric].to_numpy(float) * o.sign for o in objectives]).reshape(
         len(done), len(objectives)
     )

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from revstudy.studyfolder import PER_EPOCH, Objective, rank_key
 
-ENDED = ("COMPLETED", "STOPPED_EARLY", "FAILED")
+ENDED = ("COMPLETED", "STOPPED_EARLY", "DIVERGED", "FAILED")
 
 
 class LivePanel:
@@ -49,7 +49,7 @@ class LivePanel:
         """Count a trial that ended; keep the best under the study folder's ranking
         (completed trials before early-stopped ones)."""
         self.counts[state] += 1
-        if state == "FAILED":
+        if state in ("FAILED", "DIVERGED"):  # never the best
             return
         self.durations.append(float(result.get("time_total_s", 0.0) or 0.0))
         value = result.get(self.metric)
@@ -97,7 +97,9 @@ class LivePanel:
         t.add_column(overflow="fold")
         t.add_row(
             f"[bold]{self.info['name']}[/] {self.done}/{total} done "
-            f"({self.counts['STOPPED_EARLY']} stopped early, {self.counts['FAILED']} failed) · "
+            f"({self.counts['STOPPED_EARLY']} stopped early, {self.counts['FAILED']} failed"
+            + (f", {self.counts['DIVERGED']} diverged" if self.counts["DIVERGED"] else "")
+            + ") · "
             f"{len(running)} running · {fmt_seconds(time.time() - self.started)} elapsed · "
             f"ETA {eta}"
         )

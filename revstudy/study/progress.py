@@ -24,6 +24,7 @@ from revstudy.studyfolder import (
     STATE_FILE,
     STOPPED_FILE,
     TRIAL_KEY,
+    numerical_problem,
     optuna_url,
     public_params,
     trial_dir,
@@ -151,7 +152,11 @@ class StudyCallback(tune.Callback):
         (trial_dir(self.study, rid) / STATE_FILE).unlink(missing_ok=True)
         result = trial.last_result or {}
         state = "COMPLETED" if result.get(FINAL_KEY) else "STOPPED_EARLY"
-        if state == "STOPPED_EARLY":  # Ray ends a trial unfinished only when its scheduler
+        stopped = state == "STOPPED_EARLY"
+        problem = numerical_problem(result, tuple(o["metric"] for o in self.info["objectives"]))
+        if problem is not None:
+            state = "DIVERGED"
+        if stopped:  # Ray ends a trial unfinished only when its scheduler
             # stops it: a trial cut off by Ctrl-C or the time budget never gets here, and
             # without this record it reads as INTERRUPTED (records.build_trials_table)
             write_json_atomic(
@@ -164,7 +169,8 @@ class StudyCallback(tune.Callback):
         metric = self.panel.metric
         self.panel.say(
             f"trial {rid} {state.lower()}: {metric}={short(result.get(metric))} "
-            f"[{self.panel.done}/{self.info['num_samples']}]",
+            f"[{self.panel.done}/{self.info['num_samples']}]"
+            + (f" ({problem}; never ranked)" if problem else ""),
             self.trials,
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from revstudy.files import json_safe, read_json
-from revstudy.studyfolder import STATE_FILE, STOPPED_FILE, trial_dir
+from revstudy.studyfolder import STATE_FILE, STOPPED_FILE, numerical_problem, trial_dir
 
 __all__ = [
     "RUN_KEYS",
@@ -139,7 +139,9 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
 
     `ray_states[trial_id]` holds `status` (Ray's), `config` (params), `error` (one line) and
     `last_result`. Per-trial files win where they exist: they are written by the trial itself.
+    A finished trial whose figures are numerically broken is DIVERGED, with the reason.
     """
+    objectives = _objective_metrics(study)
     rows = []
     ids = set(ray_states) | {p.name for p in (study / "trials").glob("*") if p.is_dir()}
     for tid in sorted(ids):
@@ -172,8 +174,13 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
             state = _cut_off(tdir, epochs_done)
         else:
             state = "PENDING"
+        problem = None
+        if state in ("COMPLETED", "STOPPED_EARLY"):
+            problem = numerical_problem(last, objectives)
+            if problem is not None:  # ran, but its figures are not a model's: never ranked
+                state = "DIVERGED"
         row["state"] = state
-        row["failure_reason"] = (
+        row["failure_reason"] = problem or (
             (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
         )
         if damaged:
@@ -195,6 +202,17 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
     if df.empty:
         df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
     return df
+
+
+def _objective_metrics(study: Path) -> tuple[str, ...]:
+    """The study's objective metric names (empty when study.json cannot tell)."""
+    info = read_json(study / "study.json") or {}
+    objs = info.get("objectives") if isinstance(info, dict) else None
+    if not isinstance(objs, list):
+        return ()
+    return tuple(
+        str(o["metric"]) for o in objs if isinstance(o, dict) and isinstance(o.get("metric"), str)
+    )
 
 
 def _cut_off(tdir: Path, epochs_done: int) -> str:

@@ -41,6 +41,11 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
             for r in table.itertuples()
             if getattr(r, "state", "") == "DAMAGED"
         ]
+        + [
+            f"trial {r.trial_id}: {r.failure_reason}; shown as DIVERGED and never ranked"
+            for r in table.itertuples()
+            if getattr(r, "state", "") == "DIVERGED"
+        ]
         if len(table)
         else []
     )

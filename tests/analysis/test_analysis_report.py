@@ -122,3 +122,14 @@ def test_no_ray_or_torch(study_dir, tmp_path: Path) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_one_diverged_trial_cannot_flatten_the_loss_curves(study_dir) -> None:
+    """Issue #22: losses of 25 M in one trial; the loss panels are on a log axis."""
+    s = analysis.load_study(study_dir("single"))
+    first = s.epochs["trial_id"] == s.epochs["trial_id"].iloc[0]
+    s.epochs.loc[first, "train_loss"] = 2.5e7
+    fig = analysis.learning_curve_figure(analysis.learning_curve_data(s))
+    assert fig.layout.yaxis.type == "linear"  # F1
+    assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis3.type == "log"
+    assert "log scale" in fig.layout.yaxis2.title.text

@@ -51,6 +51,7 @@ def test_best_so_far_ranks_completed_trials_before_early_stopped_ones() -> None:
     panel.ended("STOPPED_EARLY", "s2", {"f1_macro_skill": 0.95}, {"lr": 3})
     panel.ended("COMPLETED", "c2", {"f1_macro_skill": 0.1}, {"lr": 4})
     panel.ended("FAILED", "f", {}, {})
+    panel.ended("DIVERGED", "d", {"f1_macro_skill": 0.99}, {"lr": 5})  # never the best
     assert panel.best == (0.2, "c", {"lr": 2})
-    assert panel.counts == {"COMPLETED": 2, "STOPPED_EARLY": 2, "FAILED": 1}
-    assert panel.done == 5
+    assert panel.counts == {"COMPLETED": 2, "STOPPED_EARLY": 2, "DIVERGED": 1, "FAILED": 1}
+    assert panel.done == 6

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from revstudy.study.records import build_trials_table, drop_finished_checkpoints
 from revstudy.studyfolder import STATE_FILE, STOPPED_FILE
 
@@ -76,3 +78,40 @@ def test_interrupted_trials_are_never_ranked_nor_exported(tmp_path: Path) -> Non
     )
     ranked = rank_finished(table, [Objective("f1_macro")])
     assert "b" not in set(ranked["trial_id"])
+
+
+def test_numerically_broken_trials_are_diverged_and_never_ranked(tmp_path: Path) -> None:
+    """Issue #22: a trial that ended with inversion error 2382 and Z_free std 84.8 is not
+    a completed trial to recommend."""
+    import pandas as pd
+
+    from revstudy.studyfolder import Objective, numerical_problem, rank_finished
+
+    (tmp_path / "study.json").write_text(
+        json.dumps({"objectives": [{"metric": "f1_macro_skill", "mode": "max"}]})
+    )
+    good = {"f1_macro_skill": 0.1, "inv_error_max": 1.2e-6, "z_free_std_mean": 0.8, "epoch": 5}
+    cases = {
+        "good": good,
+        "diverged": {**good, "f1_macro_skill": 0.3, "inv_error_max": 2382.0},
+        "runaway": {**good, "z_free_std_mean": 84.8},
+        "inf": {**good, "f1_macro_skill": float("inf")},
+    }
+    for tid, metrics in cases.items():
+        d = tmp_path / "trials" / tid
+        d.mkdir(parents=True)
+        (d / "trial.json").write_text(json.dumps({"config": {"epochs": 5}, "number": 0}))
+        (d / "result.json").write_text(json.dumps({"metrics": metrics, "config": {"epochs": 5}}))
+    table = build_trials_table(tmp_path, {}).set_index("trial_id")
+    assert table.loc["good", "state"] == "COMPLETED"
+    for tid in ("diverged", "runaway", "inf"):
+        assert table.loc[tid, "state"] == "DIVERGED", tid
+        assert "numerically broken" in table.loc[tid, "failure_reason"]
+    assert "inv_error_max = 2.38e+03" in table.loc["diverged", "failure_reason"]
+    ranked = rank_finished(table.reset_index(), [Objective("f1_macro_skill")])
+    assert list(ranked["trial_id"]) == ["good"]
+    # the limits leave every healthy figure alone (TF32's 2e-4, the paper's Z_free)
+    assert numerical_problem({"inv_error_max": 2e-4, "z_free_std_mean": 0.586}) is None
+    # and ranking never takes an infinite objective, whatever the state says
+    inf = pd.DataFrame({"trial_id": ["a", "b"], "state": ["COMPLETED"] * 2, "m": [1.0, np.inf]})
+    assert list(rank_finished(inf, [Objective("m")])["trial_id"]) == ["a"]
