@@ -28,6 +28,28 @@ def _loopback_only() -> None:
         setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010  (module of Ray's)
 
 
+# Ray's own advice after an interruption names its Tuner.restore (which revstudy never calls:
+# it would unpickle the study folder) and complains about the metrics of trials it stopped
+# before their first report; revstudy prints its own `revstudy resume` line instead.
+RAY_ADVICE = ("Resume experiment with:", "Resume training with:", "Failed to fetch metrics")
+
+
+class _NoRayAdvice(logging.Filter):
+    """Drops Ray Tune's log records that carry `RAY_ADVICE`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in RAY_ADVICE)
+
+
+def silence_ray_advice() -> None:
+    """Keep Ray Tune's recovery advice out of a study's output (idempotent)."""
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoRayAdvice) for f in log.filters):
+            log.addFilter(_NoRayAdvice())
+
+
 def ray_init(address: str | None) -> None:
     """Start an embedded Ray on this machine (loopback only, watched by the reaper), or join
     the cluster at `address`; call before the first import of ray anywhere in the driver."""
@@ -40,6 +62,7 @@ def ray_init(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    silence_ray_advice()
     if address:
         ray.init(address=address, log_to_driver=False)
         have = ray.cluster_resources()
