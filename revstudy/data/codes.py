@@ -5,7 +5,25 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["code_match", "code_match_many", "dilate_bits"]
+__all__ = ["code_match", "code_match_many", "dilate_bits", "tolerant_f1"]
+
+
+def tolerant_f1(
+    hit_p: np.ndarray, hit_q: np.ndarray, n_p: np.ndarray, n_q: np.ndarray
+) -> np.ndarray:
+    """F1 from integer counts: predicted bits near a query bit (`hit_p`) of `n_p`, query
+    bits near a predicted bit (`hit_q`) of `n_q`; 0 where either code is empty.
+
+    F1 = 2PR / (P + R) with P = hit_p / n_p and R = hit_q / n_q is computed as one ratio of
+    integers, 2·hit_p·hit_q / (hit_p·n_q + hit_q·n_p), so equal scores reached through
+    different fractions (P = 1/3, R = 1 against P = R = 1/2) are the same float and rank as
+    ties; a quotient of floating-point fractions differed by round-off."""
+    hp, hq = np.asarray(hit_p, np.int64), np.asarray(hit_q, np.int64)
+    np_, nq = np.asarray(n_p, np.int64), np.asarray(n_q, np.int64)
+    num = 2 * hp * hq
+    den = hp * nq + hq * np_
+    f1 = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+    return np.where((np_ > 0) & (nq > 0), f1, 0.0)
 
 
 def code_match(predicted: np.ndarray, query: np.ndarray, tolerance: int = 1) -> float:
@@ -19,11 +37,9 @@ def code_match(predicted: np.ndarray, query: np.ndarray, tolerance: int = 1) -> 
     if len(p) == 0 or len(q) == 0:
         return 0.0
     dist = np.abs(p[:, None] - q[None, :])
-    precision = float((dist.min(axis=1) <= tolerance).mean())
-    recall = float((dist.min(axis=0) <= tolerance).mean())
-    if precision + recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
+    hit_p = int((dist.min(axis=1) <= tolerance).sum())
+    hit_q = int((dist.min(axis=0) <= tolerance).sum())
+    return float(tolerant_f1(np.array(hit_p), np.array(hit_q), np.array(len(p)), np.array(len(q))))
 
 
 def dilate_bits(bits: np.ndarray, tolerance: int) -> np.ndarray:
@@ -42,8 +58,6 @@ def code_match_many(codes: np.ndarray, query: np.ndarray, tolerance: int = 1) ->
     n_c, n_q = c.sum(axis=1), int(q.sum())
     if n_q == 0 or len(c) == 0:
         return np.zeros(len(c))
-    precision = (c & dilate_bits(q, tolerance)).sum(axis=1) / np.maximum(n_c, 1)
-    recall = (dilate_bits(c, tolerance) & q).sum(axis=1) / n_q
-    total = precision + recall
-    f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
-    return np.where(n_c > 0, f1, 0.0)
+    hit_p = (c & dilate_bits(q, tolerance)).sum(axis=1)
+    hit_q = (dilate_bits(c, tolerance) & q).sum(axis=1)
+    return tolerant_f1(hit_p, hit_q, n_c, np.full(len(c), n_q))

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from revstudy.data.codes import dilate_bits
+from revstudy.data.codes import dilate_bits, tolerant_f1
 
 __all__ = ["RETRIEVAL_KS", "library_index", "rank_stats", "retrieval_metrics"]
 
@@ -43,15 +43,12 @@ def _match_matrix(pred: np.ndarray, query: np.ndarray, tolerance: int = 1) -> np
     p = pred > 0.5
     q = query > 0.5
     p_dil, q_dil = dilate_bits(p, tolerance), dilate_bits(q, tolerance)
-    n_p = p.sum(axis=1).astype(float)  # [L]
-    n_q = q.sum(axis=1).astype(float)  # [Q]
-    hit_p = q_dil.astype(np.float32) @ p.T.astype(np.float32)  # [Q, L]: predicted bits near a peak
-    hit_q = q.astype(np.float32) @ p_dil.T.astype(np.float32)  # [Q, L]: peaks near a predicted bit
-    precision = hit_p / np.maximum(n_p, 1)[None, :]
-    recall = hit_q / np.maximum(n_q, 1)[:, None]
-    total = precision + recall
-    f1 = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
-    return np.where((n_p[None, :] > 0) & (n_q[:, None] > 0), f1, 0.0)
+    n_p = p.sum(axis=1).astype(np.int64)  # [L]
+    n_q = q.sum(axis=1).astype(np.int64)  # [Q]
+    # counts, exact in float32 up to 2^24 bits, then integers for `tolerant_f1`
+    hit_p = (q_dil.astype(np.float32) @ p.T.astype(np.float32)).astype(np.int64)  # near a peak
+    hit_q = (q.astype(np.float32) @ p_dil.T.astype(np.float32)).astype(np.int64)  # peaks found
+    return tolerant_f1(hit_p, hit_q, n_p[None, :], n_q[:, None])
 
 
 def rank_stats(scores: np.ndarray, truth: np.ndarray) -> dict[str, float]:

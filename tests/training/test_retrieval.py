@@ -61,3 +61,33 @@ def test_trainer_reports_retrieval_each_epoch_and_at_the_end(synthetic_csv: Path
     assert 0 < m["retrieval_mrr"] <= 1 and 0 <= m["retrieval_top10"] <= 1
     assert m["retrieval_mrr"] == pytest.approx(t.history[-1].val_retrieval_mrr)
     assert m["retrieval_top1_random"] == pytest.approx(1 / m["retrieval_library"])
+
+
+def test_equal_scores_through_different_fractions_are_ties() -> None:
+    """Issue #22: F1 = 0.5 from P = 1/3, R = 1 and from P = R = 1/2 must tie exactly, and the
+    score is the F1 an independent computation gives."""
+    from revstudy.training.retrieval import _match_matrix
+
+    rng = np.random.default_rng(0)
+    pred = (rng.random((400, 32)) < 0.15).astype(np.float32)
+    query = (rng.random((60, 32)) < 0.15).astype(np.float32)
+    m = _match_matrix(pred, query)
+    # independently, in exact fractions
+    from fractions import Fraction
+
+    from revstudy.data.codes import dilate_bits
+
+    p, q = pred > 0.5, query > 0.5
+    pd_, qd = dilate_bits(p, 1), dilate_bits(q, 1)
+    exact: dict[Fraction, set[float]] = {}
+    for i in range(len(q)):
+        for j in range(len(p)):
+            if not p[j].any() or not q[i].any():
+                continue
+            prec = Fraction(int((qd[i] & p[j]).sum()), int(p[j].sum()))
+            rec = Fraction(int((q[i] & pd_[j]).sum()), int(q[i].sum()))
+            f1 = 2 * prec * rec / (prec + rec) if prec + rec else Fraction(0)
+            assert m[i, j] == pytest.approx(float(f1), abs=1e-12)
+            exact.setdefault(f1, set()).add(float(m[i, j]))
+    assert all(len(v) == 1 for v in exact.values())  # one float per exact value: ties tie
+    assert len(exact) > 10
