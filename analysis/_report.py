@@ -145,6 +145,14 @@ def _summary(study: Study) -> Callable[[Section], None]:
                 best[cols],
                 f"Best trials (Pareto-optimal first, then by {objs[0]}); click a header to sort",
             )
+        if "repeat_fallback" in study.trials.columns:
+            fell = study.trials[study.trials["repeat_fallback"].fillna("").astype(str) != ""]
+            if not fell.empty:
+                sec.add_warning(
+                    f"{len(fell)} trial(s) could not train their repeats as one vmapped "
+                    "ensemble on their device and trained them one after another (same "
+                    f"results, slower); first reason: {fell['repeat_fallback'].iloc[0]}"
+                )
         failed = study.trials[study.trials["state"] == "FAILED"]
         if not failed.empty:
             sec.add_table(failed[["trial_id", "number", "failure_reason"]], "Failed trials")

@@ -96,6 +96,8 @@ def train(
             fuse=fuse,
         )
     write_run(out, result, dataset, dev)
+    if result.fallback:
+        console.print(f"note: {result.fallback}", highlight=False, soft_wrap=True)
     wide = Console(width=110)
     wide.print(paper_table(result.aggregate, f"validation, {repeats} repeat(s)", cfg.y_dim))
     if result.test:

@@ -189,6 +189,7 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
         row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
         row["tf32"] = bool((result or {}).get("tf32", False))  # reduced-precision CUDA kernels
+        row["repeat_fallback"] = str((result or {}).get("repeat_fallback") or "")
         history = (result or {}).get("history") or {}
         row["resumes"] = len(history.get("resumed_after_epoch", []))
         row["params"] = json.dumps(meta.get("params", ray.get("config", {})))

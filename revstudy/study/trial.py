@@ -166,6 +166,8 @@ def _finish(
     config = trainers[0].config.to_dict()
     result = _result_doc(tdir.name, evals, trainers[0].device, config)
     result.update(wall_seconds=time.time() - run["started"], history=run["history"], report=metrics)
+    if group.fallback:  # the vmapped ensemble could not run on this device
+        result["repeat_fallback"] = group.fallback
     _write_result(tdir, evals, result)
 
 

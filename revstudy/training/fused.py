@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -68,6 +69,16 @@ def fusable(trainers: Sequence[Trainer]) -> str | None:
     if any(True for _ in first.model.buffers()):
         return "the model has buffers"
     return None
+
+
+class EnsembleStepError(RuntimeError):
+    """A step of the vmapped ensemble failed on its device (an operation vmap does not
+    support there, out of memory); the repeats' own state is as before the epoch."""
+
+    def __init__(self, cause: BaseException):
+        text = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+        super().__init__(f"{type(cause).__name__}: {text}")
+        self.cause = cause
 
 
 class FusedRepeats:
@@ -197,16 +208,20 @@ class FusedRepeats:
             for n, t in zip(self.n, self.trainers, strict=True)
         ]
         acc = torch.zeros(len(self.trainers), len(LOSS_TERMS), device=self.device)
-        for i in range(0, max(self.n), c.batch_size):
-            idx = [p[i : i + c.batch_size] for p in perms]
-            losses = self._losses(idx, epoch)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses[:, 0].sum().backward()  # repeat r's parameters see only repeat r's loss
-            if c.grad_clip > 0:
-                self._clip()
-            self.optimizer.step()
-            acc += losses.detach() * self.batch_rows[i // c.batch_size, :, None]
-        sums = (acc / self.batch_rows.sum(dim=0)[:, None]).tolist()  # the epoch's one sync
+        try:
+            for i in range(0, max(self.n), c.batch_size):
+                idx = [p[i : i + c.batch_size] for p in perms]
+                losses = self._losses(idx, epoch)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses[:, 0].sum().backward()  # repeat r's parameters see only repeat r's loss
+                if c.grad_clip > 0:
+                    self._clip()
+                self.optimizer.step()
+                acc += losses.detach() * self.batch_rows[i // c.batch_size, :, None]
+            sums = (acc / self.batch_rows.sum(dim=0)[:, None]).tolist()  # the epoch's one sync
+        except (RuntimeError, NotImplementedError) as e:  # torch.OutOfMemoryError included
+            # the repeats' own models, optimisers and results are untouched so far
+            raise EnsembleStepError(e) from e
         self._copy_weights()
         share = (time.perf_counter() - start) / len(self.trainers)
         records = []
@@ -312,6 +327,10 @@ class Repeats:
             group = [self.trainers[r] for r in members]
             fused = FusedRepeats(group) if fusable(group) is None else None
             self.groups.append((members, fused))
+        # why the vmapped ensemble was given up for one repeat after another (None: it was
+        # not); a trial records it in result.json, the report shows it
+        self.fallback: str | None = None
+        self._proven: set[int] = set()  # groups whose ensemble has finished an epoch
 
     @property
     def fused(self) -> bool:
@@ -337,12 +356,43 @@ class Repeats:
             share = (time.perf_counter() - start) / len(self.trainers)
             return [t.restate_seconds(share) for t in self.trainers]
         records: dict[int, EpochRecord] = {}
-        for members, fused in self.groups:
-            recs = (
-                fused.train_epoch() if fused else [self.trainers[r].train_epoch() for r in members]
-            )
+        for g, (members, fused) in enumerate(self.groups):
+            if fused is not None and g not in self._proven:
+                recs = self._first_fused_epoch(g)
+            elif fused is not None:
+                recs = fused.train_epoch()
+            else:
+                recs = [self.trainers[r].train_epoch() for r in members]
             records.update(zip(members, recs, strict=True))
         return [records[r] for r in range(len(self.trainers))]
+
+    def _first_fused_epoch(self, g: int) -> list[EpochRecord]:
+        """Group `g`'s first epoch as an ensemble; if the device cannot run it (an operation
+        vmap does not support there, out of memory), the group falls back to one repeat
+        after another from the same state: weights, optimisers and generators are as before
+        the epoch, so the run is the sequential one. Anything else (a non-finite loss, a
+        failing validation) is the configuration's failure, not the ensemble's, and is
+        raised."""
+        members, fused = self.groups[g]
+        assert fused is not None
+        gens = [self.trainers[r].gen.get_state() for r in members]
+        try:
+            recs = fused.train_epoch()
+        except EnsembleStepError as e:
+            self.fallback = (
+                f"the vmapped ensemble failed on {fused.device} ({e}); "
+                "the repeats trained one after another"
+            )
+            warnings.warn(self.fallback, RuntimeWarning, stacklevel=2)
+            self.groups[g] = (members, None)
+            del fused
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            for r, state in zip(members, gens, strict=True):
+                self.trainers[r].gen.set_state(state)
+            return [self.trainers[r].train_epoch() for r in members]
+        self._proven.add(g)
+        return recs
 
     def states(self) -> list[dict[str, Any]]:
         """Every repeat's `Trainer.state()` (a checkpoint), in repeat order."""

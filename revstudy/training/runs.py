@@ -83,6 +83,7 @@ class RunResult:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     model_state: dict[str, torch.Tensor] | None = None
     prior_state: dict[str, Any] | None = None  # repeat 0's Prior + decoder top-k (prior.pt)
+    fallback: str | None = None  # why the vmapped ensemble gave way to one repeat at a time
 
     @property
     def aggregate(self) -> dict[str, dict[str, float]]:
@@ -129,6 +130,7 @@ def train_repeats(
         trainers = [build(r) for r in range(repeats)]
         group = Repeats(trainers, strategy=strategy)
         epochs(group)
+        result.fallback = group.fallback
         for r, (t, evals) in enumerate(zip(trainers, group.map(evaluations), strict=True)):
             _record(result, r, t, evals, final)
     else:
@@ -223,6 +225,8 @@ def write_run(
         doc["test"] = {"repeats": result.test, "aggregate": aggregate(result.test)}
     if provenance:
         doc["provenance"] = provenance
+    if result.fallback:
+        doc["repeat_fallback"] = result.fallback
     result.config.save_yaml(out / "config.yaml", header=provenance)
     if result.model_state is not None:
         torch.save(result.model_state, out / "model.pt")

@@ -115,3 +115,15 @@ def test_numerically_broken_trials_are_diverged_and_never_ranked(tmp_path: Path)
     # and ranking never takes an infinite objective, whatever the state says
     inf = pd.DataFrame({"trial_id": ["a", "b"], "state": ["COMPLETED"] * 2, "m": [1.0, np.inf]})
     assert list(rank_finished(inf, [Objective("m")])["trial_id"]) == ["a"]
+
+
+def test_a_trials_ensemble_fallback_reaches_the_table(tmp_path: Path) -> None:
+    d = tmp_path / "trials" / "t"
+    d.mkdir(parents=True)
+    (d / "trial.json").write_text(json.dumps({"config": {"epochs": 1}, "number": 0}))
+    reason = "the vmapped ensemble failed on cuda (OutOfMemoryError: ...)"
+    (d / "result.json").write_text(
+        json.dumps({"metrics": {"epoch": 1}, "config": {"epochs": 1}, "repeat_fallback": reason})
+    )
+    table = build_trials_table(tmp_path, {})
+    assert table.loc[0, "repeat_fallback"] == reason and table.loc[0, "state"] == "COMPLETED"

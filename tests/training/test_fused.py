@@ -185,3 +185,48 @@ def test_fused_repeats_run_on_a_path_dataset(tmp_path: Path) -> None:
     res = train_repeats(TINY.replace(epochs=1), ds, repeats=2)
     assert len(res.repeats) == 2
     assert math.isfinite(res.aggregate["f1_macro"]["mean"])
+
+
+def test_an_ensemble_the_device_cannot_run_falls_back_to_one_repeat_at_a_time(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue #22: a vmapped step that fails on the device (forced here: an unsupported
+    operation) must not fail the trial; the repeats train one after another from the same
+    state, so the run equals the sequential one, and the reason is recorded."""
+    from revstudy.training import fused as fused_mod
+    from revstudy.training.runs import write_run
+
+    calls = {"n": 0}
+    real = fused_mod.FusedRepeats._losses
+
+    def broken(self, idx, epoch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second step: generators and the ensemble have moved on
+            raise RuntimeError("vmap: aten::some_op is not supported on this device")
+        return real(self, idx, epoch)
+
+    monkeypatch.setattr(fused_mod.FusedRepeats, "_losses", broken)
+    with pytest.warns(RuntimeWarning, match="one after another"):
+        got = train_repeats(TINY, dataset, 2, strategy="vmap")
+    assert got.fallback is not None and "aten::some_op" in got.fallback
+    monkeypatch.setattr(fused_mod.FusedRepeats, "_losses", real)
+    want = train_repeats(TINY, dataset, 2, fuse=False)
+    for a, b in zip(got.repeats, want.repeats, strict=True):
+        assert a["metrics"]["val_loss"] == b["metrics"]["val_loss"]
+        assert a["metrics"]["f1_macro"] == b["metrics"]["f1_macro"]
+    write_run(tmp_path / "run", got, dataset, "cpu")
+    import json
+
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "aten::some_op" in doc["repeat_fallback"]
+
+
+def test_a_failure_outside_the_ensembles_step_is_the_trials_failure(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_validate(self, epoch):  # type: ignore[no-untyped-def]
+        raise RuntimeError("validation broke")
+
+    monkeypatch.setattr(Trainer, "validate", broken_validate)
+    with pytest.raises(RuntimeError, match="validation broke"):
+        train_repeats(TINY, dataset, 2, strategy="vmap")
