@@ -329,6 +329,14 @@ def _generation(study: Study) -> Callable[[Section], None]:
 
 def _baseline(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
+        repeats = int(study.info.get("repeats") or 1)
+        if repeats < 2:
+            sec.add_text(
+                "Each configuration ran on one split, so there are no repeats to test a "
+                "difference with: launch with --repeats 3 (the default space's setting), "
+                "or retrain the winner with `revstudy train --repeats 10 --test`."
+            )
+            return
         sec.add_table(
             _stats.compare_to_baseline(study),
             "Top configurations (a) vs the paper baseline (b) over repeated splits: "

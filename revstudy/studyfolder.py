@@ -65,7 +65,15 @@ STATE_FILE = "state.pt"  # checkpoint, every epoch; removed once the trial has e
 ARRAYS_FILE = "arrays.npz"  # the last evaluation's arrays (never pickled)
 STOPPED_FILE = "stopped.json"  # written when the scheduler (ASHA) stopped the trial early
 # metrics kept per repeat in arrays.npz as `repeat_<metric>` (spread across repeats)
-REPEAT_ARRAYS = ("f1_macro", "bond_count_corr", "aromatic_corr", "inv_error_max")
+REPEAT_ARRAYS = (
+    "f1_macro",
+    "f1_macro_skill",  # comparable across code sizes, unlike raw F1
+    "f1_macro_skill_relabelled",  # the same on molecules renumbered at random
+    "f1_macro_128",
+    "bond_count_corr",
+    "aromatic_corr",
+    "inv_error_max",
+)
 
 # -- trial states -----------------------------------------------------------------------------
 STATES = (

@@ -324,7 +324,7 @@ def _write_result(tdir: Path, evals: list[Evaluation], result: dict[str, Any]) -
     """arrays.npz, then result.json (the record that the trial finished), atomically."""
     arrays = dict(evals[0].arrays)
     for key in REPEAT_ARRAYS:
-        arrays[f"repeat_{key}"] = np.array([e.metrics[key] for e in evals])
+        arrays[f"repeat_{key}"] = np.array([e.metrics.get(key, math.nan) for e in evals])
     tdir.mkdir(parents=True, exist_ok=True)
     tmp = tdir / ".arrays.tmp.npz"
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]

@@ -139,7 +139,9 @@ def train_repeats(
             epochs(Repeats([trainer], indices=[r]))
             _record(result, r, trainer, evaluations(trainer), final)
     for key in REPEAT_ARRAYS:
-        result.arrays[f"repeat_{key}"] = np.array([r["metrics"][key] for r in result.repeats])
+        result.arrays[f"repeat_{key}"] = np.array(
+            [r["metrics"].get(key, math.nan) for r in result.repeats]
+        )
     return result
 
 

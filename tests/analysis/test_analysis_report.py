@@ -133,3 +133,11 @@ def test_one_diverged_trial_cannot_flatten_the_loss_curves(study_dir) -> None:
     assert fig.layout.yaxis.type == "linear"  # F1
     assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis3.type == "log"
     assert "log scale" in fig.layout.yaxis2.title.text
+
+
+def test_one_split_studies_say_so_instead_of_a_table_of_dashes(study_dir) -> None:
+    s = analysis.load_study(study_dir("single"))
+    s.info["repeats"] = 1
+    sec = next(x for x in analysis.build_sections(s) if x.id == "baseline")
+    page = "".join(sec.blocks)
+    assert "one split" in page and "<table" not in page
