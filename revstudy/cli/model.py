@@ -320,7 +320,32 @@ def reference(
         info = read_study_info(folder, ("name", "objectives", "data"))
         data = data or info["data"]["path"]
     dataset = read_dataset(resolve_data(data))
-    doc = run_reference(dataset, y_dim, cache=cache_dir() / "reference")
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("predicting 13C shifts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("predict", total=None)
+        doc = run_reference(
+            dataset,
+            y_dim,
+            cache=cache_dir() / "reference",
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     if folder is not None:
         write_json_atomic(folder / "reference.json", doc)
         console.print(f"wrote {folder / 'reference.json'} (the report shows it)")
@@ -330,6 +355,13 @@ def reference(
     agg = aggregate([doc["metrics"]])
     title = f"{doc['predictor']} on {dataset.path} (all rows; {doc['caveat']})"
     Console(width=110).print(paper_table(agg, title, y_dim))
+    if doc["failed"]:
+        console.print(
+            f"{len(doc['failed'])} structure(s) the predictor could not predict (not scored): "
+            + ", ".join(doc["failed"]),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

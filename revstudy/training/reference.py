@@ -34,6 +34,16 @@ from revstudy.training.retrieval import library_index, retrieval_metrics
 __all__ = ["CACHE_FORMAT", "Predictor", "csp5_predictor", "reference_metrics", "shifts_by_smiles"]
 
 CACHE_FORMAT = 2  # predictions mapped by SMILES and checked per carbon
+CHUNK = 64  # molecules per predictor call: progress between calls, little overhead
+
+
+def _smiles_or_digits(structure: str) -> str:
+    """A structure as a person reads it: its SMILES, or its digits if RDKit rejects it."""
+    try:
+        return structure_to_smiles(structure)
+    except DataError:
+        return structure
+
 
 # SMILES → predicted 13C shifts of each carbon (None where the predictor failed)
 Predictor = Callable[[Sequence[str]], list[list[float] | None]]
@@ -81,7 +91,11 @@ def shifts_by_smiles(table: Any, smiles: Sequence[str]) -> list[list[float] | No
 
 
 def predicted_spectra(
-    dataset: Dataset, predict: Predictor, name: str, cache: Path | None
+    dataset: Dataset,
+    predict: Predictor,
+    name: str,
+    cache: Path | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[float] | None]:
     """{structure: predicted shifts} for every distinct structure of `dataset` (cached)."""
     # v2: predictions mapped by SMILES (v1 files mapped CSP5's molecule_id by position and
@@ -103,7 +117,13 @@ def predicted_spectra(
     for s in structures:
         with contextlib.suppress(DataError):  # not a molecule RDKit accepts: counted failed
             smiles[s] = structure_to_smiles(s)
-    predicted = dict(zip(smiles, predict(list(smiles.values())), strict=True))
+    names, todo = list(smiles), list(smiles.values())
+    predicted: dict[str, list[float] | None] = {}
+    for start in range(0, len(todo), CHUNK):  # in chunks, so long runs show progress
+        part = todo[start : start + CHUNK]
+        predicted.update(zip(names[start : start + CHUNK], predict(part), strict=True))
+        if progress is not None:
+            progress(min(start + CHUNK, len(todo)), len(todo))
     shifts = _checked({s: predicted.get(s) for s in structures}, name)
     if path is not None:
         doc = {"format": CACHE_FORMAT, "sha256": dataset.sha256, "predictor": name}
@@ -167,16 +187,20 @@ def run_reference(
     y_dim: int = PAPER_Y_DIM,
     cache: Path | None = None,
     predictor: tuple[Predictor, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Predict (or read from the cache) and score: the document `revstudy reference` writes."""
+    """Predict (or read from the cache) and score: the document `revstudy reference` writes;
+    `progress(done, total)` after each chunk of molecules predicted."""
     predict, version = predictor or csp5_predictor()
     name = f"csp5-{version}"
-    shifts = predicted_spectra(dataset, predict, name, cache)
+    shifts = predicted_spectra(dataset, predict, name, cache, progress)
+    failed = sorted({s for s in dataset.structures if shifts.get(s) is None})
     return {
         "predictor": name,
         "data": {"path": dataset.path, "sha256": dataset.sha256, "rows": len(dataset)},
         "y_dim": y_dim,
         "metrics": reference_metrics(dataset, shifts, y_dim),
+        "failed": [_smiles_or_digits(s) for s in failed],
         "caveat": "every row of the file, not a held-out split; the predictor may have "
         "been trained on nmrshiftdb2",
     }

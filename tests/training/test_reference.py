@@ -151,8 +151,13 @@ def test_the_failed_molecule_is_the_one_reported_and_counts_are_checked(
     rows = [(i, i, smiles_to_structure(s), "0" * 1023 + "1") for i, s in enumerate(names)]
     ds = read_dataset(write_csv(tmp_path / "r.csv", rows))
     _fake_csp5(monkeypatch, cannot_embed={structure_to_smiles(smiles_to_structure(names[1]))})
-    doc = run_reference(ds, 128, cache=tmp_path / "cache")
+    seen: list[tuple[int, int]] = []
+    doc = run_reference(
+        ds, 128, cache=tmp_path / "cache", progress=lambda d, t: seen.append((d, t))
+    )
     assert doc["metrics"]["failed"] == 1 and doc["metrics"]["rows"] == 4
+    assert doc["failed"] == [structure_to_smiles(smiles_to_structure(names[1]))]
+    assert seen and seen[-1] == (5, 5)  # the progress reached every molecule
     cached = next((tmp_path / "cache").glob("csp5-0.0-fake-v2-*.json"))
     shifts = json.loads(cached.read_text())["shifts"]
     assert shifts[smiles_to_structure(names[1])] is None
