@@ -39,6 +39,22 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[int, int, str, str]]:
     return rows
 
 
+def molecule_rows(n: int, seed: int = 0) -> list[tuple[int, int, str, str]]:
+    """`synthetic_rows` that RDKit accepts as molecules (a chain double bond next to the
+    ring can make a pentavalent carbon): what a canonical atom order needs."""
+    from revstudy.data.numbering import canonical_structure
+    from revstudy.errors import DataError
+
+    def valid(structure: str) -> bool:
+        try:
+            canonical_structure(structure)
+        except DataError:
+            return False
+        return True
+
+    return [r for r in synthetic_rows(n, seed) if valid(r[2])]
+
+
 def write_csv(path: Path, rows: list[tuple[int, int, str, str]], header: str = "A,B,C,D") -> Path:
     path.write_text(header + "\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
     return path

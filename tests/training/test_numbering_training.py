@@ -16,26 +16,15 @@ from revstudy.errors import RevstudyError
 from revstudy.training.config import TrialConfig
 from revstudy.training.splits import SplitTensors
 from revstudy.training.trainer import Trainer, fit
-from tests.conftest import synthetic_rows, write_csv
+from tests.conftest import molecule_rows, write_csv
 
 TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=2, cd_draws=1)
 PER_EPOCH = ("val_f1_macro", "val_f1_skill", "val_retrieval_mrr")
 
 
-def _valid(structure: str) -> bool:
-    from revstudy.data.numbering import canonical_structure
-    from revstudy.errors import DataError
-
-    try:
-        canonical_structure(structure)
-    except DataError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    rows = [r for r in synthetic_rows(100, seed=5) if _valid(r[2])]  # RDKit-accepted only
+    rows = molecule_rows(100, seed=5)
     assert len(rows) >= 60
     return read_dataset(write_csv(tmp_path_factory.mktemp("numbering") / "rows.csv", rows))
 
