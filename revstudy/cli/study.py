@@ -268,11 +268,13 @@ def spaces(
     fields: Annotated[bool, typer.Option("--fields", help="list TrialConfig fields")] = False,
 ) -> None:
     """Built-in search spaces (and the fields a space may search)."""
-    from revstudy.study.spaces import list_spaces, load_space
+    from revstudy.study.spaces import STUDY_FIELDS, list_spaces, load_space
     from revstudy.training.config import field_names
 
     if fields:
-        print("\n".join([*field_names(), "blocks_0 … blocks_4"]))
+        for name in [*field_names(), "blocks_0 … blocks_4"]:
+            note = "  (a study setting: fixed, never searched)" if name in STUDY_FIELDS else ""
+            print(name + note)
         return
     import textwrap
 

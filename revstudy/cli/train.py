@@ -104,7 +104,8 @@ def train(
         from revstudy.training.runs import aggregate
 
         wide.print(paper_table(aggregate(result.test), "held-out test split", cfg.y_dim))
-    console.print(f"wrote {out}/metrics.json, model.pt, config.yaml")
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    console.print(f"wrote {out}/: {', '.join(written)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

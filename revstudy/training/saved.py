@@ -192,18 +192,15 @@ def _check_prior(path: Path, prior: dict[str, Any], config: TrialConfig) -> None
 
 def _forward_figures(
     saved: SavedModel,
+    lib_in: torch.Tensor,
     dataset: Dataset,
     code: torch.Tensor,
     rows: np.ndarray | None,
-    renumber: bool = False,
 ) -> dict[str, float]:
     """What a training run adds to `evaluate`: retrieval of the rows' observed `code` among
-    the file's distinct structures, macro F1 and F1 at the paper's 128 bits (its skill needs
-    128-bit training rates, which a run folder keeps only when the model itself predicts 128
-    bits). `renumber`: every structure renumbered at random first (the fixed
-    `RELABEL_SEED`), then put in the model's atom order, as other users' molecules arrive."""
-    raw = dataset.x()
-    lib_in = saved.inputs(relabelled(raw) if renumber else raw)
+    the file's distinct structures (`lib_in`: every row's model input), macro F1 and F1 at
+    the paper's 128 bits (its skill needs 128-bit training rates, which a run folder keeps
+    only when the model itself predicts 128 bits)."""
     x = lib_in if rows is None else lib_in[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
     library, truth = library_index(lib_in, x)
     _, y_lib = forward_all(saved.model, library)
@@ -303,10 +300,11 @@ def evaluate_file(
     rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """All metrics on the `rows` of `dataset` (default all), keyed like a metrics.json repeat."""
-    x, code = tensors(saved, dataset)
+    every, code = tensors(saved, dataset)
+    x = every
     if rows is not None:
         idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        x, code = x[idx], code[idx]
+        x, code = every[idx], code[idx]
     if len(x) < 2:
         raise RevstudyError(f"{dataset.path}: evaluation needs at least 2 rows")
     ev = evaluate(
@@ -326,9 +324,12 @@ def evaluate_file(
         "split": {"eval": len(x), "data": dataset.path, "sha256": dataset.sha256},
     }
     out.update(ev.metrics)
-    own = _forward_figures(saved, dataset, code, rows)
+    own = _forward_figures(saved, every, dataset, code, rows)
     out.update({k: v for k, v in own.items() if k not in ("f1_macro", "f1_micro")})
-    moved = _forward_figures(saved, dataset, code, rows, renumber=True)
+    # every structure renumbered at random (the fixed RELABEL_SEED), then put in the
+    # model's atom order, as other users' molecules arrive
+    moved_in = saved.inputs(relabelled(dataset.x()))
+    moved = _forward_figures(saved, moved_in, dataset, code, rows)
     moved["f1_macro_skill"] = f1_skill(moved["f1_macro"], out["f1_bin_prior_baseline"])
     out.update({f"{k}_relabelled": v for k, v in moved.items() if k in RELABELLED})
     for key in ("train_seconds", "epochs", "val_loss", "n_train"):

@@ -47,3 +47,12 @@ def test_help_texts_match_the_readme() -> None:
     assert "default, quick, paper" in text and "f1_macro_skill:max" in text
     res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert "$REVSTUDY_STORAGE" in " ".join(res.stdout.split())
+
+
+def test_spaces_fields_marks_the_study_settings_that_cannot_be_searched() -> None:
+    res = runner.invoke(app, ["spaces", "--fields"])
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert "atom_order" in lines and "relabel" in lines
+    marked = [ln for ln in lines if "study setting" in ln]
+    assert [ln.split()[0] for ln in marked] == ["test_fraction", "test_seed"]

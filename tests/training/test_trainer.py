@@ -102,6 +102,8 @@ def test_cli_train_writes_metrics_and_model(tmp_path: Path, synthetic_csv: Path)
     state = torch.load(out / "model.pt", weights_only=True)
     assert any(k.startswith("stages.") for k in state)
     assert TrialConfig.load_yaml(out / "config.yaml") == TINY
+    for name in ("arrays.npz", "config.yaml", "metrics.json", "model.pt", "prior.pt"):
+        assert name in res.stderr  # every file it wrote is named
 
 
 def test_cli_bad_csv_exits_2_with_one_line(tmp_path: Path) -> None:
