@@ -168,11 +168,6 @@ def predict(
 
     saved = load_model(model)
     _warn_numbering(saved)
-    if average > 1 and not saved.config.relabel:
-        raise RevstudyError(
-            f"--average {average}: {model} was not trained with relabel: true, so other "
-            "numberings are not its input; use --average 1"
-        )
     rows: list[dict[str, Any]] = []
     grids: list[np.ndarray] = []
     for label, item in _structure_inputs(structures, smiles):

@@ -24,6 +24,7 @@ appears and the grid stays a valid encoding of the same molecule.
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -56,8 +57,8 @@ __all__ = [
     "renumber",
 ]
 
-AtomOrder = Literal["source", "canonical"]
-ATOM_ORDERS: tuple[str, ...] = ("source", "canonical")
+AtomOrder = Literal["source", "canonical"]  # TrialConfig.atom_order
+ATOM_ORDERS: tuple[str, ...] = typing.get_args(AtomOrder)
 CARBONS = GRID + 1  # 17 positions: grid cell (i, k), k ≥ i, is the bond i – (k + 1)
 RELABEL_SEED = 20261204  # the fixed renumbering every trial's invariance is measured with
 _CACHE_SIZE = 1 << 18

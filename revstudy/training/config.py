@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 import yaml
 
+from revstudy.data.numbering import AtomOrder
 from revstudy.errors import ConfigError
 
 Decoder = Literal["threshold", "quantile", "topk"]
 LatentLoss = Literal["none", "moments", "mmd"]
 Prior = Literal["learned", "standard"]
 Weighting = Literal["reference", "near_miss"]
-AtomOrder = Literal["source", "canonical"]  # revstudy.data.numbering.ATOM_ORDERS
 
 
 @dataclass(frozen=True)

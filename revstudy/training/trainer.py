@@ -216,13 +216,11 @@ class Trainer:
             "val_f1_skill": f1_skill(f1, self._val_baseline),
             "val_retrieval_mrr": mrr,
         }
-        y_rel = self._renumbered_logits("val")
-        if y_rel is None:  # the model's atom order undoes any renumbering: the same figures
+        moved = self._renumbered_scores("val", truth)
+        if moved is None:  # the model's atom order undoes any renumbering: the same figures
             f1_rel, mrr_rel = f1, mrr
         else:
-            pred_rel = (y_rel[torch.from_numpy(truth)] > 0).cpu().numpy()
-            f1_rel = f1_scores(y.cpu().numpy(), pred_rel)["f1_macro"]
-            mrr_rel = retrieval_metrics(y_rel, truth, y)["retrieval_mrr"]
+            f1_rel, mrr_rel = moved[0]["f1_macro"], moved[0]["retrieval_mrr"]
         out.update(
             val_f1_macro_relabelled=f1_rel,
             val_f1_skill_relabelled=f1_skill(f1_rel, self._val_baseline),
@@ -264,27 +262,33 @@ class Trainer:
         moved_lib = self._renumbered[split]
         return None if moved_lib is None else forward_all(self.model, moved_lib)[1]
 
+    def _renumbered_scores(
+        self, split: str, truth: np.ndarray
+    ) -> tuple[dict[str, float], torch.Tensor] | None:
+        """(F1 and retrieval figures, the rows' logits) of the `split` rows renumbered at
+        random (`_renumbered_logits`); None when the model's atom order undoes it."""
+        y_lib = self._renumbered_logits(split)
+        if y_lib is None:
+            return None
+        y = self._split(split)[1]
+        logits = y_lib[torch.from_numpy(truth)]
+        scores = f1_scores(y.cpu().numpy(), (logits > 0).cpu().numpy())
+        return {**scores, **retrieval_metrics(y_lib, truth, y)}, logits
+
     def _relabelled_metrics(
         self, split: str, truth: np.ndarray, metrics: dict[str, float]
     ) -> dict[str, float]:
         """`*_relabelled` twins of the split's F1, skill, F1 at 128 bits and retrieval:
         the same figures with every molecule renumbered at random (`_renumbered_logits`)."""
-        y_rel = self._renumbered_logits(split)
-        if y_rel is None:
+        moved = self._renumbered_scores(split, truth)
+        if moved is None:
             return {f"{k}_relabelled": metrics[k] for k in RELABELLED if k in metrics}
-        y = self._split(split)[1]
-        rows = torch.from_numpy(truth)
-        scores = f1_scores(y.cpu().numpy(), (y_rel[rows] > 0).cpu().numpy())
-        out = {
-            "f1_macro": scores["f1_macro"],
-            "f1_micro": scores["f1_micro"],
-            "f1_macro_skill": f1_skill(scores["f1_macro"], metrics["f1_bin_prior_baseline"]),
-            **retrieval_metrics(y_rel, truth, y),
-        }
+        out, logits = moved
+        out["f1_macro_skill"] = f1_skill(out["f1_macro"], metrics["f1_bin_prior_baseline"])
         if split in self.data.y128:
             out.update(
                 paper_resolution_f1(
-                    y_rel[rows],
+                    logits,
                     self.data.y128[split].numpy(),
                     self.data.y128["train"].numpy(),
                     self.seed,
