@@ -38,24 +38,6 @@ def _completed(study: Study, metric: str) -> pd.DataFrame:
     return df.dropna(subset=[metric]) if metric in df.columns else df.iloc[0:0]
 
 
-def _params(row: pd.Series) -> dict[str, Any]:
-    raw = row.get("params")
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
-    return {}
-
-
-def _fixed(study: Study) -> dict[str, Any]:
-    """The space's fixed settings: the paper baseline runs with them too."""
-    space = study.info.get("space")
-    fixed = space.get("fixed") if isinstance(space, dict) else None
-    return dict(fixed) if isinstance(fixed, dict) else {}
-
-
 def difference_ci(
     a: float, sa: float, na: int, b: float, sb: float, nb: int, level: float = 0.95
 ) -> tuple[float, float] | None:
@@ -86,7 +68,7 @@ def headline_data(study: Study) -> dict[str, Any]:
         "test_fraction": study.info.get("test_fraction"),
         "best": None,
         "baseline": None,
-        "fixed": _fixed(study),
+        "fixed": study.fixed,
         "numbering": None,
         "data_path": (study.info.get("data") or {}).get("path")
         if isinstance(study.info.get("data"), dict)
@@ -105,7 +87,7 @@ def headline_data(study: Study) -> dict[str, Any]:
             "trial_id": str(row["trial_id"]),
             "value": float(row[metric]),
             "std": float(std) if std is not None and pd.notna(std) else math.nan,
-            "params": _params(row),
+            "params": study.trial_params(row),
             "is_baseline": bool(row.get("is_baseline", False)),
         }
 
@@ -134,11 +116,8 @@ def numbering_data(best: pd.Series, base: pd.Series | None, study: Study) -> dic
         metric = "f1_macro_skill"
     if f"{metric}_relabelled" not in study.trials.columns:
         return None
-    fixed = _fixed(study)
 
     def one(row: pd.Series) -> dict[str, Any]:
-        params = _params(row)
-
         def num(key: str) -> float:
             v = row.get(key)
             return float(v) if v is not None and pd.notna(v) else math.nan
@@ -147,8 +126,8 @@ def numbering_data(best: pd.Series, base: pd.Series | None, study: Study) -> dic
             "trial_id": str(row["trial_id"]),
             "own": num(metric),
             "relabelled": num(f"{metric}_relabelled"),
-            "atom_order": str(params.get("atom_order", fixed.get("atom_order", "source"))),
-            "relabel": bool(params.get("relabel", fixed.get("relabel", False))),
+            "atom_order": str(study.setting(row, "atom_order", "source")),
+            "relabel": bool(study.setting(row, "relabel", False)),
         }
 
     return {

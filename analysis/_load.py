@@ -113,6 +113,30 @@ class Study:
     def state_counts(self) -> pd.Series:
         return self.trials["state"].value_counts()
 
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """The space's fixed settings (every trial, the paper baseline too, runs with them)."""
+        space = self.info.get("space")
+        fixed = space.get("fixed") if isinstance(space, dict) else None
+        return dict(fixed) if isinstance(fixed, dict) else {}
+
+    @staticmethod
+    def trial_params(row: pd.Series) -> dict[str, Any]:
+        """A trial row's searched parameters (its `params` JSON; {} when unreadable)."""
+        raw = row.get("params")
+        if not isinstance(raw, str):
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def setting(self, row: pd.Series, key: str, default: Any) -> Any:
+        """The value of config field `key` a trial ran with: searched, else fixed by the
+        space, else `default` (TrialConfig's)."""
+        return self.trial_params(row).get(key, self.fixed.get(key, default))
+
     def arrays(self, trial_id: str) -> dict[str, np.ndarray] | None:
         """The trial's arrays.npz as a dict, or None when the trial wrote none.
 

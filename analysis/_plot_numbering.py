@@ -6,8 +6,6 @@ every SMILES a user types is); a `canonical` trial sits on it by construction.""
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -19,26 +17,13 @@ __all__ = ["numbering_scatter_data", "numbering_scatter_figure"]
 OWN, MOVED = "f1_macro_skill", "f1_macro_skill_relabelled"
 
 
-def _setting(params: object, fixed: dict, key: str, default: object) -> object:
-    try:
-        value = json.loads(params) if isinstance(params, str) else {}
-    except ValueError:
-        value = {}
-    if not isinstance(value, dict):
-        value = {}
-    return value.get(key, fixed.get(key, default))
-
-
 def numbering_scatter_data(study: Study) -> pd.DataFrame:
     """Per finished trial with both figures: skill in the file's numbering (`own`) and
     renumbered (`renumbered`), its atom order and relabel setting."""
     df = study.finished
     if OWN not in df.columns or MOVED not in df.columns:
         return pd.DataFrame(columns=["trial_id", "own", "renumbered", "atom_order", "relabel"])
-    space = study.info.get("space")
-    fixed = space.get("fixed", {}) if isinstance(space, dict) else {}
-    fixed = fixed if isinstance(fixed, dict) else {}
-    params = df["params"] if "params" in df.columns else pd.Series([None] * len(df), df.index)
+    rows = [row for _, row in df.iterrows()]
     out = pd.DataFrame(
         {
             "trial_id": df["trial_id"].astype(str),
@@ -46,8 +31,8 @@ def numbering_scatter_data(study: Study) -> pd.DataFrame:
             "is_baseline": df["is_baseline"].astype(bool),
             "own": pd.to_numeric(df[OWN], errors="coerce"),
             "renumbered": pd.to_numeric(df[MOVED], errors="coerce"),
-            "atom_order": [str(_setting(p, fixed, "atom_order", "source")) for p in params],
-            "relabel": [bool(_setting(p, fixed, "relabel", False)) for p in params],
+            "atom_order": [str(study.setting(r, "atom_order", "source")) for r in rows],
+            "relabel": [bool(study.setting(r, "relabel", False)) for r in rows],
         }
     )
     return out.dropna(subset=["own", "renumbered"]).reset_index(drop=True)
