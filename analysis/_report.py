@@ -153,6 +153,16 @@ def _summary(study: Study) -> Callable[[Section], None]:
                     "ensemble on their device and trained them one after another (same "
                     f"results, slower); first reason: {fell['repeat_fallback'].iloc[0]}"
                 )
+        if "generator_reseeded" in study.trials.columns:
+            reseeded = study.trials[study.trials["generator_reseeded"].fillna(0) > 0]
+            if not reseeded.empty:
+                sec.add_warning(
+                    f"{len(reseeded)} trial(s) resumed on another device type (CPU ↔ GPU) than "
+                    "the one their checkpoint came from: their random draws went on from a "
+                    "generator reseeded from seed and epoch, so they are deterministic but do "
+                    "not match an uninterrupted run: "
+                    + ", ".join(map(str, reseeded["trial_id"].head(10)))
+                )
         failed = study.trials[study.trials["state"] == "FAILED"]
         if not failed.empty:
             sec.add_table(failed[["trial_id", "number", "failure_reason"]], "Failed trials")

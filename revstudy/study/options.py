@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from revstudy.errors import RevstudyError
+from revstudy.study.devices import check_gpu_share
 
 __all__ = [
     "DEFAULTS",
@@ -94,7 +95,6 @@ class LaunchOptions:
             (self.num_samples, "--num-samples", lambda v: v >= 1, "must be >= 1"),
             (self.max_concurrent, "--max-concurrent", lambda v: v >= 0, "must be >= 0"),
             (self.cpus_per_trial, "--cpus-per-trial", lambda v: 0 < v <= 1024, "must be > 0"),
-            (self.gpus_per_trial, "--gpus-per-trial", lambda v: 0 <= v <= 64, "must be >= 0"),
             (self.repeats, "--repeats", lambda v: v >= 1, "must be >= 1"),
             (self.time_budget_s, "--time-budget", lambda v: v > 0, "must be > 0"),
             (self.max_failures, "--max-failures", lambda v: 0 <= v <= 100, "must be 0-100"),
@@ -102,6 +102,8 @@ class LaunchOptions:
         for value, flag, ok, rule in checks:
             if value is not None and (value != value or not ok(value)):  # NaN fails too
                 raise RevstudyError(f"{flag} {value:g}: {rule}")
+        if self.gpus_per_trial is not None:
+            check_gpu_share(self.gpus_per_trial)  # one trial, one device
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise RevstudyError(
                 f"--sampler: choose from {', '.join(SAMPLERS)}, got {self.sampler!r}"

@@ -16,6 +16,7 @@ from typing import Any
 from ray import tune
 
 from revstudy.files import read_json, write_json_atomic
+from revstudy.study.devices import trial_device
 from revstudy.study.live_panel import LivePanel, short
 from revstudy.study.records import refresh_tables
 from revstudy.study.spaces import SearchSpace, baseline_params
@@ -128,7 +129,7 @@ class StudyCallback(tune.Callback):
                 "number": self._optuna_number(rid),
                 "params": params,
                 "is_baseline": self._baseline is not None and params == self._baseline,
-                "device": "cuda" if self.info.get("gpus_per_trial") else "cpu",
+                "device": trial_device(float(self.info.get("gpus_per_trial") or 0)),
             },
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from revstudy.data.dataset import Dataset
 from revstudy.errors import RevstudyError
+from revstudy.study.devices import check_gpu_share
 from revstudy.study.reaper import start_reaper
 from revstudy.study.spaces import SearchSpace
 
@@ -97,6 +98,8 @@ def trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: Da
     """The function trainable handed to Ray Tune, with the study's data and resources bound."""
     from ray import tune
 
+    gpus = float(info["gpus_per_trial"])
+    check_gpu_share(gpus)  # a study.json from before the check, or edited by hand
     fn = tune.with_parameters(
         _run_trial,
         space=space,
@@ -107,8 +110,9 @@ def trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: Da
         objectives=[o["metric"] for o in info["objectives"]],
         threads=max(1, int(info["cpus_per_trial"])),
         driver={"pid": os.getpid(), "host": os.uname().nodename},
+        gpus_per_trial=gpus,  # the worker trains on the device this reserves, nothing else
     )
-    return tune.with_resources(fn, {"cpu": info["cpus_per_trial"], "gpu": info["gpus_per_trial"]})
+    return tune.with_resources(fn, {"cpu": info["cpus_per_trial"], "gpu": gpus})
 
 
 def check_resources(address: str | None, cpus: float, gpus: float) -> None:

@@ -192,6 +192,8 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         row["repeat_fallback"] = str((result or {}).get("repeat_fallback") or "")
         history = (result or {}).get("history") or {}
         row["resumes"] = len(history.get("resumed_after_epoch", []))
+        # resumed on another device type: its random draws continued from a reseed
+        row["generator_reseeded"] = len(history.get("generator_reseeded", []))
         row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
         for k, v in config.items():
             row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v

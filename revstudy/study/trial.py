@@ -27,7 +27,16 @@ import numpy as np
 import torch
 
 from revstudy.data.dataset import Dataset
+from revstudy.errors import RevstudyError
 from revstudy.files import read_json, write_json_atomic
+from revstudy.study.devices import (
+    Device,
+    cap_memory,
+    check_assigned,
+    oom_message,
+    release_memory,
+    trial_device,
+)
 from revstudy.study.records import append_epochs
 from revstudy.study.spaces import SearchSpace
 from revstudy.studyfolder import (
@@ -40,7 +49,7 @@ from revstudy.studyfolder import (
     trial_dir,
 )
 from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from revstudy.training.fused import Repeats
+from revstudy.training.fused import EnsembleStepError, Repeats
 from revstudy.training.metrics import Evaluation
 from revstudy.training.runs import aggregate
 from revstudy.training.splits import SplitTensors
@@ -60,14 +69,19 @@ def run_trial(
     objectives: list[str],
     threads: int = 1,
     driver: dict[str, Any] | None = None,
+    gpus_per_trial: float = 0.0,
 ) -> None:
     """The Ray Tune function trainable (bound with `tune.with_parameters`).
 
     A trial continued by `revstudy resume` carries its original id in `params[TRIAL_KEY]`,
-    so it finds its own folder and checkpoint under Ray's new trial id.
+    so it finds its own folder and checkpoint under Ray's new trial id. It trains on the
+    device it reserved (`revstudy.study.devices`), once Ray's assignment agrees.
     """
+    import ray
     from ray import tune
 
+    device = trial_device(gpus_per_trial)
+    check_assigned(device, ray.get_gpu_ids(), torch.cuda.is_available())
     trial_id = str(params.get(TRIAL_KEY) or tune.get_context().get_trial_id() or "local")
     train_trial(
         public_params(params),
@@ -81,6 +95,8 @@ def run_trial(
         threads=threads,
         report=tune.report,
         driver=driver,
+        device=device,
+        gpu_share=gpus_per_trial,
     )
 
 
@@ -98,9 +114,12 @@ def train_trial(
     threads: int = 1,
     driver: dict[str, Any] | None = None,
     fuse: bool = True,
+    device: Device = "cpu",
+    gpu_share: float = 0.0,
 ) -> None:
     """Train (or continue) one trial (its repeats together, `revstudy.training.fused.Repeats`,
-    unless `fuse` is False); a failure is written to failure.json, then re-raised.
+    unless `fuse` is False) on `device`, capped at `gpu_share` of a GPU's memory; a failure is
+    written to failure.json, then re-raised.
 
     `driver` (`{"pid", "host"}` of the study driver) lets a trial notice that its driver was
     killed: Ray's worker processes can outlive a SIGKILLed driver for a while, and such a
@@ -109,7 +128,7 @@ def train_trial(
     guard = _Guard(tdir, driver)  # first: a worker whose driver is gone touches nothing
     (tdir / "failure.json").unlink(missing_ok=True)  # a retry starts without the old verdict
     report = _guarded(report, guard)
-    with _failure_recorded(tdir):
+    with _failure_recorded(tdir), _device_memory(device, gpu_share, repeats):
         started = time.time()
         if threads > 0:
             torch.set_num_threads(threads)
@@ -118,7 +137,6 @@ def train_trial(
             report(done["report"])  # finished before the driver died: report again, train nothing
             return
         config = space.to_config(params).replace(seed=seed)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         trainers = [
             Trainer(config, SplitTensors.build(dataset, config, r, device), device, seed=seed + r)
             for r in range(repeats)
@@ -188,6 +206,11 @@ def _restore(ckpt: Path, trainers: list[Trainer]) -> tuple[float, dict[str, list
             raise CheckpointError(f"{ckpt}: {e}") from None
     history = state.get("history", history)
     history["resumed_after_epoch"].append(trainers[0].epoch)
+    for r, t in enumerate(trainers):  # continued on another device type: a new random stream
+        if t.generator_reseeded is not None:
+            history.setdefault("generator_reseeded", []).append(
+                {"repeat": r, **t.generator_reseeded}
+            )
     return float(state.get("elapsed", 0.0)), history
 
 
@@ -211,6 +234,21 @@ def _epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[st
     for key in objectives:
         metrics[key] = metrics[PER_EPOCH[key]] if key in PER_EPOCH else math.nan
     return metrics
+
+
+@contextlib.contextmanager
+def _device_memory(device: Device, share: float, repeats: int) -> Iterator[None]:
+    """The trial's GPU memory: capped at its share while it runs, an out-of-memory error
+    turned into one line naming the share and the fix, the cache handed back at the end."""
+    cap = cap_memory(device, share)
+    try:
+        yield
+    except (torch.OutOfMemoryError, EnsembleStepError) as e:
+        if isinstance(e, EnsembleStepError) and not isinstance(e.cause, torch.OutOfMemoryError):
+            raise
+        raise RevstudyError(oom_message(share, cap, repeats)) from e
+    finally:
+        release_memory(device)
 
 
 @contextlib.contextmanager

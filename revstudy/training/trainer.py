@@ -104,6 +104,8 @@ class Trainer:
         self._val_baseline: float | None = None
         self._libraries: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
         self._renumbered: dict[str, torch.Tensor | None] = {}
+        # set by load_state when the checkpoint's generator was of another device type
+        self.generator_reseeded: dict[str, Any] | None = None
 
     # -- one epoch --------------------------------------------------------------------------
     def _losses(self, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -348,6 +350,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.gen.get_state(),
+            # a CPU generator's state is 5056 bytes, a CUDA one's 16: the type says which
+            "generator_device": self.gen.device.type,
             "epoch": self.epoch,
             "history": [asdict(h) for h in self.history],
             "train_seconds": self.train_seconds,
@@ -355,8 +359,12 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Resume from `state()`, saved on any device: tensors move to this trainer's device,
-        the generator's state to the CPU (where the generator lives)."""
+        """Resume from `state()`, saved on any device: tensors move to this trainer's device.
+        A generator state is host bytes whatever the generator's device (`get_state` returns
+        it on the CPU, `set_state` wants it there). A state from a generator of another
+        device type (a trial restarted by Ray on a node of the other kind) cannot be set:
+        the generator is then reseeded from the seed and epoch (`reseed`), so the run goes on
+        deterministically, and `generator_reseeded` says so for the trial's history."""
         missing = [k for k in STATE_KEYS if k not in state]
         if missing:
             raise CheckpointError(f"checkpoint lacks {', '.join(missing)}")
@@ -368,17 +376,48 @@ class Trainer:
                 "checkpoint: generator state was loaded onto the meta device; "
                 "load checkpoints with revstudy.checkpoint.load_checkpoint (CPU first)"
             )
+        saved_on = saved_generator_device(state)
         try:
             self.model.load_state_dict(state["model"])  # copies into this device's parameters
             self.optimizer.load_state_dict(state["optimizer"])  # casts state to the params'
-            self.gen.set_state(gen_state.cpu())
             self.epoch = int(state["epoch"])
+            if saved_on == self.gen.device.type:
+                self.gen.set_state(gen_state.cpu())
+            else:
+                self.gen.manual_seed(reseed(int(state.get("seed", self.seed)), self.epoch))
+                self.generator_reseeded = {
+                    "epoch": self.epoch,
+                    "from": saved_on,
+                    "to": self.gen.device.type,
+                }
             self.history = [EpochRecord(**h) for h in state["history"]]
             self.train_seconds = float(state["train_seconds"])
             self.seed = int(state.get("seed", self.seed))
         except (RuntimeError, TypeError, ValueError, KeyError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise CheckpointError(f"checkpoint does not fit this configuration: {first}") from None
+
+
+def saved_generator_device(state: dict[str, Any]) -> str:
+    """The device type of the generator a checkpoint's state came from; checkpoints written
+    before it was recorded are told apart by size (a CUDA generator's state is 16 bytes)."""
+    saved = state.get("generator_device")
+    if saved is None:
+        return "cuda" if state["generator"].numel() == CUDA_GENERATOR_STATE_BYTES else "cpu"
+    if saved not in ("cpu", "cuda"):
+        raise CheckpointError(
+            f"checkpoint: generator_device {str(saved)[:40]!r} is not cpu or cuda"
+        )
+    return str(saved)
+
+
+CUDA_GENERATOR_STATE_BYTES = 16  # seed + offset of the Philox generator CUDA uses
+
+
+def reseed(seed: int, epoch: int) -> int:
+    """The seed of a generator continued after `epoch` on another device type: fixed by the
+    trial's seed and the epoch, so two resumes of one checkpoint draw the same numbers."""
+    return (seed * 1_000_003 + epoch * 7_919 + 1) % 2**63
 
 
 def make_optimizer(

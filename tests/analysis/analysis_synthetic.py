@@ -117,6 +117,7 @@ def make_study(root: Path, kind: str = "single", n_trials: int = 14, seed: int =
             "failure_reason": "RuntimeError: CUDA out of memory" if state == "FAILED" else "",
             "is_baseline": i == 0, "epochs_done": n_ep if finished else 0,
             "wall_seconds": 42.0, "device": "cuda" if i == 2 else "cpu", "tf32": i == 2,
+            "generator_reseeded": int(i == 3),
             **{f"config/{k}": v for k, v in p.items()}, "config/epochs": 5,
             "config/hidden_sizes": json.dumps([p["hidden"], p["hidden"]]),
             **metrics, **{f"{k}_std": 0.0 for k in metrics},

@@ -103,6 +103,11 @@ def test_tf32_trials_are_flagged_beside_the_inversion_error(study_dir, single_ht
     assert "ran with TF32 CUDA kernels" in single_html
 
 
+def test_a_resume_on_another_device_type_is_told(single_html: str) -> None:
+    assert "1 trial(s) resumed on another device type (CPU ↔ GPU)" in single_html
+    assert "generator reseeded from seed and epoch" in single_html
+
+
 def test_no_ray_or_torch(study_dir, tmp_path: Path) -> None:
     # A finder that refuses ray/torch, rather than sys.modules[...] = None: scipy's
     # array_api_compat looks torch up in sys.modules and breaks on a None entry.

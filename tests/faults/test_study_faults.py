@@ -146,7 +146,8 @@ def test_truncated_study_json(tmp_path: Path, study: Path) -> None:
 @pytest.mark.parametrize(
     ("flag", "value", "needle"),
     [
-        ("--gpus-per-trial", "-1", "--gpus-per-trial -1: must be >= 0"),
+        ("--gpus-per-trial", "-1", "--gpus-per-trial -1: a trial trains on one GPU"),
+        ("--gpus-per-trial", "2", "--gpus-per-trial 2: a trial trains on one GPU"),
         ("--cpus-per-trial", "-1", "--cpus-per-trial -1: must be > 0"),
         ("--cpus-per-trial", "0", "--cpus-per-trial 0: must be > 0"),
         ("--max-failures", "-5", "--max-failures -5"),

@@ -127,3 +127,15 @@ def test_a_trials_ensemble_fallback_reaches_the_table(tmp_path: Path) -> None:
     )
     table = build_trials_table(tmp_path, {})
     assert table.loc[0, "repeat_fallback"] == reason and table.loc[0, "state"] == "COMPLETED"
+
+
+def test_a_resume_on_another_device_type_reaches_the_table(tmp_path: Path) -> None:
+    d = tmp_path / "trials" / "t"
+    d.mkdir(parents=True)
+    (d / "trial.json").write_text(json.dumps({"config": {"epochs": 1}, "number": 0}))
+    history = {"resumed_after_epoch": [2], "generator_reseeded": [{"repeat": 0, "epoch": 2}]}
+    (d / "result.json").write_text(
+        json.dumps({"metrics": {"epoch": 1}, "config": {"epochs": 1}, "history": history})
+    )
+    table = build_trials_table(tmp_path, {})
+    assert table.loc[0, "resumes"] == 1 and table.loc[0, "generator_reseeded"] == 1

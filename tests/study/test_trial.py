@@ -167,3 +167,40 @@ def test_a_worker_starting_after_its_driver_died_leaves_the_folder_alone(
     assert (tdir / "failure.json").read_text() == '{"reason": "kept"}'
     assert sorted(p.name for p in tdir.iterdir()) == ["failure.json", "owner.json"]
     assert reports == []
+
+
+class _StopAfter:
+    """A report that stops the trial after `epochs` epochs (a checkpoint stays behind)."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        if metrics["epoch"] >= self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_a_checkpoint_from_a_gpu_node_resumes_on_a_cpu_node_and_says_so(
+    tmp_path: Path, synthetic_csv: Path, space: Path
+) -> None:
+    from revstudy.training.checkpoint import load_checkpoint, save_checkpoint
+
+    study = tmp_path / "s"
+    with pytest.raises(KeyboardInterrupt):
+        train_trial(
+            {}, space=load_space(str(space)), dataset=read_dataset(synthetic_csv), study=study,
+            trial_id="t1", repeats=2, seed=3, objectives=["f1_macro_skill"],
+            report=_StopAfter(2), threads=1,
+        )  # fmt: skip
+    ckpt = study / "trials" / "t1" / STATE_FILE
+    state = load_checkpoint(ckpt)
+    for s in state["trainers"]:  # as a CUDA trainer writes it (issue #23.2)
+        s["generator"], s["generator_device"] = torch.arange(16, dtype=torch.uint8), "cuda"
+    save_checkpoint(ckpt, state)
+    reports: list[dict[str, Any]] = []
+    _run(study, synthetic_csv, space, reports)
+    assert [r["epoch"] for r in reports] == [3, 4] and reports[-1][FINAL_KEY] == 1
+    result = json.loads((study / "trials" / "t1" / "result.json").read_text())
+    assert result["history"]["generator_reseeded"] == [
+        {"repeat": r, "epoch": 2, "from": "cuda", "to": "cpu"} for r in range(2)
+    ]

@@ -7,6 +7,7 @@ device, which also moves every tensor away from the CPU.
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 import zipfile
@@ -121,3 +122,44 @@ def test_save_is_atomic(trained: tuple[Trainer, SplitTensors], tmp_path: Path) -
     save_checkpoint(path, t.state())
     save_checkpoint(path, t.state())  # over an existing one
     assert [p.name for p in path.parent.iterdir()] == ["state.pt"]  # no temp file left
+
+
+def _as_if_from_cuda(state: dict, recorded: bool = True) -> dict:
+    """The state a CUDA trainer writes: a 16-byte Philox generator state."""
+    state = {**state, "generator": torch.arange(16, dtype=torch.uint8)}
+    if recorded:
+        state["generator_device"] = "cuda"
+    else:
+        state.pop("generator_device", None)  # a checkpoint from before the field existed
+    return state
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_checkpoint_from_the_other_device_type_resumes_deterministically(
+    trained: tuple[Trainer, SplitTensors], recorded: bool
+) -> None:
+    t, data = trained
+    state = t.state()
+    assert state["generator_device"] == "cpu"
+    foreign = _as_if_from_cuda(state, recorded)
+    with pytest.raises(RuntimeError):  # what the old load did with it: "does not fit"
+        torch.Generator().set_state(foreign["generator"])
+    runs = []
+    for _ in range(2):
+        resumed = Trainer(TINY, data)
+        resumed.load_state(copy.deepcopy(foreign))  # a state dict holds live optimiser tensors
+        assert resumed.generator_reseeded == {"epoch": 1, "from": "cuda", "to": "cpu"}
+        fit(resumed)
+        runs.append(resumed)
+    assert runs[0].history[-1].train_loss == runs[1].history[-1].train_loss
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    same = Trainer(TINY, data)
+    same.load_state(state)  # the same device type: the saved stream, no reseed
+    assert same.generator_reseeded is None
+
+
+def test_an_unknown_generator_device_is_refused(trained: tuple[Trainer, SplitTensors]) -> None:
+    t, data = trained
+    with pytest.raises(CheckpointError, match="generator_device 'tpu'"):
+        Trainer(TINY, data).load_state({**t.state(), "generator_device": "tpu"})
