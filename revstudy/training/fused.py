@@ -189,13 +189,18 @@ class FusedRepeats:
         return objective_terms(z_free, y_latent, x_gen, xb, yb, self.config, epoch, ref=ref)
 
     def _clip(self) -> None:
-        """`clip_grad_norm_` per repeat: each repeat's gradient scaled by its own norm."""
+        """`clip_grad_norm_` per repeat, the same arithmetic (the norm of the per-tensor norms,
+        scaled by max / (norm + 1e-6) clamped at 1), in a constant number of launches: one
+        foreach norm over every repeat's slice of every gradient, one multiply per repeat;
+        no per-tensor kernels, no host sync."""
         grads = [p.grad for p in self.params.values() if p.grad is not None]
-        r = len(self.trainers)
-        sq = torch.stack([g.pow(2).reshape(r, -1).sum(dim=1) for g in grads]).sum(dim=0)
-        coef = (self.config.grad_clip / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(r, *([1] * (g.dim() - 1))))
+        r, n = len(self.trainers), len(grads)
+        rows = [g[i] for i in range(r) for g in grads]  # repeat-major views, no copy
+        norms = torch.stack(torch._foreach_norm(rows)).view(r, n)
+        total = torch.linalg.vector_norm(norms, dim=1)
+        coef = (self.config.grad_clip / (total + 1e-6)).clamp(max=1.0)
+        for i in range(r):
+            torch._foreach_mul_(rows[i * n : (i + 1) * n], coef[i])
 
     def train_epoch(self) -> list[EpochRecord]:
         """One epoch of every repeat; each repeat's record as `Trainer.train_epoch` gives it.
@@ -260,16 +265,21 @@ class FusedRepeats:
         self.optimizer.load_state_dict({"state": stacked, "param_groups": doc["param_groups"]})
 
     def states(self) -> list[dict[str, Any]]:
-        """Every repeat's `Trainer.state()`, each with its slice of the optimiser state."""
+        """Every repeat's `Trainer.state()`, each with its slice of the ensemble's optimiser
+        state. The moments are views of the live ones (no copy on the device, and the
+        repeats' own optimisers stay empty): save them (`save_checkpoint` copies them to the
+        host) or load them before the ensemble trains on. `step` counters are copied: each
+        repeat's optimiser counts its own."""
         stacked = self.optimizer.state_dict()["state"]
+        states = []
         for r, t in enumerate(self.trainers):
             own = {
-                i: {k: v[r].clone() if _per_param(k, v) else _copy(v) for k, v in s.items()}
+                i: {k: v[r] if _per_param(k, v) else _copy(v) for k, v in s.items()}
                 for i, s in stacked.items()
             }
             groups = t.optimizer.state_dict()["param_groups"]
-            t.optimizer.load_state_dict({"state": own, "param_groups": groups})
-        return [t.state() for t in self.trainers]
+            states.append({**t.state(), "optimizer": {"state": own, "param_groups": groups}})
+        return states
 
 
 Strategy = Literal["vmap", "lanes", "sequential"]
@@ -392,6 +402,8 @@ class Repeats:
                 self.trainers[r].gen.set_state(state)
             return [self.trainers[r].train_epoch() for r in members]
         self._proven.add(g)
+        for r in members:  # the ensemble holds the moments now: no second copy on the device
+            self.trainers[r].optimizer.state.clear()
         return recs
 
     def states(self) -> list[dict[str, Any]]:

@@ -163,3 +163,32 @@ def test_an_unknown_generator_device_is_refused(trained: tuple[Trainer, SplitTen
     t, data = trained
     with pytest.raises(CheckpointError, match="generator_device 'tpu'"):
         Trainer(TINY, data).load_state({**t.state(), "generator_device": "tpu"})
+
+
+def test_device_tensors_cross_to_the_host_in_a_few_packed_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #23.7: thousands of small tensors, one transfer per dtype and chunk. CPU tensors
+    stand in for device ones (`on_device`); `cat` is counted as the transfers are."""
+    from revstudy.training import checkpoint
+
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(3, 5, generator=gen) for _ in range(700)]
+    steps = [torch.tensor(float(i)) for i in range(70)]  # 0-dim, like fused Adam's `step`
+    ints = torch.arange(6).reshape(2, 3).t()  # another dtype, not contiguous
+    state = {"trainers": [{"model": {str(i): w for i, w in enumerate(weights)}, "s": steps}],
+             "ints": (ints, "text", 3), "gen": torch.zeros(4, dtype=torch.uint8)}  # fmt: skip
+    cats: list[int] = []
+    real_cat = torch.cat
+    monkeypatch.setattr(torch, "cat", lambda ts, *a, **k: cats.append(len(ts)) or real_cat(ts))
+    monkeypatch.setattr(checkpoint, "TRANSFER_BYTES", 20 * 1024)
+    on_device = lambda t: t.dtype != torch.uint8  # noqa: E731 - the generator stays
+    host = checkpoint.to_host(state, on_device=on_device)
+    assert len(cats) == 4  # float32: 700 x 60 B + 70 x 4 B in 20 KiB chunks = 3; int64: 1
+    got = host["trainers"][0]
+    for i, w in enumerate(weights):
+        assert torch.equal(got["model"][str(i)], w) and got["model"][str(i)] is not w
+    assert [float(s) for s in got["s"]] == list(range(70)) and got["s"][0].dim() == 0
+    assert torch.equal(host["ints"][0], ints) and host["ints"][1:] == ("text", 3)
+    assert host["gen"] is state["gen"]  # not a device tensor: left as it is
+    assert checkpoint.to_host(state)["gen"] is state["gen"]  # CPU state: nothing copied

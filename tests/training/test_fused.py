@@ -230,3 +230,50 @@ def test_a_failure_outside_the_ensembles_step_is_the_trials_failure(
     monkeypatch.setattr(Trainer, "validate", broken_validate)
     with pytest.raises(RuntimeError, match="validation broke"):
         train_repeats(TINY, dataset, 2, strategy="vmap")
+
+
+def test_a_resumed_ensemble_keeps_one_copy_of_the_adam_moments(dataset: Dataset) -> None:
+    """Issue #23.4: a checkpoint fills each repeat's own optimiser; once the ensemble has
+    stacked them and run an epoch they are dropped, and checkpoints are built from the
+    ensemble's moments without filling the repeats' optimisers again."""
+    first = Repeats(trainers(dataset, TINY, repeats=2), strategy="vmap")
+    first.train_epoch()
+    saved = first.states()
+    resumed = trainers(dataset, TINY, repeats=2)
+    for t, s in zip(resumed, saved, strict=True):
+        t.load_state(s)
+    assert all(t.optimizer.state for t in resumed)  # loaded, the fallback's starting point
+    group = Repeats(resumed, strategy="vmap")
+    group.train_epoch()
+    assert not any(t.optimizer.state for t in resumed)  # one copy: the ensemble's
+    states = group.states()
+    assert not any(t.optimizer.state for t in resumed)
+    moments = states[1]["optimizer"]["state"][0]["exp_avg"]
+    fused = group.groups[0][1]
+    assert fused is not None
+    assert moments.untyped_storage().data_ptr() == (
+        fused.optimizer.state_dict()["state"][0]["exp_avg"].untyped_storage().data_ptr()
+    )
+
+
+def test_the_ensembles_clipping_is_clip_grad_norm_per_repeat(dataset: Dataset) -> None:
+    group = FusedRepeats(trainers(dataset, FULL, repeats=3))
+    gen = torch.Generator().manual_seed(5)
+    for i, p in enumerate(group.params.values()):
+        scale = [1.0, 1e-7, 10.0]  # repeat 1 below the limit: left alone
+        p.grad = torch.stack([torch.randn(p.shape[1:], generator=gen) * s for s in scale])
+        p.grad[0] *= 1 + i
+    want = []
+    for r in range(3):
+        own = [torch.nn.Parameter(torch.zeros(p.shape[1:])) for p in group.params.values()]
+        for q, p in zip(own, group.params.values(), strict=True):
+            q.grad = p.grad[r].clone()
+        torch.nn.utils.clip_grad_norm_(own, FULL.grad_clip)
+        want.append([q.grad for q in own])
+    before = [p.grad[1].clone() for p in group.params.values()]
+    group._clip()
+    for r in range(3):
+        for q, p in zip(want[r], group.params.values(), strict=True):
+            torch.testing.assert_close(p.grad[r], q, rtol=1e-6, atol=0)
+    for b, p in zip(before, group.params.values(), strict=True):
+        assert torch.equal(b, p.grad[1])
