@@ -1,31 +1,40 @@
 """GPU check: what CI (no GPU) cannot test, in one run on a machine with a CUDA GPU.
 
-    python benchmarks/gpu_check.py --data ../shared/data/reversibledata.csv
+    python benchmarks/gpu_check.py --data ../shared/data/reversibledata.csv [--budget-s 480]
 
 Runs `revstudy` as a user does, in fresh processes, and writes one JSON file
-(default `benchmarks/results/gpu_check.json`) with:
+(default `benchmarks/results/gpu_check.json`), rewritten after every phase and every run
+inside a phase, so a timeout or a failing phase loses nothing already measured:
 
 1. `paper`: the paper configuration trained on `cuda` (5 epochs, 1 repeat) in full fp32, and
-   again with `allow_tf32: true`: inversion error, train seconds, macro F1. Check: the fp32
-   `inv_error_max` is at most 1e-5 (TF32 gave 2e-4 on an H200).
+   again with `allow_tf32: true` (each run on its own: one failing keeps the other): inversion
+   error, train seconds, macro F1. Check: the fp32 `inv_error_max` is at most 1e-5 (TF32 gave
+   2e-4 on an H200).
 2. `paper_r10` (skip with `--no-repeats10`): the same with `--repeats 10`, fused (one batched
-   ensemble, the default) and one repeat after another (`--no-fuse`, the code before #14):
-   training seconds of each and their ratio to R = 1 (target: fused R = 10 ≤ 2× R = 1).
-3. `fractional`: a quick study at `--gpus-per-trial 0.25`, 4 trials at a time: trials/hour,
+   ensemble, the default) and one repeat after another (`--no-fuse`): training seconds of
+   each and their ratio to R = 1 (target: fused R = 10 ≤ 2× R = 1).
+3. `deterministic`: the paper configuration with `deterministic: true`, twice, and the fp32
+   run once more: whether each pair is identical, and what determinism costs in time.
+   Check: the deterministic pair is identical.
+4. `devices`: `cross_device.py` (a checkpoint continued on the other device type, both ways;
+   bit-for-bit resume on CUDA with and without `deterministic`), and a study launched with
+   `--gpus-per-trial 0` on this GPU machine. Checks: both resumes finish and record the
+   reseed; the deterministic resume equals the uninterrupted run; every trial of the
+   CPU-only study ran on the CPU (Ray 2.60 leaves the GPU visible to such workers).
+5. `fractional`: a quick study at `--gpus-per-trial 0.25`, 4 trials at a time: trials/hour,
    states. Check: no trial failed.
-4. `sigkill`: a study of 6-8 epoch trials killed with SIGKILL while trials are mid-training
+6. `sigkill`: a study of 6-8 epoch trials killed with SIGKILL while trials are mid-training
    (a checkpoint on disk, no result yet), then `revstudy resume`. Checks: every trial ends,
-   none failed, and every interrupted trial continued from its checkpoint
-   (`resumed_after_epoch` non-empty in its result.json).
-5. `compile` (last, the slowest): `compile_step.py --device cuda`, the training step eager
-   and under `torch.compile` (default, max-autotune without CUDA graphs, reduce-overhead =
-   CUDA graphs): steady epoch seconds, compile seconds, loss and inversion-error agreement.
-6. `gpu_util`: SM utilisation and memory sampled by `nvidia-smi` every 0.5 s, per phase.
+   none failed, and every interrupted trial continued from its checkpoint.
+7. `compile` (last, the slowest): `compile_step.py --device cuda` for `--compile-modes`
+   (default eager and reduce-overhead = CUDA graphs): steady epoch seconds, compile seconds,
+   loss and inversion-error agreement; its own JSON is written after every mode.
+8. `gpu_util`: SM utilisation and memory of this process's GPU (`nvidia-smi -i`), sampled
+   every 0.5 s, per phase.
 
-The first four phases fit in about 6 minutes on one H100/H200; `compile` adds a few
-minutes of compilation (skip it with `--only paper paper_r10 fractional sigkill`). On a
-machine without CUDA it refuses (exit 2). The process exit status is 1 when a check fails,
-so a CI job on a GPU runner can use it.
+`--budget-s` bounds the whole run: a phase starts only while time is left, and its commands
+get at most the time that is left. On a machine without CUDA it refuses (exit 2). The exit
+status is 1 when a check fails, so a CI job on a GPU runner can use it.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-PHASES = ["paper", "paper_r10", "fractional", "sigkill", "compile"]  # in this order
+PHASES = ["paper", "paper_r10", "deterministic", "devices", "fractional", "sigkill", "compile"]
 INV_ERROR_BOUND = 1e-5
 KILL_SPACE = """\
 description: gpu_check sigkill study (trials long enough to be killed mid-training)
@@ -66,11 +75,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only", nargs="*", default=None, choices=PHASES, help="phases to run (default: all)"
     )
+    p.add_argument("--budget-s", type=float, default=None, help="seconds for the whole run")
+    p.add_argument("--compile-modes", default="eager,reduce-overhead", help="compile_step modes")
     args = p.parse_args(argv)
     if not 0 < args.gpus_per_trial <= 1:
         p.error("--gpus-per-trial must be in (0, 1]")
     if args.samples < 1:
         p.error("--samples must be >= 1")
+    if args.budget_s is not None and args.budget_s <= 0:
+        p.error("--budget-s must be > 0")
     if not Path(args.data).is_file():
         p.error(f"--data {args.data}: file not found")
     return args
@@ -110,7 +123,15 @@ class GpuSampler:
         if shutil.which("nvidia-smi") is None:
             return
         self._proc = subprocess.Popen(
-            ["nvidia-smi", self.QUERY, "--format=csv,noheader,nounits", "-lms", "500"],
+            [
+                "nvidia-smi",
+                "-i",
+                smi_index(),
+                self.QUERY,
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "500",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -132,6 +153,15 @@ class GpuSampler:
 
     def window(self, start: float, end: float) -> dict[str, Any]:
         return summarise_util([s for s in self.samples if start <= s[0] <= end])
+
+
+def smi_index(visible: str | None = None) -> str:
+    """The GPU this process computes on, as `nvidia-smi -i` names it: the first entry of
+    `CUDA_VISIBLE_DEVICES` (an index or a UUID), else 0. Without `-i` nvidia-smi prints
+    every GPU of the host, and idle ones would dilute the figures."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    first = (visible or "").split(",")[0].strip()
+    return first or "0"
 
 
 def parse_smi_line(line: str) -> tuple[float, float] | None:
@@ -158,13 +188,30 @@ def summarise_util(samples: list[tuple[float, float, float]]) -> dict[str, Any]:
     }
 
 
+class Deadline:
+    """The run's time budget: how long a command may still take (`--budget-s`)."""
+
+    def __init__(self, budget_s: float | None):
+        self.end = None if budget_s is None else time.time() + budget_s
+
+    def left(self) -> float:
+        return float("inf") if self.end is None else self.end - time.time()
+
+    def timeout(self, cap: float) -> float:
+        """At most `cap` seconds, and never past the deadline (at least one second)."""
+        return max(1.0, min(cap, self.left()))
+
+
+DEADLINE = Deadline(None)
+
+
 def cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "revstudy.cli", *args],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=DEADLINE.timeout(timeout),
         env=env,
         cwd=cwd,
     )
@@ -175,22 +222,36 @@ def _ok(res: subprocess.CompletedProcess, what: str) -> None:
         raise RuntimeError(f"{what} exited {res.returncode}: {res.stderr[-1500:]}")
 
 
-def paper_run(data: str, work: Path, repeats: int, tf32: bool, fuse: bool = True) -> dict[str, Any]:
-    """`revstudy train --device cuda` of the paper configuration; its metrics."""
-    out = work / f"paper-r{repeats}{'-tf32' if tf32 else ''}{'' if fuse else '-one-by-one'}"
+def paper_config(path: Path, **overrides: Any) -> Path:
+    """The paper configuration with `overrides`, written as YAML by a child process that
+    imports revstudy the way the CLI does (this script never imports it: it may run from a
+    checkout where only the installed copy is importable)."""
+    code = (
+        "import sys, json, yaml\n"
+        "from revstudy.study.spaces import load_fixed_config\n"
+        "doc = load_fixed_config('paper').replace(**json.loads(sys.argv[2])).to_dict()\n"
+        "open(sys.argv[1], 'w').write(yaml.safe_dump(doc))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(path), json.dumps(overrides)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE.timeout(120),
+    )
+    _ok(res, "writing the paper configuration")
+    return path
+
+
+def paper_run(
+    data: str, work: Path, repeats: int, fuse: bool = True, tag: str = "", **overrides: Any
+) -> dict[str, Any]:
+    """`revstudy train --device cuda` of the paper configuration (with `overrides`)."""
+    name = f"paper-r{repeats}{'' if fuse else '-one-by-one'}{tag}"
+    out = work / name
     args = ["train", "--device", "cuda", "--data", data, "--repeats", str(repeats)]
-    args += ["--fuse" if fuse else "--no-fuse", "--out"]
-    if tf32:
-        cfg = work / "paper-tf32.yaml"
-        import yaml
-
-        from revstudy.study.spaces import load_fixed_config
-
-        doc = load_fixed_config("paper").replace(allow_tf32=True).to_dict()
-        cfg.write_text(yaml.safe_dump(doc))
-        args += [str(out), "--config", str(cfg)]
-    else:
-        args += [str(out)]
+    args += ["--fuse" if fuse else "--no-fuse", "--out", str(out)]
+    if overrides:
+        args += ["--config", str(paper_config(work / f"{name}.yaml", **overrides))]
     t0 = time.time()
     res = cli(*args)
     _ok(res, "train")
@@ -199,31 +260,126 @@ def paper_run(data: str, work: Path, repeats: int, tf32: bool, fuse: bool = True
     return {
         "repeats": repeats,
         "fused": fuse,
-        "allow_tf32": tf32,
+        **overrides,
         "wall_s": time.time() - t0,
         "train_seconds_total": sum(r["train_seconds"] for r in metrics["repeats"]),
         "train_seconds_per_repeat": agg["train_seconds"]["mean"],
         "inv_error_max": agg["inv_error_max"]["max"],
         "f1_macro": agg["f1_macro"]["mean"],
         "f1_macro_skill": agg.get("f1_macro_skill", {}).get("mean"),
+        "figures": _run_figures(metrics),
     }
 
 
-def compile_phase(data: str, work: Path) -> dict[str, Any]:
+def _run_figures(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every repeat's figures but the timings: two runs that compute the same agree on all."""
+    return [
+        {k: v for k, v in sorted(r.items()) if "seconds" not in k and isinstance(v, float | int)}
+        for r in metrics["repeats"]
+    ]
+
+
+def attempt(runs: dict[str, Any], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """`runs[name] = fn(...)`, or the error it raised: one run failing keeps the others."""
+    try:
+        runs[name] = fn(*args, **kwargs)
+    except Exception as e:
+        runs[name] = {"error": f"{type(e).__name__}: {str(e)[-1500:]}"}
+    return runs[name]
+
+
+def identical(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    """Whether two runs gave the same figures to the last bit (None: one of them failed)."""
+    if "figures" not in a or "figures" not in b:
+        return None
+    return bool(a["figures"] == b["figures"])
+
+
+def deterministic_phase(data: str, work: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    first = attempt(runs, "det_1", paper_run, data, work, 1, tag="-det1", deterministic=True)
+    second = attempt(runs, "det_2", paper_run, data, work, 1, tag="-det2", deterministic=True)
+    again = attempt(runs, "fp32_again", paper_run, data, work, 1, tag="-again")
+    fp32 = doc.get("paper", {}).get("fp32", {})
+    runs["deterministic_identical"] = identical(first, second)
+    runs["default_identical"] = identical(fp32, again)
+    if "train_seconds_total" in first and "train_seconds_total" in fp32:
+        runs["deterministic_time_ratio"] = (
+            first["train_seconds_total"] / fp32["train_seconds_total"]
+        )
+    return runs
+
+
+def devices_phase(data: str, work: Path) -> dict[str, Any]:
+    """cross_device.py, then a study with --gpus-per-trial 0: every trial on the CPU."""
+    out: dict[str, Any] = {}
+    path = work / "cross_device.json"
+    try:
+        res = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "cross_device.py"), "--data", data,
+             "--out", str(path)],
+            capture_output=True, text=True, timeout=DEADLINE.timeout(300),
+        )  # fmt: skip
+        out["cross_device_exit"] = res.returncode
+        if res.returncode not in (0, 1):
+            out["cross_device_stderr"] = res.stderr[-1500:]
+    except subprocess.TimeoutExpired:
+        out["cross_device_exit"] = "timeout"
+    if path.is_file():
+        out["cross_device"] = json.loads(path.read_text())
+    attempt(out, "cpu_study", cpu_only_study, data, work)
+    return out
+
+
+CPU_SPACE = """\
+description: gpu_check CPU-only trials on a GPU machine
+fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epochs: 1}
+params:
+  lr: {type: float, low: 5.0e-4, high: 3.0e-3, log: true}
+"""
+
+
+def cpu_only_study(data: str, work: Path) -> dict[str, Any]:
+    storage = work / "studies"
+    space = work / "cpu.yaml"
+    space.write_text(CPU_SPACE)
+    res = cli(
+        "launch", "--space", str(space), "--data", data, "--storage", str(storage), "--name",
+        "cpu-only", "--num-samples", "2", "--gpus-per-trial", "0", "--cpus-per-trial", "2",
+        "--scheduler", "none", "--no-baseline", "--repeats", "1", timeout=300,
+    )  # fmt: skip
+    _ok(res, "launch (--gpus-per-trial 0)")
+    devices = [
+        json.loads(p.read_text()).get("device")
+        for p in (storage / "cpu-only" / "trials").glob("*/result.json")
+    ]
+    return {"devices": devices, "ok": len(devices) == 2 and set(devices) == {"cpu"}}
+
+
+def compile_phase(data: str, work: Path, modes: str) -> dict[str, Any]:
     """`compile_step.py --device cuda`: eager vs `torch.compile` modes (CUDA graphs among
-    them) for the paper configuration's training step; its JSON."""
+    them) for the paper configuration's training step; its JSON (written after every mode,
+    so a timeout keeps the modes that finished)."""
     out = work / "compile_step.json"
     script = REPO / "benchmarks" / "compile_step.py"
     threads = str(min(8, os.cpu_count() or 1))
     args = ["--data", data, "--device", "cuda", "--threads", threads, "--out", str(out)]
-    res = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    _ok(res, "compile_step.py")
-    doc: dict[str, Any] = json.loads(out.read_text())
+    args += ["--modes", modes]
+    timed_out = False
+    try:
+        res = subprocess.run(
+            [sys.executable, str(script), *args],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE.timeout(1200),
+        )
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    doc: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    if timed_out:
+        doc["timed_out"] = True
+    elif res.returncode != 0:
+        doc["error"] = f"compile_step.py exited {res.returncode}: {res.stderr[-1500:]}"
     return doc
 
 
@@ -333,9 +489,11 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DEADLINE
     args = parse_args(argv)
     device = require_cuda()
-    phases = args.only or PHASES
+    DEADLINE = Deadline(args.budget_s)
+    phases = list(args.only or PHASES)
     if args.no_repeats10 and "paper_r10" in phases:
         phases.remove("paper_r10")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gpu_check-"))
@@ -344,41 +502,24 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"device": device, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     checks: dict[str, bool] = {}
     util: dict[str, Any] = {}
+
+    def save() -> None:
+        write_json_atomic(Path(args.out), {**doc, "gpu_util": util, "checks": checks})
+
     try:
         for phase in phases:
+            if DEADLINE.left() < 20:
+                doc.setdefault("skipped_for_time", []).append(phase)
+                continue
             t0 = time.time()
             print(f"gpu_check: {phase} …", file=sys.stderr, flush=True)
             try:
-                if phase == "paper":
-                    fp32 = paper_run(args.data, work, 1, tf32=False)
-                    tf32 = paper_run(args.data, work, 1, tf32=True)
-                    doc["paper"] = {"fp32": fp32, "tf32": tf32}
-                    checks["paper_inv_error_max_le_1e-5"] = fp32["inv_error_max"] <= INV_ERROR_BOUND
-                elif phase == "paper_r10":
-                    fused = paper_run(args.data, work, 10, tf32=False)
-                    one_by_one = paper_run(args.data, work, 10, tf32=False, fuse=False)
-                    doc["paper_r10"] = {"fused": fused, "one_by_one": one_by_one}
-                    r1 = doc.get("paper", {}).get("fp32", {}).get("train_seconds_total")
-                    if r1:
-                        for run in (fused, one_by_one):
-                            run["train_seconds_over_r1"] = run["train_seconds_total"] / r1
-                elif phase == "fractional":
-                    doc["fractional"] = fractional_study(
-                        args.data, work, args.samples, args.gpus_per_trial
-                    )
-                    checks["fractional_no_failures"] = doc["fractional"]["ok"]
-                elif phase == "sigkill":
-                    doc["sigkill"] = sigkill_study(args.data, work, args.gpus_per_trial)
-                    checks["sigkill_resume_complete"] = doc["sigkill"]["ok"]
-                elif phase == "compile":
-                    doc["compile"] = compile_phase(args.data, work)
-                else:
-                    raise RuntimeError(f"unknown phase {phase!r}")
+                run_phase(phase, args, work, doc, checks, save)
             except Exception as e:  # recorded, and the next phase still runs
-                doc[phase] = {"error": f"{type(e).__name__}: {e}"}
+                doc[phase] = {**doc.get(phase, {}), "error": f"{type(e).__name__}: {e}"}
                 checks[phase] = False
             util[phase] = {**sampler.window(t0, time.time()), "seconds": time.time() - t0}
-            write_json_atomic(Path(args.out), {**doc, "gpu_util": util, "checks": checks})
+            save()
     finally:
         sampler.stop()
     doc.update(gpu_util=util, checks=checks, passed=all(checks.values()))
@@ -387,6 +528,58 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'PASS' if ok else 'FAIL'} {name}")
     print(f"wrote {args.out}")
     return 0 if doc["passed"] else 1
+
+
+def run_phase(
+    phase: str,
+    args: argparse.Namespace,
+    work: Path,
+    doc: dict[str, Any],
+    checks: dict[str, bool],
+    save: Any,
+) -> None:
+    """One phase into `doc` (saved after each of its runs) and its checks into `checks`."""
+    if phase == "paper":
+        runs = doc["paper"] = {}
+        fp32 = attempt(runs, "fp32", paper_run, args.data, work, 1)
+        save()
+        attempt(runs, "tf32", paper_run, args.data, work, 1, tag="-tf32", allow_tf32=True)
+        checks["paper_inv_error_max_le_1e-5"] = fp32.get("inv_error_max", 1.0) <= INV_ERROR_BOUND
+    elif phase == "paper_r10":
+        runs = doc["paper_r10"] = {}
+        attempt(runs, "fused", paper_run, args.data, work, 10)
+        save()
+        attempt(runs, "one_by_one", paper_run, args.data, work, 10, fuse=False)
+        r1 = doc.get("paper", {}).get("fp32", {}).get("train_seconds_total")
+        for run in runs.values():
+            if r1 and "train_seconds_total" in run:
+                run["train_seconds_over_r1"] = run["train_seconds_total"] / r1
+        checks["paper_r10_ran"] = all("error" not in r for r in runs.values())
+    elif phase == "deterministic":
+        doc["deterministic"] = deterministic_phase(args.data, work, doc)
+        checks["deterministic_runs_identical"] = bool(
+            doc["deterministic"]["deterministic_identical"]
+        )
+    elif phase == "devices":
+        got = doc["devices"] = devices_phase(args.data, work)
+        cross = got.get("cross_device", {})
+        checks["resume_across_device_types"] = bool(
+            cross.get("cuda_to_cpu", {}).get("ok") and cross.get("cpu_to_cuda", {}).get("ok")
+        )
+        checks["deterministic_resume_identical"] = bool(
+            cross.get("cuda_resume_deterministic", {}).get("identical")
+        )
+        checks["cpu_trials_stay_on_cpu"] = bool(got.get("cpu_study", {}).get("ok"))
+    elif phase == "fractional":
+        doc["fractional"] = fractional_study(args.data, work, args.samples, args.gpus_per_trial)
+        checks["fractional_no_failures"] = doc["fractional"]["ok"]
+    elif phase == "sigkill":
+        doc["sigkill"] = sigkill_study(args.data, work, args.gpus_per_trial)
+        checks["sigkill_resume_complete"] = doc["sigkill"]["ok"]
+    elif phase == "compile":
+        doc["compile"] = compile_phase(args.data, work, args.compile_modes)
+    else:
+        raise RuntimeError(f"unknown phase {phase!r}")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ def launch(
     gpus_per_trial: Annotated[
         float | None,
         typer.Option(
-            help="GPUs per trial, fractions allowed (default: 0.25, four trials per GPU, "
-            "when the cluster has GPUs)"
+            help="share of one GPU per trial, in (0, 1] (several trials share a GPU, each "
+            "capped at its share of its memory), or 0 for CPU-only trials [default: 0.25 "
+            "when the cluster has GPUs, else 0]"
         ),
     ] = None,
     sampler: Annotated[

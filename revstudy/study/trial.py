@@ -355,6 +355,7 @@ def _result_doc(
         "device": str(device),
         # TF32 trades inversion accuracy for speed on CUDA; say so beside the figures
         "tf32": bool(config.get("allow_tf32")) and device.type == "cuda",
+        "deterministic": bool(config.get("deterministic")),
     }
 
 

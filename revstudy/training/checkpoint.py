@@ -106,16 +106,17 @@ def _copy_packed(tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
     for t in tensors:
         by_dtype.setdefault(t.dtype, []).append(t)
     for group in by_dtype.values():
-        chunk: list[torch.Tensor] = []
+        chunks: list[list[torch.Tensor]] = [[]]
         size = 0
-        for t in [*group, None]:
-            nbytes = 0 if t is None else t.numel() * t.element_size()
-            if chunk and (t is None or size + nbytes > TRANSFER_BYTES):
-                flat = torch.cat([c.detach().reshape(-1) for c in chunk]).cpu()
-                for c, piece in zip(chunk, flat.split([c.numel() for c in chunk]), strict=True):
-                    out[id(c)] = piece.view(c.shape)
-                chunk, size = [], 0
-            if t is not None:
-                chunk.append(t)
-                size += nbytes
+        for t in group:
+            nbytes = t.numel() * t.element_size()
+            if chunks[-1] and size + nbytes > TRANSFER_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(t)
+            size += nbytes
+        for chunk in chunks:
+            flat = torch.cat([c.detach().reshape(-1) for c in chunk]).cpu()
+            for c, piece in zip(chunk, flat.split([c.numel() for c in chunk]), strict=True):
+                out[id(c)] = piece.view(c.shape)
     return out

@@ -76,6 +76,9 @@ class TrialConfig:
     cond_variation_draws: int = 6  # Z_free draws per fixed Y_latent (paper/reference: 6)
     # --- numerics --------------------------------------------------------------------------
     allow_tf32: bool = False  # True: TF32 CUDA convs/matmuls (faster, ~100x larger inv. error)
+    # True: deterministic CUDA kernels (cuDNN, cuBLAS, torch's own), so a GPU run repeats and
+    # resumes bit for bit; slower, and an operation without such a kernel fails the run
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)

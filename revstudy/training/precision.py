@@ -10,15 +10,22 @@ nothing.
 
 Only PyTorch's `fp32_precision` API is used: torch >= 2.9 raises when the legacy
 `allow_tf32` flags and the new API are mixed in one process.
+
+`set_determinism` is the other numerics switch of a process: cuDNN picks the fastest
+convolution algorithm per shape, some of them non-deterministic (atomic adds), and cuBLAS
+needs a fixed workspace to repeat a matmul bit for bit. A config with `deterministic: true`
+asks for deterministic algorithms everywhere; without it a GPU run is reproducible only up
+to round-off (README, "Reproducibility").
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
-__all__ = ["fp32_precision", "set_fp32_precision"]
+__all__ = ["fp32_precision", "set_determinism", "set_fp32_precision"]
 
 
 def set_fp32_precision(allow_tf32: bool = False) -> None:
@@ -37,3 +44,19 @@ def fp32_precision() -> dict[str, str]:
         "cuda.matmul": str(torch.backends.cuda.matmul.fp32_precision),
         "cudnn.conv": str(getattr(torch.backends.cudnn, "conv").fp32_precision),  # noqa: B009
     }
+
+
+# cuBLAS repeats a matmul bit for bit only with a fixed workspace; it reads this variable
+# when a process's first handle is made, so it is set by every process that trains, whatever
+# its first trial asks for (the value is the documented deterministic one; its size is what
+# recent CUDA versions use anyway)
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_determinism(deterministic: bool = False) -> None:
+    """Deterministic CUDA algorithms on or off for this process (Ray reuses a worker process
+    between trials, so every trial sets it, off included)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False  # benchmark mode may choose differently per run

@@ -31,7 +31,7 @@ from revstudy.training.metrics import (
     forward_all,
 )
 from revstudy.training.model import InvertibleNet
-from revstudy.training.precision import set_fp32_precision
+from revstudy.training.precision import set_determinism, set_fp32_precision
 from revstudy.training.resolution import paper_resolution_f1
 from revstudy.training.retrieval import library_index, retrieval_metrics
 from revstudy.training.splits import SplitTensors
@@ -92,6 +92,7 @@ class Trainer:
         self.data = data
         self.device = torch.device(device)
         set_fp32_precision(config.allow_tf32)  # before any kernel of this process runs
+        set_determinism(config.deterministic)
         self.seed = config.seed if seed is None else seed
         torch.manual_seed(self.seed)
         self.model = InvertibleNet.from_config(config).to(self.device)

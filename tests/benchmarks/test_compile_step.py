@@ -45,3 +45,49 @@ def test_an_eager_run_is_recorded(synthetic_csv: Path, tmp_path: Path) -> None:
     assert run["mode"] == "eager" and len(run["epoch_seconds"]) == 2
     assert run["speedup_steady"] == 1.0 and run["train_loss_max_rel_diff"] == 0.0
     assert run["inv_error_max"] < 1e-4
+
+
+def test_compiled_functions_run_only_where_a_backward_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #23.3: under CUDA graphs a replay overwrites the previous outputs, so evaluation
+    (forward, inverse, then the forward's outputs again) must not call the compiled ones."""
+    import torch
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *a: calls.append("compiled"))
+    monkeypatch.setattr(
+        torch.compiler, "cudagraph_mark_step_begin", lambda: calls.append("step begins")
+    )
+    forward = compile_step.training_only(lambda x: calls.append("eager"), "reduce-overhead", True)
+    inverse = compile_step.training_only(lambda x: calls.append("eager"), "reduce-overhead", False)
+    forward(1)
+    inverse(1)
+    assert calls == ["step begins", "compiled", "compiled"]
+    calls.clear()
+    with torch.no_grad():
+        forward(1)
+        inverse(1)
+    assert calls == ["eager", "eager"]
+
+
+def test_each_finished_mode_is_written_before_the_next_starts(
+    synthetic_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "c.json"
+    seen: list[list[str]] = []
+
+    def fake(data: str, mode: str, *rest: object) -> dict[str, object]:
+        if out.is_file():
+            seen.append([r["mode"] for r in json.loads(out.read_text())["runs"]])
+        if mode == "default":
+            raise KeyboardInterrupt  # a timeout's kill, as far as this process can tell
+        return {"mode": mode, "steady_epoch_seconds": 1.0, "first_epoch_seconds": 2.0,
+                "train_loss": [0.5, 0.4]}  # fmt: skip
+
+    monkeypatch.setattr(compile_step, "isolated", fake)
+    argv = ["--data", str(synthetic_csv), "--modes", "eager,default", "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        compile_step.main(argv)
+    assert seen == [["eager"]]
+    assert json.loads(out.read_text())["runs"][0]["speedup_steady"] == 1.0

@@ -74,3 +74,38 @@ def test_mid_training_means_a_checkpoint_and_no_result(tmp_path: Path) -> None:
         for f in files:
             (tmp_path / tid / f).write_text("x")
     assert gpu_check.mid_training(tmp_path) == {"a"}
+
+
+def test_nvidia_smi_watches_this_process_gpu() -> None:
+    assert gpu_check.smi_index("") == "0" and gpu_check.smi_index("3,1") == "3"
+    assert gpu_check.smi_index("GPU-5f1c") == "GPU-5f1c"
+
+
+def test_the_budget_bounds_every_command() -> None:
+    assert gpu_check.Deadline(None).timeout(600) == 600
+    d = gpu_check.Deadline(100)
+    assert 99 <= d.timeout(600) <= 100 and d.timeout(30) == 30
+    assert gpu_check.Deadline(-5).timeout(600) == 1.0
+
+
+def test_one_failing_run_keeps_the_phases_other_figures(
+    synthetic_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #23.6: the TF32 run failing must not lose the fp32 figure."""
+
+    def fake(data: str, work: Path, repeats: int, **kw: object) -> dict[str, object]:
+        if kw.get("allow_tf32"):
+            raise RuntimeError("no module named revstudy")
+        return {"inv_error_max": 2e-6, "train_seconds_total": 8.0, "figures": [{"f1": 0.1}]}
+
+    monkeypatch.setattr(gpu_check, "paper_run", fake)
+    args = gpu_check.parse_args(["--data", str(synthetic_csv)])
+    doc: dict = {}
+    checks: dict = {}
+    saved: list[dict] = []
+    gpu_check.run_phase("paper", args, tmp_path, doc, checks, lambda: saved.append(dict(doc)))
+    assert doc["paper"]["fp32"]["inv_error_max"] == 2e-6 and saved  # saved before TF32 ran
+    assert "no module named revstudy" in doc["paper"]["tf32"]["error"]
+    assert checks == {"paper_inv_error_max_le_1e-5": True}
+    assert gpu_check.identical(doc["paper"]["fp32"], {"figures": [{"f1": 0.1}]}) is True
+    assert gpu_check.identical(doc["paper"]["fp32"], doc["paper"]["tf32"]) is None
