@@ -16,12 +16,22 @@ between trials, so a finished trial hands its cached memory back (`release_memor
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from revstudy.errors import RevstudyError
 
 Device = Literal["cpu", "cuda"]
+
+# A trial's share of a GPU when --gpus-per-trial is not given and the cluster has GPUs. A
+# trial is far too small to fill one: on an H200 (issue #14's measurement) four quick-study
+# trials per GPU (0.25 each) still left the SMs 49 % idle. A paper-configuration trial peaks
+# at 0.8 GB of host memory with one repeat and 3.7 GB with ten fused ones (CPU,
+# benchmarks/results/train_repeats.json), so four fit a 16 GB card unless R is large; raise
+# the share for big R. benchmarks/gpu_check.py on an H200: 8 quick trials at 0.25 ran
+# 553 trials/hour with 29 % mean SM use (README, GPU table).
+GPU_SHARE = 0.25
 
 
 def check_gpu_share(gpus_per_trial: float) -> None:
@@ -32,6 +42,22 @@ def check_gpu_share(gpus_per_trial: float) -> None:
             f"--gpus-per-trial {gpus_per_trial:g}: a trial trains on one GPU, so use a share "
             "in (0, 1] (several trials then share a GPU) or 0 for CPU-only trials"
         )
+
+
+def default_gpu_share(address: str | None, cluster_gpus: float) -> float:
+    """A trial's GPU share when `--gpus-per-trial` is not given: `GPU_SHARE` where the
+    cluster has GPUs, else 0 (CPU trials). A cluster (`--address`) without GPUs at launch may
+    get GPU workers from its autoscaler later; its trials would still train on CPUs, so the
+    user is told how to make them wait for GPUs instead."""
+    if cluster_gpus > 0:
+        return GPU_SHARE
+    if address:
+        print(
+            "note: the cluster has no GPU now, so every trial of this study trains on CPUs; "
+            f"--gpus-per-trial {GPU_SHARE:g} makes trials wait for GPU workers",
+            file=sys.stderr,
+        )
+    return 0.0
 
 
 def trial_device(gpus_per_trial: float) -> Device:

@@ -24,8 +24,8 @@ from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.files import write_json_atomic
 from revstudy.study.budget import DriverClock, remaining_budget
+from revstudy.study.devices import default_gpu_share
 from revstudy.study.options import (
-    GPU_SHARE,
     LaunchOptions,
     check_address,
     parse_objectives,
@@ -113,7 +113,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
 
             gpus = opts.gpus_per_trial
             if gpus is None:
-                gpus = GPU_SHARE if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+                gpus = default_gpu_share(opts.address, ray.cluster_resources().get("GPU", 0))
             cpus = opts.resolved("cpus_per_trial")
             check_resources(opts.address, cpus, gpus)
             info = _new_info(opts, space, study, objectives, dataset, (repeats, cpus, gpus))

@@ -121,14 +121,6 @@ class LaunchOptions:
         return DEFAULTS.get(name) if value is None else value
 
 
-# A trial's share of a GPU when --gpus-per-trial is not given and the cluster has GPUs. A
-# trial is far too small to fill one: on an H200 (issue #14's measurement) four quick-study
-# trials per GPU (0.25 each) still left the SMs 49 % idle. A paper-configuration trial peaks
-# at 0.8 GB of host memory with one repeat and 3.7 GB with ten fused ones (CPU,
-# benchmarks/results/train_repeats.json), so four fit a 16 GB card unless R is large; raise
-# the share for big R. Revisit with benchmarks/gpu_check.py (trials/hour, SM use).
-GPU_SHARE = 0.25
-
 DEFAULTS: dict[str, Any] = {
     "space": "default",
     "num_samples": 20,

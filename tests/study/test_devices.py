@@ -120,3 +120,13 @@ def test_out_of_memory_names_the_share_and_the_fix(
     assert str(err.value) == oom_message(0.25, 2.0, 1)
     failure = json.loads((tmp_path / "s" / "trials" / "t1" / "failure.json").read_text())
     assert "0.25 GPU share" in failure["reason"] and "raise --gpus-per-trial" in failure["reason"]
+
+
+def test_the_default_share_follows_the_clusters_gpus(capsys: pytest.CaptureFixture[str]) -> None:
+    from revstudy.study.devices import GPU_SHARE, default_gpu_share
+
+    assert default_gpu_share(None, 1) == GPU_SHARE and default_gpu_share("auto", 8) == GPU_SHARE
+    assert default_gpu_share(None, 0) == 0 and capsys.readouterr().err == ""
+    # a cluster without GPUs at launch: CPU trials, and how to wait for GPU workers instead
+    assert default_gpu_share("head:6379", 0) == 0
+    assert "--gpus-per-trial 0.25 makes trials wait for GPU workers" in capsys.readouterr().err
