@@ -5,7 +5,7 @@ Every user error (`RevstudyError`) becomes one `error: …` line on stderr and a
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,25 @@ from revstudy.cli.data import data_app
 from revstudy.cli.model import register as register_model_commands
 from revstudy.cli.study import register as register_study_commands
 from revstudy.cli.train import register as register_train_command
+
+
+def _hide_flag_types() -> None:
+    """Help shows no type for on/off flags: typer >= 0.2x prints `<bool>` beside every flag
+    (`--no-baseline <bool>`), which reads as if the flag took a value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_revstudy", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._revstudy = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 app = typer.Typer(
     name="revstudy",

@@ -38,14 +38,18 @@ EXTRA_ROWS = {
 }
 
 
-def paper_table(aggregate: dict[str, dict[str, float]], title: str, y_dim: int = 128) -> Table:
-    """Our figures next to the paper's (whose F1 figures are for a 128-bit code)."""
+def paper_table(
+    aggregate: dict[str, dict[str, float]], title: str, y_dim: int = 128, runs: int = 2
+) -> Table:
+    """Our figures next to the paper's (whose F1 figures are for a 128-bit code). With
+    `runs` = 1 (one model scored) the table shows its values, not a spread of one value."""
     from revstudy.paper import PAPER_FIGURES
 
     if y_dim != 128:
         title += f" — {y_dim}-bit code: F1 rows not comparable with the paper's 128 bits"
     t = Table(title=title)
-    for col in ("metric", "ours mean ± std", "ours min–max", "paper", "paper range"):
+    ours = ("ours",) if runs == 1 else ("ours mean ± std", "ours min–max")
+    for col in ("metric", *ours, "paper", "paper range"):
         t.add_column(col)
     rows: list[tuple[str, str, tuple[float, float | None, float | None, str] | None]]
     rows = [(k, v[3], v) for k, v in PAPER_FIGURES.items()]
@@ -58,10 +62,14 @@ def paper_table(aggregate: dict[str, dict[str, float]], title: str, y_dim: int =
         if paper is not None:
             value, low, high, _ = paper
         rng = f"{low:.4g}–{high:.4g}" if low is not None and high is not None else ""
+        mine = (
+            (f"{a['mean']:.4g}",)
+            if runs == 1
+            else (f"{a['mean']:.4g} ± {a['std']:.2g}", f"{a['min']:.4g}–{a['max']:.4g}")
+        )
         t.add_row(
             label.replace("128-bit", f"{y_dim}-bit"),
-            f"{a['mean']:.4g} ± {a['std']:.2g}",
-            f"{a['min']:.4g}–{a['max']:.4g}",
+            *mine,
             f"{value:.4g}" if value is not None else "",
             rng,
         )

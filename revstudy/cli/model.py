@@ -97,14 +97,19 @@ def evaluate(
     rows, note = select_rows(saved, dataset, split)
     doc = evaluate_file(saved, dataset, rows=rows)
     doc["split"].update(name=split, note=note)
-    Console(stderr=True).print(f"{split}: {len(rows)} row(s); {note}", highlight=False)
+    trained = len(saved.run.get("repeats") or []) or 1
+    which = f"repeat 0 of the {trained} trained" if trained > 1 else "its only repeat"
+    Console(stderr=True).print(
+        f"{split}: {len(rows)} row(s); {note}. The model folder holds {which} (seed "
+        f"{doc['seed']}); every repeat's validation figures are in metrics.json",
+        highlight=False,
+    )
     if as_json or out is not None:
         _print_json(doc, out)
     if not as_json:
         agg = aggregate([{k: v for k, v in doc.items() if isinstance(v, int | float)}])
-        Console(width=110).print(
-            paper_table(agg, f"{data} ({split}, {len(rows)} rows)", saved.config.y_dim)
-        )
+        title = f"{data} ({split}, {len(rows)} rows), {which}"
+        Console(width=110).print(paper_table(agg, title, saved.config.y_dim, runs=1))
 
 
 def _structure_inputs(structures: Path | None, smiles: list[str] | None) -> list[tuple[str, str]]:
@@ -349,7 +354,7 @@ def reference(
         return
     agg = aggregate([doc["metrics"]])
     title = f"{doc['predictor']} on {dataset.path} (all rows; {doc['caveat']})"
-    Console(width=110).print(paper_table(agg, title, y_dim))
+    Console(width=110).print(paper_table(agg, title, y_dim, runs=1))
     if doc["failed"]:
         console.print(
             f"{len(doc['failed'])} structure(s) the predictor could not predict (not scored): "

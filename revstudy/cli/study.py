@@ -15,6 +15,8 @@ from rich.table import Table
 
 from revstudy.cli.common import user_errors
 from revstudy.errors import RevstudyError
+from revstudy.study.devices import GPU_SHARE
+from revstudy.study.options import DEFAULTS
 
 StorageOption = Annotated[
     str | None,
@@ -24,6 +26,13 @@ StorageOption = Annotated[
     ),
 ]
 out = Console()
+
+
+def _default(option: str) -> str:
+    """A launch option's default as its help shows it, from the one table that defines it
+    (the options default to None, so that a relaunch can tell given from not given)."""
+    value = DEFAULTS[option]
+    return f" (default: {value:g})" if isinstance(value, float) else f" (default: {value})"
 
 
 def register(app: typer.Typer) -> None:
@@ -38,32 +47,40 @@ def register(app: typer.Typer) -> None:
 @user_errors()
 def launch(
     space: Annotated[
-        str | None, typer.Option(help="search space: default, quick, paper or a YAML path")
+        str | None,
+        typer.Option(help="search space: default, quick, paper or a YAML path" + _default("space")),
     ] = None,
     data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
     name: Annotated[
         str | None,
         typer.Option(help="study name: letters, digits, ._- (existing: continue it)"),
     ] = None,
-    num_samples: Annotated[int | None, typer.Option(help="trials to run [default: 20]")] = None,
+    num_samples: Annotated[
+        int | None, typer.Option(help="trials to run" + _default("num_samples"))
+    ] = None,
     max_concurrent: Annotated[
-        int | None, typer.Option(help="trials at a time, 0: as resources allow [default: 0]")
+        int | None,
+        typer.Option(help="trials at a time, 0: as resources allow" + _default("max_concurrent")),
     ] = None,
     cpus_per_trial: Annotated[
-        float | None, typer.Option(help="CPUs (= torch threads) per trial [default: 1]")
+        float | None,
+        typer.Option(help="CPUs (= torch threads) per trial" + _default("cpus_per_trial")),
     ] = None,
     gpus_per_trial: Annotated[
         float | None,
         typer.Option(
             help="share of one GPU per trial, in (0, 1] (several trials share a GPU, each "
-            "capped at its share of its memory), or 0 for CPU-only trials [default: 0.25 "
-            "when the cluster has GPUs, else 0]"
+            "capped at its share of its memory), or 0 for CPU-only trials "
+            f"(default: {GPU_SHARE:g} where the cluster has GPUs, else 0)",
         ),
     ] = None,
     sampler: Annotated[
-        str | None, typer.Option(help="tpe, random, gp, nsga2 or qmc [default: tpe]")
+        str | None,
+        typer.Option(help="tpe, random, gp, nsga2 or qmc" + _default("sampler")),
     ] = None,
-    scheduler: Annotated[str | None, typer.Option(help="asha or none [default: asha]")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="asha or none" + _default("scheduler"))
+    ] = None,
     objectives: Annotated[
         str | None,
         typer.Option(help="METRIC:max|min,… (default: the space's; built-in: f1_macro_skill:max)"),
@@ -77,12 +94,15 @@ def launch(
         str | None, typer.Option(help="Ray cluster: auto, or HOST:PORT of its head")
     ] = None,
     storage: StorageOption = None,
-    seed: Annotated[int | None, typer.Option(help="sampler and training seed [default: 0]")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="sampler and training seed" + _default("seed"))
+    ] = None,
     no_baseline: Annotated[
         bool, typer.Option("--no-baseline", help="skip the paper configuration as first trial")
     ] = False,
     max_failures: Annotated[
-        int | None, typer.Option(help="Ray retries after a trial error [default: 1]")
+        int | None,
+        typer.Option(help="Ray retries after a trial error" + _default("max_failures")),
     ] = None,
 ) -> None:
     """Run a hyperparameter study on Ray Tune, guided by Optuna."""

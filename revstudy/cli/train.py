@@ -99,11 +99,13 @@ def train(
     if result.fallback:
         console.print(f"note: {result.fallback}", highlight=False, soft_wrap=True)
     wide = Console(width=110)
-    wide.print(paper_table(result.aggregate, f"validation, {repeats} repeat(s)", cfg.y_dim))
+    wide.print(
+        paper_table(result.aggregate, f"validation, {repeats} repeat(s)", cfg.y_dim, repeats)
+    )
     if result.test:
         from revstudy.training.runs import aggregate
 
-        wide.print(paper_table(aggregate(result.test), "held-out test split", cfg.y_dim))
+        wide.print(paper_table(aggregate(result.test), "held-out test split", cfg.y_dim, repeats))
     written = sorted(p.name for p in out.iterdir() if p.is_file())
     console.print(f"wrote {out}/: {', '.join(written)}", highlight=False)
 

@@ -161,3 +161,14 @@ def test_evaluate_retrieval_queries_the_observed_spectra(run_dir: tuple[Path, Pa
     library, truth = library_index(x, x)
     want = retrieval_metrics(saved.model(library)[1].detach(), truth, code)["retrieval_mrr"]
     assert doc["retrieval_mrr"] == pytest.approx(want)
+
+
+def test_evaluate_says_which_repeat_it_scores_and_shows_no_spread_of_one(
+    run_dir: tuple[Path, Path],
+) -> None:
+    """Issue #22.8: a model folder holds repeat 0; a table of one model has no "± 0"."""
+    run, csv = run_dir
+    res = runner.invoke(app, ["evaluate", "--model", str(run), "--data", str(csv)])
+    assert res.exit_code == 0, res.output
+    assert "its only repeat" in res.output and "± 0" not in res.stdout
+    assert "ours min–max" not in res.stdout and "ours" in res.stdout

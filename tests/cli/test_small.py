@@ -56,3 +56,32 @@ def test_spaces_fields_marks_the_study_settings_that_cannot_be_searched() -> Non
     assert "atom_order" in lines and "relabel" in lines
     marked = [ln for ln in lines if "study setting" in ln]
     assert [ln.split()[0] for ln in marked] == ["test_fraction", "test_seed"]
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, cmd in getattr(group, "commands", {}).items():
+        path = (*prefix, name)
+        out += _commands(cmd, path) if hasattr(cmd, "commands") else [path]
+    return out
+
+
+def test_every_commands_help_shows_defaults_and_no_flag_types() -> None:
+    """Issue #22.8: no `<bool>` beside on/off flags; launch's defaults are visible (Rich used
+    to swallow "[default: …]" written in help texts as markup), and they come from
+    `revstudy.study.options.DEFAULTS`."""
+    import typer
+
+    from revstudy.study.options import DEFAULTS
+
+    commands = _commands(typer.main.get_command(app))
+    assert ("launch",) in commands and ("data", "fetch") in commands
+    for path in commands:
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, path
+        assert "<bool>" not in res.stdout, path
+    res = runner.invoke(app, ["launch", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(res.stdout.split())
+    for option in ("space", "num_samples", "max_concurrent", "sampler", "scheduler", "seed"):
+        flag = "--" + option.replace("_", "-")
+        assert f"(default: {DEFAULTS[option]})" in text.split(flag, 1)[1].split(" --")[0], flag
