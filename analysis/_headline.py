@@ -25,6 +25,8 @@ from revstudy.paper import PAPER_F1
 from ._load import Study
 
 __all__ = [
+    "ANSWER_FIGURES",
+    "baseline_ahead",
     "comparison_table",
     "headline_data",
     "numbering_data",
@@ -89,6 +91,7 @@ def headline_data(study: Study) -> dict[str, Any]:
             "std": float(std) if std is not None and pd.notna(std) else math.nan,
             "params": study.trial_params(row),
             "is_baseline": bool(row.get("is_baseline", False)),
+            "figures": {k: _num(row, k) for k in ANSWER_FIGURES},
         }
 
     out["best"] = side(best)
@@ -104,6 +107,27 @@ def headline_data(study: Study) -> dict[str, Any]:
         )
         out["rank_of_baseline"] = int(np.flatnonzero(ranked["trial_id"] == b["trial_id"])[0]) + 1
     return out
+
+
+# Beside the objective in the answer: figures that compare across code sizes and rows
+# (F1 at the paper's 128 bits with what a perfect code of the trial's size could score
+# there; F1 over the bins with a positive, whose count differs between data files), and
+# whether the structure is retrieved from its spectrum (a trial can win on F1 and lose there)
+ANSWER_FIGURES = {
+    "f1_macro_128": "macro F1 at 128 bits",
+    "f1_macro_128_ceiling": "ceiling of its code size",
+    "f1_macro_present": "macro F1, bins with a positive",
+    "retrieval_mrr": "retrieval MRR",
+    "retrieval_top10": "retrieval top-10",
+}
+
+
+def _num(row: pd.Series, key: str) -> float:
+    v = row.get(key)
+    try:
+        return float(v) if v is not None and pd.notna(v) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def numbering_data(best: pd.Series, base: pd.Series | None, study: Study) -> dict[str, Any] | None:
@@ -159,6 +183,59 @@ def _numbering_table(n: dict[str, Any] | None) -> str:
         f"figure both ways by construction. The paper's own figures (macro F1 {PAPER_F1}) are "
         "in the data file's numbering.</p>"
     )
+
+
+def _figures_table(d: dict[str, Any]) -> str:
+    """The best trial and the baseline on the figures beside the objective, and one line
+    naming each figure on which the baseline is ahead (so no table far below hides it)."""
+    best, base = d["best"], d.get("baseline")
+    e = html.escape
+    keys = [k for k in ANSWER_FIGURES if math.isfinite(best["figures"].get(k, math.nan))]
+    if not keys:
+        return ""
+    sides = [("best", best)] + ([("paper baseline", base)] if base else [])
+    head = "".join(f"<th>{e(ANSWER_FIGURES[k])}</th>" for k in keys)
+    rows = "".join(
+        f"<tr><td>{e(label)}</td>"
+        + "".join(f"<td>{_fmt(v['figures'][k])}</td>" for k in keys)
+        + "</tr>"
+        for label, v in sides
+    )
+    note = ""
+    ahead = baseline_ahead(d)
+    if ahead:
+        note = (
+            '<p class="headline">The paper baseline is ahead on '
+            + "; ".join(
+                f"{e(ANSWER_FIGURES[k])} ({_fmt(base['figures'][k])} against "  # type: ignore[index]
+                f"{_fmt(best['figures'][k])})"
+                for k in ahead
+            )
+            + ".</p>"
+        )
+    return (
+        f'<table class="params"><thead><tr><th></th>{head}</tr></thead><tbody>{rows}</tbody>'
+        '</table><p class="caption">Macro F1 at 128 bits compares code sizes on the paper\'s '
+        "scale; the ceiling is what a perfect code of the trial's size scores there on the "
+        "same rows (bins without a positive count 0 for any code). Retrieval ranks the true "
+        "structure among all structures of the data by the predicted spectrum.</p>" + note
+    )
+
+
+def baseline_ahead(d: dict[str, Any]) -> list[str]:
+    """The answer's figures (higher is better, ceilings aside) on which the paper baseline
+    beats the best trial."""
+    best, base = d["best"], d.get("baseline")
+    if base is None or best["is_baseline"]:
+        return []
+    return [
+        k
+        for k in ANSWER_FIGURES
+        if k != "f1_macro_128_ceiling"
+        and math.isfinite(best["figures"].get(k, math.nan))
+        and math.isfinite(base["figures"].get(k, math.nan))
+        and base["figures"][k] > best["figures"][k]
+    ]
 
 
 def _fmt(v: Any) -> str:
@@ -245,7 +322,11 @@ def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> st
             f'<p class="headline">No trial has finished yet ({d["n_trials"]} started): '
             "nothing to compare with the paper baseline.</p>"
         )
-    table = _numbering_table(d.get("numbering")) + _params_table(d["best"], d["baseline"])
+    table = (
+        _numbering_table(d.get("numbering"))
+        + _figures_table(d)
+        + _params_table(d["best"], d["baseline"])
+    )
     data = d.get("data_path")
     with_data = f" --data {shlex.quote(str(data))}" if data else ""
     commands = (

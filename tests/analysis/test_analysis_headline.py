@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import analysis
-from analysis._headline import difference_ci, headline_data, render_headline
+from analysis._headline import baseline_ahead, difference_ci, headline_data, render_headline
 
 
 def test_difference_ci_matches_scipy_welch() -> None:
@@ -190,3 +190,31 @@ def test_the_printed_retrain_command_names_the_studys_data(study_dir) -> None:
     page = render_headline(headline_data(s), "/st/my study", "")
     assert "--data &#x27;/data/my file.csv&#x27;" in page
     assert "revstudy export &#x27;/st/my study&#x27;" in page
+
+
+def test_the_answer_shows_comparable_figures_and_where_the_baseline_is_ahead(study_dir) -> None:
+    """Issue #22.6: F1 at 128 bits with its code size's ceiling, F1 over bins with a
+    positive and retrieval beside the objective; a baseline that retrieves better is said
+    in the answer, not only in a table far below."""
+    s = analysis.load_study(study_dir("single"))
+    n = len(s.trials)
+    s.trials = s.trials.assign(
+        f1_macro_128=np.linspace(0.1, 0.2, n),
+        f1_macro_128_ceiling=0.56,
+        f1_macro_present=np.linspace(0.15, 0.25, n),
+        retrieval_mrr=np.where(s.trials["is_baseline"].astype(bool), 0.7, 0.5),
+        retrieval_top10=0.8,
+    )
+    d = headline_data(s)
+    best = s.trials.set_index("trial_id").loc[d["best"]["trial_id"]]
+    assert d["best"]["figures"]["f1_macro_128"] == best["f1_macro_128"]
+    assert d["best"]["figures"]["f1_macro_128_ceiling"] == 0.56
+    assert d["baseline"]["figures"]["retrieval_mrr"] == 0.7
+    assert baseline_ahead(d) == ["retrieval_mrr"]
+    page = render_headline(d, "single", "")
+    assert "ceiling of its code size" in page and "macro F1, bins with a positive" in page
+    assert "The paper baseline is ahead on retrieval MRR (0.7 against 0.5)" in page
+    # an older study without these columns: no table, no claim
+    s2 = analysis.load_study(study_dir("single"))
+    d2 = headline_data(s2)
+    assert "ceiling of its code size" not in render_headline(d2, "single", "")

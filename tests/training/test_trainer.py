@@ -153,3 +153,24 @@ def test_f1_at_the_papers_resolution_for_any_code_size(synthetic_csv: Path) -> N
         assert 0 <= m["f1_macro_128"] <= 1 and "f1_macro_skill_128" in m
         if y_dim == 128:  # same resolution: the same number
             assert m["f1_macro_128"] == pytest.approx(m["f1_macro"])
+
+
+def test_the_perfect_code_ceiling_at_128_bits() -> None:
+    """Issue #22.5: what a y_dim-bit code can score at 128 bits at best, computed here from
+    first principles with scikit-learn on hand-made codes."""
+    from sklearn.metrics import f1_score
+
+    from revstudy.training.resolution import perfect_code_f1_128
+
+    gen = np.random.default_rng(0)
+    truth = (gen.random((40, 128)) < 0.08).astype(np.uint8)
+    truth[:, 100:] = 0  # bins without a positive: 0 for any prediction
+    # 128 bits: perfect on the 100 bins with support (some may lack one by chance)
+    support = truth.any(axis=0)
+    assert perfect_code_f1_128(truth, 128) == pytest.approx(support.mean())
+    assert perfect_code_f1_128(truth, 256) == perfect_code_f1_128(truth, 128)
+    # 32 bits: each bit covers 4 bins and claims all of them
+    coarse = truth.reshape(40, 32, 4).max(axis=2).repeat(4, axis=1)
+    want = f1_score(truth, coarse, average="macro", zero_division=0)
+    assert perfect_code_f1_128(truth, 32) == pytest.approx(want)
+    assert perfect_code_f1_128(truth, 32) < perfect_code_f1_128(truth, 64) < support.mean()
