@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -107,6 +108,77 @@ def _parallel(ostudy: Any, objs: Sequence[Objective]) -> list[go.Figure]:
     ]
 
 
+def categorical_params(ostudy: Any) -> dict[str, list[Any]]:
+    """Categorical parameters and their choices, as the study's trials declare them."""
+    from optuna.distributions import CategoricalDistribution
+
+    out: dict[str, list[Any]] = {}
+    for t in ostudy.get_trials(deepcopy=False):
+        for name, dist in t.distributions.items():
+            if isinstance(dist, CategoricalDistribution):
+                out.setdefault(name, list(dist.choices))
+    return out
+
+
+def as_categories(fig: go.Figure, choices: dict[str, list[Any]]) -> go.Figure:
+    """Axes of categorical parameters drawn as categories, in their declared order.
+
+    Optuna draws a categorical parameter whose choices are all numbers (`y_dim`: 32, 64,
+    128, 256, 512) on a numeric axis, as if 96 bits lay between 64 and 128 and 512 were
+    far away; it is a set of choices, and the axis says so."""
+    for axis in [k for k in fig.layout if k.startswith(("xaxis", "yaxis"))]:
+        title = fig.layout[axis].title.text
+        if title in choices:
+            fig.layout[axis].update(
+                type="category",
+                categoryorder="array",
+                categoryarray=[str(c) for c in choices[title]],
+            )
+            letter = axis[0]
+            ref = letter + axis[5:]  # "xaxis2" -> "x2": the traces drawn on this axis
+            for trace in fig.data:
+                if getattr(trace, f"{letter}axis", None) in (ref, None if ref in "xy" else "-"):
+                    _to_labels(trace, letter, choices[title])
+    return fig
+
+
+def _to_labels(trace: Any, letter: str, choices: list[Any]) -> None:
+    """A trace's coordinates on a categorical axis as the choices' labels. A contour's grid
+    has padding points beyond the extreme choices (Optuna pads numeric axes): those rows or
+    columns are dropped, as there is no category between or beyond choices."""
+    values = getattr(trace, letter, None)
+    if values is None:
+        return
+    labels = [_label(v, choices) for v in values]
+    if trace.type == "contour" and trace.z is not None:
+        keep = [i for i, lab in enumerate(labels) if lab is not None]
+        z = np.asarray(trace.z, dtype=float)
+        z = z[keep, :] if letter == "y" else z[:, keep]
+        trace.update({letter: [labels[i] for i in keep], "z": z})
+    else:
+        trace.update(
+            {
+                letter: [
+                    lab if lab is not None else str(v)
+                    for lab, v in zip(labels, values, strict=True)
+                ]
+            }
+        )
+
+
+def _label(value: Any, choices: list[Any]) -> str | None:
+    """The label of the choice `value` stands for (64.0 stands for 64), else None."""
+    for c in choices:
+        if value == c or str(value) == str(c):
+            return str(c)
+        try:
+            if float(value) == float(c):
+                return str(c)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 def _slice(ostudy: Any, objs: Sequence[Objective], params: list[str]) -> list[go.Figure]:
     """Slices of objective 1 over the top parameters (all of them when none is known)."""
     import optuna.visualization as vis
@@ -114,7 +186,10 @@ def _slice(ostudy: Any, objs: Sequence[Objective], params: list[str]) -> list[go
     t0, n0 = _target(ostudy, 0), objs[0].metric
     return [
         finish(
-            vis.plot_slice(ostudy, params=params or None, target=t0, target_name=n0),
+            as_categories(
+                vis.plot_slice(ostudy, params=params or None, target=t0, target_name=n0),
+                categorical_params(ostudy),
+            ),
             f"Slice plots of the top parameters ({', '.join(params)}) against {n0}",
         )
     ]
@@ -127,7 +202,10 @@ def _contour(ostudy: Any, objs: Sequence[Objective], params: list[str]) -> list[
     t0, n0 = _target(ostudy, 0), objs[0].metric
     return [
         finish(
-            vis.plot_contour(ostudy, params=params, target=t0, target_name=n0),
+            as_categories(
+                vis.plot_contour(ostudy, params=params, target=t0, target_name=n0),
+                categorical_params(ostudy),
+            ),
             f"Contour of {n0} over the top parameters",
             600,
         )

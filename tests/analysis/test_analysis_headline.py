@@ -68,11 +68,16 @@ def test_f1_figure_compares_skill_when_code_sizes_differ(study_dir) -> None:
     assert set(data["y_dim"]) == {64, 128}
     fig = analysis.f1_distribution_figure(data)
     assert "skill" in fig.layout.title.text
+    # the paper's band and mean carry one label (two labels at the band overlapped)
+    paper = [a.text for a in fig.layout.annotations if "paper" in a.text]
+    assert paper == ["paper F1 as skill 0.1124 (range 0.0967–0.128)"]  # chance 0.0643
     names = {t.name for t in fig.data}  # one histogram per size and state
     assert {"64-bit code", "128-bit code"} <= names and any("stopped" in n for n in names)
     s.trials = s.trials.assign(**{"config/y_dim": 128})
     fig = analysis.f1_distribution_figure(analysis.f1_distribution_data(s))
     assert "skill" not in fig.layout.title.text  # all 128-bit: the paper's own F1 band
+    paper = [a.text for a in fig.layout.annotations if "paper" in a.text]
+    assert paper == ["paper F1 0.1695 (range 0.155–0.184)"]
     assert [t.name for t in fig.data] == [
         "completed trials",
         "stopped early (F1 at their last epoch)",
