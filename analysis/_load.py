@@ -8,6 +8,7 @@ machine that has a copy of the folder.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -133,8 +134,12 @@ class Study:
         return value if isinstance(value, dict) else {}
 
     def setting(self, row: pd.Series, key: str, default: Any) -> Any:
-        """The value of config field `key` a trial ran with: searched, else fixed by the
-        space, else `default` (TrialConfig's)."""
+        """The value of config field `key` a trial ran with: as its record states it (the
+        `config/<key>` column of the trials table), else searched, else fixed by the space,
+        else `default` (TrialConfig's)."""
+        recorded = row.get(f"config/{key}")
+        if recorded is not None and not (isinstance(recorded, float) and math.isnan(recorded)):
+            return recorded.item() if isinstance(recorded, np.generic) else recorded
         return self.trial_params(row).get(key, self.fixed.get(key, default))
 
     def arrays(self, trial_id: str) -> dict[str, np.ndarray] | None:

@@ -51,6 +51,9 @@ REPEAT_METRICS = (
     "aromatic_corr",
     "inv_error_max",
 )
+# figures on the trial's own code size: comparable with the baseline's only at the same
+# y_dim (chance F1 is 0.11 at 64 bits, 0.06 at 128); skill and F1 at 128 bits always are
+OWN_CODE_SIZE = ("f1_macro",)
 _SHAPIRO_MAX = 5000
 
 
@@ -326,15 +329,19 @@ def compare_to_baseline(
         return pd.DataFrame([{"trial_id": "", "metric": "", "note": "no baseline trial"}])
     base_id = str(base["trial_id"].iloc[0])
     base_arr = study.arrays(base_id) or {}
+    base_code = study.setting(base.iloc[0], "y_dim", 128)
     cands = best_trials(study, k=len(study.trials))
     cands = cands[cands["trial_id"] != base_id].head(top)
     rows = []
-    for tid in cands["trial_id"]:
+    for _, cand in cands.iterrows():
+        tid = cand["trial_id"]
         arr = study.arrays(tid) or {}
         for m in metrics:
             key = f"repeat_{m}"
             if key not in arr and key not in base_arr:
                 continue  # a metric this study's version did not keep per repeat
+            if m in OWN_CODE_SIZE and study.setting(cand, "y_dim", 128) != base_code:
+                continue  # raw F1 of another code size: chance differs, so no comparison
             a, b = arr.get(key, np.array([])), base_arr.get(key, np.array([]))
             rows.append(
                 {"trial_id": tid, "baseline_id": base_id, "metric": m, **compare_groups(a, b)}

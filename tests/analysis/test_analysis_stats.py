@@ -122,3 +122,16 @@ def test_importances_multi_objective(study_dir) -> None:
 def test_importances_too_few(study_dir) -> None:
     imp = analysis.param_importances(analysis.load_study(study_dir("failed")))
     assert len(imp) == 1 and "too few complete trials" in imp["note"].iloc[0]
+
+
+def test_raw_f1_is_compared_only_at_the_baselines_code_size(study_dir) -> None:
+    """Issue #22.6: a 64-bit trial's raw F1 against the 128-bit baseline's compares chance
+    levels (0.11 vs 0.06), not models; its skill and F1 at 128 bits are compared."""
+    s = analysis.load_study(study_dir("single"))
+    top = analysis.compare_to_baseline(s, top=2)["trial_id"].unique()
+    sizes = [64 if t == top[0] else 128 for t in s.trials["trial_id"]]
+    s.trials = s.trials.assign(**{"config/y_dim": sizes})
+    res = analysis.compare_to_baseline(s, top=2)
+    assert "f1_macro" not in set(res.loc[res["trial_id"] == top[0], "metric"])
+    assert "f1_macro" in set(res.loc[res["trial_id"] == top[1], "metric"])
+    assert len(res[res["trial_id"] == top[0]]) == 3  # the other figures stay
