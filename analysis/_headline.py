@@ -375,7 +375,8 @@ def reference_note(study: Study) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     metric = study.objectives[0].metric
-    keys = [k for k in (metric, "f1_macro_128", "f1_macro_skill", "retrieval_mrr") if k in m]
+    keys = ["f1_macro_128", "f1_macro_present", "f1_macro_skill", "retrieval_mrr"]
+    keys = [k for k in (metric, *keys) if k in m]
     shown = ", ".join(f"{k} {float(m[k]):.4g}" for k in dict.fromkeys(keys))
     return (
         f"A dedicated 13C predictor, {name}, on this study's data file at {doc.get('y_dim')} "

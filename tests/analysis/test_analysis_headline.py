@@ -115,13 +115,14 @@ def test_the_reference_predictor_appears_beside_the_answer(study_dir, tmp_path) 
             {
                 "predictor": "csp5-0.3.1",
                 "y_dim": 128,
-                "metrics": {"f1_macro": 0.26, "retrieval_mrr": 0.27},
+                "metrics": {"f1_macro": 0.26, "retrieval_mrr": 0.27, "f1_macro_present": 0.31},
                 "caveat": "every row of the file, not a held-out split",
             }
         )
     )
     note = reference_note(analysis.load_study(folder))
     assert "csp5-0.3.1" in note and "f1_macro 0.26" in note and "retrieval_mrr 0.27" in note
+    assert "f1_macro_present 0.31" in note  # all rows vs validation rows: beside F1 (#22.5)
     assert "csp5-0.3.1" in analysis.write_report(folder, tmp_path / "r.html").read_text()
     (folder / "reference.json").write_text("{torn")
     assert reference_note(analysis.load_study(folder)) == ""
