@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from revstudy.errors import RevstudyError
+from revstudy.files import ARRAYS_LIMIT, UnsafeFileError, read_regular, regular_file
 from revstudy.studyfolder import (
     FINISHED_STATES,
     PENDING_STATES,
@@ -25,6 +28,7 @@ from revstudy.studyfolder import (
     StudyInfo,
     pareto_fronts,
     rank_finished,
+    read_table,
 )
 
 __all__ = [
@@ -151,12 +155,12 @@ class Study:
         if trial_id not in self._arrays:
             f = self.path / "trials" / str(trial_id) / "arrays.npz"
             data: dict[str, np.ndarray] | None = None
-            if f.is_file():
-                try:
-                    with np.load(f, allow_pickle=False) as npz:
-                        data = {k: np.asarray(npz[k]) for k in npz.files}
-                except (OSError, ValueError):
-                    data = None  # half-written or corrupt: treat as absent
+            try:
+                regular_file(f, ARRAYS_LIMIT)  # no link out of the folder, no FIFO or device
+                with np.load(f, allow_pickle=False) as npz:
+                    data = {k: np.asarray(npz[k]) for k in npz.files}
+            except (OSError, ValueError, UnsafeFileError):
+                data = None  # absent, half-written, corrupt or not ours: treat as absent
             self._arrays[trial_id] = data
         return self._arrays[trial_id]
 
@@ -175,7 +179,12 @@ class Study:
 
 def _read_table(f: Path, columns: list[str], missing: object) -> pd.DataFrame:
     """A study table with at least `columns` (absent ones filled with `missing`)."""
-    df = pd.read_parquet(f) if f.is_file() else pd.DataFrame(columns=columns)
+    try:
+        found = read_table(f)
+    except RevstudyError as exc:  # a cache of the trial folders; the report says so
+        warnings.warn(str(exc), stacklevel=2)
+        found = None
+    df = pd.DataFrame(columns=columns) if found is None else found
     for col in columns:
         if col not in df.columns:
             df[col] = missing
@@ -209,11 +218,18 @@ def load_study(path: str | Path) -> Study:
             "(expected the folder `revstudy run` writes, see docs/study-dir.md)"
         )
     try:
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        info = json.loads(read_regular(info_file))
+    except UnsafeFileError as exc:
+        raise NotAStudyError(f"{p} is not a study directory: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise NotAStudyError(
             f"{p} is not a study directory: study.json is not JSON ({exc})"
         ) from exc
+    if not isinstance(info, dict):
+        raise NotAStudyError(
+            f"{p} is not a study directory: study.json holds a {type(info).__name__}, "
+            "not the object revstudy writes"
+        )
     db = p / "optuna.db"
     storage = f"sqlite:///{db.resolve()}" if db.is_file() else None
     return Study(p, info, _read_trials(p), _read_epochs(p), storage)

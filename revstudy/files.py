@@ -2,7 +2,12 @@
 run folders (light: standard library only).
 
 Readers treat these folders as untrusted: nothing is unpickled, and a damaged file reads as
-absent (`read_json` → None) so the caller can report it.
+absent (`read_json` → None) so the caller can report it. A folder's own files are read only
+when they are regular files of bounded size, opened without following a symbolic link
+(`read_regular`): a link planted in a copied folder must not make revstudy read /dev/zero,
+block on a FIFO, or read or write some other file. Temporary files get unique names created
+exclusively (`unique_temp`), so a link planted under a predictable name is never written
+through.
 """
 
 from __future__ import annotations
@@ -10,18 +15,90 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_safe", "read_json", "write_json_atomic"]
+from revstudy.errors import RevstudyError
+
+__all__ = [
+    "ARRAYS_LIMIT",
+    "JSON_LIMIT",
+    "TABLE_LIMIT",
+    "UnsafeFileError",
+    "json_safe",
+    "read_json",
+    "read_regular",
+    "regular_file",
+    "unique_temp",
+    "write_json_atomic",
+]
+
+# The largest JSON record a folder holds legitimately is a study's result.json (a few
+# hundred KB with per-epoch histories); anything far larger is not a record of ours
+JSON_LIMIT = 64 * 2**20
+# a study's parquet tables: ~1 KB per trial and ~2 KB per trial epoch
+TABLE_LIMIT = 2**30
+# a trial's arrays.npz: per-sample arrays of its evaluation, a few MB
+ARRAYS_LIMIT = 2**30
+
+
+class UnsafeFileError(RevstudyError):
+    """A folder entry that is not a regular file (a link, FIFO, device), or is too large."""
+
+
+def regular_file(path: Path, limit: int) -> os.stat_result:
+    """The stat of `path` if it is a regular file (not a link to one) of at most `limit`
+    bytes; UnsafeFileError naming what it is otherwise, FileNotFoundError if absent."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(f"{path}: a symbolic link, not a file of this folder: refused")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(f"{path}: not a regular file (a FIFO, device or folder): refused")
+    if st.st_size > limit:
+        raise UnsafeFileError(f"{path}: {st.st_size} bytes, over the {limit} a record may have")
+    return st
+
+
+def read_regular(path: Path, limit: int = JSON_LIMIT) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes, opened without following
+    a link and without blocking (a FIFO swapped in after the check is refused, not waited
+    on)."""
+    regular_file(path, limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)  # the file actually opened
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(f"{path}: not a regular file: refused")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnsafeFileError(f"{path}: over the {limit} bytes a record may have")
+    return data
+
+
+def unique_temp(path: Path) -> Path:
+    """A new, empty temporary file beside `path` (created exclusively, so never a planted
+    link), for writing `path` atomically with `os.replace`."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def write_json_atomic(path: Path, doc: Any, indent: int = 1) -> None:
-    """Temp file + rename, so readers never see half a file."""
+    """Temp file + rename, so readers never see half a file; the rename replaces a link
+    at `path` itself, never the file it points to."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(json_safe(doc), indent=indent))
-    os.replace(tmp, path)
+    tmp = unique_temp(path)
+    try:
+        tmp.write_text(json.dumps(json_safe(doc), indent=indent))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def json_safe(obj: Any) -> Any:
@@ -36,9 +113,10 @@ def json_safe(obj: Any) -> Any:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None when it is missing, unreadable, damaged or not an object."""
+    """A JSON object file, or None when it is missing, unreadable, damaged, not an object,
+    or not a regular file of at most `JSON_LIMIT` bytes (a link, FIFO or device)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_regular(path))
+    except (OSError, ValueError, UnsafeFileError):
         return None
     return data if isinstance(data, dict) else None

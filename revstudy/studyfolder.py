@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from revstudy.errors import RevstudyError
+from revstudy.files import TABLE_LIMIT, UnsafeFileError, read_regular, regular_file
 
 __all__ = [
     "ARRAYS_FILE",
@@ -50,9 +51,11 @@ __all__ = [
     "rank_finished",
     "rank_key",
     "read_study_info",
+    "read_table",
     "storage_root",
     "study_dir",
     "trial_dir",
+    "trial_entries",
 ]
 
 # -- layout --------------------------------------------------------------------------------
@@ -264,10 +267,39 @@ def study_dir(name_or_path: str, storage: str | None = None) -> Path:
 
 
 def trial_dir(study: Path, trial_id: str) -> Path:
-    """`trials/<id>/` of a study; the id is checked, so it cannot leave the folder."""
+    """`trials/<id>/` of a study; the id is checked, so it cannot leave the folder, and a
+    symbolic link in its place (or in place of `trials/`) is refused: whatever is read,
+    written or removed in a trial folder must be in the study folder."""
     if not NAME_RE.fullmatch(trial_id):
         raise RevstudyError(f"{study}: trial id {trial_id!r} is not a plain name")
+    for path in (study / "trials", study / "trials" / trial_id):
+        if path.is_symlink():
+            raise RevstudyError(f"{path}: a symbolic link, not a folder of this study: refused")
     return study / "trials" / trial_id
+
+
+def trial_entries(study: Path) -> tuple[list[str], dict[str, str]]:
+    """The study's trial folders: (ids of real folders with plain names, sorted;
+    {name: why it is not one} for links and odd names found in `trials/`), so that callers
+    read the first and report the second instead of following them."""
+    root = study / "trials"
+    if root.is_symlink():
+        return [], {"trials": f"{root}: a symbolic link, not a folder of this study: refused"}
+    ids: list[str] = []
+    bad: dict[str, str] = {}
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        entries = []
+    for p in entries:
+        if p.is_symlink():
+            bad[p.name] = f"{p}: a symbolic link, not a folder of this study: refused"
+        elif p.is_dir():
+            if NAME_RE.fullmatch(p.name):
+                ids.append(p.name)
+            else:
+                bad[p.name] = f"{p}: not a trial folder name: ignored"
+    return ids, bad
 
 
 def optuna_url(study: Path) -> str:
@@ -317,9 +349,11 @@ def read_study_info(study: Path, need: tuple[str, ...] = ("name", "objectives"))
     (revstudy.study.records)."""
     path = study / STUDY_FILE
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(read_regular(path))  # no link, FIFO or device; bounded size
     except FileNotFoundError:
         raise RevstudyError(f"no study at {study} (no study.json; see `revstudy list`)") from None
+    except UnsafeFileError as e:
+        raise RevstudyError(f"{e} (a study.json must be a plain file)") from None
     except (OSError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RevstudyError(f"{path}: damaged, not valid JSON ({first})") from None
@@ -327,3 +361,21 @@ def read_study_info(study: Path, need: tuple[str, ...] = ("name", "objectives"))
     if missing:
         raise RevstudyError(f"{path}: damaged or foreign, lacks {', '.join(missing)}")
     return info
+
+
+def read_table(path: Path) -> pd.DataFrame | None:
+    """A study table (trials.parquet, epochs.parquet), or None when it is absent. A table
+    is a cache the engine rebuilds from the trial folders: one that is a link, a FIFO, too
+    large or damaged raises RevstudyError naming it and the fix."""
+    try:
+        regular_file(path, TABLE_LIMIT)
+    except FileNotFoundError:
+        return None
+    except UnsafeFileError as e:
+        raise RevstudyError(f"{e}; `revstudy resume` rewrites it") from None
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise RevstudyError(
+            f"{path}: damaged ({type(e).__name__}); `revstudy resume` rewrites it"
+        ) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from revstudy.errors import ConfigError, RevstudyError
+from revstudy.study.records import build_trials_table
 from revstudy.studyfolder import (
     Objective,
     StudyInfo,
@@ -24,6 +26,7 @@ from revstudy.studyfolder import (
     parse_objective,
     rank_finished,
     read_study_info,
+    read_table,
 )
 from revstudy.studyfolder import study_dir as locate_study
 from revstudy.training.config import TrialConfig
@@ -69,14 +72,12 @@ def resolve_study(study: str | Path, storage: str | Path | None = None) -> Path:
 def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """study.json and trials.parquet (an empty table while no trial has reported)."""
     meta = read_study_info(study_dir)
-    table = study_dir / "trials.parquet"
     try:
-        trials = pd.read_parquet(table) if table.is_file() else pd.DataFrame()
-    except Exception as e:  # pyarrow raises several types for a damaged file
-        raise RevstudyError(
-            f"{table}: damaged ({type(e).__name__}); `revstudy resume` rewrites it"
-        ) from None
-    return meta, trials
+        trials = read_table(study_dir / "trials.parquet")
+    except RevstudyError as e:  # a cache of the trial folders: rebuilt, the damage told
+        warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
+        trials = build_trials_table(study_dir, {})
+    return meta, pd.DataFrame() if trials is None else trials
 
 
 def objectives_of(

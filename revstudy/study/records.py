@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from revstudy.files import json_safe, read_json
-from revstudy.studyfolder import STATE_FILE, STOPPED_FILE, numerical_problem, trial_dir
+from revstudy.errors import RevstudyError
+from revstudy.files import UnsafeFileError, json_safe, read_json, read_regular, unique_temp
+from revstudy.studyfolder import (
+    STATE_FILE,
+    STOPPED_FILE,
+    numerical_problem,
+    read_table,
+    trial_dir,
+    trial_entries,
+)
 
 __all__ = [
     "RUN_KEYS",
@@ -56,7 +65,15 @@ def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> Non
     path = trial_dir(study, trial_id) / "epochs.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps(json_safe(row)) + "\n" for row in rows).encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:  # never through a planted link (O_NOFOLLOW), never into a FIFO or device
+        fd = os.open(
+            path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
+        )
+    except OSError as e:
+        raise UnsafeFileError(f"{path}: not a file of this trial ({e.strerror}): refused") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFileError(f"{path}: not a regular file: refused")
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -73,7 +90,10 @@ def drop_finished_checkpoints(study: Path) -> int:
     The driver removes it as a trial ends; one is left when a driver died between telling
     Optuna and removing it, and no later run would touch that trial. Returns how many."""
     n = 0
-    for ckpt in sorted((study / "trials").glob(f"*/{STATE_FILE}")):
+    ids, _ = trial_entries(study)  # never through a linked folder
+    for ckpt in [study / "trials" / tid / STATE_FILE for tid in ids]:
+        if not ckpt.is_file() or ckpt.is_symlink():
+            continue
         result = read_json(ckpt.parent / "result.json")
         if result is not None and isinstance(result.get("report"), dict):
             ckpt.unlink(missing_ok=True)
@@ -94,11 +114,21 @@ def _last_newline(fd: int, size: int) -> int:
     return 0
 
 
+# epochs.jsonl: one line per repeat and epoch (~2 KB); far beyond any real trial
+JSONL_LIMIT = 256 * 2**20
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON-lines file; a damaged line (a torn last line after a kill) is skipped
-    with a warning that names the file and line, never silently."""
-    rows = []
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    with a warning that names the file and line, never silently. A file that is not a
+    regular one of bounded size (a link, FIFO, /dev/zero) gives no rows and a warning."""
+    rows: list[dict[str, Any]] = []
+    try:
+        text = read_regular(path, JSONL_LIMIT).decode(errors="replace")
+    except (OSError, UnsafeFileError) as e:
+        warnings.warn(f"{path}: not read ({e})", stacklevel=2)
+        return rows
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -115,7 +145,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_epochs(study: Path) -> pd.DataFrame:
     """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
     frames = []
-    for path in sorted((study / "trials").glob("*/epochs.jsonl")):
+    ids, _ = trial_entries(study)
+    for path in [study / "trials" / tid / "epochs.jsonl" for tid in ids]:
+        if not path.exists():
+            continue
         rows = read_jsonl(path)
         if rows:
             df = pd.DataFrame(rows)
@@ -129,9 +162,13 @@ def read_epochs(study: Path) -> pd.DataFrame:
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    tmp = unique_temp(path)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -143,9 +180,16 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
     """
     objectives = _objective_metrics(study)
     rows = []
-    ids = set(ray_states) | {p.name for p in (study / "trials").glob("*") if p.is_dir()}
+    own, refused = trial_entries(study)
+    for name, reason in refused.items():  # reported, never followed
+        rows.append({"trial_id": name, "state": "DAMAGED", "failure_reason": reason})
+    ids = (set(ray_states) - set(refused)) | set(own)
     for tid in sorted(ids):
-        tdir = trial_dir(study, tid)
+        try:
+            tdir = trial_dir(study, tid)
+        except RevstudyError as e:  # an id Ray holds that the folder cannot be trusted for
+            rows.append({"trial_id": tid, "state": "DAMAGED", "failure_reason": str(e)})
+            continue
         result = read_json(tdir / "result.json")
         failure = read_json(tdir / "failure.json")
         meta = read_json(tdir / "trial.json") or {}
@@ -237,8 +281,11 @@ def refresh_tables(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.Dat
 
 
 def load_trials(study: Path) -> pd.DataFrame:
-    """The tidy table, rebuilt from per-trial files when no parquet exists yet."""
-    path = study / "trials.parquet"
-    if path.is_file():
-        return pd.read_parquet(path)
-    return build_trials_table(study, {})
+    """The tidy table, rebuilt from the per-trial files when no parquet exists yet or the
+    one there is damaged (it is a cache of those files; the damage is warned about)."""
+    try:
+        table = read_table(study / "trials.parquet")
+    except RevstudyError as e:
+        warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
+        table = None
+    return build_trials_table(study, {}) if table is None else table

@@ -21,6 +21,7 @@ import yaml
 
 from revstudy.errors import ConfigError
 from revstudy.training.config import TrialConfig, field_names, yaml_error
+from revstudy.yamlfile import read_yaml
 
 BLOCK_PARAMS = tuple(f"blocks_{i}" for i in range(5))
 TYPES = ("float", "int", "categorical")
@@ -152,7 +153,7 @@ def load_space(name_or_path: str) -> SearchSpace:
     path = resolve_space_path(name_or_path)
     src = str(path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = read_yaml(path, follow_links=True) or {}  # a file the user named
     except yaml.YAMLError as e:
         raise ConfigError(f"{src}: not valid YAML: {yaml_error(e)}") from None
     if not isinstance(doc, dict):

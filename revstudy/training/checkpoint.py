@@ -10,6 +10,7 @@ random generator's state to the GPU, where `Generator.set_state` rejects it.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,16 @@ from typing import Any
 import torch
 
 from revstudy.errors import RevstudyError
+from revstudy.files import UnsafeFileError, regular_file, unique_temp
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "to_host"]
+__all__ = [
+    "ARCHIVE_LIMIT",
+    "CheckpointError",
+    "check_archive",
+    "load_checkpoint",
+    "save_checkpoint",
+    "to_host",
+]
 
 
 class CheckpointError(RevstudyError):
@@ -30,20 +39,51 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     Tensors on a device are copied to the host first, in a few large transfers (`to_host`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = to_host(state)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = unique_temp(path)  # a fresh name: never a planted link, never another writer's
+    try:
+        with tmp.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# The most a checkpoint or model file may hold, inflated: a paper-model trial with R = 10
+# fused repeats checkpoints ~1.5 GB (weights and Adam moments); far above it is a bomb
+ARCHIVE_LIMIT = 8 * 2**30
+
+
+def check_archive(path: Path, limit: int | None = None) -> None:
+    """Refuse, before `torch.load` inflates anything, a file that is not a regular one (a
+    link, FIFO, device) or whose zip entries would inflate past `limit` bytes (a zip bomb:
+    1.9 MB on disk made 2.4 GB in memory). torch's own files are zips of stored entries.
+    `limit`: default `ARCHIVE_LIMIT`."""
+    limit = ARCHIVE_LIMIT if limit is None else limit
+    regular_file(path, limit)
+    try:
+        with zipfile.ZipFile(path) as z:
+            total = sum(i.file_size for i in z.infolist())
+    except zipfile.BadZipFile:
+        return  # not a zip (legacy pickle or damaged): torch.load refuses it below
+    if total > limit:
+        raise UnsafeFileError(
+            f"{path}: would inflate to {total / 2**30:.1f} GiB, over the "
+            f"{limit / 2**30:.0f} GiB a checkpoint or model may hold: refused"
+        )
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The state saved by `save_checkpoint`, every tensor on the CPU; one-line error otherwise."""
     try:
+        check_archive(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
+    except UnsafeFileError as e:
+        raise CheckpointError(str(e)) from None
     except Exception as e:  # truncated zip, foreign pickle, a global weights_only refuses
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import yaml
 
 from revstudy.data.numbering import AtomOrder
-from revstudy.errors import ConfigError
+from revstudy.errors import ConfigError, RevstudyError
+from revstudy.yamlfile import read_yaml
 
 Decoder = Literal["threshold", "quantile", "topk"]
 LatentLoss = Literal["none", "moments", "mmd"]
@@ -118,13 +119,14 @@ class TrialConfig:
         Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
 
     @classmethod
-    def load_yaml(cls, path: str | Path) -> TrialConfig:
-        """Read a config file: either a bare mapping of fields or `{config: {...}, ...}`."""
+    def load_yaml(cls, path: str | Path, follow_links: bool = True) -> TrialConfig:
+        """Read a config file: either a bare mapping of fields or `{config: {...}, ...}`.
+        `follow_links=False` for a config.yaml inside a model folder (untrusted input)."""
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         try:
-            doc = yaml.safe_load(p.read_text())
+            doc = read_yaml(p, follow_links)
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {yaml_error(e)}") from None
         if doc is None:
@@ -141,8 +143,8 @@ def recorded_data(path: str | Path) -> tuple[str, str] | None:
     writes it: the study's data), or None when it records none. A config file that is not
     readable YAML gives None here; `load_yaml` reports it."""
     try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        doc = read_yaml(path, follow_links=True)
+    except (OSError, yaml.YAMLError, RevstudyError):
         return None
     prov = doc.get("provenance") if isinstance(doc, dict) else None
     data = prov.get("data") if isinstance(prov, dict) else None

@@ -18,6 +18,8 @@ import torch
 from revstudy.data.dataset import Dataset, Split, coarsen, encode_structures
 from revstudy.data.numbering import in_order, molecule_keys, order_inputs, relabel, relabelled
 from revstudy.errors import RevstudyError
+from revstudy.files import UnsafeFileError
+from revstudy.training.checkpoint import check_archive
 from revstudy.training.config import TrialConfig
 from revstudy.training.metrics import (
     RELABELLED,
@@ -101,6 +103,11 @@ def _bad(path: Path, what: str) -> RevstudyError:
     return RevstudyError(f"{path}: {what}")
 
 
+# The most model.pt or prior.pt may inflate to: one model (the paper's is 48 MB; the
+# largest the spaces allow stays under 0.5 GB)
+MODEL_LIMIT = 2**30
+
+
 def load_model(model_dir: str | Path) -> SavedModel:
     """Load config.yaml, model.pt and prior.pt of a run folder, checking they belong together."""
     path = Path(model_dir)
@@ -114,12 +121,16 @@ def load_model(model_dir: str | Path) -> SavedModel:
             "(write one with `revstudy train --out DIR`)",
         )
     try:
-        config = TrialConfig.load_yaml(path / "config.yaml")
+        config = TrialConfig.load_yaml(path / "config.yaml", follow_links=False)
     except RevstudyError as e:
         raise _bad(path, f"config.yaml from another revstudy version? {e}") from None
     try:
+        for name in ("model.pt", "prior.pt"):  # links, FIFOs and zip bombs refused unread
+            check_archive(path / name, MODEL_LIMIT)
         state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         prior = torch.load(path / "prior.pt", map_location="cpu", weights_only=True)
+    except UnsafeFileError as e:
+        raise RevstudyError(str(e)) from None
     except Exception as e:  # torch raises many types for truncated or foreign files
         raise _bad(path, f"model.pt/prior.pt unreadable ({type(e).__name__})") from None
     if not isinstance(prior, dict) or prior.get("format") != PRIOR_FORMAT:

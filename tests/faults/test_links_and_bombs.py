@@ -1,0 +1,232 @@
+"""Issue #24, points 1-3 and 7: links, special files, YAML alias bombs and zip bombs in
+folders revstudy is handed. Nothing may hang, exhaust memory, print a traceback, or read,
+write or remove a file outside the folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from revstudy.errors import RevstudyError
+from revstudy.files import UnsafeFileError, read_json, read_regular, write_json_atomic
+from revstudy.study.records import (
+    append_epochs,
+    build_trials_table,
+    drop_finished_checkpoints,
+    read_epochs,
+)
+from revstudy.studyfolder import trial_dir
+from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from revstudy.yamlfile import YamlRefused, read_yaml
+from tests.faults.conftest import one_line_error, run, synthetic_study
+
+BOMB = """\
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+@pytest.fixture()
+def outside(tmp_path: Path) -> Path:
+    """A victim folder outside every study: nothing in it may change."""
+    d = tmp_path / "victim"
+    d.mkdir()
+    (d / "epochs.jsonl").write_text('{"keep": 1}\n{"keep": 2}')  # no final newline
+    (d / "precious.npz").write_bytes(b"precious")
+    (d / "state.pt").write_bytes(b"precious checkpoint")
+    return d
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+# -- 1: links planted in a study folder ------------------------------------------------------
+def test_appending_epochs_never_writes_through_a_link(tmp_path: Path, outside: Path) -> None:
+    before = _snapshot(outside)
+    tdir = tmp_path / "s" / "trials" / "t1"
+    tdir.mkdir(parents=True)
+    (tdir / "epochs.jsonl").symlink_to(outside / "epochs.jsonl")
+    with pytest.raises(UnsafeFileError, match="not a file of this trial"):
+        append_epochs(tmp_path / "s", "t1", [{"epoch": 1}])
+    assert _snapshot(outside) == before
+
+
+def test_a_linked_trial_folder_is_reported_never_followed(tmp_path: Path, outside: Path) -> None:
+    study = tmp_path / "s"
+    (study / "trials").mkdir(parents=True)
+    (outside / "result.json").write_text(json.dumps({"report": {}, "metrics": {"epoch": 1}}))
+    before = _snapshot(outside)
+    (study / "trials" / "evil").symlink_to(outside, target_is_directory=True)
+    assert drop_finished_checkpoints(study) == 0
+    table = build_trials_table(study, {})
+    (row,) = table.to_dict("records")
+    assert row["trial_id"] == "evil" and row["state"] == "DAMAGED"
+    assert "symbolic link" in row["failure_reason"]
+    assert read_epochs(study).empty
+    with pytest.raises(RevstudyError, match="symbolic link"):
+        trial_dir(study, "evil")
+    assert _snapshot(outside) == before
+
+
+def test_temp_files_have_fresh_names_so_a_planted_link_is_never_written(
+    tmp_path: Path, outside: Path
+) -> None:
+    before = _snapshot(outside)
+    folder = tmp_path / "s"
+    folder.mkdir()
+    # the fixed names older versions used
+    for name in (f".result.json.{os.getpid()}.tmp", f".state.pt.{os.getpid()}.tmp"):
+        (folder / name).symlink_to(outside / "precious.npz")
+    write_json_atomic(folder / "result.json", {"ok": 1})
+    save_checkpoint(folder / "state.pt", {"x": torch.zeros(2)})
+    # a link in place of the target is replaced, not written through
+    (folder / "study.json").symlink_to(outside / "precious.npz")
+    write_json_atomic(folder / "study.json", {"ok": 2})
+    assert not (folder / "study.json").is_symlink()
+    assert _snapshot(outside) == before
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+# -- 2: special files ------------------------------------------------------------------------
+def test_dev_zero_and_fifos_are_refused_without_reading_or_waiting(tmp_path: Path) -> None:
+    zero = tmp_path / "result.json"
+    zero.symlink_to("/dev/zero")
+    assert read_json(zero) is None
+    fifo = tmp_path / "failure.json"
+    os.mkfifo(fifo)
+    done: list[object] = []
+    t = threading.Thread(target=lambda: done.append(read_json(fifo)), daemon=True)
+    t.start()
+    t.join(10)
+    assert done == [None], "reading a FIFO must not block"
+    big = tmp_path / "trial.json"
+    with big.open("wb") as f:
+        f.truncate(65 * 2**20)  # sparse: over the limit without using the disk
+    with pytest.raises(UnsafeFileError, match="over the"):
+        read_regular(big)
+
+
+def test_status_of_a_study_with_a_fifo_result_ends_with_it_damaged(tmp_path: Path) -> None:
+    folder = synthetic_study(tmp_path / "st")
+    tid = sorted(p.name for p in (folder / "trials").iterdir())[0]
+    (folder / "trials.parquet").unlink()  # the table is rebuilt from the folders
+    res_json = folder / "trials" / tid / "result.json"
+    res_json.unlink(missing_ok=True)
+    os.mkfifo(res_json)
+    done: list[object] = []
+    t = threading.Thread(
+        target=lambda: done.append(run("status", folder.name, "--storage", str(folder.parent))),
+        daemon=True,
+    )
+    t.start()
+    t.join(60)
+    assert done, "status hung on a FIFO"
+    res = done[0]
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+
+
+# -- 3: YAML alias bombs ---------------------------------------------------------------------
+def test_yaml_aliases_are_refused_before_expansion(tmp_path: Path) -> None:
+    bomb = tmp_path / "space.yaml"
+    bomb.write_text(BOMB)
+    with pytest.raises(YamlRefused, match="aliases"):
+        read_yaml(bomb)
+    res = run("launch", "--space", str(bomb), "--name", "x", "--storage", str(tmp_path / "st"))
+    one_line_error(res, "space.yaml", "aliases (*name) are not allowed")
+    assert not (tmp_path / "st").exists()
+
+
+def test_a_model_config_bomb_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    for name in ("model.pt", "prior.pt", "metrics.json"):
+        (model / name).write_bytes(b"x")
+    (model / "config.yaml").write_text(BOMB)
+    one_line_error(run("predict", "--model", str(model), "--smiles", "CCC"), "aliases")
+
+
+# -- 7: zip bombs ----------------------------------------------------------------------------
+def _zip_bomb(path: Path, inflated: int) -> None:
+    chunk = b"\0" * 2**20
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z,
+        z.open("archive/data/0", "w", force_zip64=True) as f,
+    ):
+        for _ in range(inflated // len(chunk)):
+            f.write(chunk)
+
+
+def test_a_checkpoint_that_would_inflate_past_the_limit_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from revstudy.training import checkpoint
+
+    monkeypatch.setattr(checkpoint, "ARCHIVE_LIMIT", 32 * 2**20)
+    bomb = tmp_path / "state.pt"
+    _zip_bomb(bomb, 64 * 2**20)
+    assert bomb.stat().st_size < 2**20
+    loads: list[object] = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a))
+    with pytest.raises(CheckpointError, match="would inflate to"):
+        load_checkpoint(bomb)
+    assert loads == []
+    link = tmp_path / "linked.pt"
+    link.symlink_to(bomb)
+    with pytest.raises(CheckpointError, match="symbolic link"):
+        load_checkpoint(link)
+
+
+def test_a_model_file_zip_bomb_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from revstudy.training import saved
+
+    monkeypatch.setattr(saved, "MODEL_LIMIT", 16 * 2**20)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.yaml").write_text("epochs: 1\n")
+    (model / "metrics.json").write_text("{}")
+    _zip_bomb(model / "model.pt", 32 * 2**20)
+    (model / "prior.pt").write_bytes(b"x")
+    one_line_error(run("predict", "--model", str(model), "--smiles", "CCC"), "would inflate to")
+
+
+# -- 5: damaged tables -----------------------------------------------------------------------
+@pytest.mark.parametrize("table", ["trials.parquet", "epochs.parquet"])
+def test_damaged_tables_are_rebuilt_or_named_never_a_traceback(tmp_path: Path, table: str) -> None:
+    folder = synthetic_study(tmp_path / "st")
+    other = synthetic_study(tmp_path / "other")
+    (folder / table).write_bytes(os.urandom(4096))
+    root = str(folder.parent)
+    res = run("list", "--storage", root, "--json")
+    assert res.exit_code == 0, res.output
+    listed = {r["name"]: r for r in json.loads(res.stdout)}
+    assert json.loads((folder / "study.json").read_text())["name"] in listed
+    res = run("status", folder.name, "--storage", root, "--json")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    if table == "trials.parquet":  # rebuilt from the trial folders: every trial is there
+        assert json.loads(res.stdout)["trials"] == len(list((folder / "trials").iterdir()))
+    for args in (["report", str(folder)], ["report", str(folder), "--compare", str(other)]):
+        res = run(*args, "--out", str(tmp_path / "r.html"))
+        assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("content", [b"[]", b"\xff\xfe not utf-8", b"{torn"])
+def test_a_foreign_study_json_is_one_line_under_report(tmp_path: Path, content: bytes) -> None:
+    folder = synthetic_study(tmp_path / "st")
+    (folder / "study.json").write_bytes(content)
+    res = run("report", str(folder), "--out", str(tmp_path / "r.html"))
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert res.stderr.strip().startswith("error: ") and "\n" not in res.stderr.strip()
