@@ -31,8 +31,8 @@ def weight_gap(a: list[Any], b: list[Any]) -> float:
     num = den = 0.0
     for ta, tb in zip(a, b, strict=True):
         for p, q in zip(ta.model.parameters(), tb.model.parameters(), strict=True):
-            num += float(torch.sum((p - q) ** 2))
-            den += float(torch.sum(q**2))
+            num += float(torch.sum((p.detach() - q.detach()) ** 2))
+            den += float(torch.sum(q.detach() ** 2))
     return (num / den) ** 0.5
 
 

@@ -277,3 +277,29 @@ def test_the_ensembles_clipping_is_clip_grad_norm_per_repeat(dataset: Dataset) -
             torch.testing.assert_close(p.grad[r], q, rtol=1e-6, atol=0)
     for b, p in zip(before, group.params.values(), strict=True):
         assert torch.equal(b, p.grad[1])
+
+
+@pytest.mark.slow
+def test_a_paper_sized_ensemble_step_is_the_sequential_step_up_to_round_off(
+    dataset: Dataset,
+) -> None:
+    """Issue #22.5: the paper-sized ensemble ended 2e-3 (relative) from sequential training
+    in F1. benchmarks/fused_drift.py shows why: training amplifies round-off, and weights
+    nudged by one part in 10^7 drift exactly as far (1.3 % after one epoch, 21 % after
+    five, 4 % in F1). So the honest test is one step (one batch holds every training row),
+    before any amplification: the ensemble's weights are the sequential ones to 1e-5."""
+    cfg = TrialConfig(epochs=1, batch_size=512)  # the paper's model, one step an epoch
+    seq = trainers(dataset, cfg, repeats=2)
+    for t in seq:
+        t.train_epoch()
+    fused = trainers(dataset, cfg, repeats=2)
+    recs = FusedRepeats(fused).train_epoch()
+    num = den = 0.0
+    for ta, tb in zip(fused, seq, strict=True):
+        for p, q in zip(ta.model.parameters(), tb.model.parameters(), strict=True):
+            num += float(((p.detach() - q.detach()) ** 2).sum())
+            den += float((q.detach() ** 2).sum())
+    assert (num / den) ** 0.5 < 1e-5  # measured: 8e-8 (2 cores, torch 2.13)
+    for rec, t in zip(recs, seq, strict=True):
+        assert rec.train_loss == pytest.approx(t.history[-1].train_loss, rel=1e-5)
+        assert rec.val_loss == pytest.approx(t.history[-1].val_loss, rel=1e-5)
