@@ -27,7 +27,7 @@ def assert_offline(html: str) -> None:
     assert not re.search(r"<link[^>]+href=", html)
     assert not re.search(r"<(img|iframe)[^>]+src=[\"']?https?:", html)
     assert "@import" not in html.split("<script", 1)[0]
-    assert html.count("plotly.js v") >= 1  # plotly.js is inline
+    assert html.count("plotly.js v") == 1  # plotly.js inline, once for every figure
 
 
 @pytest.fixture(scope="module")
