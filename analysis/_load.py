@@ -29,6 +29,7 @@ from revstudy.studyfolder import (
     pareto_fronts,
     rank_finished,
     read_table,
+    trial_dir,
 )
 
 __all__ = [
@@ -153,13 +154,13 @@ class Study:
         only needs arrays for a few of the best.
         """
         if trial_id not in self._arrays:
-            f = self.path / "trials" / str(trial_id) / "arrays.npz"
             data: dict[str, np.ndarray] | None = None
-            try:
+            try:  # ids come from tables a hostile copy may have edited: plain names only
+                f = trial_dir(self.path, str(trial_id)) / "arrays.npz"
                 regular_file(f, ARRAYS_LIMIT)  # no link out of the folder, no FIFO or device
                 with np.load(f, allow_pickle=False) as npz:
                     data = {k: np.asarray(npz[k]) for k in npz.files}
-            except (OSError, ValueError, UnsafeFileError):
+            except (OSError, ValueError, RevstudyError):
                 data = None  # absent, half-written, corrupt or not ours: treat as absent
             self._arrays[trial_id] = data
         return self._arrays[trial_id]

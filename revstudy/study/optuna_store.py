@@ -9,7 +9,7 @@ from typing import Any
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.study.options import SAMPLERS
-from revstudy.studyfolder import optuna_url
+from revstudy.studyfolder import optuna_url, trial_dir
 
 
 def make_sampler(name: str, seed: int, multi: bool) -> Any:
@@ -119,7 +119,11 @@ def reconcile_optuna(study: Path, info: dict[str, Any], ostudy: Any = None) -> i
     objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
     n = 0
     for c in unfinished(ostudy):
-        result = read_json(study / "trials" / c.record_id / "result.json")
+        try:  # the id comes from the database: checked like an id from a folder
+            tdir = trial_dir(study, str(c.record_id))
+        except RevstudyError:
+            continue
+        result = read_json(tdir / "result.json")
         if result is not None and isinstance(result.get("report"), dict):
             tell(ostudy, c.number, objectives, result["report"], error=False)
             n += 1

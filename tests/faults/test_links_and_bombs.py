@@ -230,3 +230,22 @@ def test_a_foreign_study_json_is_one_line_under_report(tmp_path: Path, content: 
     res = run("report", str(folder), "--out", str(tmp_path / "r.html"))
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert res.stderr.strip().startswith("error: ") and "\n" not in res.stderr.strip()
+
+
+# -- 9: ids from tables ----------------------------------------------------------------------
+def test_an_escaping_id_in_a_table_reads_nothing_outside(tmp_path: Path, outside: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    import analysis
+
+    np.savez(outside / "arrays.npz", secret=np.arange(3))
+    folder = synthetic_study(tmp_path / "st")
+    table = pd.read_parquet(folder / "trials.parquet")
+    rel = os.path.relpath(outside, folder / "trials")
+    table.loc[0, "trial_id"] = rel  # "../../victim"
+    table.to_parquet(folder / "trials.parquet", index=False)
+    s = analysis.load_study(folder)
+    assert s.arrays(rel) is None
+    html = analysis.write_report(folder, tmp_path / "r.html").read_text()
+    assert "Traceback" not in html
