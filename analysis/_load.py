@@ -26,6 +26,7 @@ from revstudy.studyfolder import (
     STUDY_FILE,
     Objective,
     StudyInfo,
+    foreign_database,
     pareto_fronts,
     rank_finished,
     read_table,
@@ -175,7 +176,11 @@ class Study:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
+        ostudy = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
+        why = foreign_database(ostudy, self.info)
+        if why is not None:  # another study's trials must not be drawn as this one's
+            raise ValueError(why)
+        return ostudy
 
 
 def _read_table(f: Path, columns: list[str], missing: object) -> pd.DataFrame:

@@ -54,7 +54,10 @@ def _complete(ostudy: Any) -> int:
 
 def _loaded(study: Study) -> Any:
     """The study's optuna.db, or Unavailable saying why there is nothing to draw."""
-    ostudy = study.load_optuna()
+    try:
+        ostudy = study.load_optuna()
+    except ValueError as e:  # another study's database
+        raise Unavailable(str(e)) from None
     if ostudy is None:
         raise Unavailable("no optuna.db in the study folder")
     if _complete(ostudy) == 0:

@@ -415,7 +415,10 @@ def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
-    ostudy = study.load_optuna()
+    try:
+        ostudy = study.load_optuna()
+    except ValueError as e:  # another study's database
+        return _no_importance(str(e))
     if ostudy is None:
         return _no_importance("no optuna.db in the study folder")
     complete = ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))

@@ -39,10 +39,12 @@ __all__ = [
     "STATES",
     "STATE_FILE",
     "STOPPED_FILE",
+    "STUDY_ID_ATTR",
     "TRIAL_KEY",
     "Objective",
     "StudyInfo",
     "check_name",
+    "foreign_database",
     "numerical_problem",
     "optuna_url",
     "pareto_fronts",
@@ -300,6 +302,26 @@ def trial_entries(study: Path) -> tuple[list[str], dict[str, str]]:
             else:
                 bad[p.name] = f"{p}: not a trial folder name: ignored"
     return ids, bad
+
+
+# the user attribute of a study's Optuna study that holds study.json's `study_id`
+STUDY_ID_ATTR = "revstudy_study_id"
+
+
+def foreign_database(ostudy: Any, info: dict[str, Any]) -> str | None:
+    """Why the Optuna study loaded from a study's optuna.db is another study's (launch
+    writes one id into study.json and the database), or None when it is this one's or the
+    study predates the id."""
+    want = info.get("study_id")
+    if not want:
+        return None
+    got = ostudy.user_attrs.get(STUDY_ID_ATTR)
+    if got == want:
+        return None
+    return (
+        f"optuna.db belongs to another study (its id {str(got)[:40]!r}, study.json says "
+        f"{str(want)[:40]!r}); restore this study's own optuna.db"
+    )
 
 
 def optuna_url(study: Path) -> str:

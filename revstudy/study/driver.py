@@ -15,6 +15,7 @@ import fcntl
 import importlib.metadata
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,6 +186,8 @@ def _new_info(
         },
         "optuna_study_name": name,
         "optuna_storage": optuna_url(study),
+        # written in optuna.db too: a database from another study is recognised and refused
+        "study_id": uuid.uuid4().hex,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {
             "revstudy": __version__,

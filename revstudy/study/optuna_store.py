@@ -9,7 +9,7 @@ from typing import Any
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.study.options import SAMPLERS
-from revstudy.studyfolder import optuna_url, trial_dir
+from revstudy.studyfolder import STUDY_ID_ATTR, foreign_database, optuna_url, trial_dir
 
 
 def make_sampler(name: str, seed: int, multi: bool) -> Any:
@@ -51,7 +51,7 @@ def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> A
         storage = optuna.storages.RDBStorage(optuna_url(study))
         multi = len(info["objectives"]) > 1
         if create:
-            return optuna.create_study(
+            created = optuna.create_study(
                 study_name=info["name"],
                 storage=storage,
                 directions=[
@@ -59,7 +59,11 @@ def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> A
                 ],
                 sampler=make_sampler(info["sampler"], info["seed"], multi),
             )
+            if info.get("study_id"):
+                created.set_user_attr(STUDY_ID_ATTR, info["study_id"])
+            return created
         s = optuna.load_study(study_name=info["name"], storage=storage)
+        check_owner(db, s, info)
         waiting = (optuna.trial.TrialState.WAITING,)  # enqueued (the baseline), not yet asked
         done = len(s.get_trials(deepcopy=False)) - len(s.get_trials(deepcopy=False, states=waiting))
         s.sampler = make_sampler(info["sampler"], info["seed"] + done, multi)
@@ -69,6 +73,14 @@ def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> A
         raise RevstudyError(
             f"{db}: not a readable Optuna study {info['name']!r} ({first})"
         ) from None
+
+
+def check_owner(db: Path, ostudy: Any, info: dict[str, Any]) -> None:
+    """Refuse an optuna.db that is not this study's own (another study's database renamed
+    into this folder: its trials would be ranked as this study's)."""
+    why = foreign_database(ostudy, info)
+    if why is not None:
+        raise RevstudyError(f"{db}: {why[len('optuna.db ') :]}")
 
 
 def _check_sqlite(db: Path) -> None:

@@ -218,6 +218,10 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
             state = _cut_off(tdir, epochs_done)
         else:
             state = "PENDING"
+        if state in ("COMPLETED", "STOPPED_EARLY") and not tdir.is_dir():
+            # a finished trial always wrote its folder: this one exists only in optuna.db
+            state = "DAMAGED"
+            failure = {"reason": f"{tdir}: missing; the trial is known only to optuna.db"}
         problem = None
         if state in ("COMPLETED", "STOPPED_EARLY"):
             problem = numerical_problem(last, objectives)

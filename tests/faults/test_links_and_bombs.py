@@ -249,3 +249,35 @@ def test_an_escaping_id_in_a_table_reads_nothing_outside(tmp_path: Path, outside
     assert s.arrays(rel) is None
     html = analysis.write_report(folder, tmp_path / "r.html").read_text()
     assert "Traceback" not in html
+
+
+# -- 4: a foreign optuna.db ------------------------------------------------------------------
+def test_another_studys_database_is_refused_before_ray(study: Path) -> None:
+    import optuna
+
+    info = json.loads((study / "study.json").read_text())
+    info["study_id"] = "a" * 32  # what launch writes into study.json and optuna.db
+    (study / "study.json").write_text(json.dumps(info))
+    res = run("resume", "s1", "--storage", str(study.parent))
+    one_line_error(res, "optuna.db: belongs to another study", "a" * 32)
+    ostudy = optuna.load_study(study_name="s1", storage=f"sqlite:///{study / 'optuna.db'}")
+    ostudy.set_user_attr("revstudy_study_id", "b" * 32)
+    one_line_error(run("resume", "s1", "--storage", str(study.parent)), "b" * 32)
+    from revstudy.studyfolder import foreign_database
+
+    assert foreign_database(ostudy, info) is not None
+    ostudy.set_user_attr("revstudy_study_id", "a" * 32)
+    assert foreign_database(ostudy, info) is None
+
+
+def test_trials_known_only_to_the_database_are_never_ranked(tmp_path: Path) -> None:
+    from revstudy.studyfolder import Objective, rank_finished
+
+    study = tmp_path / "s"
+    (study / "trials").mkdir(parents=True)
+    phantom = {"status": "TERMINATED", "config": {"epochs": 5}, "error": "",
+               "last_result": {"epoch": 5, "f1_macro_skill": 0.9}}  # fmt: skip
+    table = build_trials_table(study, {"ghost": phantom})
+    (row,) = table.to_dict("records")
+    assert row["state"] == "DAMAGED" and "known only to optuna.db" in row["failure_reason"]
+    assert rank_finished(table, [Objective("f1_macro_skill")]).empty
