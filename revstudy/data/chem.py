@@ -39,6 +39,7 @@ CHARGED_OR_RADICAL = "charged or radical atoms"
 TOO_MANY_CARBONS = "too many carbons"
 NO_13C_SPECTRUM = "no 13C spectrum"
 UNPARSABLE_SPECTRUM = "unparsable spectrum"
+SHIFT_OUT_OF_RANGE = "shift outside -50..400 ppm"
 NO_MOLECULE_ID = "no molecule id"
 SKIP_REASONS = (
     UNPARSABLE_MOLECULE,
@@ -48,6 +49,7 @@ SKIP_REASONS = (
     TOO_MANY_CARBONS,
     NO_13C_SPECTRUM,
     UNPARSABLE_SPECTRUM,
+    SHIFT_OUT_OF_RANGE,
 )
 
 
@@ -244,6 +246,16 @@ class BuildReport:
         }
 
 
+# 13C shifts of real compounds lie within about -10..240 ppm; beyond these limits a value is
+# a typo or an attack (1e308 overflowed the bin arithmetic, 1e300 was clipped to the last
+# bin): the record is skipped and counted, never binned
+SHIFT_LIMITS = (-50.0, 400.0)
+
+
+class ShiftOutOfRange(ValueError):
+    """A 13C shift outside `SHIFT_LIMITS`."""
+
+
 def parse_spectrum(value: str, n_atoms: int) -> list[float]:
     """Shifts of an nmrshiftdb2 spectrum value `shift;intensity+mult;atomindex|...`.
 
@@ -260,6 +272,8 @@ def parse_spectrum(value: str, n_atoms: int) -> list[float]:
         shift = float(fields[0])
         if not math.isfinite(shift):
             raise ValueError(f"shift {fields[0]!r} is not finite")
+        if not SHIFT_LIMITS[0] <= shift <= SHIFT_LIMITS[1]:
+            raise ShiftOutOfRange(f"shift {shift:g} ppm outside {SHIFT_LIMITS} ppm")
         if len(fields) >= 3 and fields[2].strip():
             atom = int(fields[2])
             if not 0 <= atom < n_atoms:
@@ -315,6 +329,8 @@ def _rows_from_record(
         return NO_13C_SPECTRUM, []
     try:
         parsed = [(sid, parse_spectrum(v, len(atoms))) for sid, v in spectra]
+    except ShiftOutOfRange:
+        return SHIFT_OUT_OF_RANGE, []
     except ValueError:
         return UNPARSABLE_SPECTRUM, []
     try:

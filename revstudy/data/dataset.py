@@ -190,7 +190,10 @@ def ppm_to_bin(ppm: float) -> int:
     """Spectrum bin of a shift: clip(⌊ppm·5⌋, 0, 1023) (0.2 ppm bins; ≥ 204.6 ppm is 1023)."""
     if not math.isfinite(ppm):
         raise ValueError(f"shift must be a finite number, got {ppm}")
-    return int(min(max(math.floor(ppm * 5), 0), SPECTRUM_BITS - 1))
+    scaled = ppm * 5  # compared before flooring: 1e308 * 5 is inf, which floor cannot take
+    if scaled >= SPECTRUM_BITS - 1:
+        return SPECTRUM_BITS - 1
+    return 0 if scaled < 0 else math.floor(scaled)
 
 
 def bin_to_ppm_range(bin_index: int, y_dim: int = SPECTRUM_BITS) -> tuple[float, float]:

@@ -17,6 +17,7 @@ import numpy as np
 from revstudy.data.chem import require_rdkit
 from revstudy.data.dataset import encode_spectra, read_dataset, structure_digits
 from revstudy.elucidation.elucidate import (
+    MAX_SAMPLES,
     Library,
     code_of,
     decode_all,
@@ -94,8 +95,8 @@ def elucidation_benchmark(
     generation and retrieval side by side, on the run's `split` ("val" or "test")."""
     if split not in ("val", "test"):
         raise RevstudyError(f"--split {split}: expected val or test")
-    if samples < 1:
-        raise RevstudyError(f"--samples {samples}: must be >= 1")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise RevstudyError(f"--samples {samples}: choose 1 to {MAX_SAMPLES}")
     saved = load_model(model_dir)
     c = saved.config
     dataset = read_dataset(data_csv)

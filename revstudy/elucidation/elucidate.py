@@ -36,7 +36,7 @@ from revstudy.data.dataset import (
     structure_digits,
 )
 from revstudy.elucidation.candidates import decode_candidate
-from revstudy.errors import DataError
+from revstudy.errors import DataError, RevstudyError
 from revstudy.training.metrics import inverse_all
 from revstudy.training.saved import SavedModel
 
@@ -225,10 +225,19 @@ def decode_all(saved: SavedModel, xs: np.ndarray) -> list[np.ndarray]:
     return [decode_candidate(x, threshold=thr).grid() for x in xs]
 
 
+# Z_free draws one elucidation may invert: each is a 4x16x16 structure decoded and ranked
+MAX_SAMPLES = 100_000
+
+
 def elucidate(
     saved: SavedModel, bits: np.ndarray, samples: int = 100, top: int = 10, seed: int = 0
 ) -> Elucidation:
     """Ranked candidate structures for one 1024-bit spectrum."""
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise RevstudyError(
+            f"--samples {samples}: choose 1 to {MAX_SAMPLES} (each draw is a full inverse "
+            "pass; 1e9 tried to allocate 256 GB)"
+        )
     query = code_of(bits, saved.config.y_dim)
     grids = decode_all(saved, generate(saved, query[None], samples, seed)[0])
     ranked = rank_grids(saved, grids, query)

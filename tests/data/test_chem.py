@@ -152,6 +152,10 @@ def test_build_csv_from_sdf(tmp_path: Path) -> None:
         _record(Chem.MolFromSmiles("CCC"), {"nmrshiftdb2 ID": "15"}),
         _record(Chem.MolFromSmiles("CCCC"), {"nmrshiftdb2 ID": "16", "Spectrum 13C 1": "x;0;0|"}),
         _record(Chem.MolFromSmiles("CCCC"), {"nmrshiftdb2 ID": "17", "Spectrum 13C 1": "1;0;99|"}),
+        # issue #24.7: overflowed the bin arithmetic and failed the whole build
+        _record(
+            Chem.MolFromSmiles("CCCC"), {"nmrshiftdb2 ID": "19", "Spectrum 13C 1": "1e308;0;0|"}
+        ),
         "garbage\n\n\n  x  y  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n",
         _record(
             Chem.MolFromSmiles("C[CH2+]"), {"nmrshiftdb2 ID": "18", "Spectrum 13C 1": "1;0;0|"}
@@ -161,7 +165,7 @@ def test_build_csv_from_sdf(tmp_path: Path) -> None:
     sdf.write_text("".join(records))
     out = tmp_path / "out" / "built.csv"
     report = build_csv_from_sdf(sdf, out)
-    assert report.records == 9
+    assert report.records == 10
     assert report.molecules_written == 2 and report.rows_written == 3
     assert report.skipped == {
         "unparsable molecule": 1,
@@ -171,6 +175,7 @@ def test_build_csv_from_sdf(tmp_path: Path) -> None:
         TOO_MANY_CARBONS: 1,
         "no 13C spectrum": 1,
         "unparsable spectrum": 2,
+        "shift outside -50..400 ppm": 1,
     }
     ds = read_dataset(out)
     assert ds.molecule_ids.tolist() == [11, 12, 12]

@@ -281,3 +281,32 @@ def test_trials_known_only_to_the_database_are_never_ranked(tmp_path: Path) -> N
     (row,) = table.to_dict("records")
     assert row["state"] == "DAMAGED" and "known only to optuna.db" in row["failure_reason"]
     assert rank_finished(table, [Objective("f1_macro_skill")]).empty
+
+
+# -- 7: sizes a user can ask for -------------------------------------------------------------
+def test_absurd_sizes_are_refused_with_the_limit(tmp_path: Path) -> None:
+    from revstudy.data.chem import SHIFT_OUT_OF_RANGE, ShiftOutOfRange, parse_spectrum
+    from revstudy.data.dataset import ppm_to_bin
+
+    assert ppm_to_bin(1e308) == 1023 and ppm_to_bin(-1e308) == 0  # no OverflowError
+    for value in ("1e308;0;0", "1e300;0;0", "-80;0;0"):
+        with pytest.raises(ShiftOutOfRange):
+            parse_spectrum(value, 4)
+    assert parse_spectrum("230.5;0;0|-2.1;0;1", 4) == [230.5, -2.1]
+    assert SHIFT_OUT_OF_RANGE.startswith("shift outside")
+    space = tmp_path / "wide.yaml"
+    space.write_text("params:\n  y_dim: {type: categorical, choices: [" + ", ".join(
+        str(i) for i in range(5000)) + "]}\n")  # fmt: skip
+    one_line_error(
+        run("launch", "--space", str(space), "--name", "x", "--storage", str(tmp_path / "st")),
+        "5000 choices; at most 1000",
+    )
+
+
+def test_elucidate_refuses_a_billion_samples() -> None:
+    import numpy as np
+
+    from revstudy.elucidation.elucidate import MAX_SAMPLES, elucidate
+
+    with pytest.raises(RevstudyError, match=f"choose 1 to {MAX_SAMPLES}"):
+        elucidate(None, np.zeros(1024), samples=10**9)  # type: ignore[arg-type]
