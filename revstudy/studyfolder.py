@@ -44,6 +44,7 @@ __all__ = [
     "Objective",
     "StudyInfo",
     "check_name",
+    "check_run_info",
     "foreign_database",
     "numerical_problem",
     "optuna_url",
@@ -401,3 +402,60 @@ def read_table(path: Path) -> pd.DataFrame | None:
         raise RevstudyError(
             f"{path}: damaged ({type(e).__name__}); `revstudy resume` rewrites it"
         ) from None
+
+
+def check_run_info(info: dict[str, Any], source: Path | str) -> None:
+    """Every setting a run reads from study.json, checked for type and range before Ray
+    starts (a hand-edited or foreign file gave tracebacks, some after Ray was up): one line
+    naming the file and the field. Optional fields may be absent (older studies)."""
+
+    def bad(key: str, want: str) -> RevstudyError:
+        got = info.get(key)
+        shown = json.dumps(got)[:60] if not isinstance(got, float) else repr(got)
+        return RevstudyError(f"{source}: {key} is {shown}, expected {want}")
+
+    def number(key: str, low: float, high: float, required: bool = True) -> None:
+        v = info.get(key)
+        if v is None and not required:
+            return
+        if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
+            raise bad(key, f"a number in [{low:g}, {high:g}]")
+
+    def integer(key: str, low: int, required: bool = True) -> None:
+        v = info.get(key)
+        if v is None and not required:
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise bad(key, f"an integer >= {low}")
+
+    for key, kind in (("name", str), ("sampler", str), ("scheduler", str), ("space", dict)):
+        if not isinstance(info.get(key), kind):
+            raise bad(key, "a string" if kind is str else "a mapping")
+    if not isinstance(info.get("baseline"), bool):
+        raise bad("baseline", "true or false")
+    integer("num_samples", 1)
+    integer("repeats", 1)
+    integer("seed", 0)
+    integer("max_concurrent", 0, required=False)
+    integer("max_failures", 0, required=False)
+    number("cpus_per_trial", 1e-3, 1024)
+    number("gpus_per_trial", 0, 1)
+    number("time_budget_s", 1e-3, 1e9, required=False)
+    data = info.get("data")
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("path"), str)
+        and isinstance(data.get("sha256"), str)
+    ):
+        raise bad("data", "a mapping with path and sha256 strings")
+    objectives = info.get("objectives")
+    if not isinstance(objectives, list) or not objectives:
+        raise bad("objectives", "a non-empty list of {metric, mode}")
+    for o in objectives:
+        if not (
+            isinstance(o, dict)
+            and isinstance(o.get("metric"), str)
+            and o["metric"]
+            and o.get("mode") in ("max", "min")
+        ):
+            raise bad("objectives", "entries like {metric: f1_macro_skill, mode: max}")

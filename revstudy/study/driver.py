@@ -43,6 +43,7 @@ from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.studyfolder import (
     check_name,
+    check_run_info,
     optuna_url,
     public_params,
     read_study_info,
@@ -215,6 +216,7 @@ def resume(
         check_address(address)
     study = study_dir(name, storage)
     info = read_study_info(study, RUN_KEYS)
+    check_run_info(info, study / "study.json")  # every field typed, before anything starts
     space = SearchSpace.from_info(info["space"])
     dataset = read_dataset(info["data"]["path"])
     if dataset.sha256 != info["data"]["sha256"]:

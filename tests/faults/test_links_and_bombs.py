@@ -310,3 +310,28 @@ def test_elucidate_refuses_a_billion_samples() -> None:
 
     with pytest.raises(RevstudyError, match=f"choose 1 to {MAX_SAMPLES}"):
         elucidate(None, np.zeros(1024), samples=10**9)  # type: ignore[arg-type]
+
+
+# -- 6: wrong types in study.json ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("space", "default", 'space is "default", expected a mapping'),
+        ("data", {"path": 5, "sha256": "x"}, "data is"),
+        ("seed", "0", 'seed is "0", expected an integer >= 0'),
+        ("cpus_per_trial", "1", 'cpus_per_trial is "1", expected a number'),
+        ("objectives", [], "objectives is [], expected a non-empty list"),
+        ("objectives", [{"metric": "f1"}], "entries like {metric"),
+        ("objectives", ["f1_macro_skill:max"], "entries like {metric"),
+        ("num_samples", True, "num_samples is true, expected an integer"),
+        ("gpus_per_trial", 2, "gpus_per_trial is 2, expected a number in [0, 1]"),
+        ("time_budget_s", "1h", "time_budget_s"),
+    ],
+)
+def test_resume_checks_every_field_before_ray(
+    study: Path, field: str, value: object, needle: str
+) -> None:
+    info = json.loads((study / "study.json").read_text())
+    info[field] = value
+    (study / "study.json").write_text(json.dumps(info))
+    one_line_error(run("resume", "s1", "--storage", str(study.parent)), "study.json", needle)
