@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,36 @@ from revstudy.errors import RevstudyError
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a `RevstudyError` into one `error: …` line on stderr and its exit code."""
+    """Turn a `RevstudyError` into one `error: …` line on stderr and its exit code; the
+    storage failing under a command (read-only, full, gone) likewise, naming the path and
+    the errno, instead of a traceback."""
     try:
         yield
     except RevstudyError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(
+            f"error: {where}{e.strerror or e} (errno {e.errno} {errno.errorcode.get(e.errno, '')})"
+            + STORAGE_HINTS.get(e.errno, ""),
+            file=sys.stderr,
+        )
+        raise typer.Exit(2) from None
+
+
+# errors of the storage itself, which a user fixes outside revstudy
+STORAGE_ERRNOS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT}
+)
+STORAGE_HINTS = {
+    errno.EROFS: "; use a writable --storage (or $REVSTUDY_STORAGE) or --out",
+    errno.ENOSPC: "; free disk space, then `revstudy resume` continues the study",
+    errno.EDQUOT: "; free quota, then `revstudy resume` continues the study",
+    errno.EACCES: "; check the folder's permissions",
+}
 
 
 # our metrics without a published value, shown under the paper's rows

@@ -38,7 +38,12 @@ from revstudy.study.optuna_store import (
     recorded_states,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
-from revstudy.study.records import RUN_KEYS, drop_finished_checkpoints, refresh_tables
+from revstudy.study.records import (
+    RUN_KEYS,
+    drop_finished_checkpoints,
+    refresh_tables,
+    remove_stale_temps,
+)
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.studyfolder import (
@@ -225,6 +230,11 @@ def resume(
             "(sha256 differs); restore it to resume"
         )
     with study_lock(study):
+        removed = remove_stale_temps(study)  # left by a run killed mid-write (or disk full)
+        if removed:
+            print(
+                f"note: removed {removed} temporary file(s) of an interrupted run", file=sys.stderr
+            )
         open_optuna(study, info)  # a missing or damaged optuna.db stops here, before Ray
         if num_samples is not None and num_samples > int(info["num_samples"]):
             print(

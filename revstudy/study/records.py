@@ -36,6 +36,7 @@ __all__ = [
     "read_epochs",
     "read_jsonl",
     "refresh_tables",
+    "remove_stale_temps",
     "write_parquet_atomic",
 ]
 
@@ -83,6 +84,25 @@ def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> Non
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def remove_stale_temps(study: Path) -> int:
+    """Remove the temporary files (`.NAME.*.tmp`, `revstudy.files.unique_temp`) a run
+    killed mid-write, or stopped by a full disk, left in the study folder and its trial
+    folders; call under the study lock (no other driver is writing). Links are removed as
+    links. Returns how many."""
+    ids, _ = trial_entries(study)
+    n = 0
+    for folder in [study, *(study / "trials" / tid for tid in ids)]:
+        try:
+            entries = list(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        for p in entries:
+            if p.name.startswith(".") and p.name.endswith(".tmp") and not p.is_dir():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 def drop_finished_checkpoints(study: Path) -> int:

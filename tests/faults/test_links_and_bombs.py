@@ -335,3 +335,41 @@ def test_resume_checks_every_field_before_ray(
     info[field] = value
     (study / "study.json").write_text(json.dumps(info))
     one_line_error(run("resume", "s1", "--storage", str(study.parent)), "study.json", needle)
+
+
+# -- 8: the storage fails --------------------------------------------------------------------
+def test_a_read_only_or_full_storage_is_one_line_naming_path_and_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from revstudy.study import driver
+
+    folder = synthetic_study(tmp_path / "st")
+
+    def read_only(*a: object, **k: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(folder / "report.html"))
+
+    monkeypatch.setattr("analysis._cli.write_report", read_only)
+    res = run("report", str(folder))
+    one_line_error(res, "report.html: Read-only file system", "errno 30 EROFS", "writable")
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "study.json"))
+
+    monkeypatch.setattr(driver, "read_study_info", full)
+    res = run("resume", folder.name, "--storage", str(folder.parent))
+    one_line_error(res, "study.json: No space left on device", "ENOSPC", "revstudy resume")
+
+
+def test_resume_removes_the_temp_files_an_interrupted_run_left(study: Path) -> None:
+    from revstudy.study.records import remove_stale_temps
+
+    (study / "trials" / "t1").mkdir(parents=True)
+    left = [study / ".study.json.abc123.tmp", study / "trials" / "t1" / ".state.pt.x9.tmp"]
+    for p in left:
+        p.write_bytes(b"x" * 100)
+    keep = study / "trials" / "t1" / "state.pt"
+    keep.write_bytes(b"checkpoint")
+    assert remove_stale_temps(study) == 2
+    assert not any(p.exists() for p in left) and keep.exists()
