@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from revstudy.errors import RevstudyError
@@ -91,6 +91,7 @@ class LaunchOptions:
 
     def validate(self) -> None:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
+        self._check_types()
         checks = [
             (self.num_samples, "--num-samples", lambda v: v >= 1, "must be >= 1"),
             (self.max_concurrent, "--max-concurrent", lambda v: v >= 0, "must be >= 0"),
@@ -114,6 +115,31 @@ class LaunchOptions:
             parse_objectives(self.objectives)
         if self.address is not None:
             check_address(self.address)
+
+    def _check_types(self) -> None:
+        """Each option of the type its field declares (the Python API passes values the
+        CLI's parser would have refused: `num_samples="2"`, `cpus_per_trial="1"`, …)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            hint = str(f.type)
+            if f.name == "objectives":
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                want = "a list of METRIC:max|min strings"
+            elif hint.startswith("bool"):
+                ok, want = isinstance(value, bool), "true or false"
+            elif hint.startswith("int"):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                want = "an integer"
+            elif hint.startswith("float"):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                want = "a number"
+            else:
+                ok, want = isinstance(value, str), "a string"
+            if not ok:
+                raise RevstudyError(f"{flag} {value!r}: expected {want}")
 
     def resolved(self, name: str) -> Any:
         """The value of option `name`: given, else its default."""
