@@ -172,3 +172,28 @@ def test_evaluate_says_which_repeat_it_scores_and_shows_no_spread_of_one(
     assert res.exit_code == 0, res.output
     assert "its only repeat" in res.output and "± 0" not in res.stdout
     assert "ours min–max" not in res.stdout and "ours" in res.stdout
+
+
+def test_predict_streams_many_structures_in_batches(
+    run_dir: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #24.11: batches bound memory and the output streams; the JSON is one document,
+    the same as unbatched; many structures list as tab-separated lines, not a table."""
+    from revstudy.cli import model as model_cli
+
+    run, _ = run_dir
+    smi = tmp_path / "many.txt"
+    names = ["CCC", "CC=C", "C1CCCCC1", "c1ccccc1", "CC#C", "not-a-smiles", "CCCC", "CC(C)C"]
+    smi.write_text("\n".join(names) + "\n")
+    args = ["predict", "--model", str(run), "--structures", str(smi), "--json"]
+    whole = runner.invoke(app, args)
+    monkeypatch.setattr(model_cli, "PREDICT_BATCH", 3)
+    batched = runner.invoke(app, args)
+    assert whole.exit_code == batched.exit_code == 2  # one bad SMILES, named on stderr
+    assert "not-a-smiles" in batched.stderr
+    a, b = json.loads(whole.stdout), json.loads(batched.stdout)
+    assert a == b and len(b["predictions"]) == len(names)
+    monkeypatch.setattr(model_cli, "TABLE_ROWS", 4)
+    lines = runner.invoke(app, args[:-1]).stdout.splitlines()
+    assert lines[0] == "input\tSMILES\tset bins (ppm)" and len(lines) == 1 + len(names) - 1
+    assert lines[1].split("\t")[:2] == ["CCC", "CCC"]
