@@ -229,7 +229,10 @@ def list_studies(
     from revstudy.studyfolder import storage_root
 
     root = storage_root(storage)
-    rows = [_summary_or_damage(p.parent, storage) for p in sorted(root.glob("*/study.json"))]
+    rows = []
+    for p in sorted(root.glob("*/study.json")):
+        # the folder is what `status`/`resume` take; a copied folder keeps its recorded name
+        rows.append({"folder": p.parent.name, **_summary_or_damage(p.parent, storage)})
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return
@@ -237,13 +240,14 @@ def list_studies(
     for col in ("name", "trials", "by state", "best"):
         t.add_column(col)
     for s in rows:
+        label = s["folder"] + (f" (recorded as {s['name']})" if s["name"] != s["folder"] else "")
         if "damaged" in s:
-            t.add_row(s["name"], "—", f"[red]damaged[/]: {s['damaged']}", "—")
+            t.add_row(label, "—", f"[red]damaged[/]: {s['damaged']}", "—")
             continue
         m = s["objectives"][0]["metric"]
         best = f"{s['best']['metrics'].get(m):.4g}" if s["best"] else "—"
         t.add_row(
-            s["name"],
+            label,
             f"{s['trials']}/{s['requested']}",
             ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items())),
             best,

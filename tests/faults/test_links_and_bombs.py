@@ -9,6 +9,7 @@ import os
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -373,3 +374,23 @@ def test_resume_removes_the_temp_files_an_interrupted_run_left(study: Path) -> N
     keep.write_bytes(b"checkpoint")
     assert remove_stale_temps(study) == 2
     assert not any(p.exists() for p in left) and keep.exists()
+
+
+def runner_wide(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from revstudy.cli.app import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
+
+
+def test_list_tells_copied_folders_apart(tmp_path: Path) -> None:
+    import shutil
+
+    folder = synthetic_study(tmp_path / "st")
+    shutil.copytree(folder, folder.parent / "copy")
+    res = run("list", "--storage", str(folder.parent), "--json")
+    rows = json.loads(res.stdout)
+    assert sorted(r["folder"] for r in rows) == sorted(["copy", folder.name])
+    res = runner_wide("list", "--storage", str(folder.parent))
+    assert "copy (recorded as synthetic-single)" in res.stdout
