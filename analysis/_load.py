@@ -32,6 +32,7 @@ from revstudy.studyfolder import (
     read_table,
     trial_dir,
 )
+from revstudy.trialtable import load_trials
 
 __all__ = [
     "FINISHED_STATES",
@@ -183,13 +184,17 @@ class Study:
         return ostudy
 
 
-def _read_table(f: Path, columns: list[str], missing: object) -> pd.DataFrame:
-    """A study table with at least `columns` (absent ones filled with `missing`)."""
-    try:
-        found = read_table(f)
-    except RevstudyError as exc:  # a cache of the trial folders; the report says so
-        warnings.warn(str(exc), stacklevel=2)
-        found = None
+def _read_table(
+    f: Path, columns: list[str], missing: object, found: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """A study table with at least `columns` (absent ones filled with `missing`); `found`:
+    the table already read."""
+    if found is None:
+        try:
+            found = read_table(f)
+        except RevstudyError as exc:  # a cache of the trial folders; the report says so
+            warnings.warn(str(exc), stacklevel=2)
+            found = None
     df = pd.DataFrame(columns=columns) if found is None else found
     for col in columns:
         if col not in df.columns:
@@ -199,7 +204,12 @@ def _read_table(f: Path, columns: list[str], missing: object) -> pd.DataFrame:
 
 
 def _read_trials(path: Path) -> pd.DataFrame:
-    df = _read_table(path / "trials.parquet", _TRIAL_BASE_COLUMNS, pd.NA)
+    # the engine's own reader: a missing or damaged trials.parquet is rebuilt from the trial
+    # folders, so the report and `revstudy status` show the same states
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = load_trials(path)
+    df = _read_table(path / "trials.parquet", _TRIAL_BASE_COLUMNS, pd.NA, table)
     df["state"] = df["state"].astype(str).str.upper()
     df["failure_reason"] = df["failure_reason"].fillna("").astype(str)
     df["is_baseline"] = df["is_baseline"].fillna(False).astype(bool)

@@ -394,3 +394,22 @@ def test_list_tells_copied_folders_apart(tmp_path: Path) -> None:
     assert sorted(r["folder"] for r in rows) == sorted(["copy", folder.name])
     res = runner_wide("list", "--storage", str(folder.parent))
     assert "copy (recorded as synthetic-single)" in res.stdout
+
+
+def test_status_and_report_read_trial_states_the_same_way(tmp_path: Path) -> None:
+    """Issue #24: with trials.parquet missing, status showed a trial PENDING while the
+    report said none finished: both now rebuild the table from the trial folders."""
+    import analysis
+
+    folder = synthetic_study(tmp_path / "st")
+    (folder / "trials.parquet").unlink()
+    tdir = folder / "trials" / "t001"
+    tdir.mkdir(parents=True, exist_ok=True)
+    (tdir / "trial.json").write_text(json.dumps({"number": 1, "config": {"epochs": 5}}))
+    (tdir / "stopped.json").write_text(json.dumps({"epoch": 2}))
+    res = run("status", folder.name, "--storage", str(folder.parent), "--json")
+    assert res.exit_code == 0, res.output
+    by_state = json.loads(res.stdout)["by_state"]
+    counts = analysis.load_study(folder).state_counts.to_dict()
+    assert by_state == {k: int(v) for k, v in counts.items()}
+    assert by_state.get("STOPPED_EARLY", 0) >= 1

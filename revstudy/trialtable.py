@@ -1,0 +1,145 @@
+"""The trials table, built from the trial folders: the one reader of trial state.
+
+`revstudy status`, `list`, `export`, the driver's tables and the report all read trial
+states from here, so a study whose `trials.parquet` is missing or damaged shows the same
+states everywhere (status once called a trial PENDING that the report, finding no table,
+called not finished). Light (no Ray, no torch): `analysis` uses it too.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from revstudy.errors import RevstudyError
+from revstudy.files import read_json
+from revstudy.studyfolder import (
+    STATE_FILE,
+    STOPPED_FILE,
+    numerical_problem,
+    read_table,
+    trial_dir,
+    trial_entries,
+)
+
+__all__ = ["build_trials_table", "load_trials"]
+
+
+def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial from the per-trial files, with Ray's view for unfinished trials.
+
+    `ray_states[trial_id]` holds `status` (Ray's), `config` (params), `error` (one line) and
+    `last_result`. Per-trial files win where they exist: they are written by the trial itself.
+    A finished trial whose figures are numerically broken is DIVERGED, with the reason.
+    """
+    objectives = _objective_metrics(study)
+    rows = []
+    own, refused = trial_entries(study)
+    for name, reason in refused.items():  # reported, never followed
+        rows.append({"trial_id": name, "state": "DAMAGED", "failure_reason": reason})
+    ids = (set(ray_states) - set(refused)) | set(own)
+    for tid in sorted(ids):
+        try:
+            tdir = trial_dir(study, tid)
+        except RevstudyError as e:  # an id Ray holds that the folder cannot be trusted for
+            rows.append({"trial_id": tid, "state": "DAMAGED", "failure_reason": str(e)})
+            continue
+        result = read_json(tdir / "result.json")
+        failure = read_json(tdir / "failure.json")
+        meta = read_json(tdir / "trial.json") or {}
+        ray = ray_states.get(tid, {})
+        row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
+        row["is_baseline"] = bool(meta.get("is_baseline", False))
+        config = (result or {}).get("config") or meta.get("config") or {}
+        last = (result or {}).get("metrics") or ray.get("last_result") or {}
+        status = ray.get("status")
+        epochs_target = int(config.get("epochs", 0) or 0)
+        epochs_done = int(last.get("epoch", 0) or 0)
+        damaged = result is None and (tdir / "result.json").exists()
+        if damaged:  # reported, never silently demoted to pending or re-ranked
+            state = "DAMAGED"
+        elif result is not None:
+            state = "COMPLETED"
+        elif status in ("RUNNING", "PAUSED"):  # also a retry after a recorded failure
+            state = "RUNNING"
+        elif failure is not None or status == "ERROR":
+            state = "FAILED"
+        elif status == "TERMINATED" and epochs_done >= epochs_target > 0:
+            state = "COMPLETED"
+        elif (tdir / STOPPED_FILE).is_file():  # the scheduler's own record of its decision
+            state = "STOPPED_EARLY"
+        elif status == "TERMINATED":
+            state = _cut_off(tdir, epochs_done)
+        else:
+            state = "PENDING"
+        if state in ("COMPLETED", "STOPPED_EARLY") and not tdir.is_dir():
+            # a finished trial always wrote its folder: this one exists only in optuna.db
+            state = "DAMAGED"
+            failure = {"reason": f"{tdir}: missing; the trial is known only to optuna.db"}
+        problem = None
+        if state in ("COMPLETED", "STOPPED_EARLY"):
+            problem = numerical_problem(last, objectives)
+            if problem is not None:  # ran, but its figures are not a model's: never ranked
+                state = "DIVERGED"
+        row["state"] = state
+        row["failure_reason"] = problem or (
+            (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
+        )
+        if damaged:
+            row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
+        row["epochs_done"] = epochs_done
+        row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
+        row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
+        row["tf32"] = bool((result or {}).get("tf32", False))  # reduced-precision CUDA kernels
+        row["repeat_fallback"] = str((result or {}).get("repeat_fallback") or "")
+        history = (result or {}).get("history") or {}
+        row["resumes"] = len(history.get("resumed_after_epoch", []))
+        # resumed on another device type: its random draws continued from a reseed
+        row["generator_reseeded"] = len(history.get("generator_reseeded", []))
+        row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
+        for k, v in config.items():
+            row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v
+        for k, v in last.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
+                row[k] = v
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
+    return df
+
+
+def _objective_metrics(study: Path) -> tuple[str, ...]:
+    """The study's objective metric names (empty when study.json cannot tell)."""
+    info = read_json(study / "study.json") or {}
+    objs = info.get("objectives") if isinstance(info, dict) else None
+    if not isinstance(objs, list):
+        return ()
+    return tuple(
+        str(o["metric"]) for o in objs if isinstance(o, dict) and isinstance(o.get("metric"), str)
+    )
+
+
+def _cut_off(tdir: Path, epochs_done: int) -> str:
+    """Ray ended an unfinished trial that its scheduler did not stop: INTERRUPTED (Ctrl-C,
+    the time budget, a lost driver; `resume` finishes it). A study from before STOPPED_FILE
+    existed has no record either way: a trial whose checkpoint was removed as it ended and
+    that had reported was stopped early by the scheduler there."""
+    if (tdir / STATE_FILE).is_file() or epochs_done == 0:
+        return "INTERRUPTED"
+    return "STOPPED_EARLY"
+
+
+def load_trials(study: Path) -> pd.DataFrame:
+    """The tidy table, rebuilt from the per-trial files when no parquet exists yet or the
+    one there is damaged (it is a cache of those files; the damage is warned about)."""
+    try:
+        table = read_table(study / "trials.parquet")
+    except RevstudyError as e:
+        warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
+        table = None
+    return build_trials_table(study, {}) if table is None else table
