@@ -21,9 +21,12 @@ import pandas as pd
 from revstudy.errors import RevstudyError
 from revstudy.files import ARRAYS_LIMIT, UnsafeFileError, read_regular, regular_file
 from revstudy.studyfolder import (
+    ARRAYS_FILE,
+    EPOCHS_TABLE,
     FINISHED_STATES,
     PENDING_STATES,
     STUDY_FILE,
+    TRIALS_TABLE,
     Objective,
     StudyInfo,
     foreign_database,
@@ -158,7 +161,7 @@ class Study:
         if trial_id not in self._arrays:
             data: dict[str, np.ndarray] | None = None
             try:  # ids come from tables a hostile copy may have edited: plain names only
-                f = trial_dir(self.path, str(trial_id)) / "arrays.npz"
+                f = trial_dir(self.path, str(trial_id)) / ARRAYS_FILE
                 regular_file(f, ARRAYS_LIMIT)  # no link out of the folder, no FIFO or device
                 with np.load(f, allow_pickle=False) as npz:
                     data = {k: np.asarray(npz[k]) for k in npz.files}
@@ -209,7 +212,7 @@ def _read_trials(path: Path) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = load_trials(path)
-    df = _read_table(path / "trials.parquet", _TRIAL_BASE_COLUMNS, pd.NA, table)
+    df = _read_table(path / TRIALS_TABLE, _TRIAL_BASE_COLUMNS, pd.NA, table)
     df["state"] = df["state"].astype(str).str.upper()
     df["failure_reason"] = df["failure_reason"].fillna("").astype(str)
     df["is_baseline"] = df["is_baseline"].fillna(False).astype(bool)
@@ -218,7 +221,7 @@ def _read_trials(path: Path) -> pd.DataFrame:
 
 
 def _read_epochs(path: Path) -> pd.DataFrame:
-    df = _read_table(path / "epochs.parquet", _EPOCH_COLUMNS, np.nan)
+    df = _read_table(path / EPOCHS_TABLE, _EPOCH_COLUMNS, np.nan)
     return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
 
 
@@ -227,7 +230,7 @@ def load_study(path: str | Path) -> Study:
     p = Path(path).expanduser()
     if not p.is_dir():
         raise NotAStudyError(f"{p} is not a study directory: no such folder")
-    info_file = p / "study.json"
+    info_file = p / STUDY_FILE
     if not info_file.is_file():
         raise NotAStudyError(
             f"{p} is not a study directory: it has no study.json "

@@ -28,6 +28,8 @@ from revstudy.files import TABLE_LIMIT, UnsafeFileError, read_regular, regular_f
 __all__ = [
     "ARRAYS_FILE",
     "DEFAULT_STORAGE",
+    "EPOCHS_FILE",
+    "FAILURE_FILE",
     "FINAL_KEY",
     "FINISHED_STATES",
     "NAME_RE",
@@ -36,10 +38,12 @@ __all__ = [
     "PER_EPOCH",
     "PER_EPOCH_METRICS",
     "REPEAT_ARRAYS",
+    "RESULT_FILE",
     "STATES",
     "STATE_FILE",
     "STOPPED_FILE",
     "STUDY_ID_ATTR",
+    "TRIAL_FILE",
     "TRIAL_KEY",
     "Objective",
     "StudyInfo",
@@ -70,6 +74,10 @@ OPTUNA_DB = "optuna.db"
 STATE_FILE = "state.pt"  # checkpoint, every epoch; removed once the trial has ended
 ARRAYS_FILE = "arrays.npz"  # the last evaluation's arrays (never pickled)
 STOPPED_FILE = "stopped.json"  # written when the scheduler (ASHA) stopped the trial early
+TRIAL_FILE = "trial.json"  # params, number, baseline flag: written as the trial starts
+EPOCHS_FILE = "epochs.jsonl"  # one line per repeat and epoch, appended
+RESULT_FILE = "result.json"  # the trial's final figures: it finished
+FAILURE_FILE = "failure.json"  # why it failed
 # metrics kept per repeat in arrays.npz as `repeat_<metric>` (spread across repeats)
 REPEAT_ARRAYS = (
     "f1_macro",

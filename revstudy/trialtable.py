@@ -18,8 +18,13 @@ import pandas as pd
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.studyfolder import (
+    FAILURE_FILE,
+    RESULT_FILE,
     STATE_FILE,
     STOPPED_FILE,
+    STUDY_FILE,
+    TRIAL_FILE,
+    TRIALS_TABLE,
     numerical_problem,
     read_table,
     trial_dir,
@@ -48,9 +53,9 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         except RevstudyError as e:  # an id Ray holds that the folder cannot be trusted for
             rows.append({"trial_id": tid, "state": "DAMAGED", "failure_reason": str(e)})
             continue
-        result = read_json(tdir / "result.json")
-        failure = read_json(tdir / "failure.json")
-        meta = read_json(tdir / "trial.json") or {}
+        result = read_json(tdir / RESULT_FILE)
+        failure = read_json(tdir / FAILURE_FILE)
+        meta = read_json(tdir / TRIAL_FILE) or {}
         ray = ray_states.get(tid, {})
         row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
         row["is_baseline"] = bool(meta.get("is_baseline", False))
@@ -59,7 +64,7 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         status = ray.get("status")
         epochs_target = int(config.get("epochs", 0) or 0)
         epochs_done = int(last.get("epoch", 0) or 0)
-        damaged = result is None and (tdir / "result.json").exists()
+        damaged = result is None and (tdir / RESULT_FILE).exists()
         if damaged:  # reported, never silently demoted to pending or re-ranked
             state = "DAMAGED"
         elif result is not None:
@@ -115,7 +120,7 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
 
 def _objective_metrics(study: Path) -> tuple[str, ...]:
     """The study's objective metric names (empty when study.json cannot tell)."""
-    info = read_json(study / "study.json") or {}
+    info = read_json(study / STUDY_FILE) or {}
     objs = info.get("objectives") if isinstance(info, dict) else None
     if not isinstance(objs, list):
         return ()
@@ -138,7 +143,7 @@ def load_trials(study: Path) -> pd.DataFrame:
     """The tidy table, rebuilt from the per-trial files when no parquet exists yet or the
     one there is damaged (it is a cache of those files; the damage is warned about)."""
     try:
-        table = read_table(study / "trials.parquet")
+        table = read_table(study / TRIALS_TABLE)
     except RevstudyError as e:
         warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
         table = None

@@ -17,6 +17,7 @@ from revstudy.cli.common import user_errors
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import GPU_SHARE
 from revstudy.study.options import DEFAULTS
+from revstudy.studyfolder import STUDY_FILE
 
 StorageOption = Annotated[
     str | None,
@@ -154,7 +155,7 @@ def _summary(study: str, storage: str | None) -> dict:
     from revstudy.studyfolder import study_dir
 
     path = study_dir(study, storage)
-    if not (path / "study.json").is_file():
+    if not (path / STUDY_FILE).is_file():
         raise RevstudyError(f"no study {study!r} under {path.parent} (see `revstudy list`)")
     return summarise(path, load_trials(path))
 

@@ -47,6 +47,7 @@ from revstudy.study.records import (
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.studyfolder import (
+    STUDY_FILE,
     check_name,
     check_run_info,
     optuna_url,
@@ -103,7 +104,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     if opts.name:
         check_name(opts.name)
     root = storage_root(opts.storage)
-    if opts.name and (root / opts.name / "study.json").is_file():
+    if opts.name and (root / opts.name / STUDY_FILE).is_file():
         return _relaunch(opts, root / opts.name, progress)
     space = load_space(opts.resolved("space"))
     objectives = parse_objectives(opts.objectives or list(space.objectives))
@@ -128,7 +129,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             point = baseline_params(space) if info["baseline"] else None
             if point is not None:  # the first trial Optuna hands out
                 ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
-            write_json_atomic(study / "study.json", info)  # last: the study exists from here
+            write_json_atomic(study / STUDY_FILE, info)  # last: the study exists from here
         except BaseException:  # refused before it started: leave no empty study behind
             _discard_unstarted(study)
             raise
@@ -221,7 +222,7 @@ def resume(
         check_address(address)
     study = study_dir(name, storage)
     info = read_study_info(study, RUN_KEYS)
-    check_run_info(info, study / "study.json")  # every field typed, before anything starts
+    check_run_info(info, study / STUDY_FILE)  # every field typed, before anything starts
     space = SearchSpace.from_info(info["space"])
     dataset = read_dataset(info["data"]["path"])
     if dataset.sha256 != info["data"]["sha256"]:
@@ -243,7 +244,7 @@ def resume(
                 file=sys.stderr,
             )
             info["num_samples"] = num_samples
-            write_json_atomic(study / "study.json", info)
+            write_json_atomic(study / STUDY_FILE, info)
         ray_init(address)
         check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
         return _run(study, info, space, dataset, retry_failed=retry_failed, progress=progress)

@@ -20,6 +20,8 @@ import pandas as pd
 from revstudy.errors import ConfigError, RevstudyError
 from revstudy.study.records import build_trials_table
 from revstudy.studyfolder import (
+    STUDY_FILE,
+    TRIALS_TABLE,
     Objective,
     StudyInfo,
     pareto_fronts,
@@ -64,7 +66,7 @@ def resolve_study(study: str | Path, storage: str | Path | None = None) -> Path:
     """A study folder from a path, or a plain name under the storage root (`--storage`,
     else `$REVSTUDY_STORAGE`, else ./revstudy-results); `RevstudyError` if neither."""
     path = locate_study(str(study), None if storage is None else str(storage))
-    if not (path / "study.json").is_file():
+    if not (path / STUDY_FILE).is_file():
         raise RevstudyError(f"no such study: {study} (no study.json at {path})")
     return path
 
@@ -73,7 +75,7 @@ def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """study.json and trials.parquet (an empty table while no trial has reported)."""
     meta = read_study_info(study_dir)
     try:
-        trials = read_table(study_dir / "trials.parquet")
+        trials = read_table(study_dir / TRIALS_TABLE)
     except RevstudyError as e:  # a cache of the trial folders: rebuilt, the damage told
         warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
         trials = build_trials_table(study_dir, {})

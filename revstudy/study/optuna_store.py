@@ -9,7 +9,7 @@ from typing import Any
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.study.options import SAMPLERS
-from revstudy.studyfolder import STUDY_ID_ATTR, foreign_database, optuna_url, trial_dir
+from revstudy.studyfolder import RESULT_FILE, STUDY_ID_ATTR, foreign_database, optuna_url, trial_dir
 
 
 def make_sampler(name: str, seed: int, multi: bool) -> Any:
@@ -135,7 +135,7 @@ def reconcile_optuna(study: Path, info: dict[str, Any], ostudy: Any = None) -> i
             tdir = trial_dir(study, str(c.record_id))
         except RevstudyError:
             continue
-        result = read_json(tdir / "result.json")
+        result = read_json(tdir / RESULT_FILE)
         if result is not None and isinstance(result.get("report"), dict):
             tell(ostudy, c.number, objectives, result["report"], error=False)
             n += 1

@@ -21,9 +21,11 @@ from revstudy.study.live_panel import LivePanel, short
 from revstudy.study.records import refresh_tables
 from revstudy.study.spaces import SearchSpace, baseline_params
 from revstudy.studyfolder import (
+    FAILURE_FILE,
     FINAL_KEY,
     STATE_FILE,
     STOPPED_FILE,
+    TRIAL_FILE,
     TRIAL_KEY,
     numerical_problem,
     optuna_url,
@@ -113,7 +115,7 @@ class StudyCallback(tune.Callback):
         return None
 
     def _write_trial_json(self, rid: str, trial: Any) -> None:
-        meta_path = trial_dir(self.study, rid) / "trial.json"
+        meta_path = trial_dir(self.study, rid) / TRIAL_FILE
         if meta_path.is_file():
             return
         params = public_params(dict(trial.config))
@@ -181,7 +183,7 @@ class StudyCallback(tune.Callback):
         self.stopper.failed += 1
         self.panel.ended("FAILED", rid, {}, {})
         self._refresh(force=True)
-        reason = (read_json(trial_dir(self.study, rid) / "failure.json") or {}).get("reason", "")
+        reason = (read_json(trial_dir(self.study, rid) / FAILURE_FILE) or {}).get("reason", "")
         self.panel.say(f"trial {rid} failed: {reason}", self.trials)
 
 

@@ -17,7 +17,15 @@ from typing import Any
 import pandas as pd
 
 from revstudy.files import UnsafeFileError, json_safe, read_json, read_regular, unique_temp
-from revstudy.studyfolder import STATE_FILE, trial_dir, trial_entries
+from revstudy.studyfolder import (
+    EPOCHS_FILE,
+    EPOCHS_TABLE,
+    RESULT_FILE,
+    STATE_FILE,
+    TRIALS_TABLE,
+    trial_dir,
+    trial_entries,
+)
 from revstudy.trialtable import build_trials_table, load_trials
 
 __all__ = [
@@ -56,7 +64,7 @@ def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> Non
     A torn tail left by an older writer (no final newline) is cut off first, with a warning,
     so new rows never glue onto half a line.
     """
-    path = trial_dir(study, trial_id) / "epochs.jsonl"
+    path = trial_dir(study, trial_id) / EPOCHS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps(json_safe(row)) + "\n" for row in rows).encode()
     try:  # never through a planted link (O_NOFOLLOW), never into a FIFO or device
@@ -107,7 +115,7 @@ def drop_finished_checkpoints(study: Path) -> int:
     for ckpt in [study / "trials" / tid / STATE_FILE for tid in ids]:
         if not ckpt.is_file() or ckpt.is_symlink():
             continue
-        result = read_json(ckpt.parent / "result.json")
+        result = read_json(ckpt.parent / RESULT_FILE)
         if result is not None and isinstance(result.get("report"), dict):
             ckpt.unlink(missing_ok=True)
             n += 1
@@ -159,7 +167,7 @@ def read_epochs(study: Path) -> pd.DataFrame:
     """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
     frames = []
     ids, _ = trial_entries(study)
-    for path in [study / "trials" / tid / "epochs.jsonl" for tid in ids]:
+    for path in [study / "trials" / tid / EPOCHS_FILE for tid in ids]:
         if not path.exists():
             continue
         rows = read_jsonl(path)
@@ -187,6 +195,6 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
 def refresh_tables(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Rewrite trials.parquet and epochs.parquet atomically; return the trials table."""
     trials = build_trials_table(study, ray_states)
-    write_parquet_atomic(trials, study / "trials.parquet")
-    write_parquet_atomic(read_epochs(study), study / "epochs.parquet")
+    write_parquet_atomic(trials, study / TRIALS_TABLE)
+    write_parquet_atomic(read_epochs(study), study / EPOCHS_TABLE)
     return trials

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from revstudy.studyfolder import StudyInfo, rank_finished, read_study_info
+from revstudy.studyfolder import STUDY_FILE, StudyInfo, rank_finished, read_study_info
 
 
 def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
     info = read_study_info(study)
     by_state = {k: int(v) for k, v in table["state"].value_counts().items()} if len(table) else {}
     best = None
-    objectives = StudyInfo.from_dict(info, str(study / "study.json")).objectives
+    objectives = StudyInfo.from_dict(info, str(study / STUDY_FILE)).objectives
     ranked = rank_finished(table, list(objectives)).drop(columns=["front", "rank"])
     if len(ranked):
         row = ranked.iloc[0]

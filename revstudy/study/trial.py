@@ -40,9 +40,12 @@ from revstudy.study.devices import (
 from revstudy.study.records import append_epochs
 from revstudy.study.spaces import SearchSpace
 from revstudy.studyfolder import (
+    ARRAYS_FILE,
+    FAILURE_FILE,
     FINAL_KEY,
     PER_EPOCH,
     REPEAT_ARRAYS,
+    RESULT_FILE,
     STATE_FILE,
     TRIAL_KEY,
     public_params,
@@ -126,13 +129,13 @@ def train_trial(
     worker must not keep writing into a folder that `resume` hands to a new run."""
     tdir = trial_dir(study, trial_id)
     guard = _Guard(tdir, driver)  # first: a worker whose driver is gone touches nothing
-    (tdir / "failure.json").unlink(missing_ok=True)  # a retry starts without the old verdict
+    (tdir / FAILURE_FILE).unlink(missing_ok=True)  # a retry starts without the old verdict
     report = _guarded(report, guard)
     with _failure_recorded(tdir), _device_memory(device, gpu_share, repeats):
         started = time.time()
         if threads > 0:
             torch.set_num_threads(threads)
-        done = read_json(tdir / "result.json")
+        done = read_json(tdir / RESULT_FILE)
         if done is not None and isinstance(done.get("report"), dict):
             report(done["report"])  # finished before the driver died: report again, train nothing
             return
@@ -262,7 +265,7 @@ def _failure_recorded(tdir: Path) -> Iterator[None]:
     except Exception as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         write_json_atomic(
-            tdir / "failure.json", {"reason": reason, "traceback": traceback.format_exc(limit=8)}
+            tdir / FAILURE_FILE, {"reason": reason, "traceback": traceback.format_exc(limit=8)}
         )
         raise
 
@@ -365,14 +368,14 @@ def _write_result(tdir: Path, evals: list[Evaluation], result: dict[str, Any]) -
     for key in REPEAT_ARRAYS:
         arrays[f"repeat_{key}"] = np.array([e.metrics.get(key, math.nan) for e in evals])
     tdir.mkdir(parents=True, exist_ok=True)
-    tmp = unique_temp(tdir / "arrays.npz")  # a fresh name: never a planted link
+    tmp = unique_temp(tdir / ARRAYS_FILE)  # a fresh name: never a planted link
     try:
         with tmp.open("wb") as f:  # a file object: numpy adds no ".npz" to the name
             np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
-        tmp.replace(tdir / "arrays.npz")
+        tmp.replace(tdir / ARRAYS_FILE)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     report = result["report"]
     result["metrics"] = {k: v for k, v in report.items() if k != FINAL_KEY}
-    write_json_atomic(tdir / "result.json", result)
+    write_json_atomic(tdir / RESULT_FILE, result)
