@@ -84,8 +84,24 @@ def unique_temp(path: Path) -> Path:
     """A new, empty temporary file beside `path` (created exclusively, so never a planted
     link), for writing `path` atomically with `os.replace`."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes it private (0600); the record it becomes is shared like the rest of
+        # the folder (colleagues report on and continue a study): the umask decides
+        os.fchmod(fd, 0o666 & ~UMASK)
+    finally:
+        os.close(fd)
     return Path(name)
+
+
+def _umask() -> int:
+    """This process's umask: read by setting it and setting it back, once, at import (a
+    worker's threads must not see it change while they create files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
 
 
 def write_json_atomic(path: Path, doc: Any, indent: int = 1) -> None:

@@ -413,3 +413,16 @@ def test_status_and_report_read_trial_states_the_same_way(tmp_path: Path) -> Non
     counts = analysis.load_study(folder).state_counts.to_dict()
     assert by_state == {k: int(v) for k, v in counts.items()}
     assert by_state.get("STOPPED_EARLY", 0) >= 1
+
+
+def test_records_written_through_temp_files_keep_the_usual_permissions(tmp_path: Path) -> None:
+    """Fresh temp names come from mkstemp (0600): the records must still be readable by the
+    colleagues a study folder is shared with, as the umask allows."""
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "result.json", {"ok": 1})
+        save_checkpoint(tmp_path / "state.pt", {"x": torch.zeros(1)})
+    finally:
+        os.umask(old)
+    for name in ("result.json", "state.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
