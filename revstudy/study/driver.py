@@ -87,7 +87,7 @@ def study_lock(study: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _discard_unstarted(study: Path) -> None:
+def _remove_refused_study(study: Path) -> None:
     """Remove a study folder that holds nothing but our lock and a fresh Optuna database
     (called while holding the lock, before study.json exists)."""
     if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock", "optuna.db"}:
@@ -131,7 +131,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
                 ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
             write_json_atomic(study / STUDY_FILE, info)  # last: the study exists from here
         except BaseException:  # refused before it started: leave no empty study behind
-            _discard_unstarted(study)
+            _remove_refused_study(study)
             raise
         return _run(study, info, space, dataset, progress=progress)
 
@@ -287,7 +287,7 @@ def _run(
                 tuner.fit()
         elif budget is not None and budget <= 0:
             print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
-    return _finish(study, info, ostudy, callback.ray_states(), clock.elapsed)
+    return _summarise_run(study, info, ostudy, callback.ray_states(), clock.elapsed)
 
 
 def _search(
@@ -357,7 +357,7 @@ def _tuner(
     )
 
 
-def _finish(
+def _summarise_run(
     study: Path, info: dict[str, Any], ostudy: Any, ray_states: dict[str, Any], elapsed: float
 ) -> dict[str, Any]:
     """After a run: tables from the trial folders and every trial's state, Optuna brought in

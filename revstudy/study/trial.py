@@ -157,7 +157,7 @@ def train_trial(
             append_epochs(study, trial_id, rows)
             metrics = _epoch_report(epoch, recs, objectives)
             if epoch == config.epochs:
-                _finish(tdir, group, metrics, guard, {"started": started, "history": history})
+                _write_final(tdir, group, metrics, guard, {"started": started, "history": history})
             else:
                 save_checkpoint(
                     ckpt,
@@ -170,7 +170,7 @@ def train_trial(
             report(metrics)
 
 
-def _finish(
+def _write_final(
     tdir: Path,
     group: Repeats,
     metrics: dict[str, Any],

@@ -38,13 +38,13 @@ def test_a_cluster_may_still_grow_so_it_only_notes(
 
 
 def test_a_refused_launch_leaves_no_empty_study(tmp_path) -> None:
-    from revstudy.study.driver import _discard_unstarted, study_lock
+    from revstudy.study.driver import _remove_refused_study, study_lock
 
     with study_lock(tmp_path / "new"):
-        _discard_unstarted(tmp_path / "new")
+        _remove_refused_study(tmp_path / "new")
     assert not (tmp_path / "new").exists()
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "study.json").write_text("{}")
     with study_lock(tmp_path / "old"):
-        _discard_unstarted(tmp_path / "old")  # a real study is never removed
+        _remove_refused_study(tmp_path / "old")  # a real study is never removed
     assert (tmp_path / "old" / "study.json").is_file()
