@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,18 @@ import numpy as np
 import pandas as pd
 
 from revstudy.errors import ConfigError, RevstudyError
-from revstudy.study.records import build_trials_table
 from revstudy.studyfolder import (
     STUDY_FILE,
-    TRIALS_TABLE,
     Objective,
     StudyInfo,
     pareto_fronts,
     parse_objective,
     rank_finished,
     read_study_info,
-    read_table,
 )
 from revstudy.studyfolder import study_dir as locate_study
 from revstudy.training.config import TrialConfig
+from revstudy.trialtable import load_trials
 from revstudy.version import __version__
 
 __all__ = [
@@ -72,14 +69,9 @@ def resolve_study(study: str | Path, storage: str | Path | None = None) -> Path:
 
 
 def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """study.json and trials.parquet (an empty table while no trial has reported)."""
-    meta = read_study_info(study_dir)
-    try:
-        trials = read_table(study_dir / TRIALS_TABLE)
-    except RevstudyError as e:  # a cache of the trial folders: rebuilt, the damage told
-        warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
-        trials = build_trials_table(study_dir, {})
-    return meta, pd.DataFrame() if trials is None else trials
+    """study.json and the trials table (the one reader of trial states: a missing or
+    damaged trials.parquet is rebuilt from the trial folders, `revstudy.trialtable`)."""
+    return read_study_info(study_dir), load_trials(study_dir)
 
 
 def objectives_of(
