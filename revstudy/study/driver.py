@@ -48,6 +48,7 @@ from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.studyfolder import (
     STUDY_FILE,
+    Objective,
     check_name,
     check_run_info,
     optuna_url,
@@ -158,7 +159,7 @@ def _new_info(
     opts: LaunchOptions,
     space: SearchSpace,
     study: Path,
-    objectives: list[tuple[str, str]],
+    objectives: list[Objective],
     dataset: Dataset,
     resources: tuple[int, float, float],
 ) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def _new_info(
         "sampler": opts.resolved("sampler"),
         "scheduler": opts.resolved("scheduler"),
         "seed": opts.resolved("seed"),
-        "objectives": [{"metric": m, "mode": d} for m, d in objectives],
+        "objectives": [{"metric": o.metric, "mode": o.mode} for o in objectives],
         "num_samples": opts.resolved("num_samples"),
         "repeats": repeats,
         "max_concurrent": opts.resolved("max_concurrent"),

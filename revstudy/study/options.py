@@ -14,6 +14,7 @@ from typing import Any
 
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import check_gpu_share
+from revstudy.studyfolder import Objective, parse_objective
 
 __all__ = [
     "DEFAULTS",
@@ -185,7 +186,7 @@ def relaunch_changes(opts: LaunchOptions, info: dict[str, Any], data_sha: str | 
         if given is not None and given != info.get(key):
             clash.append(f"{flag} {_show(given)} (study has {_show(info.get(key))})")
     if opts.objectives:
-        asked = [f"{m}:{d}" for m, d in parse_objectives(opts.objectives)]
+        asked = [f"{o.metric}:{o.mode}" for o in parse_objectives(opts.objectives)]
         have = [f"{o['metric']}:{o['mode']}" for o in info["objectives"]]
         if asked != have:
             clash.append(f"--objectives {','.join(asked)} (study has {','.join(have)})")
@@ -209,20 +210,16 @@ def _show(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def parse_objectives(specs: list[str]) -> list[tuple[str, str]]:
-    """['f1_macro_skill:max', 'inv_error_max:min'] → [(metric, mode)], checked."""
-    out = []
-    for spec in specs:
-        metric, _, mode = spec.strip().partition(":")
-        mode = mode or "max"
-        if metric not in KNOWN_METRICS:
+def parse_objectives(specs: list[str]) -> list[Objective]:
+    """['f1_macro_skill:max', 'inv_error_max:min'] → [Objective], each parsed by the one
+    parser (`studyfolder.parse_objective`), then checked: known metrics, none twice."""
+    out = [parse_objective(spec) for spec in specs]
+    for o in out:
+        if o.metric not in KNOWN_METRICS:
             raise RevstudyError(
-                f"--objectives: unknown metric {metric!r}; choose from {', '.join(KNOWN_METRICS)}"
+                f"--objectives: unknown metric {o.metric!r}; choose from {', '.join(KNOWN_METRICS)}"
             )
-        if mode not in ("max", "min"):
-            raise RevstudyError(f"--objectives: mode of {metric} must be max or min, got {mode!r}")
-        out.append((metric, mode))
-    if len({m for m, _ in out}) != len(out):
+    if len({o.metric for o in out}) != len(out):
         raise RevstudyError("--objectives: a metric is named twice")
     return out
 

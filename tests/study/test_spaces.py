@@ -7,6 +7,7 @@ import pytest
 from revstudy.errors import ConfigError
 from revstudy.study.options import parse_duration, parse_objectives
 from revstudy.study.spaces import baseline_params, list_spaces, load_space
+from revstudy.studyfolder import Objective
 
 
 def test_builtin_spaces_load_and_contain_the_paper_baseline() -> None:
@@ -94,9 +95,9 @@ def test_unknown_space_name_lists_the_builtins() -> None:
 
 
 def test_objectives_and_durations() -> None:
-    assert parse_objectives(["f1_macro:max", "bond_count_corr:max"]) == [
-        ("f1_macro", "max"),
-        ("bond_count_corr", "max"),
+    assert parse_objectives(["f1_macro:max", "bond_count_corr"]) == [
+        Objective("f1_macro", "max"),
+        Objective("bond_count_corr", "max"),
     ]
     with pytest.raises(Exception, match="unknown metric"):
         parse_objectives(["accuracy:max"])
