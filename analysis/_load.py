@@ -183,7 +183,7 @@ class Study:
         ostudy = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
         why = foreign_database(ostudy, self.info)
         if why is not None:  # another study's trials must not be drawn as this one's
-            raise ValueError(why)
+            raise ValueError(f"optuna.db {why}")
         return ostudy
 
 

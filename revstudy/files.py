@@ -17,6 +17,8 @@ import math
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ __all__ = [
     "read_json",
     "read_regular",
     "regular_file",
+    "replaced_atomically",
     "unique_temp",
     "write_json_atomic",
 ]
@@ -80,6 +83,21 @@ def read_regular(path: Path, limit: int = JSON_LIMIT) -> bytes:
     return data
 
 
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A fresh temporary path beside `path` (`unique_temp`) to write; on leaving the block
+    it replaces `path` in one rename (a link at `path` itself is replaced, never written
+    through), or, when the block raised (a kill, a full disk), is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_temp(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def unique_temp(path: Path) -> Path:
     """A new, empty temporary file beside `path` (created exclusively, so never a planted
     link), for writing `path` atomically with `os.replace`."""
@@ -107,14 +125,8 @@ UMASK = _umask()
 def write_json_atomic(path: Path, doc: Any, indent: int = 1) -> None:
     """Temp file + rename, so readers never see half a file; the rename replaces a link
     at `path` itself, never the file it points to."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = unique_temp(path)
-    try:
+    with replaced_atomically(path) as tmp:
         tmp.write_text(json.dumps(json_safe(doc), indent=indent))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def json_safe(obj: Any) -> Any:

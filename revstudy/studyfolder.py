@@ -318,9 +318,9 @@ STUDY_ID_ATTR = "revstudy_study_id"
 
 
 def foreign_database(ostudy: Any, info: dict[str, Any]) -> str | None:
-    """Why the Optuna study loaded from a study's optuna.db is another study's (launch
-    writes one id into study.json and the database), or None when it is this one's or the
-    study predates the id."""
+    """Why the Optuna study loaded from a study's optuna.db is another study's ("belongs to
+    another study …"; launch writes one id into study.json and the database), or None when
+    it is this one's or the study predates the id."""
     want = info.get("study_id")
     if not want:
         return None
@@ -328,7 +328,7 @@ def foreign_database(ostudy: Any, info: dict[str, Any]) -> str | None:
     if got == want:
         return None
     return (
-        f"optuna.db belongs to another study (its id {str(got)[:40]!r}, study.json says "
+        f"belongs to another study (its id {str(got)[:40]!r}, study.json says "
         f"{str(want)[:40]!r}); restore this study's own optuna.db"
     )
 

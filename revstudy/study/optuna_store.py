@@ -80,7 +80,7 @@ def check_owner(db: Path, ostudy: Any, info: dict[str, Any]) -> None:
     into this folder: its trials would be ranked as this study's)."""
     why = foreign_database(ostudy, info)
     if why is not None:
-        raise RevstudyError(f"{db}: {why[len('optuna.db ') :]}")
+        raise RevstudyError(f"{db}: {why}")
 
 
 def _check_sqlite(db: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from revstudy.files import UnsafeFileError, json_safe, read_json, read_regular, unique_temp
+from revstudy.files import UnsafeFileError, json_safe, read_json, read_regular, replaced_atomically
 from revstudy.studyfolder import (
     EPOCHS_FILE,
     EPOCHS_TABLE,
@@ -183,13 +183,8 @@ def read_epochs(study: Path) -> pd.DataFrame:
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = unique_temp(path)
-    try:
+    with replaced_atomically(path) as tmp:
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def refresh_tables(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import torch
 
 from revstudy.data.dataset import Dataset
 from revstudy.errors import RevstudyError
-from revstudy.files import read_json, unique_temp, write_json_atomic
+from revstudy.files import read_json, replaced_atomically, write_json_atomic
 from revstudy.study.devices import (
     Device,
     cap_memory,
@@ -368,14 +368,9 @@ def _write_result(tdir: Path, evals: list[Evaluation], result: dict[str, Any]) -
     for key in REPEAT_ARRAYS:
         arrays[f"repeat_{key}"] = np.array([e.metrics.get(key, math.nan) for e in evals])
     tdir.mkdir(parents=True, exist_ok=True)
-    tmp = unique_temp(tdir / ARRAYS_FILE)  # a fresh name: never a planted link
-    try:
-        with tmp.open("wb") as f:  # a file object: numpy adds no ".npz" to the name
-            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
-        tmp.replace(tdir / ARRAYS_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # a file object: numpy adds no ".npz" to the temp file's name
+    with replaced_atomically(tdir / ARRAYS_FILE) as tmp, tmp.open("wb") as f:
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
     report = result["report"]
     result["metrics"] = {k: v for k, v in report.items() if k != FINAL_KEY}
     write_json_atomic(tdir / RESULT_FILE, result)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from revstudy.errors import RevstudyError
-from revstudy.files import UnsafeFileError, regular_file, unique_temp
+from revstudy.files import UnsafeFileError, regular_file, replaced_atomically
 
 __all__ = [
     "ARCHIVE_LIMIT",
@@ -37,18 +37,11 @@ class CheckpointError(RevstudyError):
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Temp file + fsync + rename: a kill at any moment leaves the old or the new file whole.
     Tensors on a device are copied to the host first, in a few large transfers (`to_host`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = to_host(state)
-    tmp = unique_temp(path)  # a fresh name: never a planted link, never another writer's
-    try:
-        with tmp.open("wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as tmp, tmp.open("wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # The most a checkpoint or model file may hold, inflated: a paper-model trial with R = 10
