@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from revstudy.paper import PAPER_F1
+from revstudy.studyfolder import REFERENCE_FILE
 
 from ._load import Study
 
@@ -66,15 +67,13 @@ def headline_data(study: Study) -> dict[str, Any]:
         "mode": obj.mode,
         "n_completed": len(done),
         "n_trials": len(study.trials),
-        "repeats": int(study.info.get("repeats") or 1),
-        "test_fraction": study.info.get("test_fraction"),
+        "repeats": study.study_info.repeats,
+        "test_fraction": study.study_info.test_fraction,
         "best": None,
         "baseline": None,
         "fixed": study.fixed,
         "numbering": None,
-        "data_path": (study.info.get("data") or {}).get("path")
-        if isinstance(study.info.get("data"), dict)
-        else None,
+        "data_path": study.study_info.data.path if study.study_info.data else None,
     }
     if done.empty:
         return out
@@ -350,9 +349,7 @@ def comparison_table(studies: list[Study]) -> pd.DataFrame:
         rows.append(
             {
                 "study": st.name,
-                "space": (st.info.get("space") or {}).get("name", "")
-                if isinstance(st.info.get("space"), dict)
-                else str(st.info.get("space", "")),
+                "space": str(st.study_info.space.get("name", "")),
                 "objective": f"{d['metric']} ({d['mode']})",
                 "completed": d["n_completed"],
                 "repeats": d["repeats"],
@@ -370,7 +367,7 @@ def reference_note(study: Study) -> str:
     """One sentence on the dedicated predictor's scores (`revstudy reference --study`), read
     from STUDY/reference.json; '' when the study has none (or it is unreadable)."""
     try:
-        doc = json.loads((study.path / "reference.json").read_text())
+        doc = json.loads((study.path / REFERENCE_FILE).read_text())
         m, name = doc["metrics"], str(doc["predictor"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""

@@ -24,17 +24,17 @@ from revstudy.studyfolder import (
     ARRAYS_FILE,
     EPOCHS_TABLE,
     FINISHED_STATES,
+    OPTUNA_DB,
     PENDING_STATES,
     STUDY_FILE,
     TRIALS_TABLE,
     Objective,
-    StudyInfo,
-    foreign_database,
     pareto_fronts,
     rank_finished,
     read_table,
     trial_dir,
 )
+from revstudy.studyinfo import StudyInfo, foreign_database
 from revstudy.trialtable import load_trials
 
 __all__ = [
@@ -98,13 +98,19 @@ class Study:
 
     @property
     def optuna_study_name(self) -> str:
-        return str(self.info.get("optuna_study_name") or self.name)
+        return self.study_info.optuna_name
 
     @cached_property
-    def objectives(self) -> list[Objective]:
-        doc = {"name": self.name, **self.info}
+    def study_info(self) -> StudyInfo:
+        """study.json typed and checked (`revstudy.studyinfo`); a study that names no
+        objectives is read with the default one."""
+        doc = {**self.info, "name": self.name}
         doc["objectives"] = self.info.get("objectives") or _DEFAULT_OBJECTIVES
-        return list(StudyInfo.from_dict(doc, str(self.path / STUDY_FILE)).objectives)
+        return StudyInfo.from_dict(doc, self.path / STUDY_FILE)
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return list(self.study_info.objectives)
 
     @property
     def is_multi_objective(self) -> bool:
@@ -127,8 +133,7 @@ class Study:
     @property
     def fixed(self) -> dict[str, Any]:
         """The space's fixed settings (every trial, the paper baseline too, runs with them)."""
-        space = self.info.get("space")
-        fixed = space.get("fixed") if isinstance(space, dict) else None
+        fixed = self.study_info.space.get("fixed")
         return dict(fixed) if isinstance(fixed, dict) else {}
 
     @staticmethod
@@ -181,7 +186,7 @@ class Study:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         ostudy = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
-        why = foreign_database(ostudy, self.info)
+        why = foreign_database(ostudy, self.study_info)
         if why is not None:  # another study's trials must not be drawn as this one's
             raise ValueError(f"optuna.db {why}")
         return ostudy
@@ -249,7 +254,7 @@ def load_study(path: str | Path) -> Study:
             f"{p} is not a study directory: study.json holds a {type(info).__name__}, "
             "not the object revstudy writes"
         )
-    db = p / "optuna.db"
+    db = p / OPTUNA_DB
     storage = f"sqlite:///{db.resolve()}" if db.is_file() else None
     return Study(p, info, _read_trials(p), _read_epochs(p), storage)
 

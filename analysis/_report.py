@@ -97,20 +97,20 @@ def _compare(study: Study, others: list[Study]) -> Callable[[Section], None]:
 
 def _summary(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
-        info = study.info
-        space = info.get("space") or {}
+        info = study.study_info
+        space = info.space
         rows = {
             "study": study.name,
-            "search space": space.get("name", "") if isinstance(space, dict) else str(space),
-            "sampler": info.get("sampler", ""),
-            "scheduler": info.get("scheduler", ""),
+            "search space": space.get("name", ""),
+            "sampler": info.sampler,
+            "scheduler": info.scheduler,
             "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in study.objectives),
-            "num_samples": info.get("num_samples", ""),
-            "repeats": info.get("repeats", ""),
-            "seed": info.get("seed", ""),
-            "data rows": (info.get("data") or {}).get("rows", ""),
-            "created": info.get("created", ""),
-            "versions": json.dumps(info.get("versions", {})),
+            "num_samples": info.num_samples or "",
+            "repeats": info.repeats,
+            "seed": info.seed,
+            "data rows": info.data.rows if info.data and info.data.rows is not None else "",
+            "created": info.created,
+            "versions": json.dumps(info.versions),
         }
         sec.add_table(pd.DataFrame({"field": list(rows), "value": [str(v) for v in rows.values()]}))
         params = space.get("params") if isinstance(space, dict) else None
@@ -339,7 +339,7 @@ def _generation(study: Study) -> Callable[[Section], None]:
 
 def _baseline(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
-        repeats = int(study.info.get("repeats") or 1)
+        repeats = study.study_info.repeats
         if repeats < 2:
             sec.add_text(
                 "Each configuration ran on one split, so there are no repeats to test a "

@@ -32,6 +32,7 @@ def _trial(study: Path, data: str, device: str, deterministic: bool, stop: bool)
     from revstudy.data.dataset import read_dataset
     from revstudy.study.spaces import load_space
     from revstudy.study.trial import train_trial
+    from revstudy.study.trial_context import TrialContext
 
     space = study / "space.yaml"
     space.parent.mkdir(parents=True, exist_ok=True)
@@ -42,18 +43,15 @@ def _trial(study: Path, data: str, device: str, deterministic: bool, stop: bool)
             raise Stop
 
     try:
-        train_trial(
-            {},
+        context = TrialContext(
+            study=study,
             space=load_space(str(space)),
             dataset=read_dataset(data),
-            study=study,
-            trial_id="t1",
             repeats=2,
             seed=7,
-            objectives=["f1_macro_skill"],
-            report=report,
-            device=device,  # type: ignore[arg-type]
+            objectives=("f1_macro_skill",),
         )
+        train_trial({}, context, "t1", report=report, device=device)  # type: ignore[arg-type]
     except Stop:
         return {}
     doc: dict[str, Any] = json.loads((study / "trials" / "t1" / "result.json").read_text())

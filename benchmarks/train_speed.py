@@ -46,8 +46,8 @@ def reference_distance_weights(targets: Any) -> Any:
     """The reference's per-sample loop: for each sample with positives, d_i = min |i − pos|
     over its positive positions and weight 1 / (1 + d_i).
 
-    A sample without positives keeps distance 1 (weight 1/2), as `revstudy.losses` does; the
-    real data have none, so this choice never matters there.
+    A sample without positives keeps distance 1 (weight 1/2), as `revstudy.training.losses`
+    does; the real data have none, so this choice never matters there.
     """
     import torch
 
@@ -177,7 +177,7 @@ def reference_evaluate(run: ReferenceRun, draws: int = 6) -> dict[str, float]:
 
 
 def batched_subset_evaluate(model: Any, x: Any, code: Any, seed: int, draws: int = 6) -> float:
-    """The same metrics as `reference_evaluate`, batched with `revstudy.metrics` helpers:
+    """The same metrics as `reference_evaluate`, batched with `revstudy.training.metrics` helpers:
     a like-for-like timing of batching alone (`Trainer.evaluate()` computes much more)."""
     import torch
 

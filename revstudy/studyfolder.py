@@ -4,7 +4,8 @@
 `export` and the `analysis` package read it. Everything they must agree on lives here:
 file names, trial states, the per-epoch report keys, objectives and their parsing, the
 ranking that picks "the best trial" (Pareto fronts, completed trials first), where a study
-is found (`--storage`, `$REVSTUDY_STORAGE`, `file://`), and a typed view of study.json.
+is found (`--storage`, `$REVSTUDY_STORAGE`, `file://`); study.json itself is
+`revstudy.studyinfo`.
 
 Only the standard library, numpy and pandas: `analysis` imports it on machines without
 torch or ray.
@@ -12,10 +13,9 @@ torch or ray.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,33 +23,37 @@ import numpy as np
 import pandas as pd
 
 from revstudy.errors import RevstudyError
-from revstudy.files import TABLE_LIMIT, UnsafeFileError, read_regular, regular_file
+from revstudy.files import TABLE_LIMIT, UnsafeFileError, regular_file
 
 __all__ = [
     "ARRAYS_FILE",
     "DEFAULT_STORAGE",
+    "DRIVER_FILE",
     "EPOCHS_FILE",
+    "EPOCHS_TABLE",
     "FAILURE_FILE",
     "FINAL_KEY",
     "FINISHED_STATES",
     "NAME_RE",
     "NUMERIC_LIMITS",
+    "OPTUNA_DB",
     "PENDING_STATES",
     "PER_EPOCH",
     "PER_EPOCH_METRICS",
+    "REFERENCE_FILE",
     "REPEAT_ARRAYS",
     "RESULT_FILE",
     "STATES",
     "STATE_FILE",
     "STOPPED_FILE",
-    "STUDY_ID_ATTR",
+    "STUDY_FILE",
+    "TRIALS_DIR",
+    "TRIALS_TABLE",
     "TRIAL_FILE",
     "TRIAL_KEY",
     "Objective",
-    "StudyInfo",
     "check_name",
-    "check_run_info",
-    "foreign_database",
+    "find_study",
     "numerical_problem",
     "optuna_url",
     "pareto_fronts",
@@ -57,10 +61,8 @@ __all__ = [
     "public_params",
     "rank_finished",
     "rank_key",
-    "read_study_info",
     "read_table",
     "storage_root",
-    "study_dir",
     "trial_dir",
     "trial_entries",
 ]
@@ -70,6 +72,9 @@ STUDY_FILE = "study.json"
 TRIALS_TABLE = "trials.parquet"
 EPOCHS_TABLE = "epochs.parquet"
 OPTUNA_DB = "optuna.db"
+DRIVER_FILE = "driver.json"  # wall time of all driver runs (the time budget spans them)
+REFERENCE_FILE = "reference.json"  # a dedicated predictor's figures (`reference --study`)
+TRIALS_DIR = "trials"  # one folder per trial, named by its first Ray trial id
 # A trial's folder `trials/<id>/` holds these (see docs/study-dir.md)
 STATE_FILE = "state.pt"  # checkpoint, every epoch; removed once the trial has ended
 ARRAYS_FILE = "arrays.npz"  # the last evaluation's arrays (never pickled)
@@ -268,13 +273,17 @@ def check_name(name: str, flag: str = "--name") -> str:
     return name
 
 
-def study_dir(name_or_path: str, storage: str | None = None) -> Path:
-    """A path to a study folder (one holding study.json), or a plain name under the root."""
+def find_study(name_or_path: str, storage: str | None = None) -> Path:
+    """The one way to find a study: a path to a study folder (one holding study.json), or a
+    plain name under the storage root; a one-line error when there is no study there."""
     p = Path(name_or_path)
     if (p / STUDY_FILE).is_file():
         return p.resolve()
     check_name(name_or_path, "study")
-    return storage_root(storage) / name_or_path
+    root = storage_root(storage)
+    if not (root / name_or_path / STUDY_FILE).is_file():
+        raise RevstudyError(f"no study {name_or_path!r} under {root} (see `revstudy list`)")
+    return root / name_or_path
 
 
 def trial_dir(study: Path, trial_id: str) -> Path:
@@ -283,19 +292,19 @@ def trial_dir(study: Path, trial_id: str) -> Path:
     written or removed in a trial folder must be in the study folder."""
     if not NAME_RE.fullmatch(trial_id):
         raise RevstudyError(f"{study}: trial id {trial_id!r} is not a plain name")
-    for path in (study / "trials", study / "trials" / trial_id):
+    for path in (study / TRIALS_DIR, study / TRIALS_DIR / trial_id):
         if path.is_symlink():
             raise RevstudyError(f"{path}: a symbolic link, not a folder of this study: refused")
-    return study / "trials" / trial_id
+    return study / TRIALS_DIR / trial_id
 
 
 def trial_entries(study: Path) -> tuple[list[str], dict[str, str]]:
     """The study's trial folders: (ids of real folders with plain names, sorted;
     {name: why it is not one} for links and odd names found in `trials/`), so that callers
     read the first and report the second instead of following them."""
-    root = study / "trials"
+    root = study / TRIALS_DIR
     if root.is_symlink():
-        return [], {"trials": f"{root}: a symbolic link, not a folder of this study: refused"}
+        return [], {TRIALS_DIR: f"{root}: a symbolic link, not a folder of this study: refused"}
     ids: list[str] = []
     bad: dict[str, str] = {}
     try:
@@ -313,85 +322,9 @@ def trial_entries(study: Path) -> tuple[list[str], dict[str, str]]:
     return ids, bad
 
 
-# the user attribute of a study's Optuna study that holds study.json's `study_id`
-STUDY_ID_ATTR = "revstudy_study_id"
-
-
-def foreign_database(ostudy: Any, info: dict[str, Any]) -> str | None:
-    """Why the Optuna study loaded from a study's optuna.db is another study's ("belongs to
-    another study …"; launch writes one id into study.json and the database), or None when
-    it is this one's or the study predates the id."""
-    want = info.get("study_id")
-    if not want:
-        return None
-    got = ostudy.user_attrs.get(STUDY_ID_ATTR)
-    if got == want:
-        return None
-    return (
-        f"belongs to another study (its id {str(got)[:40]!r}, study.json says "
-        f"{str(want)[:40]!r}); restore this study's own optuna.db"
-    )
-
-
 def optuna_url(study: Path) -> str:
     """The SQLAlchemy URL of the study's optuna.db."""
     return f"sqlite:///{study / OPTUNA_DB}"
-
-
-# -- study.json -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StudyInfo:
-    """study.json, typed where every reader needs it; `raw` keeps the whole document
-    (the launch settings, the space, data provenance) for the readers that need more."""
-
-    name: str
-    objectives: tuple[Objective, ...]
-    num_samples: int | None = None
-    repeats: int = 1
-    baseline: bool = False
-    optuna_study_name: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any], source: str = "study.json") -> StudyInfo:
-        """Checked: a one-line error naming `source` and the field for a foreign file."""
-        try:
-            objectives = tuple(
-                Objective(str(o["metric"]), "min" if o.get("mode") == "min" else "max")
-                for o in doc["objectives"]
-            )
-            return cls(
-                name=str(doc["name"]),
-                objectives=objectives,
-                num_samples=None if doc.get("num_samples") is None else int(doc["num_samples"]),
-                repeats=int(doc.get("repeats", 1)),
-                baseline=bool(doc.get("baseline", False)),
-                optuna_study_name=str(doc.get("optuna_study_name") or doc["name"]),
-                raw=doc,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise RevstudyError(f"{source}: damaged or foreign ({type(e).__name__}: {e})") from None
-
-
-def read_study_info(study: Path, need: tuple[str, ...] = ("name", "objectives")) -> dict[str, Any]:
-    """study.json, checked: one-line errors for a missing, truncated or foreign file.
-
-    Readers (status, report, export) need the name and objectives; a run needs `RUN_KEYS`
-    (revstudy.study.records)."""
-    path = study / STUDY_FILE
-    try:
-        info = json.loads(read_regular(path))  # no link, FIFO or device; bounded size
-    except FileNotFoundError:
-        raise RevstudyError(f"no study at {study} (no study.json; see `revstudy list`)") from None
-    except UnsafeFileError as e:
-        raise RevstudyError(f"{e} (a study.json must be a plain file)") from None
-    except (OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RevstudyError(f"{path}: damaged, not valid JSON ({first})") from None
-    missing = [k for k in need if not isinstance(info, dict) or k not in info]
-    if missing:
-        raise RevstudyError(f"{path}: damaged or foreign, lacks {', '.join(missing)}")
-    return info
 
 
 def read_table(path: Path) -> pd.DataFrame | None:
@@ -410,60 +343,3 @@ def read_table(path: Path) -> pd.DataFrame | None:
         raise RevstudyError(
             f"{path}: damaged ({type(e).__name__}); `revstudy resume` rewrites it"
         ) from None
-
-
-def check_run_info(info: dict[str, Any], source: Path | str) -> None:
-    """Every setting a run reads from study.json, checked for type and range before Ray
-    starts (a hand-edited or foreign file gave tracebacks, some after Ray was up): one line
-    naming the file and the field. Optional fields may be absent (older studies)."""
-
-    def bad(key: str, want: str) -> RevstudyError:
-        got = info.get(key)
-        shown = json.dumps(got)[:60] if not isinstance(got, float) else repr(got)
-        return RevstudyError(f"{source}: {key} is {shown}, expected {want}")
-
-    def number(key: str, low: float, high: float, required: bool = True) -> None:
-        v = info.get(key)
-        if v is None and not required:
-            return
-        if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
-            raise bad(key, f"a number in [{low:g}, {high:g}]")
-
-    def integer(key: str, low: int, required: bool = True) -> None:
-        v = info.get(key)
-        if v is None and not required:
-            return
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise bad(key, f"an integer >= {low}")
-
-    for key, kind in (("name", str), ("sampler", str), ("scheduler", str), ("space", dict)):
-        if not isinstance(info.get(key), kind):
-            raise bad(key, "a string" if kind is str else "a mapping")
-    if not isinstance(info.get("baseline"), bool):
-        raise bad("baseline", "true or false")
-    integer("num_samples", 1)
-    integer("repeats", 1)
-    integer("seed", 0)
-    integer("max_concurrent", 0, required=False)
-    integer("max_failures", 0, required=False)
-    number("cpus_per_trial", 1e-3, 1024)
-    number("gpus_per_trial", 0, 1)
-    number("time_budget_s", 1e-3, 1e9, required=False)
-    data = info.get("data")
-    if not (
-        isinstance(data, dict)
-        and isinstance(data.get("path"), str)
-        and isinstance(data.get("sha256"), str)
-    ):
-        raise bad("data", "a mapping with path and sha256 strings")
-    objectives = info.get("objectives")
-    if not isinstance(objectives, list) or not objectives:
-        raise bad("objectives", "a non-empty list of {metric, mode}")
-    for o in objectives:
-        if not (
-            isinstance(o, dict)
-            and isinstance(o.get("metric"), str)
-            and o["metric"]
-            and o.get("mode") in ("max", "min")
-        ):
-            raise bad("objectives", "entries like {metric: f1_macro_skill, mode: max}")

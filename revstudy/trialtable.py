@@ -22,7 +22,6 @@ from revstudy.studyfolder import (
     RESULT_FILE,
     STATE_FILE,
     STOPPED_FILE,
-    STUDY_FILE,
     TRIAL_FILE,
     TRIALS_TABLE,
     numerical_problem,
@@ -30,6 +29,7 @@ from revstudy.studyfolder import (
     trial_dir,
     trial_entries,
 )
+from revstudy.studyinfo import read_study
 
 __all__ = ["build_trials_table", "load_trials"]
 
@@ -119,14 +119,12 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
 
 
 def _objective_metrics(study: Path) -> tuple[str, ...]:
-    """The study's objective metric names (empty when study.json cannot tell)."""
-    info = read_json(study / STUDY_FILE) or {}
-    objs = info.get("objectives") if isinstance(info, dict) else None
-    if not isinstance(objs, list):
+    """The study's objective metric names (empty when study.json cannot tell: the table
+    is still built, and status or resume report the damaged study.json)."""
+    try:
+        return tuple(read_study(study).metrics)
+    except RevstudyError:
         return ()
-    return tuple(
-        str(o["metric"]) for o in objs if isinstance(o, dict) and isinstance(o.get("metric"), str)
-    )
 
 
 def _cut_off(tdir: Path, epochs_done: int) -> str:

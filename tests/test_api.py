@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 import revstudy
 import revstudy.api
 from revstudy.errors import RevstudyError
+from revstudy.files import json_safe
+from tests.conftest import synthetic_rows, write_csv
+
+runner = CliRunner()
 
 
 def test_import_loads_neither_torch_nor_ray() -> None:
     code = (
-        "import sys, revstudy; revstudy.launch; revstudy.status; "
+        "import sys, revstudy; revstudy.launch; revstudy.status; revstudy.export; "
+        "revstudy.evaluate; revstudy.predict; revstudy.elucidate; "
         "print('torch' in sys.modules, 'ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -43,6 +50,9 @@ def test_status_and_report_of_a_study_folder(tmp_path: Path) -> None:
     assert s["trials"] == len(__import__("pandas").read_parquet(folder / "trials.parquet"))
     page = revstudy.report(str(folder), out=tmp_path / "r.html")
     assert page.is_file() and 'id="answer"' in page.read_text()
+    (studies,) = revstudy.list_studies(storage=str(tmp_path))  # what `list --json` prints
+    assert studies["folder"] == "single" and studies["trials"] == s["trials"]
+    assert studies["best"] == s["best"]
 
 
 def test_train_returns_a_run(tmp_path: Path, synthetic_csv: Path) -> None:
@@ -85,3 +95,170 @@ def test_the_api_refuses_bad_arguments_as_the_cli_does(call: Any, needle: str) -
     with pytest.raises(RevstudyError) as err:
         call()
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+# -- export, evaluate, predict, elucidate: the CLI's data, from one implementation ----------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, its training CSV) of a tiny model, trained once for the module (~2 s)."""
+    import torch
+
+    from revstudy.data.dataset import read_dataset
+    from revstudy.training.config import TrialConfig
+    from revstudy.training.runs import train_repeats, write_run
+
+    root = tmp_path_factory.mktemp("api-model")
+    csv = write_csv(root / "data.csv", synthetic_rows(60))
+    ds = read_dataset(csv)
+    torch.set_num_threads(1)
+    tiny = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
+    write_run(root / "run", train_repeats(tiny, ds), ds, "cpu")
+    return root / "run", csv
+
+
+def _cli_json(*args: str, code: int = 0) -> Any:
+    from revstudy.cli.app import app
+
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == code, res.output
+    return json.loads(res.stdout)
+
+
+def test_export_writes_what_the_cli_writes(tmp_path: Path) -> None:
+    from tests.study.test_export import make_study
+
+    study = make_study(tmp_path)
+    storage = tmp_path / "revstudy-results"
+    res = revstudy.export("demo", top=2, storage=storage, out=tmp_path / "api")
+    from revstudy.cli.app import app
+
+    cli = runner.invoke(
+        app,
+        ["export", "demo", "--top", "2", "--storage", str(storage), "--out", str(tmp_path / "cli")],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert [r.trial_id for r in res.ranked] == ["t3", "t1"]
+    assert [p.name for p in res.paths] == sorted(p.name for p in (tmp_path / "cli").iterdir())
+    for p in res.paths:  # the same configurations (the headers hold the export time)
+        body = [ln for ln in p.read_text().splitlines() if not ln.startswith("#")]
+        theirs = (tmp_path / "cli" / p.name).read_text().splitlines()
+        assert body == [ln for ln in theirs if not ln.startswith("#")]
+    one = revstudy.export(study, out=tmp_path / "b.yaml")  # the study by its folder; one file
+    assert one.paths == [tmp_path / "b.yaml"] and one.ranked[0].trial_id == "t3"
+
+
+@pytest.mark.parametrize("split", ["all", "val"])
+def test_evaluate_returns_the_clis_json(run_dir: tuple[Path, Path], split: str) -> None:
+    run, csv = run_dir
+    doc = revstudy.evaluate(run, csv, split=split)
+    assert doc["split"]["name"] == split and doc["split"]["note"]
+    cli = _cli_json("evaluate", "--model", str(run), "--data", str(csv), "--split", split, "--json")
+    assert json_safe(doc) == cli
+    assert revstudy.evaluate(str(run), str(csv), split=split)["f1_macro"] == doc["f1_macro"]
+
+
+def test_predict_returns_the_clis_rows_errors_included(run_dir: tuple[Path, Path]) -> None:
+    run, _ = run_dir
+    names = ["CCC", "C1CC", "CCO", "c1ccccc1C", "CC.CC"]
+    with pytest.warns(UserWarning, match="atom_order: canonical"):  # a source-order model
+        rows = revstudy.predict(run, names)
+    args = ["predict", "--model", str(run), "--json"]
+    for name in names:
+        args += ["--smiles", name]
+    cli = _cli_json(*args, code=2)  # bad rows: exit code 2, the others predicted
+    assert rows == cli["predictions"]
+    assert [("error" in r) for r in rows] == [False, True, True, False, True]
+    assert rows[3]["smiles"] == "Cc1ccccc1" and rows[3]["input"] == "c1ccccc1C"
+    assert "2 fragments" in rows[4]["error"]
+    with pytest.warns(UserWarning):
+        assert revstudy.predict(str(run), "CCC") == rows[:1]  # one SMILES as a string
+
+
+def test_predict_streams_in_batches(
+    run_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API gets every batch the library yields, in input order."""
+    from revstudy.elucidation import prediction
+
+    run, _ = run_dir
+    names = ["CCC", "CC=C", "nope", "CCCC", "CC(C)C"]
+    with pytest.warns(UserWarning):
+        whole = revstudy.predict(run, names)
+    monkeypatch.setattr(prediction, "PREDICT_BATCH", 2)
+    with pytest.warns(UserWarning):
+        assert revstudy.predict(run, names) == whole
+    assert [r["input"] for r in whole] == names
+
+
+def test_elucidate_returns_the_clis_json(run_dir: tuple[Path, Path]) -> None:
+    run, csv = run_dir
+    with pytest.warns(UserWarning):
+        doc = revstudy.elucidate(run, "14.1,22.8,31.9", samples=6, top=3, seed=1, library=csv)
+    cli = _cli_json(
+        "elucidate", "--model", str(run), "--spectrum", "14.1,22.8,31.9", "--samples", "6",
+        "--top", "3", "--seed", "1", "--library", str(csv), "--json",
+    )  # fmt: skip
+    assert json_safe(doc) == cli
+    assert doc["samples"] == 6 and len(doc["library"]) == 3 and len(doc["candidates"]) <= 3
+    with pytest.warns(UserWarning):  # ppm values as numbers: the same query
+        again = revstudy.elucidate(run, [14.1, 22.8, 31.9], samples=6, top=3, seed=1)
+    assert again["candidates"] == doc["candidates"] and "library" not in again
+
+
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda m: revstudy.api.export(5), "study 5: expected a name or path"),
+        (lambda m: revstudy.api.export("s", top=0), "top 0: expected an integer >= 1 (as --top)"),
+        (lambda m: revstudy.api.export("s", top="2"), "top '2'"),
+        (lambda m: revstudy.api.export("s", objective=1), "objective 1"),
+        (lambda m: revstudy.api.export("s", out=3), "out 3"),
+        (lambda m: revstudy.api.evaluate(None, "d.csv"), "model None: expected a name or path"),
+        (lambda m: revstudy.api.evaluate(m, 7), "data 7"),
+        (lambda m: revstudy.api.evaluate(m, "x.csv", split=1), "split 1"),
+        (lambda m: revstudy.api.predict(m, 5), "smiles 5: expected a SMILES string or a list"),
+        (lambda m: revstudy.api.predict(m, []), "smiles []"),
+        (lambda m: revstudy.api.predict(m, ["CC", 3]), "smiles ['CC', 3]"),
+        (
+            lambda m: revstudy.api.predict(m, "CC", average=0),
+            "average 0: expected an integer from 1 to 64",
+        ),
+        (lambda m: revstudy.api.predict(m, "CC", average=True), "average True"),
+        (lambda m: revstudy.api.predict(3, "CC"), "model 3"),
+        (lambda m: revstudy.api.elucidate(m, {"a": 1}), "spectrum {'a': 1}: expected ppm values"),
+        (lambda m: revstudy.api.elucidate(m, [12.0, "x"]), "spectrum [12.0, 'x']"),
+        (
+            lambda m: revstudy.api.elucidate(m, "12", samples=0),
+            "samples 0: expected an integer from 1",
+        ),
+        (lambda m: revstudy.api.elucidate(m, "12", samples=10**9), "samples 1000000000"),
+        (lambda m: revstudy.api.elucidate(m, "12", top=0), "top 0"),
+        (lambda m: revstudy.api.elucidate(m, "12", seed="1"), "seed '1': expected an integer"),
+        (lambda m: revstudy.api.elucidate(m, "12", library=2), "library 2"),
+        (lambda m: revstudy.api.elucidate(m, "12,abc"), "spectrum: 'abc' is not a ppm value"),
+        (lambda m: revstudy.api.elucidate(m, [250.0]), "shift 250.0 ppm is outside"),
+        (lambda m: revstudy.api.elucidate(m, []), "spectrum: no peaks given"),
+        (lambda m: revstudy.api.elucidate(m, ""), "spectrum: no peaks given"),
+        (lambda m: revstudy.api.predict(m, ["C"] * 10**5 + [1]), "smiles ['C', 'C', "),
+    ],
+)
+def test_the_model_api_refuses_bad_arguments_in_one_line(
+    tmp_path: Path, call: Any, needle: str
+) -> None:
+    """Bad arguments are refused before any model is loaded (the folder here has none)."""
+    with pytest.raises(RevstudyError) as err:
+        call(tmp_path)
+    text = str(err.value)
+    assert needle in text and "\n" not in text and len(text) < 200
+
+
+def test_the_model_api_names_a_missing_model(tmp_path: Path, synthetic_csv: Path) -> None:
+    for call in (
+        lambda: revstudy.evaluate(tmp_path / "none", synthetic_csv),
+        lambda: revstudy.predict(tmp_path / "none", "CC"),
+        lambda: revstudy.elucidate(tmp_path / "none", "12.5"),
+    ):
+        with pytest.raises(RevstudyError, match="model directory not found"):
+            call()

@@ -1,7 +1,10 @@
-"""`revstudy export | evaluate | predict | elucidate`: using a study's results and saved models.
+"""`revstudy export | evaluate | predict | elucidate | benchmark | reference`: using a study's
+results and saved models.
 
-`register(app)` adds the commands to the main typer app. Heavy imports (torch, RDKit) happen
-inside the commands so `revstudy --help` stays fast.
+`register(app)` adds the commands to the main typer app. Each command's work is a library
+function the Python API (`revstudy.api`) calls too; here are only the options, the printing,
+progress bars and streaming. Heavy imports (torch, RDKit) happen inside the commands so
+`revstudy --help` stays fast.
 """
 
 from __future__ import annotations
@@ -88,19 +91,17 @@ def evaluate(
     from revstudy.cli.common import paper_table
     from revstudy.data.dataset import read_dataset
     from revstudy.training.runs import aggregate
-    from revstudy.training.saved import evaluate_file, load_model, select_rows
+    from revstudy.training.saved import evaluate_split, load_model
 
     if threads:
         torch.set_num_threads(threads)
     saved = load_model(model)
-    dataset = read_dataset(data)
-    rows, note = select_rows(saved, dataset, split)
-    doc = evaluate_file(saved, dataset, rows=rows)
-    doc["split"].update(name=split, note=note)
+    doc = evaluate_split(saved, read_dataset(data), split)
+    n = doc["split"]["eval"]
     trained = len(saved.run.get("repeats") or []) or 1
     which = f"repeat 0 of the {trained} trained" if trained > 1 else "its only repeat"
     Console(stderr=True).print(
-        f"{split}: {len(rows)} row(s); {note}. The model folder holds {which} (seed "
+        f"{split}: {n} row(s); {doc['split']['note']}. The model folder holds {which} (seed "
         f"{doc['seed']}); every repeat's validation figures are in metrics.json",
         highlight=False,
     )
@@ -108,32 +109,8 @@ def evaluate(
         _print_json(doc, out)
     if not as_json:
         agg = aggregate([{k: v for k, v in doc.items() if isinstance(v, int | float)}])
-        title = f"{data} ({split}, {len(rows)} rows), {which}"
+        title = f"{data} ({split}, {n} rows), {which}"
         Console(width=110).print(paper_table(agg, title, saved.config.y_dim, runs=1))
-
-
-def _structure_inputs(structures: Path | None, smiles: list[str] | None) -> list[tuple[str, str]]:
-    """(label, kind) pairs: kind "csv:<136 digits>" or a SMILES string."""
-    from revstudy.data.dataset import read_dataset
-    from revstudy.errors import DataError
-
-    items: list[tuple[str, str]] = [(s, s) for s in smiles or []]
-    if structures is not None:
-        if not structures.is_file():
-            raise DataError(f"{structures}: structures file not found")
-        first = structures.read_text().lstrip().split("\n", 1)[0].replace(" ", "")
-        if first.upper() == "A,B,C,D":
-            ds = read_dataset(structures)
-            for a, b, c in zip(ds.molecule_ids, ds.spectrum_ids, ds.structures, strict=True):
-                items.append((f"{a}/{b}", "csv:" + c))
-        else:
-            for line in structures.read_text().splitlines():
-                s = line.strip()
-                if s and not s.startswith("#"):
-                    items.append((s, s.split()[0]))
-    if not items:
-        raise DataError("give --structures FILE or --smiles SMILES")
-    return items
 
 
 def _warn_numbering(saved: Any) -> None:
@@ -163,8 +140,6 @@ def predict(
 
     The structures are put in the model's atom order first, so with a model trained with
     `atom_order: canonical` every spelling of a molecule gets the same prediction."""
-    import numpy as np
-    import torch
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -173,43 +148,22 @@ def predict(
         TimeRemainingColumn,
     )
 
-    from revstudy.data.dataset import grid_to_channels, structure_digits
-    from revstudy.elucidation.elucidate import grid_smiles, set_bins, smiles_grid
-    from revstudy.errors import RevstudyError
+    from revstudy.elucidation import prediction
     from revstudy.training.saved import load_model
 
     saved = load_model(model)
     _warn_numbering(saved)
-    items = _structure_inputs(structures, smiles)
+    items = prediction.structure_inputs(structures, smiles)
+    batch = prediction.PREDICT_BATCH  # more than one batch shows a progress bar on stderr
     out = _PredictionOutput(saved, average, as_json, len(items))
     errors: list[dict[str, Any]] = []
     with Progress(
         TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True, disable=len(items) <= PREDICT_BATCH,
+        console=Console(stderr=True), transient=True, disable=len(items) <= batch,
     ) as bar:  # fmt: skip
         task = bar.add_task("predict", total=len(items))
-        for start in range(0, len(items), PREDICT_BATCH):  # bounded memory, streamed output
-            rows: list[dict[str, Any]] = []
-            grids: list[np.ndarray] = []
-            for label, item in items[start : start + PREDICT_BATCH]:
-                try:
-                    if item.startswith("csv:"):
-                        grid = structure_digits(item[4:])
-                        smi = grid_smiles(grid) or ""
-                    else:
-                        grid, smi = smiles_grid(item)
-                except RevstudyError as e:
-                    rows.append({"input": label, "error": str(e)})
-                    continue
-                rows.append({"input": label, "smiles": smi})
-                grids.append(grid)
-            if grids:
-                x = torch.from_numpy(grid_to_channels(np.stack(grids)))
-                codes = iter(saved.predict_codes(x, average))
-                for r in rows:
-                    if "error" not in r:
-                        r["bins"] = set_bins(next(codes))
-            out.write(rows)
+        for rows in prediction.prediction_batches(saved, items, average, batch):
+            out.write(rows)  # bounded memory, streamed output
             errors += [r for r in rows if "error" in r]
             bar.advance(task, len(rows))
     out.close()
@@ -219,9 +173,6 @@ def predict(
         raise typer.Exit(2)
 
 
-# structures predicted at a time: memory stays bounded (10k at once peaked at 0.7 GB) and
-# output starts at once; more than one batch shows a progress bar on stderr
-PREDICT_BATCH = 4096
 # more predictions than this print as tab-separated lines, not a table (a table of 100k
 # rows took minutes to lay out)
 TABLE_ROWS = 500
@@ -278,60 +229,30 @@ def _ranges(bins: list[dict[str, Any]]) -> str:
 def elucidate(
     model: ModelOpt,
     spectrum: Annotated[
-        str | None, typer.Option(help="ppm list '12.3,45.6', a file of them, or 1024 bits")
-    ] = None,
+        str, typer.Option(help="ppm list '12.3,45.6', a file of them, or 1024 bits")
+    ],
     samples: Annotated[int, typer.Option(min=1, help="Z_free draws to invert")] = 100,
     library: Annotated[Path | None, typer.Option(help="CSV whose molecules to rank too")] = None,
     top: Annotated[int, typer.Option(min=1, help="candidates to show")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the Z_free draws")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
-    benchmark: Annotated[
-        bool, typer.Option("--benchmark", help="score generation vs retrieval on a split")
-    ] = False,
-    data: Annotated[Path | None, typer.Option(help="--benchmark: the training CSV")] = None,
-    split: Annotated[str, typer.Option(help="--benchmark: val or test")] = "val",
-    limit: Annotated[int | None, typer.Option(min=1, help="--benchmark: first N rows")] = None,
-    out: Annotated[Path | None, typer.Option(help="--benchmark: write the JSON here")] = None,
 ) -> None:
     """Candidate structures for a 13C spectrum, ranked by their predicted spectra."""
     from revstudy.data.chem import require_rdkit
-    from revstudy.errors import RevstudyError
 
     require_rdkit("elucidation")
-    if benchmark:
-        from revstudy.elucidation.benchmark import elucidation_benchmark
-
-        if data is None:
-            raise RevstudyError("--benchmark needs --data (the CSV the model was trained on)")
-        _print_json(elucidation_benchmark(model, data, split, samples, seed, limit), out)
-        return
-    if spectrum is None:
-        raise RevstudyError("give --spectrum (ppm list, file, or 1024-bit string)")
-    from revstudy.elucidation.elucidate import Library, code_of, elucidate, parse_spectrum, set_bins
+    from revstudy.elucidation.elucidate import elucidation_document, parse_query_spectrum
     from revstudy.training.saved import load_model
 
-    bits = parse_spectrum(spectrum)
+    bits = parse_query_spectrum(spectrum)
     saved = load_model(model)
     _warn_numbering(saved)
-    result = elucidate(saved, bits, samples, top, seed)
-    query = code_of(bits, saved.config.y_dim)
-    doc: dict[str, Any] = {
-        "query_bins": set_bins(query),
-        "samples": result.samples,
-        "valid": result.valid,
-        "candidates": [
-            {"smiles": c.smiles, "score": c.score, "count": c.count, "strained": c.strained}
-            for c in result.candidates
-        ],
-    }
-    if library is not None:
-        lib = Library.from_csv(saved, library)
-        doc["library"] = [{"smiles": s, "score": sc} for s, sc in lib.rank(query)[:top]]
+    doc = elucidation_document(saved, bits, samples, top, seed, library)
     if as_json:
         _print_json(doc)
         return
     con = Console(width=120)
-    con.print(f"{result.valid}/{result.samples} samples decoded to valid molecules")
+    con.print(f"{doc['valid']}/{doc['samples']} samples decoded to valid molecules")
     sections = [("generated", doc["candidates"], True)]
     if library is not None:
         sections.append((f"library {library}", doc["library"], False))
@@ -352,6 +273,24 @@ def elucidate(
     )
 
 
+def benchmark(
+    model: ModelOpt,
+    data: Annotated[Path, typer.Option(help="the CSV the model was trained on")],
+    split: Annotated[str, typer.Option(help="the model's own split to score: val or test")] = "val",
+    samples: Annotated[int, typer.Option(min=1, help="Z_free draws to invert per spectrum")] = 100,
+    seed: Annotated[int, typer.Option(help="seed of the Z_free draws")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the split's first N rows")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
+) -> None:
+    """Score elucidation on a split: generation vs library retrieval, as JSON."""
+    from revstudy.data.chem import require_rdkit
+
+    require_rdkit("the elucidation benchmark")
+    from revstudy.elucidation.benchmark import elucidation_benchmark
+
+    _print_json(elucidation_benchmark(model, data, split, samples, seed, limit), out)
+
+
 def reference(
     data: Annotated[str | None, typer.Option(help="CSV (default: the cached public file)")] = None,
     study: Annotated[
@@ -368,17 +307,22 @@ def reference(
     from revstudy.cli.common import paper_table
     from revstudy.data.dataset import check_y_dim, read_dataset
     from revstudy.data.fetch import cache_dir, resolve_data
+    from revstudy.errors import RevstudyError
     from revstudy.files import write_json_atomic
-    from revstudy.studyfolder import read_study_info, study_dir
+    from revstudy.studyfolder import find_study
+    from revstudy.studyinfo import read_study
     from revstudy.training.reference import run_reference
     from revstudy.training.runs import aggregate
 
     check_y_dim(y_dim)
     folder = None
     if study is not None:
-        folder = study_dir(study, storage)
-        info = read_study_info(folder, ("name", "objectives", "data"))
-        data = data or info["data"]["path"]
+        folder = find_study(study, storage)
+        info = read_study(folder)
+        if data is None:
+            if info.data is None:
+                raise RevstudyError(f"{folder}: study.json records no data file; give --data")
+            data = info.data.path
     dataset = read_dataset(resolve_data(data))
     from rich.progress import (
         BarColumn,
@@ -425,6 +369,7 @@ def reference(
 
 
 def register(app: typer.Typer) -> None:
-    """Add export, evaluate, predict, elucidate and reference to `app`, with one-line errors."""
-    for fn in (export, evaluate, predict, elucidate, reference):
+    """Add export, evaluate, predict, elucidate, benchmark and reference to `app`, with
+    one-line errors."""
+    for fn in (export, evaluate, predict, elucidate, benchmark, reference):
         app.command(name=fn.__name__)(user_errors()(fn))

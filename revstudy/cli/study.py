@@ -17,7 +17,6 @@ from revstudy.cli.common import user_errors
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import GPU_SHARE
 from revstudy.study.options import DEFAULTS
-from revstudy.studyfolder import STUDY_FILE
 
 StorageOption = Annotated[
     str | None,
@@ -149,25 +148,6 @@ def resume(
     _print_next(summary)
 
 
-def _summary(study: str, storage: str | None) -> dict:
-    from revstudy.study.driver import summarise
-    from revstudy.study.records import load_trials
-    from revstudy.studyfolder import study_dir
-
-    path = study_dir(study, storage)
-    if not (path / STUDY_FILE).is_file():
-        raise RevstudyError(f"no study {study!r} under {path.parent} (see `revstudy list`)")
-    return summarise(path, load_trials(path))
-
-
-def _summary_or_damage(path: Path, storage: str | None) -> dict:
-    """A study's summary for `list`; a damaged study becomes a row that says what is wrong."""
-    try:
-        return _summary(str(path), storage)
-    except RevstudyError as e:
-        return {"name": path.name, "path": str(path), "damaged": str(e)}
-
-
 def _fmt(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -214,7 +194,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """State of a study (counts, best trial, location) without starting Ray."""
-    s = _summary(study, storage)
+    from revstudy.study.summary import study_summary
+
+    s = study_summary(study, storage)
     if as_json:
         print(json.dumps(s, indent=1, default=str))
     else:
@@ -227,13 +209,11 @@ def list_studies(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Studies under the storage root."""
+    from revstudy.study.summary import list_studies as studies
     from revstudy.studyfolder import storage_root
 
     root = storage_root(storage)
-    rows = []
-    for p in sorted(root.glob("*/study.json")):
-        # the folder is what `status`/`resume` take; a copied folder keeps its recorded name
-        rows.append({"folder": p.parent.name, **_summary_or_damage(p.parent, storage)})
+    rows = studies(storage)
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return
@@ -271,10 +251,10 @@ def report(
 ) -> None:
     """Interactive HTML report (works offline) or a tidy table of a study."""
     import analysis
-    from revstudy.studyfolder import study_dir
+    from revstudy.studyfolder import find_study
 
-    path = study_dir(study, storage)
-    others = [study_dir(o, storage) for o in compare or []]
+    path = find_study(study, storage)
+    others = [find_study(o, storage) for o in compare or []]
     try:
         written = analysis.cli_report(
             path,

@@ -3,6 +3,9 @@
 RDKit is an optional extra (`revstudy[chem]`), so it is imported only when a function here
 runs; a missing RDKit is a user-fixable `RevstudyError`, not an ImportError trace.
 
+SMILES and grids are read and checked in one place: `hydrocarbon_from_smiles` and
+`hydrocarbon_from_grid` (and `smiles_to_grid`, `grid_to_smiles` built on them).
+
 Grid conventions (see `revstudy.data`): the bond between carbons a < b sits at grid[a, b − 1];
 digits 1/2/3 are single/double/triple, 6/7 aromatic with Kekulé order 1/2. Kekulé orders are
 kept exactly as given (molfiles from nmrshiftdb2 are in Kekulé form); aromatic flags are
@@ -182,30 +185,106 @@ def canonical_smiles(mol: Any) -> str:
     return str(chem.CanonSmiles(chem.MolToSmiles(mol)))
 
 
-def grid_to_smiles(grid: np.ndarray) -> str:
-    """Canonical SMILES of a grid (aromatic form), e.g. for reports and de-duplication."""
-    return canonical_smiles(grid_to_mol(grid))
+# --- SMILES <-> grids: the one place either is read and checked ---------------------------
 
 
-def structure_to_smiles(structure: str) -> str:
+def _quiet() -> Any:
+    """RDKit's own stderr logging off for a block: the `DataError` says what is wrong, once."""
+    from rdkit import rdBase
+
+    return rdBase.BlockLogs()
+
+
+def _fragments(count: int) -> str:
+    return f"{count} fragments, not one molecule (give one per line)"
+
+
+def hydrocarbon_from_smiles(smiles: str, *, fragments: bool = False) -> tuple[np.ndarray, str]:
+    """(grid, canonical SMILES) of a C/H SMILES; carbons are numbered in SMILES order.
+
+    Raises a one-line `DataError` naming the SMILES when RDKit cannot parse it, it has other
+    elements, no carbon or more than `MAX_CARBONS`, charged or radical atoms, several
+    fragments (unless `fragments`), or a bond the grid cannot encode. The SMILES returned is
+    `canonical_smiles` of the molecule as written, so what the grid drops (stereo marks,
+    isotopes) is still shown.
+    """
+    where = f"SMILES {smiles!r}"
+    if not isinstance(smiles, str):
+        raise DataError(f"{where}: expected a string")
+    chem = require_rdkit("SMILES input")
+    with _quiet():
+        mol = chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise DataError(f"{where}: not parsable")
+    atoms = list(mol.GetAtoms())
+    others = sorted({a.GetSymbol() for a in atoms} - {"C", "H"})
+    if others:
+        noun = "element" if len(others) == 1 else "elements"
+        raise DataError(f"{where}: not a hydrocarbon (has {noun} {', '.join(others)})")
+    n_c = sum(a.GetSymbol() == "C" for a in atoms)
+    if n_c == 0:
+        raise DataError(f"{where}: no carbon atoms")
+    if n_c > MAX_CARBONS:
+        raise DataError(f"{where}: {n_c} carbons, at most {MAX_CARBONS} fit the grid")
+    if any(a.GetFormalCharge() or a.GetNumRadicalElectrons() for a in atoms):
+        raise DataError(f"{where}: charged or radical atoms")
+    parts = len(chem.GetMolFrags(mol))
+    if parts > 1 and not fragments:
+        raise DataError(f"{where}: {_fragments(parts)}")
+    try:
+        grid = mol_to_grid(mol)
+    except DataError as e:
+        raise DataError(f"{where}: {e}") from None
+    return grid, canonical_smiles(mol)
+
+
+def hydrocarbon_from_grid(grid: np.ndarray, *, fragments: bool = False) -> tuple[np.ndarray, str]:
+    """(grid as RDKit reads it, canonical SMILES) of a 16×16 digit grid.
+
+    The grid returned has the input's Kekulé orders and RDKit's aromatic flags (digits 6/7
+    where RDKit perceives aromaticity), as the data file encodes molecules. Raises a
+    one-line `DataError` when the grid holds a digit that is no bond, RDKit rejects the
+    molecule (e.g. a pentavalent carbon), it has several fragments (unless `fragments`), or
+    it cannot be encoded back (a triple bond RDKit calls aromatic).
+    """
+    require_rdkit("SMILES output")
+    with _quiet():
+        try:
+            mol = grid_to_mol(np.asarray(grid))
+        except ValueError as e:
+            raise DataError(f"structure: {e}") from None
+        smiles = canonical_smiles(mol)
+        if "." in smiles and not fragments:
+            raise DataError(f"structure {smiles}: {_fragments(smiles.count('.') + 1)}")
+        try:
+            regrid = mol_to_grid(mol)
+        except DataError as e:
+            raise DataError(f"structure {smiles}: {e}") from None
+    return regrid, smiles
+
+
+def grid_to_smiles(grid: np.ndarray, *, fragments: bool = False) -> str:
+    """Canonical SMILES of a grid (aromatic form), e.g. for reports and de-duplication;
+    `DataError` as `hydrocarbon_from_grid`."""
+    return hydrocarbon_from_grid(grid, fragments=fragments)[1]
+
+
+def structure_to_smiles(structure: str, *, fragments: bool = False) -> str:
     """Canonical SMILES of a 136-digit structure string (column C)."""
     from revstudy.data.dataset import structure_digits
 
-    return grid_to_smiles(structure_digits(structure))
+    return grid_to_smiles(structure_digits(structure), fragments=fragments)
 
 
-def smiles_to_grid(smiles: str) -> np.ndarray:
-    """Grid of a C/H SMILES; carbons in SMILES order. Raises `DataError` if unparsable."""
-    chem = require_rdkit("SMILES input")
-    mol = chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise DataError(f"SMILES {smiles!r}: not parsable")
-    return mol_to_grid(mol)
+def smiles_to_grid(smiles: str, *, fragments: bool = False) -> np.ndarray:
+    """Grid of a C/H SMILES; carbons in SMILES order; `DataError` as
+    `hydrocarbon_from_smiles`."""
+    return hydrocarbon_from_smiles(smiles, fragments=fragments)[0]
 
 
-def smiles_to_structure(smiles: str) -> str:
+def smiles_to_structure(smiles: str, *, fragments: bool = False) -> str:
     """136-digit structure string (column C) of a C/H SMILES."""
-    return digits_to_string(smiles_to_grid(smiles))
+    return digits_to_string(smiles_to_grid(smiles, fragments=fragments))
 
 
 def kekule_molblock(mol: Any) -> str:
@@ -256,7 +335,7 @@ class ShiftOutOfRange(ValueError):
     """A 13C shift outside `SHIFT_LIMITS`."""
 
 
-def parse_spectrum(value: str, n_atoms: int) -> list[float]:
+def parse_sdf_spectrum(value: str, n_atoms: int) -> list[float]:
     """Shifts of an nmrshiftdb2 spectrum value `shift;intensity+mult;atomindex|...`.
 
     Raises ValueError when a peak has no finite shift, or its atom index is not an atom of
@@ -328,7 +407,7 @@ def _rows_from_record(
     if not spectra:
         return NO_13C_SPECTRUM, []
     try:
-        parsed = [(sid, parse_spectrum(v, len(atoms))) for sid, v in spectra]
+        parsed = [(sid, parse_sdf_spectrum(v, len(atoms))) for sid, v in spectra]
     except ShiftOutOfRange:
         return SHIFT_OUT_OF_RANGE, []
     except ValueError:

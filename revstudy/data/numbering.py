@@ -80,8 +80,9 @@ def canonical_structure(structure: str) -> str:
 
     with rdBase.BlockLogs():
         try:
-            smiles = grid_to_smiles(structure_digits(structure))
-            return digits_to_string(smiles_to_grid(smiles))
+            # a data file's structure may be in pieces: numbered canonically all the same
+            smiles = grid_to_smiles(structure_digits(structure), fragments=True)
+            return digits_to_string(smiles_to_grid(smiles, fragments=True))
         except (DataError, ValueError) as e:
             raise DataError(f"no canonical numbering: {e}") from None
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from revstudy.data.chem import require_rdkit
+from revstudy.data.chem import grid_to_smiles, require_rdkit
 from revstudy.data.dataset import encode_spectra, read_dataset, structure_digits
 from revstudy.elucidation.elucidate import (
     MAX_SAMPLES,
@@ -22,10 +22,9 @@ from revstudy.elucidation.elucidate import (
     code_of,
     decode_all,
     generate,
-    grid_smiles,
     rank_grids,
 )
-from revstudy.errors import RevstudyError
+from revstudy.errors import DataError, RevstudyError
 from revstudy.training.saved import SavedModel, load_model
 
 CHUNK_ROWS = 16
@@ -107,10 +106,11 @@ def elucidation_benchmark(
     rows = rows[:limit] if limit else rows
     truths, queries = [], []
     for i in rows:
-        smi = grid_smiles(structure_digits(dataset.structures[i]))
-        if smi is not None:
-            truths.append(smi)
-            queries.append(code_of(encode_spectra([dataset.spectra[i]])[0], c.y_dim))
+        try:
+            truths.append(grid_to_smiles(structure_digits(dataset.structures[i])))
+        except DataError:
+            continue  # no single molecule RDKit accepts: no answer to find
+        queries.append(code_of(encode_spectra([dataset.spectra[i]])[0], c.y_dim))
     if not truths:
         raise RevstudyError(f"no {split} row of {data_csv} is a valid molecule")
     sim = Similarity()

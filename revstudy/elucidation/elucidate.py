@@ -18,13 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from revstudy.data.chem import (
-    MAX_CARBONS,
-    canonical_smiles,
-    mol_to_grid,
-    require_rdkit,
-    shifts_to_bits,
-)
+from revstudy.data.chem import hydrocarbon_from_grid, require_rdkit, shifts_to_bits
 from revstudy.data.codes import code_match_many
 from revstudy.data.dataset import (
     SPECTRUM_BITS,
@@ -52,12 +46,16 @@ def _is_file(text: str) -> bool:
         return False
 
 
-def parse_spectrum(text: str) -> np.ndarray:
-    """A 1024-bit spectrum from a 1024-char bit string or a comma/space list of ppm values.
+def parse_query_spectrum(text: str) -> np.ndarray:
+    """A query spectrum (what `elucidate` is asked about) as 1024 bits: a 1024-char 0/1
+    string (the data file's column D) or a comma/semicolon/space list of ppm values.
 
-    `text` may also name a file holding either. Shifts outside 0–204.8 ppm are an error.
+    `text` may also name a file holding either; errors then name the file. Shifts outside
+    0–204.8 ppm are an error (a one-line `DataError`).
     """
+    where = "spectrum"
     if _is_file(text):
+        where = text
         text = Path(text).read_text()
     body = text.strip()
     compact = re.sub(r"\s", "", body)
@@ -70,12 +68,12 @@ def parse_spectrum(text: str) -> np.ndarray:
         try:
             v = float(tok)
         except ValueError:
-            raise DataError(f"spectrum: {tok!r} is not a ppm value") from None
+            raise DataError(f"{where}: {tok[:40]!r} is not a ppm value") from None
         if not math.isfinite(v) or not 0.0 <= v <= MAX_PPM:
-            raise DataError(f"spectrum: shift {tok} ppm is outside 0–{MAX_PPM} ppm")
+            raise DataError(f"{where}: shift {tok[:40]} ppm is outside 0–{MAX_PPM} ppm")
         shifts.append(v)
     if not shifts:
-        raise DataError("spectrum: no peaks given")
+        raise DataError(f"{where}: no peaks given")
     return encode_spectra([shifts_to_bits(shifts)])[0]
 
 
@@ -95,48 +93,15 @@ def set_bins(code: np.ndarray) -> list[dict[str, float]]:
 
 
 # ------------------------------------------------------------------------ structures
-def smiles_grid(smiles: str) -> tuple[np.ndarray, str]:
-    """(grid, canonical SMILES) of a hydrocarbon SMILES; `DataError` naming what is wrong."""
-    chem = require_rdkit("SMILES input")
-    from rdkit import rdBase
-
-    with rdBase.BlockLogs():
-        mol = chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise DataError(f"SMILES {smiles!r}: not parsable")
-    others = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in ("C", "H")})
-    if others:
-        raise DataError(f"SMILES {smiles!r}: not a hydrocarbon (has {', '.join(others)})")
-    n_c = sum(a.GetSymbol() == "C" for a in mol.GetAtoms())
-    if n_c > MAX_CARBONS:
-        raise DataError(f"SMILES {smiles!r}: {n_c} carbons, at most {MAX_CARBONS} fit the grid")
-    if any(a.GetFormalCharge() or a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
-        raise DataError(f"SMILES {smiles!r}: charged or radical atoms")
-    if len(chem.GetMolFrags(mol)) > 1:
-        raise DataError(f"SMILES {smiles!r}: several fragments; give one molecule per line")
-    return mol_to_grid(mol), canonical_smiles(mol)
-
-
 def canonical(grid: np.ndarray) -> tuple[str, np.ndarray] | None:
     """(canonical SMILES, X [4, 16, 16] with RDKit's aromatic flags, as the data file encodes
-    them) of a digit grid; None if RDKit rejects it, it has fragments or it cannot be encoded
-    (e.g. a triple bond RDKit calls aromatic)."""
-    from revstudy.data.chem import grid_to_mol
-
-    require_rdkit("SMILES output")
+    them) of a digit grid; None if it is no single molecule the grid can encode
+    (`revstudy.data.chem.hydrocarbon_from_grid` says why)."""
     try:
-        mol = grid_to_mol(grid)
-        x = grid_to_channels(mol_to_grid(mol)[None])[0]
-    except (DataError, ValueError):
+        regrid, smiles = hydrocarbon_from_grid(grid)
+    except DataError:
         return None
-    smi = canonical_smiles(mol)
-    return None if "." in smi else (smi, x)
-
-
-def grid_smiles(grid: np.ndarray) -> str | None:
-    """Canonical SMILES of a digit grid, None if it is no single encodable molecule."""
-    c = canonical(grid)
-    return None if c is None else c[0]
+    return smiles, grid_to_channels(regrid[None])[0]
 
 
 # ------------------------------------------------------------------------ generation
@@ -273,3 +238,33 @@ class Library:
         scores = code_match_many(self.codes, query)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], self.smiles[i]))
         return [(self.smiles[i], float(scores[i])) for i in order]
+
+
+def elucidation_document(
+    saved: SavedModel,
+    bits: np.ndarray,
+    samples: int = 100,
+    top: int = 10,
+    seed: int = 0,
+    library: str | Path | None = None,
+) -> dict[str, Any]:
+    """What `revstudy elucidate --json` prints and `revstudy.elucidate` returns: the query's
+    set bins, the `top` generated candidates and, with a `library` CSV, its `top` molecules
+    ranked by the same score."""
+    if top < 1:
+        raise RevstudyError(f"--top {top}: must be >= 1")
+    result = elucidate(saved, bits, samples, top, seed)
+    query = code_of(bits, saved.config.y_dim)
+    doc: dict[str, Any] = {
+        "query_bins": set_bins(query),
+        "samples": result.samples,
+        "valid": result.valid,
+        "candidates": [
+            {"smiles": c.smiles, "score": c.score, "count": c.count, "strained": c.strained}
+            for c in result.candidates
+        ],
+    }
+    if library is not None:
+        lib = Library.from_csv(saved, library)
+        doc["library"] = [{"smiles": s, "score": sc} for s, sc in lib.rank(query)[:top]]
+    return doc

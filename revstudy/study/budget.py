@@ -13,11 +13,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from revstudy.files import read_json, write_json_atomic
+from revstudy.studyfolder import DRIVER_FILE
+from revstudy.studyinfo import StudyInfo
 
-DRIVER_FILE = "driver.json"
 INTERVAL_S = 15.0  # how much of a killed run's time the count may miss
 
 
@@ -38,11 +38,11 @@ def spent_seconds(study: Path) -> tuple[float, int]:
     return float(elapsed), runs
 
 
-def remaining_budget(study: Path, info: dict[str, Any]) -> float | None:
+def remaining_budget(study: Path, info: StudyInfo) -> float | None:
     """Seconds left of `--time-budget` after earlier driver runs (None: no budget)."""
-    if info.get("time_budget_s") is None:
+    if info.time_budget_s is None:
         return None
-    return float(info["time_budget_s"]) - spent_seconds(study)[0]
+    return info.time_budget_s - spent_seconds(study)[0]
 
 
 class DriverClock:

@@ -2,7 +2,7 @@
 
 The study directory (docs/study-dir.md) holds the Optuna study (`optuna.db`), per-trial
 folders, tidy tables and Ray's logs (`ray/`, never read back). Optuna's sampler proposes
-configs through Ray Tune's `OptunaSearch` (`revstudy.search.StudySearcher`); ASHA stops weak
+configs through Ray Tune's `OptunaSearch` (`revstudy.study.search.StudySearcher`); ASHA stops weak
 trials from per-epoch reports; each trial checkpoints every epoch into its own folder. Launch
 and resume are the same driver run (`_run`): continue the unfinished Optuna trials, then ask
 new ones, so an interrupted study resumes without losing, repeating or unpickling anything.
@@ -33,29 +33,34 @@ from revstudy.study.options import (
     relaunch_changes,
 )
 from revstudy.study.optuna_store import (
+    counted_trials,
+    discard_unstarted,
     open_optuna,
     reconcile_optuna,
     recorded_states,
+    retries,
+    unfinished,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
 from revstudy.study.records import (
-    RUN_KEYS,
     drop_finished_checkpoints,
     refresh_tables,
     remove_stale_temps,
 )
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
+from revstudy.study.trial_context import TrialContext
 from revstudy.studyfolder import (
+    OPTUNA_DB,
     STUDY_FILE,
     Objective,
     check_name,
-    check_run_info,
+    find_study,
     optuna_url,
     public_params,
-    read_study_info,
     storage_root,
 )
+from revstudy.studyinfo import DataRecord, StudyInfo, read_study
 from revstudy.version import __version__
 
 
@@ -91,8 +96,8 @@ def study_lock(study: Path) -> Iterator[None]:
 def _remove_refused_study(study: Path) -> None:
     """Remove a study folder that holds nothing but our lock and a fresh Optuna database
     (called while holding the lock, before study.json exists)."""
-    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock", "optuna.db"}:
-        (study / "optuna.db").unlink(missing_ok=True)
+    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock", OPTUNA_DB}:
+        (study / OPTUNA_DB).unlink(missing_ok=True)
         (study / ".lock").unlink(missing_ok=True)
         study.rmdir()
 
@@ -127,10 +132,10 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             check_resources(opts.address, cpus, gpus)
             info = _new_info(opts, space, study, objectives, dataset, (repeats, cpus, gpus))
             ostudy = open_optuna(study, info, create=True)
-            point = baseline_params(space) if info["baseline"] else None
+            point = baseline_params(space) if info.baseline else None
             if point is not None:  # the first trial Optuna hands out
                 ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
-            write_json_atomic(study / STUDY_FILE, info)  # last: the study exists from here
+            write_json_atomic(study / STUDY_FILE, info.to_dict())  # last: the study exists now
         except BaseException:  # refused before it started: leave no empty study behind
             _remove_refused_study(study)
             raise
@@ -142,10 +147,12 @@ def _relaunch(opts: LaunchOptions, study: Path, progress: bool) -> dict[str, Any
     contradict them are refused, `--num-samples` may grow it."""
     from revstudy.data.fetch import resolve_data
 
-    existing = read_study_info(study, RUN_KEYS)
+    existing = read_study(study, for_run=True)
     sha = read_dataset(resolve_data(opts.data)).sha256 if opts.data else None
     grow = relaunch_changes(opts, existing, sha)
-    kept = ", ".join(f"{k} {existing.get(k)}" for k in ("sampler", "scheduler", "repeats", "seed"))
+    kept = ", ".join(
+        f"{k} {getattr(existing, k)}" for k in ("sampler", "scheduler", "repeats", "seed")
+    )
     print(
         f"note: study {study.name} exists; continuing it with its settings ({kept})",
         file=sys.stderr,
@@ -162,48 +169,44 @@ def _new_info(
     objectives: list[Objective],
     dataset: Dataset,
     resources: tuple[int, float, float],
-) -> dict[str, Any]:
-    """study.json of a new study: every setting resolved (`resources`: repeats, CPUs and
-    GPUs per trial), data and versions recorded."""
+) -> StudyInfo:
+    """study.json of a new study, built once: every setting resolved (`resources`:
+    repeats, CPUs and GPUs per trial), data and versions recorded."""
     import optuna
     import ray
 
     name = study.name
     repeats, cpus, gpus = resources
 
-    return {
-        "name": name,
-        "space": space.to_dict(),
-        "sampler": opts.resolved("sampler"),
-        "scheduler": opts.resolved("scheduler"),
-        "seed": opts.resolved("seed"),
-        "objectives": [{"metric": o.metric, "mode": o.mode} for o in objectives],
-        "num_samples": opts.resolved("num_samples"),
-        "repeats": repeats,
-        "max_concurrent": opts.resolved("max_concurrent"),
-        "cpus_per_trial": cpus,
-        "gpus_per_trial": gpus,
-        "time_budget_s": opts.time_budget_s,
-        "test_fraction": space.to_config({}).test_fraction,
-        "baseline": opts.resolved("baseline"),
-        "max_failures": opts.resolved("max_failures"),
-        "data": {
-            "path": str(Path(dataset.path).resolve()),
-            "sha256": dataset.sha256,
-            "rows": len(dataset),
-        },
-        "optuna_study_name": name,
-        "optuna_storage": optuna_url(study),
+    return StudyInfo(
+        name=name,
+        objectives=tuple(objectives),
+        space=space.to_dict(),
+        sampler=opts.resolved("sampler"),
+        scheduler=opts.resolved("scheduler"),
+        seed=opts.resolved("seed"),
+        num_samples=opts.resolved("num_samples"),
+        repeats=repeats,
+        max_concurrent=opts.resolved("max_concurrent"),
+        cpus_per_trial=float(cpus),
+        gpus_per_trial=float(gpus),
+        time_budget_s=opts.time_budget_s,
+        test_fraction=space.to_config({}).test_fraction,
+        baseline=opts.resolved("baseline"),
+        max_failures=opts.resolved("max_failures"),
+        data=DataRecord(str(Path(dataset.path).resolve()), dataset.sha256, len(dataset)),
+        optuna_study_name=name,
+        optuna_storage=optuna_url(study),
         # written in optuna.db too: a database from another study is recognised and refused
-        "study_id": uuid.uuid4().hex,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {
+        study_id=uuid.uuid4().hex,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        versions={
             "revstudy": __version__,
             "ray": ray.__version__,
             "optuna": optuna.__version__,
             "torch": importlib.metadata.version("torch"),  # not imported by the driver
         },
-    }
+    )
 
 
 def resume(
@@ -217,16 +220,14 @@ def resume(
 ) -> dict[str, Any]:
     """Continue an interrupted study: finished trials kept, unfinished ones from their
     checkpoints; `num_samples` (>= the study's) lets it grow."""
-    from revstudy.studyfolder import study_dir
-
     if address is not None:
         check_address(address)
-    study = study_dir(name, storage)
-    info = read_study_info(study, RUN_KEYS)
-    check_run_info(info, study / STUDY_FILE)  # every field typed, before anything starts
-    space = SearchSpace.from_info(info["space"])
-    dataset = read_dataset(info["data"]["path"])
-    if dataset.sha256 != info["data"]["sha256"]:
+    study = find_study(name, storage)
+    info = read_study(study, for_run=True)  # every field typed, before anything starts
+    parse_objectives([f"{o.metric}:{o.mode}" for o in info.objectives], f"{study / STUDY_FILE}")
+    space = SearchSpace.from_info(info.space)
+    dataset = read_dataset(info.data_file.path)
+    if dataset.sha256 != info.data_file.sha256:
         raise RevstudyError(
             f"{dataset.path}: data file changed since the study started "
             "(sha256 differs); restore it to resume"
@@ -238,22 +239,21 @@ def resume(
                 f"note: removed {removed} temporary file(s) of an interrupted run", file=sys.stderr
             )
         open_optuna(study, info)  # a missing or damaged optuna.db stops here, before Ray
-        if num_samples is not None and num_samples > int(info["num_samples"]):
+        if num_samples is not None and num_samples > info.num_samples:
             print(
-                f"note: study {info['name']} grows from {info['num_samples']} to "
-                f"{num_samples} trials",
+                f"note: study {info.name} grows from {info.num_samples} to {num_samples} trials",
                 file=sys.stderr,
             )
-            info["num_samples"] = num_samples
-            write_json_atomic(study / STUDY_FILE, info)
+            info = info.replace(num_samples=num_samples)
+            write_json_atomic(study / STUDY_FILE, info.to_dict())
         ray_init(address)
-        check_resources(address, info["cpus_per_trial"], info["gpus_per_trial"])
+        check_resources(address, info.cpus_per_trial, info.gpus_per_trial)
         return _run(study, info, space, dataset, retry_failed=retry_failed, progress=progress)
 
 
 def _run(
     study: Path,
-    info: dict[str, Any],
+    info: StudyInfo,
     space: SearchSpace,
     dataset: Dataset,
     *,
@@ -265,8 +265,7 @@ def _run(
     Launch and resume are the same run: nothing of an earlier driver's Ray state is read
     (no `Tuner.restore`, no unpickling); the Optuna database and the trial folders are the
     whole state of a study (docs/study-dir.md)."""
-    from revstudy.study.progress import StudyCallback, StudyStopper
-    from revstudy.study.search import counted_trials, discard_unstarted
+    from revstudy.study.callbacks import StudyCallback, StudyStopper
 
     ostudy = open_optuna(study, info)
     drop_finished_checkpoints(study)  # left by a driver killed as a trial ended
@@ -276,7 +275,7 @@ def _run(
         print(note, file=sys.stderr)
     searcher, scheduler = _search(study, info, space, ostudy, retry_failed)
     budget = remaining_budget(study, info)
-    stopper = StudyStopper(min(info["num_samples"], 4))
+    stopper = StudyStopper(min(info.num_samples, 4))
     ended = len(counted_trials(ostudy)) - len(searcher.continuations)  # before this run
     callback = StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
     with DriverClock(study) as clock:  # counts this run, even if it is killed
@@ -292,23 +291,22 @@ def _run(
 
 
 def _search(
-    study: Path, info: dict[str, Any], space: SearchSpace, ostudy: Any, retry_failed: bool
+    study: Path, info: StudyInfo, space: SearchSpace, ostudy: Any, retry_failed: bool
 ) -> tuple[Any, Any]:
     """The searcher (Optuna's trials to continue, then new ones) and the scheduler (ASHA,
     its rungs seeded with the continued trials' epochs so far)."""
     from revstudy.study.records import read_epochs
     from revstudy.study.scheduling import epoch_history, make_scheduler
-    from revstudy.study.search import StudySearcher, counted_trials, retries, unfinished
+    from revstudy.study.search import StudySearcher
 
-    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
     continuations = unfinished(ostudy) + (retries(ostudy) if retry_failed else [])
-    new = max(0, int(info["num_samples"]) - len(counted_trials(ostudy)))
-    history = epoch_history(read_epochs(study), objectives[0][0])
+    new = max(0, info.num_samples - len(counted_trials(ostudy)))
+    history = epoch_history(read_epochs(study), info.objectives[0].metric)
     continued = {c.record_id: history.pop(c.record_id, []) for c in continuations}
-    baseline = baseline_params(space) if info["baseline"] else None
+    baseline = baseline_params(space) if info.baseline else None
     scheduler, asha = make_scheduler(
         info,
-        _max_epochs(space, info["baseline"]),
+        _max_epochs(space, info.baseline),
         history,
         protect=None if baseline is None else lambda c: public_params(c) == baseline,
     )
@@ -318,14 +316,17 @@ def _search(
             asha.seed(ray_id, continued.get(record_id, []))
 
     searcher = StudySearcher(
-        ostudy, space, objectives, continuations=continuations, new=new, on_continue=on_continue
+        ostudy,
+        space,
+        info.objectives,
+        continuations=continuations,
+        new=new,
+        on_continue=on_continue,
     )
     return searcher, scheduler
 
 
-def _tuner(
-    study: Path, info: dict[str, Any], space: SearchSpace, dataset: Dataset, parts: tuple
-) -> Any:
+def _tuner(study: Path, info: StudyInfo, space: SearchSpace, dataset: Dataset, parts: tuple) -> Any:
     """A fresh Ray Tune run of this driver (`parts`: searcher, scheduler, stopper, callback,
     the time budget left)."""
     from ray import tune
@@ -333,10 +334,10 @@ def _tuner(
 
     searcher, scheduler, stopper, callback, budget = parts
     search_alg: Any = searcher
-    if info["max_concurrent"]:
-        search_alg = ConcurrencyLimiter(searcher, max_concurrent=info["max_concurrent"])
+    if info.max_concurrent:
+        search_alg = ConcurrencyLimiter(searcher, max_concurrent=info.max_concurrent)
     return tune.Tuner(
-        trainable(study, info, space, dataset),
+        trainable(TrialContext.of_study(study, info, space, dataset), info.cpus_per_trial),
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
             scheduler=scheduler,
@@ -353,26 +354,25 @@ def _tuner(
             verbose=0,
             stop=stopper,
             callbacks=[callback],
-            failure_config=tune.FailureConfig(max_failures=info["max_failures"]),
+            failure_config=tune.FailureConfig(max_failures=info.max_failures),
         ),
     )
 
 
 def _summarise_run(
-    study: Path, info: dict[str, Any], ostudy: Any, ray_states: dict[str, Any], elapsed: float
+    study: Path, info: StudyInfo, ostudy: Any, ray_states: dict[str, Any], elapsed: float
 ) -> dict[str, Any]:
     """After a run: tables from the trial folders and every trial's state, Optuna brought in
     step with them, the summary; `StudyFailed` when every trial failed."""
-    metrics = [o["metric"] for o in info["objectives"]]
-    recorded = recorded_states(ostudy, metrics)  # Optuna's storage is read afresh
+    recorded = recorded_states(ostudy, info.metrics)  # Optuna's storage is read afresh
     table = refresh_tables(study, {**recorded, **ray_states})
     reconcile_optuna(study, info, ostudy)
-    summary = summarise(study, table, elapsed)
+    summary = summarise(study, info, table, elapsed)
     if summary["by_state"].get("FAILED", 0) == len(table) and len(table) > 0:
         reasons = sorted(set(table["failure_reason"].astype(str)))[:3]
         raise StudyFailed(
             f"all {len(table)} trials failed, e.g. {'; '.join(reasons)} "
-            f"(details: revstudy status {info['name']})"
+            f"(details: revstudy status {info.name})"
         )
     return summary
 

@@ -18,15 +18,12 @@ import pandas as pd
 
 from revstudy.errors import ConfigError, RevstudyError
 from revstudy.studyfolder import (
-    STUDY_FILE,
     Objective,
-    StudyInfo,
-    pareto_fronts,
+    find_study,
     parse_objective,
     rank_finished,
-    read_study_info,
 )
-from revstudy.studyfolder import study_dir as locate_study
+from revstudy.studyinfo import StudyInfo, read_study
 from revstudy.training.config import TrialConfig
 from revstudy.trialtable import load_trials
 from revstudy.version import __version__
@@ -37,10 +34,7 @@ __all__ = [
     "config_from_row",
     "export_study",
     "objectives_of",
-    "pareto_fronts",
     "rank_trials",
-    "read_study",
-    "resolve_study",
 ]
 # Columns of trials.parquet that are bookkeeping, not metrics (docs/study-dir.md).
 NOT_METRICS = {"trial_id", "number", "state", "failure_reason", "is_baseline", "device"}
@@ -59,26 +53,9 @@ class Ranked:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_study(study: str | Path, storage: str | Path | None = None) -> Path:
-    """A study folder from a path, or a plain name under the storage root (`--storage`,
-    else `$REVSTUDY_STORAGE`, else ./revstudy-results); `RevstudyError` if neither."""
-    path = locate_study(str(study), None if storage is None else str(storage))
-    if not (path / STUDY_FILE).is_file():
-        raise RevstudyError(f"no such study: {study} (no study.json at {path})")
-    return path
-
-
-def read_study(study_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """study.json and the trials table (the one reader of trial states: a missing or
-    damaged trials.parquet is rebuilt from the trial folders, `revstudy.trialtable`)."""
-    return read_study_info(study_dir), load_trials(study_dir)
-
-
-def objectives_of(
-    meta: dict[str, Any], trials: pd.DataFrame, objective: str | None
-) -> list[Objective]:
+def objectives_of(info: StudyInfo, trials: pd.DataFrame, objective: str | None) -> list[Objective]:
     """The study's objectives, or the one `--objective NAME[:max|min]` picks."""
-    declared = list(StudyInfo.from_dict(meta).objectives) if meta.get("objectives") else []
+    declared = list(info.objectives)
     if objective is None:
         if not declared:
             raise RevstudyError("study.json names no objectives; pick one with --objective")
@@ -156,21 +133,23 @@ def rank_trials(
 
 
 def provenance(
-    meta: dict[str, Any], r: Ranked, objectives: list[Objective], study_dir: Path
+    info: StudyInfo, r: Ranked, objectives: list[Objective], study_dir: Path
 ) -> dict[str, Any]:
     """Where an exported config came from, written under `provenance:` in the YAML."""
-    data = meta.get("data", {})
     return {
-        "study": meta.get("name", study_dir.name),
+        "study": info.name,
         "study_dir": str(study_dir),
         "trial_id": r.trial_id,
         "rank": r.rank,
         "pareto_front": r.front,
         "objectives": [{"metric": o.metric, "mode": o.mode} for o in objectives],
         "metrics_at_search": r.metrics,
-        "data": {"path": data.get("path"), "sha256": data.get("sha256")},
+        "data": {
+            "path": info.data.path if info.data else None,
+            "sha256": info.data.sha256 if info.data else None,
+        },
         "split": {"seed": r.config.seed, "test_seed": r.config.test_seed},
-        "revstudy_study": meta.get("versions", {}).get("revstudy"),
+        "revstudy_study": info.versions.get("revstudy"),
         "revstudy_export": __version__,
     }
 
@@ -193,22 +172,22 @@ def export_study(
     """Write the `top` best configs: one file (top=1, default best.yaml) or a folder."""
     if top < 1:
         raise RevstudyError(f"--top {top}: must be >= 1")
-    study_dir = resolve_study(study, storage)
-    meta, trials = read_study(study_dir)
-    objs = objectives_of(meta, trials, objective)
-    ranked = rank_trials(trials, objs, str(meta.get("name", study_dir.name)))[:top]
+    study_dir = find_study(str(study), None if storage is None else str(storage))
+    info, trials = read_study(study_dir), load_trials(study_dir)
+    objs = objectives_of(info, trials, objective)
+    ranked = rank_trials(trials, objs, info.name)[:top]
     paths: list[Path] = []
     if top == 1:
         target = Path(out) if out is not None else Path("best.yaml")
         target.parent.mkdir(parents=True, exist_ok=True)
-        ranked[0].config.save_yaml(target, header=provenance(meta, ranked[0], objs, study_dir))
+        ranked[0].config.save_yaml(target, header=provenance(info, ranked[0], objs, study_dir))
         paths.append(target)
     else:
         folder = Path(out) if out is not None else Path("best")
         folder.mkdir(parents=True, exist_ok=True)
         for r in ranked:
             target = folder / f"rank{r.rank:02d}-{_safe(r.trial_id)}.yaml"
-            r.config.save_yaml(target, header=provenance(meta, r, objs, study_dir))
+            r.config.save_yaml(target, header=provenance(info, r, objs, study_dir))
             paths.append(target)
     unfinished = int((trials["state"] == "INTERRUPTED").sum()) if "state" in trials else 0
     return ExportResult(paths, ranked, objs, unfinished)

@@ -1,7 +1,7 @@
 """The study's live terminal panel: counts, times, each running trial's epoch and objective,
 the best trial so far, in a few lines that fit 80 columns (instead of Ray's tables).
 
-Display only: `revstudy.study.progress.StudyCallback` feeds it from Ray's trial events and
+Display only: `revstudy.study.callbacks.StudyCallback` feeds it from Ray's trial events and
 keeps the records."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from revstudy.studyfolder import PER_EPOCH, Objective, rank_key
+from revstudy.studyfolder import PER_EPOCH, rank_key
+from revstudy.studyinfo import StudyInfo
 
 ENDED = ("COMPLETED", "STOPPED_EARLY", "DIVERGED", "FAILED")
 
@@ -24,9 +25,9 @@ ENDED = ("COMPLETED", "STOPPED_EARLY", "DIVERGED", "FAILED")
 class LivePanel:
     """What the panel shows, updated as trials start, report and end."""
 
-    def __init__(self, info: dict[str, Any], live: bool = True, done_before: int = 0):
+    def __init__(self, info: StudyInfo, live: bool = True, done_before: int = 0):
         self.info = info
-        self.objective = Objective(info["objectives"][0]["metric"], info["objectives"][0]["mode"])
+        self.objective = info.objectives[0]
         self.done_before = done_before  # trials that ended in earlier driver runs
         self.counts = dict.fromkeys(ENDED, 0)
         self.best: tuple[float, str, dict[str, Any]] | None = None
@@ -87,7 +88,7 @@ class LivePanel:
         """A few short lines that fit 80 columns: counts and times, each running trial
         (epoch and objective so far, like Ray's CLIReporter but compact), the best so far."""
         running = [(rid, t) for rid, t in trials.items() if t.status == "RUNNING"]
-        total = self.info["num_samples"]
+        total = self.info.num_samples
         eta = "estimating…"  # until the first trial has ended
         if self.durations:
             left = max(0, total - self.done)
@@ -96,7 +97,7 @@ class LivePanel:
         t = Table.grid(padding=(0, 1))
         t.add_column(overflow="fold")
         t.add_row(
-            f"[bold]{self.info['name']}[/] {self.done}/{total} done "
+            f"[bold]{self.info.name}[/] {self.done}/{total} done "
             f"({self.counts['STOPPED_EARLY']} stopped early, {self.counts['FAILED']} failed"
             + (f", {self.counts['DIVERGED']} diverged" if self.counts["DIVERGED"] else "")
             + ") · "
@@ -106,7 +107,8 @@ class LivePanel:
         per_epoch = PER_EPOCH.get(self.metric)
         for rid, trial in running[:8]:
             last = trial.last_result or {}
-            epochs = trial.config.get("epochs") or int(self.info["space"]["fixed"].get("epochs", 5))
+            fixed = self.info.space.get("fixed") or {}
+            epochs = trial.config.get("epochs") or int(fixed.get("epochs", 5))
             value = last.get(per_epoch) if per_epoch else None
             shown = f"  {self.metric} {short(value)}" if value is not None else ""
             t.add_row(f"  ▸ {rid}  epoch {last.get('epoch', 0)}/{epochs}{shown}")

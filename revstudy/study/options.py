@@ -15,6 +15,7 @@ from typing import Any
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import check_gpu_share
 from revstudy.studyfolder import Objective, parse_objective
+from revstudy.studyinfo import StudyInfo
 
 __all__ = [
     "DEFAULTS",
@@ -160,67 +161,69 @@ DEFAULTS: dict[str, Any] = {
     "max_failures": 1,
 }
 
-# option → (study.json key, flag): settings a relaunch must not contradict
+# settings a relaunch must not contradict: each LaunchOptions field here is the StudyInfo
+# field of the same name, given on the command line as this flag
 KEPT = {
-    "sampler": ("sampler", "--sampler"),
-    "scheduler": ("scheduler", "--scheduler"),
-    "seed": ("seed", "--seed"),
-    "repeats": ("repeats", "--repeats"),
-    "max_concurrent": ("max_concurrent", "--max-concurrent"),
-    "cpus_per_trial": ("cpus_per_trial", "--cpus-per-trial"),
-    "gpus_per_trial": ("gpus_per_trial", "--gpus-per-trial"),
-    "time_budget_s": ("time_budget_s", "--time-budget"),
-    "baseline": ("baseline", "--no-baseline"),
-    "max_failures": ("max_failures", "--max-failures"),
+    "sampler": "--sampler",
+    "scheduler": "--scheduler",
+    "seed": "--seed",
+    "repeats": "--repeats",
+    "max_concurrent": "--max-concurrent",
+    "cpus_per_trial": "--cpus-per-trial",
+    "gpus_per_trial": "--gpus-per-trial",
+    "time_budget_s": "--time-budget",
+    "baseline": "--no-baseline",
+    "max_failures": "--max-failures",
 }
 
 
-def relaunch_changes(opts: LaunchOptions, info: dict[str, Any], data_sha: str | None) -> int:
+def relaunch_changes(opts: LaunchOptions, info: StudyInfo, data_sha: str | None) -> int:
     """Check a relaunch of an existing study against its study.json.
 
     Returns the new `num_samples` (grown if asked); raises on any contradictory flag."""
-    name = info["name"]
     clash = []
-    for opt, (key, flag) in KEPT.items():
-        given = getattr(opts, opt)
-        if given is not None and given != info.get(key):
-            clash.append(f"{flag} {_show(given)} (study has {_show(info.get(key))})")
+    for opt, flag in KEPT.items():
+        given, have = getattr(opts, opt), getattr(info, opt)
+        if given is not None and given != have:
+            clash.append(f"{flag} {_show(given)} (study has {_show(have)})")
     if opts.objectives:
         asked = [f"{o.metric}:{o.mode}" for o in parse_objectives(opts.objectives)]
-        have = [f"{o['metric']}:{o['mode']}" for o in info["objectives"]]
-        if asked != have:
-            clash.append(f"--objectives {','.join(asked)} (study has {','.join(have)})")
-    if opts.space is not None and opts.space not in (info["space"]["name"], info["space"]["path"]):
-        clash.append(f"--space {opts.space} (study has {info['space']['name']})")
-    if data_sha is not None and data_sha != info["data"]["sha256"]:
+        have_objectives = [f"{o.metric}:{o.mode}" for o in info.objectives]
+        if asked != have_objectives:
+            clash.append(f"--objectives {','.join(asked)} (study has {','.join(have_objectives)})")
+    space_name = info.space.get("name")
+    if opts.space is not None and opts.space not in (space_name, info.space.get("path")):
+        clash.append(f"--space {opts.space} (study has {space_name})")
+    if data_sha is not None and data_sha != info.data_file.sha256:
         clash.append("--data: another file than the study's (sha256 differs)")
-    if opts.num_samples is not None and opts.num_samples < int(info["num_samples"]):
+    if opts.num_samples is not None and opts.num_samples < info.num_samples:
         clash.append(
-            f"--num-samples {opts.num_samples} (study has {info['num_samples']}; it can only grow)"
+            f"--num-samples {opts.num_samples} (study has {info.num_samples}; it can only grow)"
         )
     if clash:
         raise RevstudyError(
-            f"study {name} exists and keeps its settings; refused: {'; '.join(clash)}. "
+            f"study {info.name} exists and keeps its settings; refused: {'; '.join(clash)}. "
             "Drop these flags to continue it, or choose a new --name"
         )
-    return max(int(info["num_samples"]), opts.num_samples or 0)
+    return max(info.num_samples, opts.num_samples or 0)
 
 
 def _show(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def parse_objectives(specs: list[str]) -> list[Objective]:
+def parse_objectives(specs: list[str], flag: str = "--objectives") -> list[Objective]:
     """['f1_macro_skill:max', 'inv_error_max:min'] → [Objective], each parsed by the one
-    parser (`studyfolder.parse_objective`), then checked: known metrics, none twice."""
-    out = [parse_objective(spec) for spec in specs]
+    parser (`studyfolder.parse_objective`), then checked: known metrics, none twice; errors
+    name `flag` (the option, or the study.json a resume reads them from)."""
+    out = [parse_objective(spec, flag) for spec in specs]
     for o in out:
         if o.metric not in KNOWN_METRICS:
             raise RevstudyError(
-                f"--objectives: unknown metric {o.metric!r}; choose from {', '.join(KNOWN_METRICS)}"
+                f"{flag}: unknown metric {o.metric!r}; choose from {', '.join(KNOWN_METRICS)}"
             )
     if len({o.metric for o in out}) != len(out):
-        raise RevstudyError("--objectives: a metric is named twice")
+        raise RevstudyError(f"{flag}: a metric is named twice")
     return out
 
 

@@ -1,21 +1,186 @@
-"""The study's Optuna record (`optuna.db`): opened with checks, seeded samplers, and kept
-in step with the trial folders (what earlier driver runs did, what a killed run left)."""
+"""The study's Optuna record (`optuna.db`): opened with checks, seeded samplers, the
+queries and writes the driver makes (trials to continue, retry, count or tell) and kept in
+step with the trial folders (what earlier driver runs did, what a killed run left).
+
+Ray's side of the search (`StudySearcher`) is in `revstudy.study.search`; everything that
+reads or writes the database is here.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.study.options import SAMPLERS
-from revstudy.studyfolder import RESULT_FILE, STUDY_ID_ATTR, foreign_database, optuna_url, trial_dir
+from revstudy.studyfolder import FINAL_KEY, OPTUNA_DB, RESULT_FILE, Objective, optuna_url, trial_dir
+from revstudy.studyinfo import STUDY_ID_ATTR, StudyInfo, foreign_database
+
+__all__ = [
+    "COUNTED",
+    "RAY_ID_ATTR",
+    "RETRY_OF_ATTR",
+    "Continuation",
+    "check_owner",
+    "counted_trials",
+    "discard_unstarted",
+    "make_sampler",
+    "open_optuna",
+    "reconcile_optuna",
+    "recorded_states",
+    "retried_numbers",
+    "retries",
+    "tell",
+    "unfinished",
+]
+
+RAY_ID_ATTR = "ray_trial_id"  # Optuna user attr: the trial's folder under trials/
+# a FAIL trial run again gets a new Optuna number; the new trial names the one it retries
+# (a finished trial cannot be marked: Optuna refuses to update it)
+RETRY_OF_ATTR = "revstudy_retry_of"
+UNSTARTED_ATTR = "revstudy_never_started"  # asked of Optuna, driver died before Ray had it
+TS = optuna.trial.TrialState
+COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # WAITING: enqueued, not started
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """An Optuna trial to run (again) under its old folder id, from its checkpoint if any."""
+
+    number: int  # Optuna trial number
+    record_id: str  # folder name under trials/
+    params: dict[str, Any]
+
+
+def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count towards `num_samples` (a retried failure counts once, a trial that
+    never started not at all)."""
+    retried = retried_numbers(study)
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=COUNTED)
+        if t.number not in retried and not t.user_attrs.get(UNSTARTED_ATTR)
+    ]
+
+
+def retried_numbers(study: optuna.Study) -> set[int]:
+    """Numbers of the FAIL trials that `resume --retry-failed` has run again."""
+    out = set()
+    for t in study.get_trials(deepcopy=False):
+        number = t.user_attrs.get(RETRY_OF_ATTR)
+        if isinstance(number, int) and not isinstance(number, bool):
+            out.add(number)
+    return out
+
+
+def discard_unstarted(study: optuna.Study) -> int:
+    """RUNNING trials without a folder id: the driver died while Optuna was sampling them
+    (between `ask` and the id), so no Ray trial and no folder ever existed. Each is marked
+    failed and never started (not counted, so a new trial takes its place), and an enqueued
+    one (the paper baseline) is enqueued again. Only a driver holding the study lock may call
+    this. Returns how many were discarded."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+        if t.user_attrs.get(RAY_ID_ATTR):
+            continue
+        optuna.trial.Trial(study, t._trial_id).set_user_attr(UNSTARTED_ATTR, True)
+        study.tell(t.number, state=TS.FAIL)
+        fixed = t.system_attrs.get("fixed_params")
+        if isinstance(fixed, dict) and fixed:
+            study.enqueue_trial(fixed)
+        n += 1
+    return n
+
+
+def unfinished(study: optuna.Study) -> list[Continuation]:
+    """RUNNING trials: their driver died (or was interrupted) before they ended."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+        rid = t.user_attrs.get(RAY_ID_ATTR)
+        if isinstance(rid, str) and rid:
+            out.append(Continuation(t.number, rid, dict(t.params)))
+    return out
+
+
+def retries(study: optuna.Study) -> list[Continuation]:
+    """FAIL trials to run again (`resume --retry-failed`), each as a new RUNNING Optuna trial
+    with the same parameters and folder (it continues from its last checkpoint there)."""
+    out = []
+    retried = retried_numbers(study)
+    for t in study.get_trials(deepcopy=False, states=(TS.FAIL,)):
+        rid = t.user_attrs.get(RAY_ID_ATTR)
+        if t.number in retried or not isinstance(rid, str) or not rid:
+            continue
+        template = optuna.trial.FrozenTrial(
+            number=-1,
+            state=TS.RUNNING,
+            value=None,
+            values=None,
+            datetime_start=datetime.now(),
+            datetime_complete=None,
+            params=dict(t.params),
+            distributions=dict(t.distributions),
+            user_attrs={**t.user_attrs, RETRY_OF_ATTR: t.number},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
+        )
+        new_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+        number = study._storage.get_trial_number_from_id(new_id)
+        out.append(Continuation(int(number), rid, dict(t.params)))
+    return out
+
+
+def tell(
+    study: optuna.Study,
+    number: int,
+    objectives: Sequence[Objective],
+    result: dict | None,
+    error: bool,
+) -> TS:
+    """Record a trial's outcome in Optuna; returns the state told."""
+    result = result or {}
+    values = [as_number(result.get(o.metric)) for o in objectives]
+    if error:
+        state = TS.FAIL
+    elif result.get(FINAL_KEY):
+        state = TS.COMPLETE if all(v is not None for v in values) else TS.FAIL
+        if state == TS.FAIL:
+            study._storage.set_trial_user_attr(  # why, for optuna-dashboard and status
+                storage_id(study, number), "revstudy_reason", "final objective is NaN"
+            )
+    else:
+        state = TS.PRUNED  # stopped before its final evaluation (scheduler, time budget)
+    try:
+        if state == TS.COMPLETE:
+            study.tell(number, [v for v in values if v is not None])
+        else:
+            study.tell(number, state=state)
+    except (ValueError, RuntimeError):  # already finished (told by an earlier driver)
+        pass
+    return state
+
+
+def storage_id(study: optuna.Study, number: int) -> int:
+    """The storage's id of trial `number` (numbers count per study, ids per database)."""
+    return int(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
+def as_number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v) if math.isfinite(v) else None
 
 
 def make_sampler(name: str, seed: int, multi: bool) -> Any:
     """The Optuna sampler `--sampler` names, seeded."""
-    import optuna
-
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -29,16 +194,15 @@ def make_sampler(name: str, seed: int, multi: bool) -> Any:
     raise RevstudyError(f"--sampler: choose from {', '.join(SAMPLERS)}, got {name!r}")
 
 
-def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> Any:
+def open_optuna(study: Path, info: StudyInfo, *, create: bool = False) -> Any:
     """The study's Optuna study (created at launch); one-line errors for a missing or
     damaged optuna.db, which is never replaced by an empty one.
 
     The sampler is seeded with the study seed plus the trials already run, so a resumed
     study does not replay the first run's random suggestions."""
-    import optuna
     import sqlalchemy.exc
 
-    db = study / "optuna.db"
+    db = study / OPTUNA_DB
     if not create and not db.is_file():
         raise RevstudyError(
             f"{db}: missing; it holds the study's trials and sampler history, so the study "
@@ -49,33 +213,31 @@ def open_optuna(study: Path, info: dict[str, Any], *, create: bool = False) -> A
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress has its own display
     try:
         storage = optuna.storages.RDBStorage(optuna_url(study))
-        multi = len(info["objectives"]) > 1
+        multi = len(info.objectives) > 1
         if create:
             created = optuna.create_study(
-                study_name=info["name"],
+                study_name=info.optuna_name,
                 storage=storage,
-                directions=[
-                    "maximize" if o["mode"] == "max" else "minimize" for o in info["objectives"]
-                ],
-                sampler=make_sampler(info["sampler"], info["seed"], multi),
+                directions=["maximize" if o.mode == "max" else "minimize" for o in info.objectives],
+                sampler=make_sampler(info.sampler, info.seed, multi),
             )
-            if info.get("study_id"):
-                created.set_user_attr(STUDY_ID_ATTR, info["study_id"])
+            if info.study_id:
+                created.set_user_attr(STUDY_ID_ATTR, info.study_id)
             return created
-        s = optuna.load_study(study_name=info["name"], storage=storage)
+        s = optuna.load_study(study_name=info.optuna_name, storage=storage)
         check_owner(db, s, info)
         waiting = (optuna.trial.TrialState.WAITING,)  # enqueued (the baseline), not yet asked
         done = len(s.get_trials(deepcopy=False)) - len(s.get_trials(deepcopy=False, states=waiting))
-        s.sampler = make_sampler(info["sampler"], info["seed"] + done, multi)
+        s.sampler = make_sampler(info.sampler, info.seed + done, multi)
         return s
     except (sqlalchemy.exc.SQLAlchemyError, KeyError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise RevstudyError(
-            f"{db}: not a readable Optuna study {info['name']!r} ({first})"
+            f"{db}: not a readable Optuna study {info.optuna_name!r} ({first})"
         ) from None
 
 
-def check_owner(db: Path, ostudy: Any, info: dict[str, Any]) -> None:
+def check_owner(db: Path, ostudy: Any, info: StudyInfo) -> None:
     """Refuse an optuna.db that is not this study's own (another study's database renamed
     into this folder: its trials would be ranked as this study's)."""
     why = foreign_database(ostudy, info)
@@ -94,16 +256,13 @@ def recorded_states(ostudy: Any, objectives: list[str]) -> dict[str, dict[str, A
     """Ray-style states of earlier driver runs' trials, from Optuna (this run's Ray knows
     only its own trials): PRUNED was stopped early at its last reported epoch, FAIL failed,
     RUNNING was interrupted (`resume` continues it)."""
-    import optuna
-
-    from revstudy.study.search import RAY_ID_ATTR, RETRIED_ATTR
-
     ts = optuna.trial.TrialState
     status = {ts.PRUNED: "TERMINATED", ts.FAIL: "ERROR", ts.COMPLETE: "TERMINATED"}
     out: dict[str, dict[str, Any]] = {}
+    retried = retried_numbers(ostudy)
     for t in ostudy.get_trials(deepcopy=False):
         rid = t.user_attrs.get(RAY_ID_ATTR)
-        if not isinstance(rid, str) or t.state not in status or t.user_attrs.get(RETRIED_ATTR):
+        if not isinstance(rid, str) or t.state not in status or t.number in retried:
             continue
         last: dict[str, Any] = {}
         if t.intermediate_values:
@@ -120,15 +279,12 @@ def recorded_states(ostudy: Any, objectives: list[str]) -> dict[str, dict[str, A
     return out
 
 
-def reconcile_optuna(study: Path, info: dict[str, Any], ostudy: Any = None) -> int:
+def reconcile_optuna(study: Path, info: StudyInfo, ostudy: Any = None) -> int:
     """After a driver run: an Optuna trial still RUNNING whose folder holds a result.json
     finished after its driver lost track of it (killed between the two writes): tell Optuna
     from the record. The other RUNNING trials were interrupted and `resume` continues them.
     Returns the number of trials told here."""
-    from revstudy.study.search import tell, unfinished
-
     ostudy = ostudy if ostudy is not None else open_optuna(study, info)
-    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
     n = 0
     for c in unfinished(ostudy):
         try:  # the id comes from the database: checked like an id from a folder
@@ -137,6 +293,6 @@ def reconcile_optuna(study: Path, info: dict[str, Any], ostudy: Any = None) -> i
             continue
         result = read_json(tdir / RESULT_FILE)
         if result is not None and isinstance(result.get("report"), dict):
-            tell(ostudy, c.number, objectives, result["report"], error=False)
+            tell(ostudy, c.number, info.objectives, result["report"], error=False)
             n += 1
     return n

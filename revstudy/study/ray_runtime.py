@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from revstudy.data.dataset import Dataset
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import check_gpu_share
 from revstudy.study.reaper import start_reaper
-from revstudy.study.spaces import SearchSpace
+from revstudy.study.trial_context import TrialContext
 
 
 def _loopback_only() -> None:
@@ -78,7 +76,7 @@ def ray_init(address: str | None) -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
-        start_reaper()  # stops this Ray instance if the driver is killed (revstudy.reaper)
+        start_reaper()  # stops this Ray instance if the driver is killed (revstudy.study.reaper)
         ray.init(  # "local": always a new instance, never some Ray already on the machine
             address="local",
             include_dashboard=False,
@@ -87,32 +85,21 @@ def ray_init(address: str | None) -> None:
         )
 
 
-def _run_trial(params: dict[str, Any], **kwargs: Any) -> None:
-    """`revstudy.trial.run_trial`, imported in the worker: the driver never loads torch."""
+def _run_trial(params: dict[str, Any], context: TrialContext) -> None:
+    """`revstudy.study.trial.run_trial`, imported in the worker: the driver never loads torch."""
     from revstudy.study.trial import run_trial
 
-    run_trial(params, **kwargs)
+    run_trial(params, context)
 
 
-def trainable(study: Path, info: dict[str, Any], space: SearchSpace, dataset: Dataset) -> Any:
-    """The function trainable handed to Ray Tune, with the study's data and resources bound."""
+def trainable(context: TrialContext, cpus_per_trial: float) -> Any:
+    """The function trainable handed to Ray Tune: the trials' shared context bound once,
+    each trial reserving `cpus_per_trial` CPUs and the context's GPU share."""
     from ray import tune
 
-    gpus = float(info["gpus_per_trial"])
-    check_gpu_share(gpus)  # a study.json from before the check, or edited by hand
-    fn = tune.with_parameters(
-        _run_trial,
-        space=space,
-        dataset=dataset,
-        study=str(study),
-        repeats=info["repeats"],
-        seed=info["seed"],
-        objectives=[o["metric"] for o in info["objectives"]],
-        threads=max(1, int(info["cpus_per_trial"])),
-        driver={"pid": os.getpid(), "host": os.uname().nodename},
-        gpus_per_trial=gpus,  # the worker trains on the device this reserves, nothing else
-    )
-    return tune.with_resources(fn, {"cpu": info["cpus_per_trial"], "gpu": gpus})
+    check_gpu_share(context.gpu_share)  # a study.json from before the check, or edited by hand
+    fn = tune.with_parameters(_run_trial, context=context)
+    return tune.with_resources(fn, {"cpu": cpus_per_trial, "gpu": context.gpu_share})
 
 
 def check_resources(address: str | None, cpus: float, gpus: float) -> None:

@@ -22,18 +22,16 @@ from revstudy.studyfolder import (
     EPOCHS_TABLE,
     RESULT_FILE,
     STATE_FILE,
+    TRIALS_DIR,
     TRIALS_TABLE,
     trial_dir,
     trial_entries,
 )
-from revstudy.trialtable import build_trials_table, load_trials
+from revstudy.trialtable import build_trials_table
 
 __all__ = [
-    "RUN_KEYS",
     "append_epochs",
-    "build_trials_table",
     "drop_finished_checkpoints",
-    "load_trials",
     "read_epochs",
     "read_jsonl",
     "refresh_tables",
@@ -41,7 +39,6 @@ __all__ = [
     "write_parquet_atomic",
 ]
 
-# study.json keys a driver run needs (revstudy.studyfolder.read_study_info's `need`)
 RUN_KEYS = (
     "name",
     "space",
@@ -94,7 +91,7 @@ def remove_stale_temps(study: Path) -> int:
     links. Returns how many."""
     ids, _ = trial_entries(study)
     n = 0
-    for folder in [study, *(study / "trials" / tid for tid in ids)]:
+    for folder in [study, *(study / TRIALS_DIR / tid for tid in ids)]:
         try:
             entries = list(folder.iterdir()) if folder.is_dir() else []
         except OSError:
@@ -112,7 +109,7 @@ def drop_finished_checkpoints(study: Path) -> int:
     Optuna and removing it, and no later run would touch that trial. Returns how many."""
     n = 0
     ids, _ = trial_entries(study)  # never through a linked folder
-    for ckpt in [study / "trials" / tid / STATE_FILE for tid in ids]:
+    for ckpt in [study / TRIALS_DIR / tid / STATE_FILE for tid in ids]:
         if not ckpt.is_file() or ckpt.is_symlink():
             continue
         result = read_json(ckpt.parent / RESULT_FILE)
@@ -167,7 +164,7 @@ def read_epochs(study: Path) -> pd.DataFrame:
     """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
     frames = []
     ids, _ = trial_entries(study)
-    for path in [study / "trials" / tid / EPOCHS_FILE for tid in ids]:
+    for path in [study / TRIALS_DIR / tid / EPOCHS_FILE for tid in ids]:
         if not path.exists():
             continue
         rows = read_jsonl(path)

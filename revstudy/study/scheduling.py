@@ -18,6 +18,7 @@ import pandas as pd
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from revstudy.studyfolder import PER_EPOCH, PER_EPOCH_METRICS
+from revstudy.studyinfo import StudyInfo
 
 __all__ = ["SeededASHA", "make_scheduler"]
 
@@ -47,7 +48,7 @@ class SeededASHA(ASHAScheduler):
 
 
 def make_scheduler(
-    info: dict[str, Any],
+    info: StudyInfo,
     max_t: int,
     history: dict[str, list[tuple[int, float]]] | None = None,
     protect: Callable[[dict], bool] | None = None,
@@ -56,10 +57,9 @@ def make_scheduler(
 
     ASHA counts our reported `epoch`, not Ray's `training_iteration`, which restarts at 1
     when a trial is continued under a new Ray id."""
-    objectives = [(o["metric"], o["mode"]) for o in info["objectives"]]
-    first, mode = objectives[0]
-    single = len(objectives) == 1
-    if info["scheduler"] == "asha" and single and first in PER_EPOCH_METRICS and max_t > 1:
+    first, mode = info.objectives[0].metric, info.objectives[0].mode
+    single = len(info.objectives) == 1
+    if info.scheduler == "asha" and single and first in PER_EPOCH_METRICS and max_t > 1:
         asha = SeededASHA(
             metric=first,
             mode=mode,
@@ -72,13 +72,13 @@ def make_scheduler(
         for tid, values in (history or {}).items():
             asha.seed(tid, values)
         return asha, asha
-    if info["scheduler"] == "asha" and not single:
+    if info.scheduler == "asha" and not single:
         print(
             "note: ASHA ranks trials on one objective and would stop them before the "
             "others are measured; a multi-objective study runs trials to completion",
             file=sys.stderr,
         )
-    elif info["scheduler"] == "asha" and max_t > 1:
+    elif info.scheduler == "asha" and max_t > 1:
         print(
             f"note: ASHA needs a per-epoch first objective ({', '.join(PER_EPOCH_METRICS)})"
             f"; {first} is known only at the end, so trials run to completion",

@@ -10,16 +10,39 @@ import os
 from pathlib import Path
 from typing import Any
 
-from revstudy.studyfolder import STUDY_FILE, StudyInfo, rank_finished, read_study_info
+from revstudy.errors import RevstudyError
+from revstudy.studyfolder import STUDY_FILE, find_study, rank_finished, storage_root
+from revstudy.studyinfo import StudyInfo, read_study
+from revstudy.trialtable import load_trials
 
 
-def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str, Any]:
+def study_summary(study: str, storage: str | None = None) -> dict[str, Any]:
+    """`revstudy status`: a study (name or folder) summarised without starting Ray."""
+    path = find_study(study, storage)
+    return summarise(path, read_study(path), load_trials(path))
+
+
+def list_studies(storage: str | None = None) -> list[dict[str, Any]]:
+    """`revstudy list`: every study under the storage root, each with `folder` (what
+    status and resume take; a copied folder keeps its recorded name); a damaged study is a
+    row whose `damaged` says what is wrong."""
+    rows = []
+    for p in sorted(storage_root(storage).glob(f"*/{STUDY_FILE}")):
+        try:
+            row = study_summary(str(p.parent), storage)
+        except RevstudyError as e:
+            row = {"name": p.parent.name, "path": str(p.parent), "damaged": str(e)}
+        rows.append({"folder": p.parent.name, **row})
+    return rows
+
+
+def summarise(
+    study: Path, info: StudyInfo, table: Any, elapsed: float | None = None
+) -> dict[str, Any]:
     """Counts by state and the best trial, for status output and `--json`."""
-    info = read_study_info(study)
     by_state = {k: int(v) for k, v in table["state"].value_counts().items()} if len(table) else {}
     best = None
-    objectives = StudyInfo.from_dict(info, str(study / STUDY_FILE)).objectives
-    ranked = rank_finished(table, list(objectives)).drop(columns=["front", "rank"])
+    ranked = rank_finished(table, list(info.objectives)).drop(columns=["front", "rank"])
     if len(ranked):
         row = ranked.iloc[0]
         best = {
@@ -50,14 +73,14 @@ def summarise(study: Path, table: Any, elapsed: float | None = None) -> dict[str
         else []
     )
     out = {
-        "name": info["name"],
+        "name": info.name,
         "path": str(study),
         "size_bytes": folder_size(study),
         "problems": problems,
         "trials": len(table),
-        "requested": info["num_samples"],
+        "requested": info.num_samples,
         "by_state": by_state,
-        "objectives": info["objectives"],
+        "objectives": [{"metric": o.metric, "mode": o.mode} for o in info.objectives],
         "best": best,
     }
     if elapsed is not None:

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from revstudy.data.dataset import Dataset
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json, replaced_atomically, write_json_atomic
 from revstudy.study.devices import (
@@ -38,7 +37,7 @@ from revstudy.study.devices import (
     trial_device,
 )
 from revstudy.study.records import append_epochs
-from revstudy.study.spaces import SearchSpace
+from revstudy.study.trial_context import TrialContext
 from revstudy.studyfolder import (
     ARRAYS_FILE,
     FAILURE_FILE,
@@ -61,19 +60,7 @@ from revstudy.training.trainer import Trainer
 Report = Callable[[dict[str, Any]], None]
 
 
-def run_trial(
-    params: dict[str, Any],
-    *,
-    space: SearchSpace,
-    dataset: Dataset,
-    study: str,
-    repeats: int,
-    seed: int,
-    objectives: list[str],
-    threads: int = 1,
-    driver: dict[str, Any] | None = None,
-    gpus_per_trial: float = 0.0,
-) -> None:
+def run_trial(params: dict[str, Any], context: TrialContext) -> None:
     """The Ray Tune function trainable (bound with `tune.with_parameters`).
 
     A trial continued by `revstudy resume` carries its original id in `params[TRIAL_KEY]`,
@@ -83,70 +70,53 @@ def run_trial(
     import ray
     from ray import tune
 
-    device = trial_device(gpus_per_trial)
+    device = trial_device(context.gpu_share)
     check_assigned(device, ray.get_gpu_ids(), torch.cuda.is_available())
     trial_id = str(params.get(TRIAL_KEY) or tune.get_context().get_trial_id() or "local")
-    train_trial(
-        public_params(params),
-        space=space,
-        dataset=dataset,
-        study=Path(study),
-        trial_id=trial_id,
-        repeats=repeats,
-        seed=seed,
-        objectives=objectives,
-        threads=threads,
-        report=tune.report,
-        driver=driver,
-        device=device,
-        gpu_share=gpus_per_trial,
-    )
+    train_trial(public_params(params), context, trial_id, report=tune.report, device=device)
 
 
 def train_trial(
     params: dict[str, Any],
-    *,
-    space: SearchSpace,
-    dataset: Dataset,
-    study: Path,
+    context: TrialContext,
     trial_id: str,
-    repeats: int,
-    seed: int,
-    objectives: list[str],
+    *,
     report: Report,
-    threads: int = 1,
-    driver: dict[str, Any] | None = None,
-    fuse: bool = True,
     device: Device = "cpu",
-    gpu_share: float = 0.0,
 ) -> None:
     """Train (or continue) one trial (its repeats together, `revstudy.training.fused.Repeats`,
-    unless `fuse` is False) on `device`, capped at `gpu_share` of a GPU's memory; a failure is
-    written to failure.json, then re-raised.
+    unless `context.fuse` is False) on `device`, capped at the context's share of a GPU's
+    memory; a failure is written to failure.json, then re-raised.
 
-    `driver` (`{"pid", "host"}` of the study driver) lets a trial notice that its driver was
-    killed: Ray's worker processes can outlive a SIGKILLed driver for a while, and such a
-    worker must not keep writing into a folder that `resume` hands to a new run."""
-    tdir = trial_dir(study, trial_id)
-    guard = _Guard(tdir, driver)  # first: a worker whose driver is gone touches nothing
+    `context.driver` lets a trial notice that its driver was killed: Ray's worker processes
+    can outlive a SIGKILLed driver for a while, and such a worker must not keep writing into
+    a folder that `resume` hands to a new run."""
+    c = context
+    tdir = trial_dir(c.study, trial_id)
+    guard = _Guard(tdir, c.driver)  # first: a worker whose driver is gone touches nothing
     (tdir / FAILURE_FILE).unlink(missing_ok=True)  # a retry starts without the old verdict
     report = _guarded(report, guard)
-    with _failure_recorded(tdir), _device_memory(device, gpu_share, repeats):
+    with _failure_recorded(tdir), _device_memory(device, c.gpu_share, c.repeats):
         started = time.time()
-        if threads > 0:
-            torch.set_num_threads(threads)
+        if c.threads > 0:
+            torch.set_num_threads(c.threads)
         done = read_json(tdir / RESULT_FILE)
         if done is not None and isinstance(done.get("report"), dict):
             report(done["report"])  # finished before the driver died: report again, train nothing
             return
-        config = space.to_config(params).replace(seed=seed)
+        config = c.space.to_config(params).replace(seed=c.seed)
         trainers = [
-            Trainer(config, SplitTensors.build(dataset, config, r, device), device, seed=seed + r)
-            for r in range(repeats)
+            Trainer(
+                config,
+                SplitTensors.build(c.dataset, config, r, device),
+                device,
+                seed=c.seed + r,
+            )
+            for r in range(c.repeats)
         ]
         ckpt = tdir / STATE_FILE
         elapsed, history = _restore(ckpt, trainers)
-        group = Repeats(trainers, fuse=fuse)  # after the restore: it stacks the restored state
+        group = Repeats(trainers, fuse=c.fuse)  # after the restore: it stacks the restored state
         started -= elapsed
         history["nodes"].append(_node_id())
         for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
@@ -154,8 +124,8 @@ def train_trial(
             guard.check()  # before anything of this epoch is written
             node = history["nodes"][-1]
             rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
-            append_epochs(study, trial_id, rows)
-            metrics = _epoch_report(epoch, recs, objectives)
+            append_epochs(c.study, trial_id, rows)
+            metrics = _epoch_report(epoch, recs, list(c.objectives))
             if epoch == config.epochs:
                 _write_final(tdir, group, metrics, guard, {"started": started, "history": history})
             else:

@@ -311,7 +311,7 @@ class InvertibleNet(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
             raise ValueError(
                 f"expected structures of shape [B, 4, 16, 16], got {list(x.shape)}; "
-                "encode CSV rows with revstudy.data.encode_structures"
+                "encode CSV rows with revstudy.data.dataset.encode_structures"
             )
         z = x
         for step in self.steps:

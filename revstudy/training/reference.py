@@ -40,7 +40,7 @@ CHUNK = 64  # molecules per predictor call: progress between calls, little overh
 def _smiles_or_digits(structure: str) -> str:
     """A structure as a person reads it: its SMILES, or its digits if RDKit rejects it."""
     try:
-        return structure_to_smiles(structure)
+        return structure_to_smiles(structure, fragments=True)
     except DataError:
         return structure
 
@@ -116,7 +116,7 @@ def predicted_spectra(
     smiles: dict[str, str] = {}
     for s in structures:
         with contextlib.suppress(DataError):  # not a molecule RDKit accepts: counted failed
-            smiles[s] = structure_to_smiles(s)
+            smiles[s] = structure_to_smiles(s, fragments=True)
     names, todo = list(smiles), list(smiles.values())
     predicted: dict[str, list[float] | None] = {}
     for start in range(0, len(todo), CHUNK):  # in chunks, so long runs show progress
@@ -147,8 +147,9 @@ def _checked(
             raise RevstudyError(f"{source}: predictions of {structure} are not a list of shifts")
         carbons = n_carbons(structure_digits(structure))
         if len(values) != carbons:
+            smiles = structure_to_smiles(structure, fragments=True)
             raise RevstudyError(
-                f"{source}: {len(values)} predicted shifts for {structure_to_smiles(structure)} "
+                f"{source}: {len(values)} predicted shifts for {smiles} "
                 f"with {carbons} carbons: predictions are attached to the wrong molecule"
             )
     return shifts

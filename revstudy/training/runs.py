@@ -19,7 +19,7 @@ import torch
 
 from revstudy.data.dataset import Dataset
 from revstudy.files import write_json_atomic
-from revstudy.studyfolder import REPEAT_ARRAYS
+from revstudy.studyfolder import ARRAYS_FILE, REPEAT_ARRAYS
 from revstudy.training.config import TrialConfig
 from revstudy.training.fused import Repeats, Strategy
 from revstudy.training.metrics import Evaluation
@@ -234,5 +234,5 @@ def write_run(
         torch.save(result.model_state, out / "model.pt")
     if result.prior_state is not None:
         torch.save(result.prior_state, out / "prior.pt")
-    np.savez_compressed(out / "arrays.npz", **result.arrays)  # type: ignore[arg-type]
+    np.savez_compressed(out / ARRAYS_FILE, **result.arrays)  # type: ignore[arg-type]
     write_json_atomic(out / "metrics.json", doc, indent=2)

@@ -347,3 +347,14 @@ def evaluate_file(
         out[key] = first.get(key, math.nan)
     out["n_eval"] = float(len(x))
     return out
+
+
+def evaluate_split(saved: SavedModel, dataset: Dataset, split: str = "all") -> dict[str, Any]:
+    """What `revstudy evaluate --json` prints and `revstudy.evaluate` returns: every metric on
+    the `split` rows of `dataset` (`select_rows`), keyed like a metrics.json repeat, with
+    `split` = {eval: rows scored, data, sha256, name: `split`, note: how many of them the
+    model was trained on}."""
+    rows, note = select_rows(saved, dataset, split)
+    doc = evaluate_file(saved, dataset, rows=rows)
+    doc["split"].update(name=split, note=note)
+    return doc

@@ -59,7 +59,7 @@ class EpochRecord:
     val_loss_y: float
     val_f1_macro: float
     val_f1_skill: float  # over the bin-prior baseline (metrics.f1_skill)
-    val_retrieval_mrr: float  # mean reciprocal rank of the true structure (revstudy.retrieval)
+    val_retrieval_mrr: float  # mean reciprocal rank of the true structure (training.retrieval)
     seconds: float
     # the same on the validation molecules renumbered at random (fixed seed), then put in
     # the model's atom order: how much of the skill survives another numbering
@@ -234,7 +234,7 @@ class Trainer:
     @torch.no_grad()
     def retrieval(self, split: str = "val") -> dict[str, float]:
         """Rank of each `split` structure among the library of the run's structures, by its
-        spectrum's match with their forward-predicted codes (revstudy.retrieval)."""
+        spectrum's match with their forward-predicted codes (revstudy.training.retrieval)."""
         y_lib, truth = self._library_logits(split)
         return retrieval_metrics(y_lib, truth, self._split(split)[1])
 
@@ -375,7 +375,7 @@ class Trainer:
         if gen_state.device.type == "meta":  # no data to move: mapped away when loaded
             raise CheckpointError(
                 "checkpoint: generator state was loaded onto the meta device; "
-                "load checkpoints with revstudy.checkpoint.load_checkpoint (CPU first)"
+                "load checkpoints with revstudy.training.checkpoint.load_checkpoint (CPU first)"
             )
         saved_on = saved_generator_device(state)
         try:

@@ -1,4 +1,5 @@
-"""`revstudy evaluate | predict | elucidate` on a tiny model trained on synthetic rows."""
+"""`revstudy evaluate | predict | elucidate | benchmark` on a tiny model trained on synthetic
+rows."""
 
 from __future__ import annotations
 
@@ -88,8 +89,13 @@ def test_benchmark(run_dir: tuple[Path, Path]) -> None:
     for side in ("generation", "retrieval", "retrieval_train"):
         assert {"valid_fraction", "top1", "top10", "tanimoto_top1"} <= set(doc[side])
     assert doc["retrieval"]["top10"] >= doc["retrieval"]["top1"]
-    out = _ok(["elucidate", "--benchmark", "--model", str(run), "--data", str(csv), "--limit", "2"])
-    assert json.loads(out)["spectra"] == 2
+    out = _ok(["benchmark", "--model", str(run), "--data", str(csv), "--limit", "2"])
+    assert json.loads(out)["spectra"] == 2 and json.loads(out)["samples"] == 100
+    args = ["--model", str(run), "--data", str(csv), "--limit", "1", "--samples", "2"]
+    assert json.loads(_ok(["benchmark", *args, "--seed", "3"]))["seed"] == 3
+    _fails(["benchmark", *args, "--split", "train"], "--split train: expected val or test")
+    _fails(["benchmark", "--model", str(run)], "Missing option '--data'")
+    _fails(["elucidate", "--benchmark", *args], "No such option: --benchmark")
 
 
 def test_spectrum_errors(run_dir: tuple[Path, Path], tmp_path: Path) -> None:
@@ -180,6 +186,7 @@ def test_predict_streams_many_structures_in_batches(
     """Issue #24.11: batches bound memory and the output streams; the JSON is one document,
     the same as unbatched; many structures list as tab-separated lines, not a table."""
     from revstudy.cli import model as model_cli
+    from revstudy.elucidation import prediction
 
     run, _ = run_dir
     smi = tmp_path / "many.txt"
@@ -187,7 +194,7 @@ def test_predict_streams_many_structures_in_batches(
     smi.write_text("\n".join(names) + "\n")
     args = ["predict", "--model", str(run), "--structures", str(smi), "--json"]
     whole = runner.invoke(app, args)
-    monkeypatch.setattr(model_cli, "PREDICT_BATCH", 3)
+    monkeypatch.setattr(prediction, "PREDICT_BATCH", 3)
     batched = runner.invoke(app, args)
     assert whole.exit_code == batched.exit_code == 2  # one bad SMILES, named on stderr
     assert "not-a-smiles" in batched.stderr

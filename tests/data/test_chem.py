@@ -19,9 +19,12 @@ from revstudy.data.chem import (  # noqa: E402 - after the RDKit skip
     build_csv_from_sdf,
     grid_to_mol,
     grid_to_smiles,
+    hydrocarbon_from_grid,
+    hydrocarbon_from_smiles,
     kekule_molblock,
     mol_to_grid,
     n_carbons,
+    parse_sdf_spectrum,
     require_rdkit,
     sanitize_keeping_kekule,
     shifts_to_bits,
@@ -77,9 +80,97 @@ def test_both_benzene_kekule_forms_survive(kekule: dict[tuple[int, int], int]) -
     "smiles", ["C", "CC", "C=C=CC#C", "CC(C)(C)C", "c1ccc2ccccc2c1", "C1CC1C=C", "CC.CC"]
 )
 def test_smiles_round_trip(smiles: str) -> None:
-    s = smiles_to_structure(smiles)
+    s = smiles_to_structure(smiles, fragments=True)
     assert len(s) == 136
-    assert Chem.MolToSmiles(Chem.MolFromSmiles(smiles)) == structure_to_smiles(s)
+    assert Chem.MolToSmiles(Chem.MolFromSmiles(smiles)) == structure_to_smiles(s, fragments=True)
+
+
+def test_several_fragments_only_when_asked_for() -> None:
+    with pytest.raises(DataError, match=r"^SMILES 'CC\.CC': 2 fragments, not one molecule"):
+        smiles_to_grid("CC.CC")
+    two = smiles_to_grid("CC.CC", fragments=True)
+    assert two[0, 0] == 1 and two[2, 2] == 1 and (two != 0).sum() == 2  # bonds 0-1 and 2-3
+    with pytest.raises(DataError, match=r"^structure CC\.CC: 2 fragments"):
+        grid_to_smiles(two)
+    assert grid_to_smiles(two, fragments=True) == "CC.CC"
+
+
+@pytest.mark.parametrize(
+    ("smiles", "needle"),
+    [
+        ("C1CC", "not parsable"),
+        ("CCO", "not a hydrocarbon (has element O)"),
+        ("NCC(=O)O", "not a hydrocarbon (has elements N, O)"),
+        ("C" * 18, "18 carbons, at most 17 fit the grid"),
+        ("[H][H]", "no carbon atoms"),
+        ("", "no carbon atoms"),
+        ("C[CH2+]", "charged or radical atoms"),
+        ("C[CH2]", "charged or radical atoms"),
+        ("C.C", "2 fragments"),
+    ],
+)
+def test_smiles_errors_name_the_input_in_one_line(smiles: str, needle: str) -> None:
+    with pytest.raises(DataError) as e:
+        hydrocarbon_from_smiles(smiles)
+    text = str(e.value)
+    assert text.startswith(f"SMILES {smiles!r}: ") and needle in text and "\n" not in text
+
+
+def test_a_non_string_smiles_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="SMILES 5: expected a string"):
+        hydrocarbon_from_smiles(5)  # type: ignore[arg-type]
+
+
+def test_hydrocarbon_from_smiles_keeps_what_the_grid_drops_in_its_smiles() -> None:
+    """The SMILES shown is the molecule as written (canonical): stereo and isotopes stay,
+    the grid has only the skeleton."""
+    grid, smiles = hydrocarbon_from_smiles("C/C=C/C")
+    assert smiles == "C/C=C/C"
+    assert np.array_equal(grid, smiles_to_grid("CC=CC"))
+    assert hydrocarbon_from_smiles("[13CH4]")[1] == "[13CH4]"
+    # every spelling of one molecule: one SMILES
+    assert {hydrocarbon_from_smiles(s)[1] for s in ("Cc1ccccc1", "c1ccccc1C", "CC1=CC=CC=C1")} == {
+        "Cc1ccccc1"
+    }
+
+
+def test_hydrocarbon_from_grid_sets_rdkit_aromatic_flags() -> None:
+    """Benzene written with Kekulé digits 1/2 comes back with 6/7 (RDKit calls it aromatic),
+    the Kekulé orders kept."""
+    ring = {(0, 1): 2, (1, 2): 1, (2, 3): 2, (3, 4): 1, (4, 5): 2, (0, 5): 1}
+    regrid, smiles = hydrocarbon_from_grid(_grid(ring))
+    assert smiles == "c1ccccc1"
+    assert np.array_equal(regrid, _grid({k: v + 5 for k, v in ring.items()}))
+
+
+@pytest.mark.parametrize(
+    ("bonds", "needle"),
+    [
+        ({(0, 1): 3, (0, 2): 3}, "structure is not a valid molecule"),  # pentavalent carbon
+        ({(0, 1): 4}, "grid[0, 0] = 4: not an upper-triangle bond digit"),
+    ],
+)
+def test_grid_errors_are_one_line_data_errors(bonds: dict, needle: str) -> None:
+    with pytest.raises(DataError) as e:
+        grid_to_smiles(_grid(bonds))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_grid_of_the_wrong_shape_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="expected a 16x16 grid"):
+        grid_to_smiles(np.zeros((4, 4), dtype=np.int8))
+
+
+def test_parse_sdf_spectrum_checks_atoms_and_shifts() -> None:
+    assert parse_sdf_spectrum("13.5;0.0Q;0|22.9;0.0T;1|\n", 5) == [13.5, 22.9]
+    assert parse_sdf_spectrum("40.1;0;", 1) == [40.1]  # no atom index: not checked
+    for bad, needle in [
+        ("1;0;5|", "atom index 5 outside 0..4"),
+        ("nan;0;0|", "not finite"),
+        ("|", "no peaks"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            parse_sdf_spectrum(bad, 5)
 
 
 def test_aromatic_input_is_kekulized() -> None:
@@ -96,6 +187,8 @@ def test_mol_to_grid_limits() -> None:
         smiles_to_grid("CCO")
     with pytest.raises(DataError, match="not parsable"):
         smiles_to_grid("C1CC")
+    with pytest.raises(DataError, match="molecule has element O"):
+        mol_to_grid(Chem.MolFromSmiles("CCO"))
 
 
 def test_invalid_grid_is_a_data_error() -> None:
@@ -109,6 +202,9 @@ def test_missing_rdkit_message(monkeypatch: pytest.MonkeyPatch) -> None:
         RevstudyError, match=r"RDKit is needed for X: pip install 'revstudy\[chem\]'"
     ):
         require_rdkit("X")
+    for convert in (lambda: smiles_to_grid("CC"), lambda: grid_to_smiles(_grid({(0, 1): 1}))):
+        with pytest.raises(RevstudyError, match="RDKit is needed for SMILES"):
+            convert()
 
 
 # --- SD build --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from revstudy.data.dataset import read_dataset
-from revstudy.elucidation.elucidate import parse_spectrum
+from revstudy.elucidation.elucidate import parse_query_spectrum
 from revstudy.errors import ConfigError
 from revstudy.study.spaces import load_space
 from revstudy.training.config import TrialConfig
@@ -73,7 +73,7 @@ def test_spectrum_given_as_the_data_formats_bit_string() -> None:
     bits = ["0"] * 1024
     for i in (60, 300, 701):
         bits[i] = "1"
-    out = parse_spectrum("".join(bits))  # a file name that long raised ENAMETOOLONG
+    out = parse_query_spectrum("".join(bits))  # a file name that long raised ENAMETOOLONG
     assert out.shape == (1024,) and set(np.flatnonzero(out)) == {60, 300, 701}
 
 

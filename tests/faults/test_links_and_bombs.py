@@ -16,14 +16,10 @@ import torch
 
 from revstudy.errors import RevstudyError
 from revstudy.files import UnsafeFileError, read_json, read_regular, write_json_atomic
-from revstudy.study.records import (
-    append_epochs,
-    build_trials_table,
-    drop_finished_checkpoints,
-    read_epochs,
-)
+from revstudy.study.records import append_epochs, drop_finished_checkpoints, read_epochs
 from revstudy.studyfolder import trial_dir
 from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from revstudy.trialtable import build_trials_table
 from revstudy.yamlfile import YamlRefused, read_yaml
 from tests.faults.conftest import one_line_error, run, synthetic_study
 
@@ -264,11 +260,11 @@ def test_another_studys_database_is_refused_before_ray(study: Path) -> None:
     ostudy = optuna.load_study(study_name="s1", storage=f"sqlite:///{study / 'optuna.db'}")
     ostudy.set_user_attr("revstudy_study_id", "b" * 32)
     one_line_error(run("resume", "s1", "--storage", str(study.parent)), "b" * 32)
-    from revstudy.studyfolder import foreign_database
+    from revstudy.studyinfo import foreign_database, read_study
 
-    assert foreign_database(ostudy, info) is not None
+    assert foreign_database(ostudy, read_study(study)) is not None
     ostudy.set_user_attr("revstudy_study_id", "a" * 32)
-    assert foreign_database(ostudy, info) is None
+    assert foreign_database(ostudy, read_study(study)) is None
 
 
 def test_trials_known_only_to_the_database_are_never_ranked(tmp_path: Path) -> None:
@@ -286,14 +282,14 @@ def test_trials_known_only_to_the_database_are_never_ranked(tmp_path: Path) -> N
 
 # -- 7: sizes a user can ask for -------------------------------------------------------------
 def test_absurd_sizes_are_refused_with_the_limit(tmp_path: Path) -> None:
-    from revstudy.data.chem import SHIFT_OUT_OF_RANGE, ShiftOutOfRange, parse_spectrum
+    from revstudy.data.chem import SHIFT_OUT_OF_RANGE, ShiftOutOfRange, parse_sdf_spectrum
     from revstudy.data.dataset import ppm_to_bin
 
     assert ppm_to_bin(1e308) == 1023 and ppm_to_bin(-1e308) == 0  # no OverflowError
     for value in ("1e308;0;0", "1e300;0;0", "-80;0;0"):
         with pytest.raises(ShiftOutOfRange):
-            parse_spectrum(value, 4)
-    assert parse_spectrum("230.5;0;0|-2.1;0;1", 4) == [230.5, -2.1]
+            parse_sdf_spectrum(value, 4)
+    assert parse_sdf_spectrum("230.5;0;0|-2.1;0;1", 4) == [230.5, -2.1]
     assert SHIFT_OUT_OF_RANGE.startswith("shift outside")
     space = tmp_path / "wide.yaml"
     space.write_text("params:\n  y_dim: {type: categorical, choices: [" + ", ".join(
@@ -323,6 +319,7 @@ def test_elucidate_refuses_a_billion_samples() -> None:
         ("cpus_per_trial", "1", 'cpus_per_trial is "1", expected a number'),
         ("objectives", [], "objectives is [], expected a non-empty list"),
         ("objectives", [{"metric": "f1"}], "entries like {metric"),
+        ("objectives", [{"metric": "f1", "mode": "max"}], "study.json: unknown metric 'f1'"),
         ("objectives", ["f1_macro_skill:max"], "entries like {metric"),
         ("num_samples", True, "num_samples is true, expected an integer"),
         ("gpus_per_trial", 2, "gpus_per_trial is 2, expected a number in [0, 1]"),
@@ -358,7 +355,7 @@ def test_a_read_only_or_full_storage_is_one_line_naming_path_and_errno(
     def full(*a: object, **k: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "study.json"))
 
-    monkeypatch.setattr(driver, "read_study_info", full)
+    monkeypatch.setattr(driver, "read_study", full)
     res = run("resume", folder.name, "--storage", str(folder.parent))
     one_line_error(res, "study.json: No space left on device", "ENOSPC", "revstudy resume")
 

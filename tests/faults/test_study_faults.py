@@ -13,8 +13,9 @@ import pytest
 
 from revstudy.errors import RevstudyError
 from revstudy.study.options import LaunchOptions, check_address, relaunch_changes
-from revstudy.study.records import append_epochs, build_trials_table, read_epochs
-from revstudy.studyfolder import read_study_info
+from revstudy.study.records import append_epochs, read_epochs
+from revstudy.studyinfo import read_study
+from revstudy.trialtable import build_trials_table
 from tests.faults.conftest import one_line_error, plant, run, synthetic_study
 
 
@@ -106,7 +107,7 @@ def test_resume_with_garbage_optuna_db_is_refused(study: Path) -> None:
 
 # -- 5: a relaunch keeps the study's settings --------------------------------------------
 def test_relaunch_refuses_contradictory_flags(study: Path) -> None:
-    info = read_study_info(study)
+    info = read_study(study)
     for opts, needle in (
         (LaunchOptions(name="s1", sampler="tpe"), "--sampler tpe (study has random)"),
         (LaunchOptions(name="s1", objectives=["f1_macro:max"]), "--objectives f1_macro:max"),

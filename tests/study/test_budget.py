@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from revstudy.study.budget import DRIVER_FILE, DriverClock, remaining_budget, spent_seconds
+from revstudy.study.budget import DriverClock, remaining_budget, spent_seconds
+from revstudy.studyfolder import DRIVER_FILE
+from revstudy.studyinfo import StudyInfo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,10 +61,10 @@ def test_a_killed_driver_loses_at_most_one_interval(tmp_path: Path) -> None:
 
 
 def test_remaining_budget(tmp_path: Path) -> None:
-    assert remaining_budget(tmp_path, {"time_budget_s": None}) is None
-    assert remaining_budget(tmp_path, {"time_budget_s": 60.0}) == 60.0  # no run yet
+    assert remaining_budget(tmp_path, StudyInfo("s", ())) is None
+    assert remaining_budget(tmp_path, StudyInfo("s", (), time_budget_s=60.0)) == 60.0  # no run yet
     (tmp_path / DRIVER_FILE).write_text(json.dumps({"elapsed_s": 45.5, "runs": 2}))
-    assert remaining_budget(tmp_path, {"time_budget_s": 60.0}) == pytest.approx(14.5)
+    assert remaining_budget(tmp_path, StudyInfo("s", (), time_budget_s=60.0)) == pytest.approx(14.5)
 
 
 @pytest.mark.parametrize(

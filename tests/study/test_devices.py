@@ -14,6 +14,7 @@ from revstudy.data.dataset import read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.study import devices
 from revstudy.study.devices import (
+    Device,
     cap_memory,
     check_assigned,
     check_gpu_share,
@@ -22,6 +23,7 @@ from revstudy.study.devices import (
 )
 from revstudy.study.spaces import load_space
 from revstudy.study.trial import train_trial
+from revstudy.study.trial_context import TrialContext
 from revstudy.studyfolder import FINAL_KEY
 
 SPACE = "fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epochs: 2}\n"
@@ -56,22 +58,20 @@ def test_agreeing_assignments_pass() -> None:
     check_assigned("cpu", [], False)
 
 
-def _trial(tmp_path: Path, csv: Path, **more: Any) -> list[dict[str, Any]]:
+def _trial(tmp_path: Path, csv: Path, device: Device, gpu_share: float) -> list[dict[str, Any]]:
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     reports: list[dict[str, Any]] = []
-    train_trial(
-        {},
+    context = TrialContext(
+        study=tmp_path / "s",
         space=load_space(str(space)),
         dataset=read_dataset(csv),
-        study=tmp_path / "s",
-        trial_id="t1",
         repeats=1,
         seed=1,
-        objectives=["f1_macro_skill"],
-        report=reports.append,
-        **more,
+        objectives=("f1_macro_skill",),
+        gpu_share=gpu_share,
     )
+    train_trial({}, context, "t1", report=reports.append, device=device)
     return reports
 
 

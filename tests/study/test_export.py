@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from revstudy.cli.app import app
 from revstudy.errors import RevstudyError
-from revstudy.study.export import export_study, pareto_fronts
+from revstudy.study.export import export_study
+from revstudy.studyfolder import pareto_fronts
 from revstudy.training.config import TrialConfig
 
 runner = CliRunner()
@@ -116,7 +117,7 @@ def test_partial_table_of_a_running_study(tmp_path: Path) -> None:
 
 
 def test_errors(tmp_path: Path) -> None:
-    with pytest.raises(RevstudyError, match="no such study"):
+    with pytest.raises(RevstudyError, match=r"no study .nope. under"):
         export_study("nope", storage=tmp_path)
     study = make_study(tmp_path, rows=[_row("a", "RUNNING", TINY, 0.9, 0.0)])
     with pytest.raises(RevstudyError, match="no finished trials"):
@@ -131,4 +132,4 @@ def test_errors(tmp_path: Path) -> None:
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", "missing", "--storage", str(tmp_path)])
     assert res.exit_code == 2
-    assert "error: no such study: missing" in res.output
+    assert "error: no study 'missing' under" in res.output

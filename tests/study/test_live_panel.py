@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from rich.console import Console
 
 from revstudy.study.live_panel import LivePanel
+from revstudy.studyinfo import StudyInfo
 
 INFO = {
     "name": "a-rather-long-study-name-for-the-panel",
@@ -23,7 +24,7 @@ INFO = {
 
 
 def test_panel_fits_80_columns_and_lists_running_trials(tmp_path: Path) -> None:
-    panel = LivePanel(INFO, live=False, done_before=7)
+    panel = LivePanel(StudyInfo.from_dict(INFO), live=False, done_before=7)
     trials = {}
     for i in range(3):
         trials[f"t{i}"] = SimpleNamespace(
@@ -44,7 +45,7 @@ def test_panel_fits_80_columns_and_lists_running_trials(tmp_path: Path) -> None:
 
 def test_best_so_far_ranks_completed_trials_before_early_stopped_ones() -> None:
     """The panel's best follows the study folder's ranking (revstudy.studyfolder)."""
-    panel = LivePanel(INFO, live=False)
+    panel = LivePanel(StudyInfo.from_dict(INFO), live=False)
     panel.ended("STOPPED_EARLY", "s", {"f1_macro_skill": 0.9}, {"lr": 1})
     assert panel.best is not None and panel.best[1] == "s"  # nothing completed yet
     panel.ended("COMPLETED", "c", {"f1_macro_skill": 0.2}, {"lr": 2})

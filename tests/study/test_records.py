@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from revstudy.study.records import build_trials_table, drop_finished_checkpoints
+from revstudy.study.records import drop_finished_checkpoints
 from revstudy.studyfolder import STATE_FILE, STOPPED_FILE
+from revstudy.trialtable import build_trials_table
 
 
 def test_a_finished_trials_checkpoint_is_dropped_an_unfinished_one_kept(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_numerically_broken_trials_are_diverged_and_never_ranked(tmp_path: Path)
     from revstudy.studyfolder import Objective, numerical_problem, rank_finished
 
     (tmp_path / "study.json").write_text(
-        json.dumps({"objectives": [{"metric": "f1_macro_skill", "mode": "max"}]})
+        json.dumps({"name": "s", "objectives": [{"metric": "f1_macro_skill", "mode": "max"}]})
     )
     good = {"f1_macro_skill": 0.1, "inv_error_max": 1.2e-6, "z_free_std_mean": 0.8, "epoch": 5}
     cases = {

@@ -8,8 +8,13 @@ import pandas as pd
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from revstudy.study.scheduling import SeededASHA, epoch_history, make_scheduler
+from revstudy.studyinfo import StudyInfo
 
-INFO = {"objectives": [{"metric": "f1_macro_skill", "mode": "max"}], "scheduler": "asha"}
+INFO = {
+    "name": "s",
+    "objectives": [{"metric": "f1_macro_skill", "mode": "max"}],
+    "scheduler": "asha",
+}
 
 
 def _asha(**kw) -> SeededASHA:
@@ -58,12 +63,12 @@ def test_history_is_the_mean_over_repeats_per_epoch() -> None:
 
 
 def test_asha_needs_a_per_epoch_single_objective(capsys) -> None:
-    sched, asha = make_scheduler(INFO, 5)
+    sched, asha = make_scheduler(StudyInfo.from_dict(INFO), 5)
     assert isinstance(sched, SeededASHA) and asha is sched
     multi = {
         **INFO,
         "objectives": [*INFO["objectives"], {"metric": "aromatic_corr", "mode": "max"}],
     }
-    sched, asha = make_scheduler(multi, 5)
+    sched, asha = make_scheduler(StudyInfo.from_dict(multi), 5)
     assert isinstance(sched, FIFOScheduler) and asha is None
     assert "multi-objective study runs trials to completion" in capsys.readouterr().err

@@ -18,6 +18,7 @@ import torch
 from revstudy.data.dataset import read_dataset
 from revstudy.study.spaces import load_space
 from revstudy.study.trial import TrialAbandoned, train_trial
+from revstudy.study.trial_context import TrialContext
 from revstudy.studyfolder import FINAL_KEY, STATE_FILE
 
 SPACE = "fixed: {blocks: [1, 1, 1, 1, 1], hidden_ratio: 0.25, cd_draws: 1, epochs: 4}\n"
@@ -26,19 +27,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _run(study: Path, csv: Path, space: Path, reports: list[dict[str, Any]], **more: Any) -> None:
     torch.set_num_threads(1)
-    train_trial(
-        {},
-        space=load_space(str(space)),
-        dataset=read_dataset(csv),
-        study=study,
-        trial_id="t1",
-        repeats=2,
-        seed=3,
-        objectives=["f1_macro_skill"],
-        report=reports.append,
-        threads=1,
-        **more,
-    )
+    train_trial({}, _context(study, csv, space, **more), "t1", report=reports.append)
+
+
+def _context(study: Path, csv: Path, space: Path, **more: Any) -> TrialContext:
+    """The context a study hands its trials: 2 repeats, seed 3, one thread."""
+    return TrialContext(
+        study=study, space=load_space(str(space)), dataset=read_dataset(csv), repeats=2,
+        seed=3, objectives=("f1_macro_skill",), threads=1, **more,
+    )  # fmt: skip
 
 
 def _without(d: dict[str, Any], keys: set[str]) -> dict[str, Any]:
@@ -67,6 +64,7 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(
         from revstudy.data.dataset import read_dataset
         from revstudy.study.spaces import load_space
         from revstudy.study.trial import TrialAbandoned, train_trial
+        from revstudy.study.trial_context import TrialContext
 
         def report(m):
             if m["epoch"] == 2:  # its checkpoint is on disk: now die mid-training
@@ -74,10 +72,11 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(
                 time.sleep(600)
 
         torch.set_num_threads(1)
-        train_trial({{}}, space=load_space({str(space)!r}),
-                    dataset=read_dataset({str(synthetic_csv)!r}), study=Path({str(killed)!r}),
-                    trial_id="t1", repeats=2, seed=3, objectives=["f1_macro_skill"],
-                    report=report, threads=1)
+        context = TrialContext(
+            study=Path({str(killed)!r}), space=load_space({str(space)!r}),
+            dataset=read_dataset({str(synthetic_csv)!r}), repeats=2, seed=3,
+            objectives=("f1_macro_skill",), threads=1)
+        train_trial({{}}, context, "t1", report=report)
         """
     )
     proc = subprocess.Popen(
@@ -187,11 +186,7 @@ def test_a_checkpoint_from_a_gpu_node_resumes_on_a_cpu_node_and_says_so(
 
     study = tmp_path / "s"
     with pytest.raises(KeyboardInterrupt):
-        train_trial(
-            {}, space=load_space(str(space)), dataset=read_dataset(synthetic_csv), study=study,
-            trial_id="t1", repeats=2, seed=3, objectives=["f1_macro_skill"],
-            report=_StopAfter(2), threads=1,
-        )  # fmt: skip
+        train_trial({}, _context(study, synthetic_csv, space), "t1", report=_StopAfter(2))
     ckpt = study / "trials" / "t1" / STATE_FILE
     state = load_checkpoint(ckpt)
     for s in state["trainers"]:  # as a CUDA trainer writes it (issue #23.2)

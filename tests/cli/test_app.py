@@ -1,4 +1,5 @@
-"""Small things a user hits first (issue 12, point 7): each checked."""
+"""The command line as a whole (revstudy.cli.app): help texts and their defaults, and the
+small things a user hits first (issue 12, point 7), each checked."""
 
 from __future__ import annotations
 

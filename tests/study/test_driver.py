@@ -1,4 +1,5 @@
-"""End-to-end studies on Ray in subprocesses (as a user runs them). Slow: run in CI."""
+"""The driver (revstudy.study.driver) end to end: studies on Ray in subprocesses, as a user
+runs them (launch, resume, relaunch, failures). Slow: run in CI."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from revstudy.study.search import UNSTARTED_ATTR
+from revstudy.study.optuna_store import UNSTARTED_ATTR
 from tests.conftest import synthetic_rows, write_csv
 
 pytestmark = pytest.mark.slow
@@ -208,7 +209,7 @@ def test_sigkill_mid_training_then_resume(tmp_path: Path, data: Path) -> None:
     study = optuna.load_study(study_name="k", storage=f"sqlite:///{storage / 'k' / 'optuna.db'}")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     # a kill between Optuna's ask and the trial's folder id leaves one more Optuna trial,
-    # which resume marks failed and never started (revstudy.study.search.discard_unstarted)
+    # which resume marks failed and never started (revstudy.study.optuna_store.discard_unstarted)
     others = [t for t in study.trials if t.state.name != "COMPLETE"]
     assert len(complete) == 6, [(t.number, t.state.name) for t in study.trials]
     assert all(t.state.name == "FAIL" and t.user_attrs.get(UNSTARTED_ATTR) for t in others), [

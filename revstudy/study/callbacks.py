@@ -1,4 +1,5 @@
-"""The driver-side bookkeeping of a study's trials, as Ray reports them.
+"""Ray Tune's callback and stopper of a driver run: the driver-side records of a study's
+trials, as Ray reports them.
 
 `StudyCallback` is a Ray Tune callback: it writes each trial's `trial.json` (Optuna number,
 params, baseline flag), refreshes the tidy tables as trials report and end, removes a
@@ -18,6 +19,7 @@ from ray import tune
 from revstudy.files import read_json, write_json_atomic
 from revstudy.study.devices import trial_device
 from revstudy.study.live_panel import LivePanel, short
+from revstudy.study.optuna_store import RAY_ID_ATTR
 from revstudy.study.records import refresh_tables
 from revstudy.study.spaces import SearchSpace, baseline_params
 from revstudy.studyfolder import (
@@ -32,6 +34,7 @@ from revstudy.studyfolder import (
     public_params,
     trial_dir,
 )
+from revstudy.studyinfo import StudyInfo
 
 
 class StudyStopper(tune.Stopper):
@@ -57,7 +60,7 @@ class StudyCallback(tune.Callback):
     def __init__(
         self,
         study: Path,
-        info: dict[str, Any],
+        info: StudyInfo,
         stopper: StudyStopper,
         live: bool = True,
         done_before: int = 0,
@@ -68,8 +71,8 @@ class StudyCallback(tune.Callback):
         self.trials: dict[str, Any] = {}
         self.panel = LivePanel(info, live=live, done_before=done_before)
         self._last_refresh = 0.0
-        self._space = SearchSpace.from_info(info["space"])
-        self._baseline = baseline_params(self._space) if info.get("baseline") else None
+        self._space = SearchSpace.from_info(info.space)
+        self._baseline = baseline_params(self._space) if info.baseline else None
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles run configs (tuner.pkl): leave out the terminal and live trials."""
@@ -106,11 +109,11 @@ class StudyCallback(tune.Callback):
         import optuna
 
         try:
-            s = optuna.load_study(study_name=self.info["name"], storage=optuna_url(self.study))
+            s = optuna.load_study(study_name=self.info.optuna_name, storage=optuna_url(self.study))
         except Exception:
             return None
         for t in reversed(s.get_trials(deepcopy=False)):
-            if t.user_attrs.get("ray_trial_id") == trial_id:
+            if t.user_attrs.get(RAY_ID_ATTR) == trial_id:
                 return int(t.number)
         return None
 
@@ -131,7 +134,7 @@ class StudyCallback(tune.Callback):
                 "number": self._optuna_number(rid),
                 "params": params,
                 "is_baseline": self._baseline is not None and params == self._baseline,
-                "device": trial_device(float(self.info.get("gpus_per_trial") or 0)),
+                "device": trial_device(self.info.gpus_per_trial),
             },
         )
 
@@ -156,7 +159,7 @@ class StudyCallback(tune.Callback):
         result = trial.last_result or {}
         state = "COMPLETED" if result.get(FINAL_KEY) else "STOPPED_EARLY"
         stopped = state == "STOPPED_EARLY"
-        problem = numerical_problem(result, tuple(o["metric"] for o in self.info["objectives"]))
+        problem = numerical_problem(result, tuple(self.info.metrics))
         if problem is not None:
             state = "DIVERGED"
         if stopped:  # Ray ends a trial unfinished only when its scheduler
@@ -172,7 +175,7 @@ class StudyCallback(tune.Callback):
         metric = self.panel.metric
         self.panel.say(
             f"trial {rid} {state.lower()}: {metric}={short(result.get(metric))} "
-            f"[{self.panel.done}/{self.info['num_samples']}]"
+            f"[{self.panel.done}/{self.info.num_samples}]"
             + (f" ({problem}; never ranked)" if problem else ""),
             self.trials,
         )

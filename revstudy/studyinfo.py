@@ -1,0 +1,282 @@
+"""study.json as one typed document: built once at launch, read once, passed to the engine.
+
+Every setting a study records is a field of `StudyInfo` with its type, its range and a
+comment, so the driver, the Optuna store, the scheduler, the trials and the readers use
+attributes mypy follows instead of indexing a dict. `read_study` is the one reader: a
+missing, truncated, hand-edited or foreign file is a one-line error naming the file and the
+field, before anything starts; a run (`for_run=True`) needs every setting, a reader (status,
+report, export) only the name and objectives, so an older study still reads.
+
+Standard library only, beside `studyfolder`: `analysis` imports it without torch or ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from revstudy.errors import RevstudyError
+from revstudy.files import UnsafeFileError, read_regular
+from revstudy.studyfolder import STUDY_FILE, Objective
+
+__all__ = [
+    "RUN_FIELDS",
+    "STUDY_ID_ATTR",
+    "DataRecord",
+    "StudyInfo",
+    "foreign_database",
+    "read_study",
+]
+
+# the user attribute of a study's Optuna study that holds study.json's `study_id`
+STUDY_ID_ATTR = "revstudy_study_id"
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The data file a study trains on, pinned by its hash: resume refuses another file."""
+
+    path: str  # absolute path at launch
+    sha256: str  # of the file's bytes
+    rows: int | None = None  # rows read at launch (shown, never trusted)
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """study.json. A field left at its default was not recorded (an older study, or a
+    reader that needs only the name and objectives); `read_study(for_run=True)` refuses
+    a study that lacks one a run needs (`RUN_FIELDS`)."""
+
+    name: str  # the study's name, its folder's name at launch
+    objectives: tuple[Objective, ...]  # what trials are ranked by; the first drives ASHA
+    space: dict[str, Any] = field(default_factory=dict)  # SearchSpace.to_dict() at launch
+    sampler: str = ""  # Optuna sampler: tpe, random, gp, nsga2, qmc
+    scheduler: str = ""  # asha or none
+    seed: int = 0  # sampler and training seed
+    num_samples: int = 0  # trials asked for; only grows (resume, launch --name)
+    repeats: int = 1  # seeded train/val splits per trial
+    max_concurrent: int = 0  # trials at a time; 0: as many as the resources allow
+    cpus_per_trial: float = 1.0  # CPUs a trial reserves (= its torch threads)
+    gpus_per_trial: float = 0.0  # GPU share a trial reserves; 0: runs on CPU
+    time_budget_s: float | None = None  # wall time over all driver runs; None: unbounded
+    test_fraction: float | None = None  # held-out test share the trials keep aside
+    baseline: bool = False  # the paper's configuration runs as the first trial
+    max_failures: int = 0  # Ray retries of a trial after an error (0 in older studies)
+    data: DataRecord | None = None  # the data file, pinned by its hash
+    optuna_study_name: str = ""  # the study's name inside optuna.db ("": `name`)
+    optuna_storage: str = ""  # optuna.db's URL at launch (informational)
+    study_id: str = ""  # written in optuna.db too: a foreign database is refused
+    created: str = ""  # ISO time of launch
+    versions: dict[str, str] = field(default_factory=dict)  # revstudy, ray, optuna, torch
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
+
+    @property
+    def metrics(self) -> list[str]:
+        """The objectives' metric names, first first."""
+        return [o.metric for o in self.objectives]
+
+    @property
+    def optuna_name(self) -> str:
+        """The study's name inside optuna.db."""
+        return self.optuna_study_name or self.name
+
+    @property
+    def data_file(self) -> DataRecord:
+        """The data file, or a one-line error for a study that never recorded one."""
+        if self.data is None:
+            raise RevstudyError(f"study {self.name}: study.json records no data file")
+        return self.data
+
+    def replace(self, **changes: Any) -> StudyInfo:
+        """A copy with `changes` (the document is frozen: one writer, no stray edits)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document written as study.json (unknown keys kept as read)."""
+        doc: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                continue
+            if f.name == "objectives":
+                value = [{"metric": o.metric, "mode": o.mode} for o in value]
+            elif f.name == "data":
+                value = None if value is None else dataclasses.asdict(value)
+            doc[f.name] = value
+        return {**self.extra, **doc}
+
+    @classmethod
+    def from_dict(
+        cls, doc: Any, source: str | Path = STUDY_FILE, *, for_run: bool = False
+    ) -> StudyInfo:
+        """Checked: every field present is of its type and range, and the name and
+        objectives (for a run, every `RUN_FIELDS`) are present; otherwise a one-line
+        `RevstudyError` naming `source` and the field."""
+        if not isinstance(doc, dict):
+            raise RevstudyError(f"{source}: damaged or foreign, not a JSON object")
+        need = RUN_FIELDS if for_run else ("name", "objectives")
+        missing = [k for k in need if doc.get(k) is None]
+        if missing:
+            raise RevstudyError(f"{source}: damaged or foreign, lacks {', '.join(missing)}")
+        values: dict[str, Any] = {}
+        for name, check in _CHECKS.items():
+            if doc.get(name) is not None:
+                values[name] = check(doc[name], _Field(source, name, doc[name], for_run))
+        known = {f.name for f in dataclasses.fields(cls)}
+        values["extra"] = {k: v for k, v in doc.items() if k not in known}
+        return cls(**values)
+
+
+def read_study(study: Path, *, for_run: bool = False) -> StudyInfo:
+    """The study folder's study.json (`StudyInfo.from_dict`'s checks): one-line errors for
+    a missing, linked, truncated or foreign file."""
+    path = study / STUDY_FILE
+    try:
+        doc = json.loads(read_regular(path))  # no link, FIFO or device; bounded size
+    except FileNotFoundError:
+        raise RevstudyError(f"no study at {study} (no study.json; see `revstudy list`)") from None
+    except UnsafeFileError as e:
+        raise RevstudyError(f"{e} (a study.json must be a plain file)") from None
+    except (OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RevstudyError(f"{path}: damaged, not valid JSON ({first})") from None
+    return StudyInfo.from_dict(doc, path, for_run=for_run)
+
+
+def foreign_database(ostudy: Any, info: StudyInfo) -> str | None:
+    """Why the Optuna study loaded from a study's optuna.db is another study's ("belongs to
+    another study …"; launch writes one id into study.json and the database), or None when
+    it is this one's or the study predates the id."""
+    if not info.study_id:
+        return None
+    got = ostudy.user_attrs.get(STUDY_ID_ATTR)
+    if got == info.study_id:
+        return None
+    return (
+        f"belongs to another study (its id {str(got)[:40]!r}, study.json says "
+        f"{info.study_id[:40]!r}); restore this study's own optuna.db"
+    )
+
+
+# -- field checks ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Field:
+    """One field being read, for the error that names it."""
+
+    source: str | Path
+    name: str
+    value: Any
+    for_run: bool  # a driver run reads it: no lenience for older readers
+
+    def bad(self, want: str) -> RevstudyError:
+        v = self.value
+        shown = repr(v) if isinstance(v, float) else json.dumps(v, default=str)[:60]
+        return RevstudyError(f"{self.source}: {self.name} is {shown}, expected {want}")
+
+
+def _text(v: Any, f: _Field) -> str:
+    if not isinstance(v, str):
+        raise f.bad("a string")
+    return v
+
+
+def _integer(low: int) -> Any:
+    def check(v: Any, f: _Field) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise f.bad(f"an integer >= {low}")
+        return v
+
+    return check
+
+
+def _number(low: float, high: float) -> Any:
+    def check(v: Any, f: _Field) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
+            raise f.bad(f"a number in [{low:g}, {high:g}]")
+        return float(v)
+
+    return check
+
+
+def _flag(v: Any, f: _Field) -> bool:
+    if not isinstance(v, bool):
+        raise f.bad("true or false")
+    return v
+
+
+def _mapping(v: Any, f: _Field) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise f.bad("a mapping")
+    return v
+
+
+def _objectives(v: Any, f: _Field) -> tuple[Objective, ...]:
+    if not isinstance(v, list) or not v:
+        raise f.bad("a non-empty list of {metric, mode}")
+    out = []
+    for o in v:
+        ok = isinstance(o, dict) and isinstance(o.get("metric"), str) and o["metric"]
+        # launch writes both; a reader takes a missing mode as max, a run refuses it
+        modes = ("max", "min") if f.for_run else ("max", "min", None)
+        if not ok or o.get("mode") not in modes:
+            raise f.bad("entries like {metric: f1_macro_skill, mode: max}")
+        out.append(Objective(o["metric"], "min" if o.get("mode") == "min" else "max"))
+    return tuple(out)
+
+
+def _data(v: Any, f: _Field) -> DataRecord:
+    ok = isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("sha256"), str)
+    rows = v.get("rows") if isinstance(v, dict) else None
+    if not ok or not (rows is None or (isinstance(rows, int) and not isinstance(rows, bool))):
+        raise f.bad("a mapping with path and sha256 strings")
+    return DataRecord(v["path"], v["sha256"], rows)
+
+
+def _versions(v: Any, f: _Field) -> dict[str, str]:
+    if not isinstance(v, dict):
+        raise f.bad("a mapping of package versions")
+    return {str(k): str(x) for k, x in v.items()}
+
+
+_CHECKS: dict[str, Any] = {
+    "name": _text,
+    "objectives": _objectives,
+    "space": _mapping,
+    "sampler": _text,
+    "scheduler": _text,
+    "seed": _integer(0),
+    "num_samples": _integer(1),
+    "repeats": _integer(1),
+    "max_concurrent": _integer(0),
+    "cpus_per_trial": _number(1e-3, 1024),
+    "gpus_per_trial": _number(0, 1),
+    "time_budget_s": _number(1e-3, 1e9),
+    "test_fraction": _number(0, 0.9),
+    "baseline": _flag,
+    "max_failures": _integer(0),
+    "data": _data,
+    "optuna_study_name": _text,
+    "optuna_storage": _text,
+    "study_id": _text,
+    "created": _text,
+    "versions": _versions,
+}
+# what a driver run reads: a study lacking one cannot continue (the others are optional:
+# older studies did not record them, and their defaults are what those studies ran with)
+RUN_FIELDS = (
+    "name",
+    "space",
+    "objectives",
+    "num_samples",
+    "data",
+    "sampler",
+    "scheduler",
+    "seed",
+    "repeats",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "baseline",
+)

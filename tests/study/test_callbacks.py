@@ -1,0 +1,90 @@
+"""Ray Tune's callback of a driver run (revstudy.study.callbacks), fed fake Ray trials: the
+records it writes as trials start and end, the verdict it gives, the stopper's counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import optuna
+import pytest
+
+from revstudy.study.callbacks import StudyCallback, StudyStopper, record_id
+from revstudy.study.optuna_store import RAY_ID_ATTR
+from revstudy.study.spaces import load_space
+from revstudy.studyfolder import FINAL_KEY, STATE_FILE, STOPPED_FILE, TRIAL_KEY, Objective
+from revstudy.studyinfo import StudyInfo
+
+SPACE = "fixed: {epochs: 3}\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+
+
+@pytest.fixture
+def callback(tmp_path: Path) -> StudyCallback:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    space = load_space(str(tmp_path / "space.yaml"))
+    info = StudyInfo(
+        "s1", (Objective("f1_macro_skill"),), space=space.to_dict(), num_samples=4,
+        gpus_per_trial=0.0,
+    )  # fmt: skip
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ostudy = optuna.create_study(study_name="s1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    for rid in ("r0", "r1"):
+        ostudy.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+        ostudy.trials[-1]
+        ostudy._storage.set_trial_user_attr(ostudy.trials[-1]._trial_id, RAY_ID_ATTR, rid)
+    return StudyCallback(tmp_path, info, StudyStopper(2), live=False)
+
+
+def _trial(trial_id: str, last: dict[str, Any] | None = None, **config: Any) -> Any:
+    return SimpleNamespace(
+        trial_id=trial_id, config={"lr": 1e-3, **config}, status="RUNNING", last_result=last
+    )
+
+
+def test_a_started_trial_gets_its_trial_json(callback: StudyCallback) -> None:
+    callback.on_trial_start(0, [], _trial("r1"))
+    doc = json.loads((callback.study / "trials" / "r1" / "trial.json").read_text())
+    assert (doc["number"], doc["params"], doc["device"]) == (1, {"lr": 1e-3}, "cpu")
+    assert doc["config"]["epochs"] == 3 and doc["config"]["lr"] == 1e-3
+    assert doc["is_baseline"] is False
+
+
+def test_a_continued_trial_keeps_its_folder_id() -> None:
+    assert record_id(_trial("new-ray-id", **{TRIAL_KEY: "r0"})) == "r0"
+    assert record_id(_trial("r5")) == "r5"
+
+
+def test_a_trial_stopped_by_the_scheduler_is_recorded_and_its_checkpoint_removed(
+    callback: StudyCallback,
+) -> None:
+    trial = _trial("r0", {"epoch": 1, "f1_macro_skill": 0.1})
+    callback.on_trial_start(0, [], trial)
+    folder = callback.study / "trials" / "r0"
+    (folder / STATE_FILE).write_bytes(b"checkpoint")
+    callback.on_trial_complete(0, [], trial)
+    assert not (folder / STATE_FILE).exists()
+    assert json.loads((folder / STOPPED_FILE).read_text()) == {"epoch": 1, "by": "scheduler"}
+    assert callback.panel.counts["STOPPED_EARLY"] == 1 and callback.stopper.succeeded == 1
+    assert (callback.study / "trials.parquet").is_file()  # tables refreshed at once
+
+
+def test_a_finished_trial_with_broken_figures_is_diverged(callback: StudyCallback) -> None:
+    last = {"epoch": 3, FINAL_KEY: 1, "f1_macro_skill": 0.2, "inv_error_max": 2382.0}
+    trial = _trial("r1", last)
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_complete(0, [], trial)
+    assert callback.panel.counts["DIVERGED"] == 1
+    assert not (callback.study / "trials" / "r1" / STOPPED_FILE).exists()  # it ran to the end
+
+
+def test_failures_count_towards_stopping_the_study(callback: StudyCallback) -> None:
+    for rid in ("r0", "r1"):
+        trial = _trial(rid)
+        trial.status = "ERROR"
+        callback.on_trial_start(0, [], trial)
+        callback.on_trial_error(0, [], trial)
+    assert callback.stopper.failed == 2 and callback.stopper.stop_all()
+    states = callback.ray_states()
+    assert states["r0"]["status"] == "ERROR" and states["r0"]["config"] == {"lr": 1e-3}
