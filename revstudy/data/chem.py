@@ -1,7 +1,8 @@
 """Carbon skeletons ↔ RDKit molecules, and building the paper's CSV from an nmrshiftdb2 SD dump.
 
-RDKit is an optional extra (`revstudy[chem]`), so it is imported only when a function here
-runs; a missing RDKit is a user-fixable `RevstudyError`, not an ImportError trace.
+RDKit is a core dependency, imported only when a function here runs (the CLI and the
+reports start without it); an environment that lacks it gets a user-fixable
+`RevstudyError`, not an ImportError trace.
 
 SMILES and grids are read and checked in one place: `hydrocarbon_from_smiles` and
 `hydrocarbon_from_grid` (and `smiles_to_grid`, `grid_to_smiles` built on them).
@@ -61,7 +62,7 @@ def require_rdkit(what: str) -> ModuleType:
     try:
         from rdkit import Chem
     except ImportError as e:
-        raise RevstudyError(f"RDKit is needed for {what}: pip install 'revstudy[chem]'") from e
+        raise RevstudyError(f"RDKit is needed for {what}: pip install rdkit") from e
     return Chem
 
 

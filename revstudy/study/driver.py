@@ -44,6 +44,7 @@ from revstudy.study.optuna_store import (
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
 from revstudy.study.records import (
     drop_finished_checkpoints,
+    read_epochs,
     refresh_tables,
     remove_stale_temps,
 )
@@ -265,6 +266,7 @@ def _run(
     Launch and resume are the same run: nothing of an earlier driver's Ray state is read
     (no `Tuner.restore`, no unpickling); the Optuna database and the trial folders are the
     whole state of a study (docs/study-dir.md)."""
+    # these import Ray, which `ray_init` configures before Ray is first imported
     from revstudy.study.callbacks import StudyCallback, StudyStopper
 
     ostudy = open_optuna(study, info)
@@ -295,7 +297,7 @@ def _search(
 ) -> tuple[Any, Any]:
     """The searcher (Optuna's trials to continue, then new ones) and the scheduler (ASHA,
     its rungs seeded with the continued trials' epochs so far)."""
-    from revstudy.study.records import read_epochs
+    # these import Ray, which `ray_init` configures before Ray is first imported
     from revstudy.study.scheduling import epoch_history, make_scheduler
     from revstudy.study.search import StudySearcher
 

@@ -75,7 +75,7 @@ def test_failed_trials_are_recorded_and_the_study_completes(tmp_path: Path, data
     res = _cli(
         *_launch_args(space, data, tmp_path / "st", "faulty"),
         "--num-samples",
-        "10",
+        "6",
         "--sampler",
         "random",
         "--no-baseline",
@@ -84,18 +84,29 @@ def test_failed_trials_are_recorded_and_the_study_completes(tmp_path: Path, data
     )
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "st" / "faulty" / "trials.parquet")
-    assert len(trials) == 10
+    assert len(trials) == 6
     failed = trials[trials.state == "FAILED"]
     reasons = " ".join(failed.failure_reason)
     assert "NonFiniteLossError" in reasons and "no training or no validation rows" in reasons
     assert (trials.state == "COMPLETED").sum() >= 1
     s = _status(tmp_path / "st", "faulty")
-    assert s["trials"] == 10 and s["by_state"]["FAILED"] == len(failed)
-    study = optuna.load_study(
-        study_name="faulty", storage=f"sqlite:///{tmp_path / 'st' / 'faulty' / 'optuna.db'}"
-    )
-    states = [t.state.name for t in study.trials]
+    assert s["trials"] == 6 and s["by_state"]["FAILED"] == len(failed)
+    storage = f"sqlite:///{tmp_path / 'st' / 'faulty' / 'optuna.db'}"
+    states = [t.state.name for t in optuna.load_study(study_name="faulty", storage=storage).trials]
     assert states.count("FAIL") == len(failed) and "RUNNING" not in states
+
+    # --retry-failed runs each failure again in its own folder (Optuna refuses to update a
+    # finished trial: the retry names the trial it retries); they fail the same way, and the
+    # study still counts six trials
+    res = _cli("resume", "faulty", "--storage", str(tmp_path / "st"), "--retry-failed")
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = pd.read_parquet(tmp_path / "st" / "faulty" / "trials.parquet")
+    assert sorted(again.trial_id) == sorted(trials.trial_id)
+    assert (again.state == "FAILED").sum() == len(failed)
+    trials_db = optuna.load_study(study_name="faulty", storage=storage).trials
+    retried = [t.user_attrs.get("revstudy_retry_of") for t in trials_db[6:]]
+    assert sorted(retried) == sorted(int(n) for n in failed.number)
+    assert _status(tmp_path / "st", "faulty")["trials"] == 6
 
 
 def test_all_failed_study_stops_with_a_summary(tmp_path: Path, data: Path) -> None:
