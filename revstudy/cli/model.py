@@ -309,7 +309,7 @@ def reference(
     from revstudy.data.fetch import cache_dir, resolve_data
     from revstudy.errors import RevstudyError
     from revstudy.files import write_json_atomic
-    from revstudy.studyfolder import find_study
+    from revstudy.studyfolder import REFERENCE_FILE, find_study
     from revstudy.studyinfo import read_study
     from revstudy.training.reference import run_reference
     from revstudy.training.runs import aggregate
@@ -351,8 +351,8 @@ def reference(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if folder is not None:
-        write_json_atomic(folder / "reference.json", doc)
-        console.print(f"wrote {folder / 'reference.json'} (the report shows it)")
+        write_json_atomic(folder / REFERENCE_FILE, doc)
+        console.print(f"wrote {folder / REFERENCE_FILE} (the report shows it)")
     if as_json:
         _print_json(doc)
         return

@@ -86,8 +86,9 @@ def prediction_batches(
         for label, item in items[start : start + size]:
             try:
                 grid, smiles = _read(item)
-            except RevstudyError as e:
-                rows.append({"input": label, "error": str(e)})
+            except RevstudyError as e:  # the row names its input: no second copy of it
+                why = str(e).removeprefix(f"SMILES {item!r}: ")
+                rows.append({"input": label, "error": why})
                 continue
             rows.append({"input": label, "smiles": smiles})
             grids.append(grid)
