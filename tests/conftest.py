@@ -72,3 +72,26 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REVSTUDY_CACHE_DIR", str(cache))
     monkeypatch.delenv("REVSTUDY_OFFLINE", raising=False)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, its training CSV) of a tiny model on 60 synthetic rows, trained once for
+    the session (the model commands and their API read it; none writes into it)."""
+    import torch
+
+    from revstudy.data.dataset import read_dataset
+    from revstudy.training.config import TrialConfig
+    from revstudy.training.runs import train_repeats, write_run
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    csv = write_csv(root / "data.csv", synthetic_rows(60))
+    ds = read_dataset(csv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tiny = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
+    try:
+        write_run(root / "run", train_repeats(tiny, ds), ds, "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run", csv

@@ -15,7 +15,6 @@ import revstudy
 import revstudy.api
 from revstudy.errors import RevstudyError
 from revstudy.files import json_safe
-from tests.conftest import synthetic_rows, write_csv
 
 runner = CliRunner()
 
@@ -100,22 +99,10 @@ def test_the_api_refuses_bad_arguments_as_the_cli_does(call: Any, needle: str) -
 # -- export, evaluate, predict, elucidate: the CLI's data, from one implementation ----------
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(run folder, its training CSV) of a tiny model, trained once for the module (~2 s)."""
-    import torch
-
-    from revstudy.data.dataset import read_dataset
-    from revstudy.training.config import TrialConfig
-    from revstudy.training.runs import train_repeats, write_run
-
-    root = tmp_path_factory.mktemp("api-model")
-    csv = write_csv(root / "data.csv", synthetic_rows(60))
-    ds = read_dataset(csv)
-    torch.set_num_threads(1)
-    tiny = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
-    write_run(root / "run", train_repeats(tiny, ds), ds, "cpu")
-    return root / "run", csv
+@pytest.fixture
+def run_dir(tiny_run: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The session's tiny model (tests/conftest.py) and its training CSV."""
+    return tiny_run
 
 
 def _cli_json(*args: str, code: int = 0) -> Any:

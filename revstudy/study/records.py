@@ -39,21 +39,6 @@ __all__ = [
     "write_parquet_atomic",
 ]
 
-RUN_KEYS = (
-    "name",
-    "space",
-    "objectives",
-    "num_samples",
-    "data",
-    "sampler",
-    "scheduler",
-    "seed",
-    "repeats",
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "baseline",
-)
-
 
 def append_epochs(study: Path, trial_id: str, rows: list[dict[str, Any]]) -> None:
     """Append rows with one `write` on an O_APPEND descriptor, so a kill leaves whole lines.

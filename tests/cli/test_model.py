@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from revstudy.cli.app import app
 from revstudy.data.dataset import read_dataset
 from revstudy.training.config import TrialConfig
-from revstudy.training.runs import train_repeats, write_run
 from tests.conftest import synthetic_rows, write_csv
 
 pytest.importorskip("rdkit.Chem")
@@ -22,15 +21,10 @@ runner = CliRunner()
 TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(run folder, its training CSV), trained once for the module."""
-    root = tmp_path_factory.mktemp("model")
-    csv = write_csv(root / "data.csv", synthetic_rows(60))
-    ds = read_dataset(csv)
-    torch.set_num_threads(1)
-    write_run(root / "run", train_repeats(TINY, ds), ds, "cpu")
-    return root / "run", csv
+@pytest.fixture
+def run_dir(tiny_run: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The session's tiny model (tests/conftest.py) and its training CSV."""
+    return tiny_run
 
 
 def _ok(args: list[str]) -> str:
