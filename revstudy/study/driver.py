@@ -29,6 +29,7 @@ from revstudy.study.devices import default_gpu_share
 from revstudy.study.options import (
     LaunchOptions,
     check_address,
+    check_objectives,
     parse_objectives,
     relaunch_changes,
 )
@@ -225,7 +226,7 @@ def resume(
         check_address(address)
     study = find_study(name, storage)
     info = read_study(study, for_run=True)  # every field typed, before anything starts
-    parse_objectives([f"{o.metric}:{o.mode}" for o in info.objectives], f"{study / STUDY_FILE}")
+    check_objectives(list(info.objectives), f"{study / STUDY_FILE}")
     space = SearchSpace.from_info(info.space)
     dataset = read_dataset(info.data_file.path)
     if dataset.sha256 != info.data_file.sha256:

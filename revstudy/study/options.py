@@ -24,6 +24,7 @@ __all__ = [
     "SCHEDULERS",
     "LaunchOptions",
     "check_address",
+    "check_objectives",
     "parse_duration",
     "parse_objectives",
     "relaunch_changes",
@@ -216,15 +217,20 @@ def parse_objectives(specs: list[str], flag: str = "--objectives") -> list[Objec
     """['f1_macro_skill:max', 'inv_error_max:min'] → [Objective], each parsed by the one
     parser (`studyfolder.parse_objective`), then checked: known metrics, none twice; errors
     name `flag` (the option, or the study.json a resume reads them from)."""
-    out = [parse_objective(spec, flag) for spec in specs]
-    for o in out:
+    return check_objectives([parse_objective(spec, flag) for spec in specs], flag)
+
+
+def check_objectives(objectives: list[Objective], flag: str) -> list[Objective]:
+    """`objectives` if each names a known metric, none twice; else a one-line error naming
+    `flag` (launch's option, or the study.json a resume reads them from)."""
+    for o in objectives:
         if o.metric not in KNOWN_METRICS:
             raise RevstudyError(
                 f"{flag}: unknown metric {o.metric!r}; choose from {', '.join(KNOWN_METRICS)}"
             )
-    if len({o.metric for o in out}) != len(out):
+    if len({o.metric for o in objectives}) != len(objectives):
         raise RevstudyError(f"{flag}: a metric is named twice")
-    return out
+    return objectives
 
 
 def parse_duration(text: str) -> float:
