@@ -224,8 +224,8 @@ def evaluate(model: str | Path, data: str | Path, *, split: str = "all") -> dict
     from revstudy.data.dataset import read_dataset
     from revstudy.training.saved import evaluate_split, load_model
 
-    folder, path, rows = _text(model, "model"), _text(data, "data"), _text(split, "split")
-    return evaluate_split(load_model(folder), read_dataset(path), rows)
+    folder, path, part = _text(model, "model"), _text(data, "data"), _text(split, "split")
+    return evaluate_split(load_model(folder), read_dataset(path), part)
 
 
 def predict(
