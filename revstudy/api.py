@@ -218,14 +218,19 @@ def _model(model: Any) -> SavedModel:
     return saved
 
 
-def evaluate(model: str | Path, data: str | Path, *, split: str = "all") -> dict[str, Any]:
+def evaluate(
+    model: str | Path, data: str | Path | None = None, *, split: str = "all"
+) -> dict[str, Any]:
     """Every metric of a saved model on the `split` rows (all, or the train/val/test split it
-    was trained with) of a data file: what `revstudy evaluate --json` prints."""
+    was trained with) of a data file (default: the one it was trained on, as `revstudy
+    evaluate`): what `revstudy evaluate --json` prints."""
     from revstudy.data.dataset import read_dataset
-    from revstudy.training.saved import evaluate_split, load_model
+    from revstudy.training.saved import evaluate_split, load_model, model_data
 
-    folder, path, part = _text(model, "model"), _text(data, "data"), _text(split, "split")
-    return evaluate_split(load_model(folder), read_dataset(path), part)
+    folder, given, part = _text(model, "model"), _path_or_none(data, "data"), _text(split, "split")
+    saved = load_model(folder)
+    path, _ = model_data(saved, given)
+    return evaluate_split(saved, read_dataset(path), part)
 
 
 def predict(

@@ -67,10 +67,11 @@ def synthetic_csv(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data cache folder (REVSTUDY_CACHE_DIR), online."""
+    """A fresh data cache folder (REVSTUDY_CACHE_DIR), online, no $REVSTUDY_DATA."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("REVSTUDY_CACHE_DIR", str(cache))
     monkeypatch.delenv("REVSTUDY_OFFLINE", raising=False)
+    monkeypatch.delenv("REVSTUDY_DATA", raising=False)
     return cache
 
 

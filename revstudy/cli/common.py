@@ -8,9 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from revstudy.errors import RevstudyError
+
+
+def message_console() -> Console:
+    """Where the CLI's messages go: stderr, never wrapped by Rich, so a path or a phrase
+    reaches the terminal whole (copyable) at any width. Tables and progress bars keep
+    their own consoles: they are laid out to a width."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

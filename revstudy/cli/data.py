@@ -39,6 +39,14 @@ def fetch_cmd(
     sha256: Annotated[
         str | None, typer.Option("--sha256", help="Expected sha256 (hex) of --url.")
     ] = None,
+    from_copy: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Cache this local copy of the public file instead of downloading (offline "
+            "machines); its sha256 must match.",
+        ),
+    ] = None,
 ) -> None:
     """Download the paper's public CSV, verify its sha256 and print where it is."""
     from revstudy.data import fetch as fetch_mod
@@ -46,6 +54,11 @@ def fetch_cmd(
     with user_errors():
         if (url is None) != (sha256 is None):
             raise RevstudyError("--url and --sha256 go together: a download must be verifiable")
+        if from_copy is not None:
+            if url is not None or dest is not None:
+                raise RevstudyError("--from caches a copy: it takes no --url or --dest")
+            print(fetch_mod.install_copy(from_copy))
+            return
         path = fetch_mod.fetch(
             dest,
             url=url or fetch_mod.DEFAULT_URL,

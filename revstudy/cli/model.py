@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from revstudy.cli.common import user_errors
+from revstudy.cli.common import message_console, user_errors
 
-console = Console(stderr=True)
+console = message_console()
 ModelOpt = Annotated[Path, typer.Option("--model", help="run folder written by `revstudy train`")]
 
 
@@ -71,9 +71,29 @@ def export(
         )
 
 
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV in the paper's format (default: the file the model was trained on, else "
+        "$REVSTUDY_DATA, else the cached public file)",
+        show_default=False,
+    ),
+]
+
+
+def _model_data(saved: Any, data: Path | None) -> Path:
+    """The data file for a model command, saying on stderr which one when not given."""
+    from revstudy.training.saved import model_data
+
+    path, why = model_data(saved, data)
+    if why is not None:
+        console.print(f"data: {path} ({why})", highlight=False)
+    return path
+
+
 def evaluate(
     model: ModelOpt,
-    data: Annotated[Path, typer.Option(help="CSV in the paper's format")],
+    data: DataOpt = None,
     split: Annotated[
         str,
         typer.Option(
@@ -83,24 +103,33 @@ def evaluate(
     ] = "all",
     out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="CPU threads (default: the cores free now, see revstudy.training.threads; "
+            "0: every core, torch's default)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """All metrics of a saved model on a data file (keys as in metrics.json's repeats)."""
-    import torch
-
     from revstudy.cli.common import paper_table
     from revstudy.data.dataset import read_dataset
     from revstudy.training.runs import aggregate
     from revstudy.training.saved import evaluate_split, load_model
+    from revstudy.training.threads import set_threads
 
-    if threads:
-        torch.set_num_threads(threads)
     saved = load_model(model)
-    doc = evaluate_split(saved, read_dataset(data), split)
+    dataset = read_dataset(_model_data(saved, data))
+    line = set_threads(threads)  # once the inputs are known good: the work starts here
+    if line:
+        console.print(line, highlight=False)
+    doc = evaluate_split(saved, dataset, split)
     n = doc["split"]["eval"]
     trained = len(saved.run.get("repeats") or []) or 1
     which = f"repeat 0 of the {trained} trained" if trained > 1 else "its only repeat"
-    Console(stderr=True).print(
+    console.print(
         f"{split}: {n} row(s); {doc['split']['note']}. The model folder holds {which} (seed "
         f"{doc['seed']}); every repeat's validation figures are in metrics.json",
         highlight=False,
@@ -109,7 +138,7 @@ def evaluate(
         _print_json(doc, out)
     if not as_json:
         agg = aggregate([{k: v for k, v in doc.items() if isinstance(v, int | float)}])
-        title = f"{data} ({split}, {n} rows), {which}"
+        title = f"{dataset.path} ({split}, {n} rows), {which}"
         Console(width=110).print(paper_table(agg, title, saved.config.y_dim, runs=1))
 
 
@@ -117,7 +146,7 @@ def _warn_numbering(saved: Any) -> None:
     """One line on stderr when the model's predictions depend on the input's numbering."""
     warning = saved.numbering_warning()
     if warning:
-        console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+        console.print(f"warning: {warning}", highlight=False)
 
 
 def predict(
@@ -275,7 +304,7 @@ def elucidate(
 
 def benchmark(
     model: ModelOpt,
-    data: Annotated[Path, typer.Option(help="the CSV the model was trained on")],
+    data: DataOpt = None,
     split: Annotated[str, typer.Option(help="the model's own split to score: val or test")] = "val",
     samples: Annotated[int, typer.Option(min=1, help="Z_free draws to invert per spectrum")] = 100,
     seed: Annotated[int, typer.Option(help="seed of the Z_free draws")] = 0,
@@ -287,8 +316,10 @@ def benchmark(
 
     require_rdkit("the elucidation benchmark")
     from revstudy.elucidation.benchmark import elucidation_benchmark
+    from revstudy.training.saved import load_model
 
-    _print_json(elucidation_benchmark(model, data, split, samples, seed, limit), out)
+    path = _model_data(load_model(model), data)
+    _print_json(elucidation_benchmark(model, path, split, samples, seed, limit), out)
 
 
 def reference(
@@ -340,7 +371,7 @@ def reference(
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=console,
+        console=Console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task("predict", total=None)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from revstudy.cli.common import user_errors
+from revstudy.cli.common import message_console, user_errors
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import GPU_SHARE
 from revstudy.study.options import DEFAULTS
@@ -25,7 +25,7 @@ StorageOption = Annotated[
         "or $REVSTUDY_STORAGE)"
     ),
 ]
-out = Console()
+messages = message_console()
 
 
 def _default(option: str) -> str:
@@ -83,7 +83,9 @@ def launch(
     ] = None,
     objectives: Annotated[
         str | None,
-        typer.Option(help="METRIC:max|min,… (default: the space's; built-in: f1_macro_skill:max)"),
+        typer.Option(
+            help="METRIC:max|min,… (default: the space's objectives; `revstudy spaces` lists them)"
+        ),
     ] = None,
     repeats: Annotated[
         int | None,
@@ -162,14 +164,13 @@ def _print_next(s: dict) -> None:
     left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
     if left > 0 or any(s["by_state"].get(k) for k in ("PENDING", "RUNNING", "INTERRUPTED")):
         lines.append(f"revstudy resume {path}            # continue the unfinished trials")
-    Console(stderr=True).print(
-        "next:\n  " + "\n  ".join(lines), soft_wrap=True, highlight=False, markup=False
-    )
+    messages.print("next:\n  " + "\n  ".join(lines), highlight=False, markup=False)
 
 
 def _print_summary(s: dict) -> None:
-    size = f", {s['size_bytes'] / 1e6:.1f} MB" if "size_bytes" in s else ""
-    t = Table(title=f"study {s['name']}  ({s['path']}{size})")
+    size = f" ({s['size_bytes'] / 1e6:.1f} MB)" if "size_bytes" in s else ""
+    print(f"study {s['name']}: {s['path']}{size}")  # a path is never broken across lines
+    t = Table()
     t.add_column("trials")
     t.add_column("by state")
     t.add_column("best")
@@ -182,9 +183,9 @@ def _print_summary(s: dict) -> None:
         best_txt = f"{best['trial_id']}: {obj}"
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))
     t.add_row(f"{s['trials']}/{s['requested']}", states, best_txt)
-    out.print(t)
+    Console().print(t)  # built now: the terminal's width (or $COLUMNS) at this call
     for line in s.get("problems", []):
-        Console(stderr=True).print(f"[yellow]warning[/]: {line}", soft_wrap=True)
+        messages.print(f"[yellow]warning[/]: {line}")
 
 
 @user_errors()
@@ -206,7 +207,7 @@ def status(
 @user_errors()
 def list_studies(
     storage: StorageOption = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Studies under the storage root."""
     from revstudy.study.summary import list_studies as studies
@@ -233,7 +234,7 @@ def list_studies(
             ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items())),
             best,
         )
-    out.print(t)
+    Console().print(t)  # built now: the terminal's width (or $COLUMNS) at this call
 
 
 @user_errors()
@@ -267,7 +268,7 @@ def report(
         )
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         raise RevstudyError(str(e)) from None
-    Console(stderr=True).print(f"wrote {written or csv or parquet}")
+    messages.print(f"wrote {written or csv or parquet}", highlight=False)
 
 
 def spaces(
@@ -286,6 +287,9 @@ def spaces(
 
     for n in list_spaces():
         s = load_space(n)
-        print(f"{n}  ({len(s.params)} searched parameters, {s.repeats} split(s) per trial)")
+        print(
+            f"{n}  ({len(s.params)} searched parameters, {s.repeats} split(s) per trial, "
+            f"objectives {','.join(s.objectives)})"
+        )
         text = " ".join(s.description.split()) or "(no description)"
         print(textwrap.fill(text, width=88, initial_indent="    ", subsequent_indent="    "))

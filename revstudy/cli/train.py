@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from revstudy.cli.common import paper_table, user_errors
+from revstudy.cli.common import message_console, paper_table, user_errors
 
-console = Console(stderr=True)
+console = message_console()
 
 
 def train(
@@ -29,7 +29,15 @@ def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="override the config's epochs")] = None,
     final: Annotated[bool, typer.Option(help="train on train+validation")] = False,
     test: Annotated[bool, typer.Option(help="also evaluate on the held-out test split")] = False,
-    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default)")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="CPU threads (default: the cores free now, see revstudy.training.threads; "
+            "0: every core, torch's default)",
+            show_default=False,
+        ),
+    ] = None,
     fuse: Annotated[
         bool,
         typer.Option(
@@ -43,7 +51,6 @@ def train(
     ] = None,
 ) -> None:
     """Train one configuration on K seeded splits and write metrics.json and model.pt."""
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from revstudy.data.dataset import read_dataset
@@ -51,6 +58,7 @@ def train(
     from revstudy.study.spaces import load_fixed_config
     from revstudy.training.config import TrialConfig
     from revstudy.training.runs import data_for_config, train_repeats, write_run
+    from revstudy.training.threads import set_threads
     from revstudy.training.trainer import resolve_device
 
     cfg = TrialConfig.load_yaml(config) if config else load_fixed_config("paper")
@@ -60,20 +68,21 @@ def train(
         cfg = cfg.replace(epochs=epochs)
     if test_fraction is not None:
         cfg = cfg.replace(test_fraction=test_fraction)
-    if threads:
-        torch.set_num_threads(threads)
     dev = str(resolve_device(device))
     chosen = data_for_config(config, data)
     if data is None and chosen is not None:
         console.print(f"data: {chosen} (the file {config} records)", highlight=False)
     dataset = read_dataset(resolve_data(chosen))
+    line = set_threads(threads)  # once the inputs are known good: the work starts here
+    if line:
+        console.print(line, highlight=False)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("training", total=repeats * cfg.epochs, info="")
 
@@ -97,7 +106,7 @@ def train(
         )
     write_run(out, result, dataset, dev)
     if result.fallback:
-        console.print(f"note: {result.fallback}", highlight=False, soft_wrap=True)
+        console.print(f"note: {result.fallback}", highlight=False)
     wide = Console(width=110)
     wide.print(
         paper_table(result.aggregate, f"validation, {repeats} repeat(s)", cfg.y_dim, repeats)

@@ -1,7 +1,9 @@
 """Getting the paper's public data file into a user cache, verified, without partial files.
 
 Every command that takes `--data` goes through `resolve_data`, so a fresh install works with
-no arguments (it downloads once) while offline machines get a clear message instead of a hang.
+no arguments (it downloads once) while offline machines get a clear message instead of a
+hang; `$REVSTUDY_DATA` names a local file once for every command. A file a config or model
+records (`recorded_data`) is used only with the checksum it was recorded with.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ DEFAULT_SHA256 = "bf6c1c8f01389e0682b8e2325bcd44a0444095d87b2085411b2a326f091ff3
 DATA_FILENAME = "reversibledata.csv"
 CACHE_ENV = "REVSTUDY_CACHE_DIR"
 OFFLINE_ENV = "REVSTUDY_OFFLINE"
+DATA_ENV = "REVSTUDY_DATA"  # a local data file every command uses when --data is not given
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 16
 
@@ -57,9 +60,11 @@ def is_offline(offline: bool | None = None) -> bool:
 
 
 def _offline_error(target: Path) -> RevstudyError:
+    state = "damaged (sha256 differs)" if target.exists() else "not cached"
     return RevstudyError(
-        f"{target}: data file not cached and offline mode is on ({OFFLINE_ENV}=1): "
-        "run `revstudy data fetch` on a machine with network access, or pass --data FILE"
+        f"{target}: data file {state} and offline mode is on ({OFFLINE_ENV}=1): run "
+        "`revstudy data fetch` on a machine with network access (or `revstudy data fetch "
+        f"--from COPY` with a copy of the public file), or pass --data FILE / set {DATA_ENV}"
     )
 
 
@@ -110,6 +115,40 @@ def fetch(
         raise
     echo(f"{target}: checksum verified")
     return target
+
+
+def install_copy(source: str | Path, *, sha256: str | None = None) -> Path:
+    """Put a local copy of the public file (e.g. carried to an offline machine) into the
+    cache, after checking its sha256 (default: the public file's); written under a
+    temporary name and renamed, like a download."""
+    sha256 = sha256 or DEFAULT_SHA256
+    src = Path(source)
+    if not src.is_file():
+        raise DataError(f"{src}: file not found")
+    found = file_sha256(src)
+    if found != sha256:
+        raise DataError(
+            f"{src}: sha256 {found[:12]}… is not the public file's ({sha256[:12]}…); a local "
+            f"file of your own is used with --data FILE or {DATA_ENV}=FILE, not cached"
+        )
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RevstudyError(f"{folder}: cannot create directory: {e.strerror or e}") from e
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{DATA_FILENAME}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            while chunk := inp.read(_CHUNK):
+                out.write(chunk)
+        if file_sha256(tmp) != sha256:  # changed while copied
+            raise DataError(f"{src}: changed while it was copied; nothing was saved")
+        os.replace(tmp, folder / DATA_FILENAME)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return folder / DATA_FILENAME
 
 
 def _download(url: str, out: BinaryIO, *, progress: bool) -> str:
@@ -163,21 +202,58 @@ def resolve_data(
     sha256: str = DEFAULT_SHA256,
     progress: bool = True,
 ) -> Path:
-    """The data file a command should read.
-
-    A given path must exist. Without one, the cached public file is used, downloaded first
-    (saying so on stderr) when absent; in offline mode that download is an error that says
-    how to get the file.
-    """
+    """The data file a command should read: `data` when given, else `$REVSTUDY_DATA`, else
+    the public file from the cache (its sha256 checked at every use; fetched, saying so on
+    stderr, when absent or damaged). A named file must exist; offline, a fetch is an error
+    that says how to get the file."""
+    source = "--data"
+    if data is None and os.environ.get(DATA_ENV, "").strip():
+        data, source = os.environ[DATA_ENV].strip(), f"${DATA_ENV}"
     if data is not None:
         p = Path(data)
         if not p.is_file():
-            raise DataError(f"{p}: data file not found")
+            raise DataError(f"{p}: data file not found (from {source})")
         return p
+    return public_data(offline=offline, echo=echo, url=url, sha256=sha256, progress=progress)
+
+
+def public_data(
+    *,
+    offline: bool | None = None,
+    echo: Callable[[str], None] = _stderr,
+    url: str = DEFAULT_URL,
+    sha256: str = DEFAULT_SHA256,
+    progress: bool = True,
+) -> Path:
+    """The cached public file, verified by its sha256; fetched first when absent or
+    damaged (a torn or edited cache is never read as data)."""
     cached = cached_data_path()
-    if cached.is_file():
+    if cached.is_file() and file_sha256(cached) == sha256:
         return cached
     if is_offline(offline):
         raise _offline_error(cached)
-    echo(f"no --data given and {cached} is not cached yet: fetching the paper's public file")
+    if not cached.exists():
+        echo(f"no data file given and {cached} is not cached yet: fetching the paper's public file")
     return fetch(url=url, sha256=sha256, offline=offline, progress=progress, echo=echo)
+
+
+def recorded_data(owner: str, path: str, sha256: str) -> Path:
+    """The data file that `owner` (an exported config, a model's metrics.json) records,
+    used only with the checksum it was recorded with, so retraining or scoring never
+    silently switches data. A recorded public file that is gone from its path is taken from
+    the cache (same checksum, so the same data)."""
+    p = Path(path)
+    fix = "pass --data FILE (the file it was made from)"
+    if p.is_file():
+        found = file_sha256(p)
+        if found != sha256:
+            raise DataError(
+                f"{owner}: records data file {path} with sha256 {sha256[:12]}…, but that file "
+                f"now has {found[:12]}…; {fix}"
+            )
+        return p
+    if sha256 == DEFAULT_SHA256:
+        return public_data(url=DEFAULT_URL, sha256=sha256)
+    raise DataError(
+        f"{owner}: records data file {path} (sha256 {sha256[:12]}…), which is not there; {fix}"
+    )

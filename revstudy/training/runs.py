@@ -32,29 +32,16 @@ def data_for_config(config: str | Path | None, data: str | None) -> str | None:
     """The data file a run of `config` trains on: `data` when given, else the file the
     config records (`provenance.data` of an exported study config, checked by sha256, so
     retraining a study's winner never silently switches to another data set), else None
-    (the cached public file)."""
-    from revstudy.data.dataset import file_sha256
-    from revstudy.errors import DataError
-    from revstudy.training.config import recorded_data
+    (`resolve_data`'s default)."""
+    from revstudy.data.fetch import recorded_data
+    from revstudy.training.config import recorded_data as config_data
 
     if data is not None or config is None:
         return data
-    recorded = recorded_data(config)
+    recorded = config_data(config)
     if recorded is None:
         return None
-    path, sha = recorded
-    if not Path(path).is_file():
-        raise DataError(
-            f"{config}: records data file {path} (sha256 {sha[:12]}…), which is not there; "
-            "pass --data FILE (the study's data)"
-        )
-    found = file_sha256(path)
-    if found != sha:
-        raise DataError(
-            f"{config}: records data file {path} with sha256 {sha[:12]}…, but that file now "
-            f"has {found[:12]}…; pass --data FILE to train on it anyway"
-        )
-    return path
+    return str(recorded_data(str(config), *recorded))
 
 
 def aggregate(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -197,11 +184,14 @@ def prior_state(trainer: Trainer) -> dict[str, Any]:
 
 
 def run_metadata(dataset: Dataset, device: str) -> dict[str, Any]:
+    """Where and how a run ran (versions, device, CPU threads, data), for metrics.json: the
+    conditions its seconds were measured under."""
     return {
         "revstudy": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device,
+        "threads": torch.get_num_threads(),
         "data": {"path": dataset.path, "sha256": dataset.sha256, "rows": len(dataset)},
     }
 

@@ -290,6 +290,24 @@ def select_rows(saved: SavedModel, dataset: Dataset, split: str) -> tuple[np.nda
     return np.arange(len(dataset)), note
 
 
+def model_data(saved: SavedModel, data: str | Path | None) -> tuple[Path, str | None]:
+    """The data file to score `saved` on, and why when it was not given: `data` when
+    given; else the file its metrics.json records (used only with the recorded sha256,
+    `revstudy.data.fetch.recorded_data`), so `--split test` finds the model's own split;
+    else `resolve_data`'s default."""
+    from revstudy.data.fetch import recorded_data, resolve_data
+
+    if data is not None:
+        return resolve_data(data), None
+    info = saved.run.get("data")
+    path = info.get("path") if isinstance(info, dict) else None
+    sha = info.get("sha256") if isinstance(info, dict) else None
+    if isinstance(path, str) and path and isinstance(sha, str):
+        found = recorded_data(str(saved.path / "metrics.json"), path, sha)
+        return found, f"the file {saved.path} was trained on"
+    return resolve_data(None), "no --data given and the model records no data file"
+
+
 def _training_file(info: dict[str, Any]) -> Dataset | None:
     """The model's training file, if it is still where it was and unchanged."""
     from revstudy.data.dataset import read_dataset

@@ -117,3 +117,22 @@ def test_build(tmp_path: Path) -> None:
         data_app, ["build", "--sdf", str(sdf), "--out", str(out), "--elements", "C,N"]
     )
     assert result.exit_code == 2 and result.stderr.startswith("error: elements")
+
+
+def test_fetch_from_a_local_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An offline machine: a carried copy of the public file goes into the cache, checked."""
+    from revstudy.data import fetch as fetch_mod
+
+    monkeypatch.setattr(fetch_mod, "DEFAULT_SHA256", hashlib.sha256(BODY).hexdigest())
+    copy = tmp_path / "carried.csv"
+    copy.write_bytes(BODY)
+    result = runner.invoke(data_app, ["fetch", "--from", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert Path(result.stdout.strip()) == fetch_mod.cached_data_path()
+    assert fetch_mod.cached_data_path().read_bytes() == BODY
+    wrong = write_csv(tmp_path / "mine.csv")
+    result = runner.invoke(data_app, ["fetch", "--from", str(wrong)])
+    assert result.exit_code == 2
+    assert "is not the public file's" in result.stderr and "REVSTUDY_DATA" in result.stderr
+    result = runner.invoke(data_app, ["fetch", "--from", str(copy), "--dest", str(tmp_path)])
+    assert result.exit_code == 2 and "--from caches a copy" in result.stderr

@@ -75,6 +75,33 @@ def test_elucidate_generation_and_library(run_dir: tuple[Path, Path]) -> None:
     _ok(args)
 
 
+def test_evaluate_defaults_to_the_file_the_model_was_trained_on(
+    run_dir: tuple[Path, Path], tmp_path: Path, isolated_cache: Path
+) -> None:
+    """Issue #30: every command that reads data takes the same default; a model's own is
+    the file it records (checked by sha256), so `--split test` finds its split."""
+    import shutil
+
+    run, csv = run_dir
+    args = ["evaluate", "--model", str(run), "--split", "test", "--json"]
+    res = runner.invoke(app, args, env={"COLUMNS": "40"})  # a narrow terminal
+    assert res.exit_code == 0, res.output
+    assert f"data: {csv} (the file {run} was trained on)" in res.stderr  # one line, whole
+    given = runner.invoke(app, [*args, "--data", str(csv)])
+    assert json.loads(res.stdout) == json.loads(given.stdout)
+    # the recorded file gone: one line naming the model's record and the fix
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    doc = json.loads((moved / "metrics.json").read_text())
+    doc["data"]["path"] = str(tmp_path / "gone.csv")
+    (moved / "metrics.json").write_text(json.dumps(doc))
+    res = runner.invoke(app, ["evaluate", "--model", str(moved)])
+    assert res.exit_code == 2
+    assert res.stderr.strip().count("\n") == 0
+    assert f"{moved / 'metrics.json'}: records data file" in res.stderr
+    assert "gone.csv" in res.stderr and "--data FILE" in res.stderr
+
+
 def test_benchmark(run_dir: tuple[Path, Path]) -> None:
     from revstudy.elucidation.benchmark import elucidation_benchmark
 
@@ -88,7 +115,9 @@ def test_benchmark(run_dir: tuple[Path, Path]) -> None:
     args = ["--model", str(run), "--data", str(csv), "--limit", "1", "--samples", "2"]
     assert json.loads(_ok(["benchmark", *args, "--seed", "3"]))["seed"] == 3
     _fails(["benchmark", *args, "--split", "train"], "--split train: expected val or test")
-    _fails(["benchmark", "--model", str(run)], "Missing option '--data'")
+    res = runner.invoke(app, ["benchmark", "--model", str(run), "--limit", "1", "--samples", "2"])
+    assert res.exit_code == 0, res.output  # without --data: the file the model records
+    assert f"data: {csv} (the file {run} was trained on)" in res.stderr
     _fails(["elucidate", "--benchmark", *args], "No such option: --benchmark")
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from revstudy.data.fetch import DATA_FILENAME, fetch, resolve_data
+from revstudy.data import fetch as fetch_mod
+from revstudy.data.fetch import DATA_FILENAME, fetch, install_copy, recorded_data, resolve_data
 from revstudy.errors import DataError, RevstudyError
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")  # never the user's cache
@@ -131,7 +132,7 @@ def test_resolve_data_fetches_into_cache_once(server: Server, isolated_cache: Pa
     assert path == isolated_cache / DATA_FILENAME
     assert path.read_bytes() == BODY
     assert "fetching" in messages[0]
-    assert resolve_data(None, offline=True) == path  # cached: no network needed
+    assert resolve_data(None, offline=True, sha256=SHA) == path  # cached: no network needed
     assert server.requests == ["/ok"]
 
 
@@ -146,3 +147,62 @@ def test_offline_needs_the_file(
     with pytest.raises(RevstudyError, match="offline"):
         fetch(offline=None if via_env else True, progress=False)
     assert not isolated_cache.exists() or list(isolated_cache.iterdir()) == []
+
+
+def test_a_damaged_cache_is_fetched_again_never_read(server: Server, isolated_cache: Path) -> None:
+    kw = {"url": server.url("/ok"), "sha256": SHA, "progress": False, "echo": lambda m: None}
+    path = resolve_data(None, **kw)  # type: ignore[arg-type]
+    path.write_bytes(BODY[:-7])  # torn by a crash, or edited
+    with pytest.raises(RevstudyError, match=r"damaged \(sha256 differs\).*offline"):
+        resolve_data(None, offline=True, sha256=SHA)
+    assert resolve_data(None, **kw) == path  # type: ignore[arg-type]
+    assert path.read_bytes() == BODY and server.requests == ["/ok", "/ok"]
+
+
+def test_revstudy_data_names_the_default_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = tmp_path / "mine.csv"
+    mine.write_text("A,B,C,D\n")
+    monkeypatch.setenv("REVSTUDY_DATA", str(mine))
+    assert resolve_data(None, offline=True) == mine
+    other = tmp_path / "other.csv"
+    other.write_text("A,B,C,D\n")
+    assert resolve_data(other, offline=True) == other  # --data wins
+    monkeypatch.setenv("REVSTUDY_DATA", str(tmp_path / "gone.csv"))
+    with pytest.raises(DataError, match=r"gone.csv: data file not found \(from \$REVSTUDY_DATA\)"):
+        resolve_data(None)
+
+
+def test_a_copy_of_the_public_file_is_cached_only_with_its_checksum(
+    tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fetch_mod, "DEFAULT_SHA256", SHA)
+    copy = tmp_path / "carried.csv"
+    copy.write_bytes(BODY)
+    assert install_copy(copy, sha256=SHA) == isolated_cache / DATA_FILENAME
+    assert (isolated_cache / DATA_FILENAME).read_bytes() == BODY
+    assert [p.name for p in isolated_cache.iterdir()] == [DATA_FILENAME]
+    assert resolve_data(None, offline=True, sha256=SHA) == isolated_cache / DATA_FILENAME
+    copy.write_bytes(b"A,B,C,D\n")
+    with pytest.raises(DataError, match=r"carried.csv: sha256 .* is not the public file's"):
+        install_copy(copy, sha256=SHA)
+    assert (isolated_cache / DATA_FILENAME).read_bytes() == BODY  # the good copy stays
+
+
+def test_a_recorded_file_is_used_only_with_its_checksum(
+    server: Server, tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "study.csv"
+    data.write_bytes(BODY)
+    assert recorded_data("best.yaml", str(data), SHA) == data
+    data.write_bytes(BODY + b"1,2,3,4\n")
+    with pytest.raises(DataError, match=r"best.yaml: records data file .*study.csv with sha256"):
+        recorded_data("best.yaml", str(data), SHA)
+    with pytest.raises(DataError, match=r"gone.csv .*which is not there; pass --data FILE"):
+        recorded_data("best.yaml", str(tmp_path / "gone.csv"), "ab" * 32)
+    # the public file, recorded on another machine's path: the verified cache serves
+    monkeypatch.setattr(fetch_mod, "DEFAULT_SHA256", SHA)
+    monkeypatch.setattr(fetch_mod, "DEFAULT_URL", server.url("/ok"))
+    got = recorded_data("best.yaml", "/elsewhere/reversibledata.csv", SHA)
+    assert got == isolated_cache / DATA_FILENAME and got.read_bytes() == BODY

@@ -18,6 +18,7 @@ from revstudy.training.runs import train_repeats
 from revstudy.training.splits import SplitTensors
 from revstudy.training.trainer import EpochRecord, Trainer
 from tests.conftest import synthetic_rows, write_csv
+from tests.training.float64 import as_float64, assert_same_runs, default_float64
 
 # batch 64: two steps an epoch for every repeat, last batches of different sizes
 TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=2, cd_draws=1, batch_size=64)
@@ -36,58 +37,78 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     return read_dataset(write_csv(tmp_path_factory.mktemp("fused") / "rows.csv", rows))
 
 
-def trainers(ds: Dataset, cfg: TrialConfig, repeats: int = 3) -> list[Trainer]:
-    return [Trainer(cfg, SplitTensors.build(ds, cfg, r), seed=cfg.seed + r) for r in range(repeats)]
-
-
-def assert_close_runs(a: list[Trainer], b: list[Trainer], tol: float = 1e-4) -> None:
-    for ta, tb in zip(a, b, strict=True):
-        for ra, rb in zip(ta.history, tb.history, strict=True):
-            for key in ("train_loss", "train_loss_y", "train_loss_x", "train_loss_latent"):
-                assert getattr(ra, key) == pytest.approx(getattr(rb, key), rel=tol, abs=1e-7)
-            assert ra.val_loss == pytest.approx(rb.val_loss, rel=tol)
-        for p, q in zip(ta.model.parameters(), tb.model.parameters(), strict=True):
-            torch.testing.assert_close(p, q, rtol=0, atol=tol)
+def trainers(
+    ds: Dataset, cfg: TrialConfig, repeats: int = 3, *, float64: bool = False
+) -> list[Trainer]:
+    """Fresh repeats of `cfg`; `float64` (inside `default_float64`) for comparing training
+    paths over several steps (tests/training/float64.py says why)."""
+    out = []
+    for r in range(repeats):
+        data = SplitTensors.build(ds, cfg, r)
+        out.append(Trainer(cfg, as_float64(data) if float64 else data, seed=cfg.seed + r))
+    return out
 
 
 @pytest.mark.parametrize("cfg", [TINY, FULL, RELABEL], ids=["default-loss", "clip-mmd", "relabel"])
 def test_fused_epochs_follow_the_sequential_repeats(dataset: Dataset, cfg: TrialConfig) -> None:
-    seq = trainers(dataset, cfg)
-    assert len({len(t.data.x_train) for t in seq}) > 1, "splits should differ in size"
-    for _ in range(cfg.epochs):
-        for t in seq:
-            t.train_epoch()
-    fused = trainers(dataset, cfg)
-    group = FusedRepeats(fused)
-    for _ in range(cfg.epochs):
-        recs = group.train_epoch()
+    with default_float64():
+        seq = trainers(dataset, cfg, float64=True)
+        assert len({len(t.data.x_train) for t in seq}) > 1, "splits should differ in size"
+        for _ in range(cfg.epochs):
+            for t in seq:
+                t.train_epoch()
+        fused = trainers(dataset, cfg, float64=True)
+        group = FusedRepeats(fused)
+        for _ in range(cfg.epochs):
+            recs = group.train_epoch()
     assert [r.epoch for r in recs] == [cfg.epochs] * 3
-    assert_close_runs(seq, fused)
+    assert_same_runs(seq, fused)
     # each repeat's own weights, not one model copied three times
     first = [next(t.model.parameters()) for t in fused]
     assert not torch.equal(first[0], first[1])
 
 
+@pytest.mark.parametrize("cfg", [FULL, RELABEL], ids=["clip-mmd", "relabel"])
+def test_the_float32_ensemble_draws_each_repeats_own_stream(
+    dataset: Dataset, cfg: TrialConfig
+) -> None:
+    """In the dtype studies train in, what must be exact is: every repeat's generator
+    (batch order, noise, renumbering, MMD sample) ends both epochs where the sequential
+    repeat's does. The weights drift apart by amplified round-off (float64.py), so they are
+    compared in float64 above."""
+    seq = trainers(dataset, cfg)
+    fused = trainers(dataset, cfg)
+    group = FusedRepeats(fused)
+    for _ in range(cfg.epochs):
+        for t in seq:
+            t.train_epoch()
+        group.train_epoch()
+        for a, b in zip(seq, fused, strict=True):
+            assert torch.equal(a.gen.get_state(), b.gen.get_state())
+    assert len({bytes(t.gen.get_state().numpy()) for t in fused}) == 3  # three streams
+
+
 def test_checkpoints_move_between_fused_and_sequential(dataset: Dataset) -> None:
     cfg = FULL.replace(epochs=3)
-    straight = trainers(dataset, cfg)
-    for _ in range(3):
-        for t in straight:
+    with default_float64():
+        straight = trainers(dataset, cfg, float64=True)
+        for _ in range(3):
+            for t in straight:
+                t.train_epoch()
+        # one epoch fused → checkpoint → one epoch sequential → checkpoint → one epoch fused
+        a = trainers(dataset, cfg, float64=True)
+        group = FusedRepeats(a)
+        group.train_epoch()
+        states = group.states()
+        b = [Trainer(cfg, t.data, seed=99) for t in a]  # the checkpoint overrides the seed
+        for t, s in zip(b, states, strict=True):
+            t.load_state(s)
             t.train_epoch()
-    # one epoch fused → checkpoint → one epoch sequential → checkpoint → one epoch fused
-    a = trainers(dataset, cfg)
-    group = FusedRepeats(a)
-    group.train_epoch()
-    states = group.states()
-    b = [Trainer(cfg, t.data, seed=99) for t in a]  # the checkpoint overrides the seed
-    for t, s in zip(b, states, strict=True):
-        t.load_state(s)
-        t.train_epoch()
-    c = trainers(dataset, cfg)
-    for t, u in zip(c, b, strict=True):
-        t.load_state(u.state())
-    FusedRepeats(c).train_epoch()
-    assert_close_runs(straight, c)
+        c = trainers(dataset, cfg, float64=True)
+        for t, u in zip(c, b, strict=True):
+            t.load_state(u.state())
+        FusedRepeats(c).train_epoch()
+    assert_same_runs(straight, c)
 
 
 def test_fused_state_has_each_repeats_optimiser_slice(dataset: Dataset) -> None:
@@ -104,22 +125,24 @@ def test_fused_state_has_each_repeats_optimiser_slice(dataset: Dataset) -> None:
 
 def test_repeats_with_a_different_step_count_train_on_their_own(dataset: Dataset) -> None:
     cfg = TINY.replace(epochs=1)
-    base = trainers(dataset, cfg)
 
     def shorten(t: Trainer) -> Trainer:  # 60 rows: one step fewer than the others
         d = dataclasses.replace(t.data, x_train=t.data.x_train[:60], y_train=t.data.y_train[:60])
         return Trainer(cfg, d, seed=t.seed)
 
-    ts = [base[0], shorten(base[1]), base[2]]
-    assert steps_per_epoch(ts[1]) != steps_per_epoch(ts[0])
-    group = Repeats(ts, strategy="vmap")
-    assert [(m, f is not None) for m, f in group.groups] == [([0, 2], True), ([1], False)]
-    recs = group.train_epoch()
-    assert [r.epoch for r in recs] == [1, 1, 1]
-    seq = [trainers(dataset, cfg)[0], shorten(trainers(dataset, cfg)[1])]
-    for t in seq:
-        t.train_epoch()
-    assert_close_runs(seq, ts[:2])
+    with default_float64():
+        base = trainers(dataset, cfg, float64=True)
+        ts = [base[0], shorten(base[1]), base[2]]
+        assert steps_per_epoch(ts[1]) != steps_per_epoch(ts[0])
+        group = Repeats(ts, strategy="vmap")
+        assert [(m, f is not None) for m, f in group.groups] == [([0, 2], True), ([1], False)]
+        recs = group.train_epoch()
+        assert [r.epoch for r in recs] == [1, 1, 1]
+        fresh = trainers(dataset, cfg, float64=True)
+        seq = [fresh[0], shorten(fresh[1])]
+        for t in seq:
+            t.train_epoch()
+    assert_same_runs(seq, ts[:2])
     assert not Repeats(ts, fuse=False).fused
 
 
