@@ -4,18 +4,18 @@
 
 Runs, as a user does (fresh processes, the README's commands), each under two conditions:
 
-- `idle`: nothing else running (the script waits for the 1-minute load average to fall
-  below 0.3 first);
+- `idle`: nothing else running (before each command the script waits until the cores are
+  less than 0.2 busy over a second, as `revstudy.training.threads` measures it);
 - `loaded`: `--busy` other processes spinning on a core each (default 1: on a 2-core
-  machine, half the machine taken by other work), started a minute before, so the load
-  average `revstudy` reads has risen as it would on a machine that was already busy.
+  machine, half the machine taken by other work).
 
 Commands: the quick study (`revstudy launch --space quick --num-samples 8`), and a
 paper-configuration training (`revstudy train`, `--epochs` epochs) with the default thread
-count (the cores free now, `revstudy.training.threads`) and, under load, with `--threads`
-set to every core (what the README advised before: 3–5× slower per epoch on a busy 2-core
-machine in issue #30). Records wall seconds, exit code, the threads line `train` printed and
-its per-epoch seconds (from metrics.json). Results: results/first_contact.json.
+count (the cores free now, `revstudy.training.threads`), with one thread, and with every
+core (`--threads 2` on 2 cores: what the README advised before, 3–5× slower per epoch on a
+busy 2-core machine in issue #30). Records wall seconds, exit code, the threads line
+`train` printed and its per-epoch seconds (from metrics.json). Results:
+results/first_contact.json.
 """
 
 from __future__ import annotations
@@ -32,28 +32,26 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
 
 from train_speed import machine_info  # noqa: E402  (one description of the machine)
 
 CLI = [sys.executable, "-m", "revstudy.cli"]
 
 
-def wait_for_load(
-    below: float | None = None, above: float | None = None, limit: float = 300.0
-) -> float:
-    """Wait (at most `limit` s) for the 1-minute load average to cross a bound; return it."""
+def wait_until_idle(limit: float = 300.0) -> float:
+    """Wait (at most `limit` s) until the cores are < 0.2 busy over a second; return it."""
+    from revstudy.training.threads import busy_cores
+
     start = time.time()
-    while time.time() - start < limit:
-        load = os.getloadavg()[0]
-        if (below is None or load < below) and (above is None or load > above):
-            return load
-        time.sleep(5)
-    return os.getloadavg()[0]
+    busy = busy_cores(1.0)
+    while busy >= 0.2 and time.time() - start < limit:
+        busy = busy_cores(1.0)
+    return round(busy, 2)
 
 
 def timed(cmd: list[str], cwd: Path) -> dict[str, Any]:
     """One command in a fresh process: wall seconds, exit code, the stderr lines it printed."""
-    before = os.getloadavg()[0]
     start = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -62,7 +60,6 @@ def timed(cmd: list[str], cwd: Path) -> dict[str, Any]:
         "command": " ".join(["revstudy", *cmd[len(CLI) :]]),
         "wall_s": round(wall, 1),
         "exit_code": res.returncode,
-        "load_before": round(before, 2),
         "said": lines,
     }
 
@@ -98,19 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"machine": machine_info(cores), "epochs": args.epochs, "busy": args.busy}
     with tempfile.TemporaryDirectory(prefix="first-contact-") as tmp:
         work = Path(tmp)
-        doc["idle_load"] = wait_for_load(below=0.3)
-        doc["idle"] = {
-            "quick_study": quick_study(data, work, "idle"),
-            "train_default_threads": train_run(data, args.epochs, None, work, "idle"),
-        }
+        idle: dict[str, Any] = {}
+        for key, run in (
+            ("quick_study", lambda: quick_study(data, work, "idle")),
+            ("train_default_threads", lambda: train_run(data, args.epochs, None, work, "i")),
+            ("train_one_thread", lambda: train_run(data, args.epochs, 1, work, "i1")),
+            ("train_every_core", lambda: train_run(data, args.epochs, cores, work, "iall")),
+        ):
+            busy = wait_until_idle()
+            idle[key] = {**run(), "busy_before": busy}
+        doc["idle"] = idle
         spin = [sys.executable, "-c", "while True: pass"]
         burners = [subprocess.Popen(spin) for _ in range(args.busy)]
         try:
-            doc["loaded_load"] = wait_for_load(above=0.6 * args.busy, limit=120)
+            time.sleep(2)
             doc["loaded"] = {
                 "quick_study": quick_study(data, work, "loaded"),
-                "train_default_threads": train_run(data, args.epochs, None, work, "loaded"),
-                "train_every_core": train_run(data, args.epochs, cores, work, "loaded-all"),
+                "train_default_threads": train_run(data, args.epochs, None, work, "l"),
+                "train_every_core": train_run(data, args.epochs, cores, work, "lall"),
             }
         finally:
             for b in burners:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import urllib.error
@@ -23,6 +24,7 @@ import platformdirs
 
 from revstudy.data.dataset import file_sha256
 from revstudy.errors import DataError, RevstudyError
+from revstudy.files import replaced_atomically
 
 DEFAULT_URL = (
     "https://raw.githubusercontent.com/stefhk3/RevMolSpec/"
@@ -131,24 +133,12 @@ def install_copy(source: str | Path, *, sha256: str | None = None) -> Path:
             f"{src}: sha256 {found[:12]}… is not the public file's ({sha256[:12]}…); a local "
             f"file of your own is used with --data FILE or {DATA_ENV}=FILE, not cached"
         )
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RevstudyError(f"{folder}: cannot create directory: {e.strerror or e}") from e
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{DATA_FILENAME}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            while chunk := inp.read(_CHUNK):
-                out.write(chunk)
-        if file_sha256(tmp) != sha256:  # changed while copied
+    target = cache_dir() / DATA_FILENAME
+    with replaced_atomically(target) as tmp:
+        shutil.copyfile(src, tmp)
+        if file_sha256(tmp) != sha256:
             raise DataError(f"{src}: changed while it was copied; nothing was saved")
-        os.replace(tmp, folder / DATA_FILENAME)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return folder / DATA_FILENAME
+    return target
 
 
 def _download(url: str, out: BinaryIO, *, progress: bool) -> str:
