@@ -329,8 +329,8 @@ def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> st
     data = d.get("data_path")
     with_data = f" --data {shlex.quote(str(data))}" if data else ""
     commands = (
-        f"revstudy export {shlex.quote(study_name)}{storage_hint} --out best.yaml\n"
-        f"revstudy train --config best.yaml --repeats 10 --test{with_data} --out runs/best"
+        f"revstudy export {shlex.quote(study_name)}{storage_hint} --out runs/best.yaml\n"
+        f"revstudy train --config runs/best.yaml --repeats 10 --test{with_data} --out runs/best"
     )
     return (
         f'<p class="headline">{_sentence(d)}</p>{table}'

@@ -38,7 +38,7 @@ def test_headline_of_a_study_with_repeats(study_dir) -> None:
     )
     page = render_headline(d, "single", "")
     assert "against the paper baseline" in page and "95 % CI" in page
-    assert "revstudy train --config best.yaml --repeats 10 --test" in page
+    assert "revstudy train --config runs/best.yaml --repeats 10 --test" in page
 
 
 def test_headline_without_finished_trials_or_baseline(study_dir) -> None:
