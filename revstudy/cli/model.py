@@ -318,8 +318,9 @@ def benchmark(
     from revstudy.elucidation.benchmark import elucidation_benchmark
     from revstudy.training.saved import load_model
 
-    path = _model_data(load_model(model), data)
-    _print_json(elucidation_benchmark(model, path, split, samples, seed, limit), out)
+    saved = load_model(model)
+    path = _model_data(saved, data)
+    _print_json(elucidation_benchmark(saved, path, split, samples, seed, limit), out)
 
 
 def reference(

@@ -218,7 +218,8 @@ def list_studies(
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return
-    t = Table(title=f"studies in {root}")
+    print(f"studies in {root}")  # a path is never broken across lines
+    t = Table()
     for col in ("name", "trials", "by state", "best"):
         t.add_column(col)
     for s in rows:

@@ -83,7 +83,7 @@ def _generated(
 
 
 def elucidation_benchmark(
-    model_dir: str | Path,
+    model_dir: str | Path | SavedModel,
     data_csv: str | Path,
     split: str = "val",
     samples: int = 20,
@@ -96,7 +96,7 @@ def elucidation_benchmark(
         raise RevstudyError(f"--split {split}: expected val or test")
     if not 1 <= samples <= MAX_SAMPLES:
         raise RevstudyError(f"--samples {samples}: choose 1 to {MAX_SAMPLES}")
-    saved = load_model(model_dir)
+    saved = model_dir if isinstance(model_dir, SavedModel) else load_model(model_dir)
     c = saved.config
     dataset = read_dataset(data_csv)
     parts = saved.split(dataset.structures)
@@ -121,7 +121,7 @@ def elucidation_benchmark(
     ret_train = [[s for s, _ in train.rank(q)[:10]] for q in queries]
     final = bool(((saved.run.get("repeats") or [{}])[0].get("split") or {}).get("final"))
     return {
-        "model": str(model_dir),
+        "model": str(saved.path),
         "data": str(data_csv),
         "data_matches_run": saved.run.get("data", {}).get("sha256") in (None, dataset.sha256),
         "trained_on_val": final,
