@@ -6,12 +6,22 @@ import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from revstudy.errors import RevstudyError
+
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="CPU threads (default: the cores not busy when it starts; 0: every core)",
+        show_default=False,
+    ),
+]
 
 
 def message_console() -> Console:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from revstudy.cli.common import message_console, user_errors
+from revstudy.cli.common import ThreadsOption, message_console, user_errors
 
 console = message_console()
 ModelOpt = Annotated[Path, typer.Option("--model", help="run folder written by `revstudy train`")]
@@ -103,15 +103,7 @@ def evaluate(
     ] = "all",
     out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="CPU threads (default: the cores free now, see revstudy.training.threads; "
-            "0: every core, torch's default)",
-            show_default=False,
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """All metrics of a saved model on a data file (keys as in metrics.json's repeats)."""
     from revstudy.cli.common import paper_table

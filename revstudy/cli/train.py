@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from revstudy.cli.common import message_console, paper_table, user_errors
+from revstudy.cli.common import ThreadsOption, message_console, paper_table, user_errors
 
 console = message_console()
 
@@ -29,15 +29,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="override the config's epochs")] = None,
     final: Annotated[bool, typer.Option(help="train on train+validation")] = False,
     test: Annotated[bool, typer.Option(help="also evaluate on the held-out test split")] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="CPU threads (default: the cores free now, see revstudy.training.threads; "
-            "0: every core, torch's default)",
-            show_default=False,
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
     fuse: Annotated[
         bool,
         typer.Option(

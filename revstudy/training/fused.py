@@ -15,6 +15,12 @@ sequential one up to floating-point summation order (tests/training/test_fused.p
 epoch the stacked weights are copied into each repeat's `Trainer.model`, which validates,
 evaluates and checkpoints as before; `states()` also hands each repeat its slice of the
 optimiser state, so checkpoints are the sequential format and resume either way.
+
+The members need not be repeats of one configuration: members that share the fields that
+shape the step (`STEP_FIELDS`: the network, the batch size, the step's graph) may differ in
+everything else, as the trials of a pack do (issue #31): learning rate and weight decay
+(`MemberAdam`), loss weights (`MemberWeights`), clipping, renumbering, seeds, splits, atom
+order and epochs. `keep` lets members leave: the ensemble goes on with the others.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from revstudy.data.numbering import relabel
+from revstudy.training.config import TrialConfig
 from revstudy.training.lanes import run_in_lanes
-from revstudy.training.losses import LOSS_TERMS, objective_terms
+from revstudy.training.losses import LOSS_TERMS, MemberWeights, objective_terms
+from revstudy.training.member_adam import MemberAdam
 from revstudy.training.trainer import EpochRecord, Trainer, make_optimizer
 
 T = TypeVar("T")
@@ -53,13 +61,33 @@ def steps_per_epoch(t: Trainer) -> int:
     return -(-len(t.data.x_train) // t.config.batch_size)
 
 
+# TrialConfig fields that shape the vmapped step: the network, its batches and the step's
+# graph (which latent term, whether the density is soft, what the inverse pass may reach),
+# and the process-wide numerics. Members stepped together share them; any other field may
+# differ per member.
+STEP_FIELDS = (
+    "blocks",
+    "y_dim",
+    "hidden_ratio",
+    "kernel_size",
+    "paper_parameterisation",
+    "batch_size",
+    "detach_y_in_inverse",
+    "density_soft",
+    "latent_loss",
+    "allow_tf32",
+    "deterministic",
+)
+
+
 def fusable(trainers: Sequence[Trainer]) -> str | None:
     """Why these trainers cannot be stepped together (None when they can)."""
     if len(trainers) < 2:
         return "a single repeat"
     first = trainers[0]
-    if any(t.config != first.config for t in trainers):
-        return "the repeats' configurations differ"
+    for name in STEP_FIELDS:
+        if any(getattr(t.config, name) != getattr(first.config, name) for t in trainers):
+            return f"the members differ in {name}, which shapes the step"
     if any(t.device != first.device for t in trainers):
         return "the repeats are on different devices"
     if len({steps_per_epoch(t) for t in trainers}) != 1:
@@ -89,8 +117,15 @@ class FusedRepeats:
         if reason is not None:
             raise ValueError(f"cannot fuse these repeats: {reason}")
         self.trainers = list(trainers)
-        self.config = trainers[0].config
+        configs = [t.config for t in trainers]
+        self.config = configs[0]  # the STEP_FIELDS every member shares
         self.device = trainers[0].device
+        self.weights = MemberWeights.of(configs, self.device)  # each member's loss settings
+        self.relabel = [c.relabel for c in configs]
+        self.mmd = [c.latent_loss == "mmd" and c.latent_weight != 0 for c in configs]
+        dtype = torch.get_default_dtype()
+        self.clip = torch.tensor([c.grad_clip for c in configs], device=self.device, dtype=dtype)
+        self.clips = any(c.grad_clip > 0 for c in configs)
         self.names = [name for name, _ in trainers[0].model.named_parameters()]
         own = [dict(t.model.named_parameters()) for t in trainers]
         with torch.no_grad():
@@ -100,7 +135,7 @@ class FusedRepeats:
             }
         self.net = copy.deepcopy(trainers[0].model).to("meta")  # the architecture, no weights
         self.inverse_net = _Inverse(self.net)
-        self.optimizer = make_optimizer(list(self.params.values()), self.config, self.device)
+        self.optimizer = self._make_optimizer(configs)
         self._import_optimizer_states()
         # the training data of every repeat, stacked once: [R, n_max, ...] (splits grouped by
         # structure differ by a few rows; the padding rows are never drawn)
@@ -114,6 +149,17 @@ class FusedRepeats:
             [[max(0, min(bs, n - i)) for n in self.n] for i in steps], dtype=torch.float32
         ).to(self.device)
         self.repeat_rows = torch.arange(len(trainers), device=self.device)[:, None]  # gathers
+
+    def _make_optimizer(self, configs: Sequence[TrialConfig]) -> torch.optim.Adam | MemberAdam:
+        """Adam as a lone run uses it when the members share their learning settings, else
+        `MemberAdam` (the same update with each member's learning rate and weight decay)."""
+        params = list(self.params.values())
+        if len({(c.lr, c.weight_decay) for c in configs}) == 1:
+            return make_optimizer(params, configs[0], self.device)
+        dtype = torch.get_default_dtype()
+        lr = torch.tensor([c.lr for c in configs], device=self.device, dtype=dtype)
+        decay = torch.tensor([c.weight_decay for c in configs], device=self.device, dtype=dtype)
+        return MemberAdam(params, lr, decay)
 
     # -- one epoch ----------------------------------------------------------------------------
     def _forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> Any:
@@ -135,10 +181,10 @@ class FusedRepeats:
         cols = torch.stack([_pad(i, b) for i in idx])
         rows = self.repeat_rows
         xb, yb = self.x_train[rows, cols], self.y_train[rows, cols]
-        if c.relabel:  # each repeat's renumbering from its own generator, before its noise
+        if any(self.relabel):  # each member's renumbering from its own generator, before its noise
             xb = torch.stack(
                 [
-                    _pad(relabel(xb[r, :k], g), b)
+                    _pad(relabel(xb[r, :k], g), b) if self.relabel[r] else xb[r]
                     for r, (k, g) in enumerate(zip(sizes, gens, strict=True))
                 ]
             )
@@ -151,7 +197,8 @@ class FusedRepeats:
         z_free, y_latent = vmap(self._forward)(self.params, xb)
         y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
         x_gen = vmap(self._inverse)(self.params, noise, y_in)
-        mmd = c.latent_loss == "mmd" and c.latent_weight != 0  # each repeat draws its own
+        # each member draws its own MMD sample; the others none (their latent term is off)
+        draws = [g if on else None for g, on in zip(gens, self.mmd, strict=True)]
         if len(set(sizes)) > 1:
             return torch.stack(
                 [
@@ -162,12 +209,13 @@ class FusedRepeats:
                         xb[r, :k],
                         yb[r, :k],
                         epoch,
-                        [gens[r]] if mmd else None,
+                        [draws[r]],
+                        self.weights.member(r),
                     )
                     for r, k in enumerate(sizes)
                 ]
             )
-        return self._terms(z_free, y_latent, x_gen, xb, yb, epoch, gens if mmd else None)
+        return self._terms(z_free, y_latent, x_gen, xb, yb, epoch, draws, self.weights)
 
     def _terms(
         self,
@@ -177,16 +225,25 @@ class FusedRepeats:
         xb: torch.Tensor,
         yb: torch.Tensor,
         epoch: int,
-        gens: list[torch.Generator] | None,
+        gens: list[torch.Generator | None],
+        weights: MemberWeights,
     ) -> torch.Tensor:
-        """`objective_terms` for [R, b, ...] or one repeat's [b, ...], each repeat's MMD
-        sample from its own generator."""
+        """`objective_terms` for [R, b, ...] or one member's [b, ...] (with that member's
+        `weights`), each member's MMD sample from its own generator (None: it draws none,
+        its latent term being off)."""
         ref = None
-        if gens is not None:  # the MMD's N(0, I) sample, from each repeat's own generator
+        if weights.latent_loss == "mmd":  # the MMD's N(0, I) sample (zeros: weighted 0)
             shape = z_free.shape[-2:]
-            ref = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in gens])
+            ref = torch.stack(
+                [
+                    torch.randn(shape, generator=g, device=self.device)
+                    if g is not None
+                    else z_free.new_zeros(shape)
+                    for g in gens
+                ]
+            )
             ref = ref.reshape(z_free.shape)
-        return objective_terms(z_free, y_latent, x_gen, xb, yb, self.config, epoch, ref=ref)
+        return objective_terms(z_free, y_latent, x_gen, xb, yb, weights, epoch, ref=ref)
 
     def _clip(self) -> None:
         """`clip_grad_norm_` per repeat, the same arithmetic (the norm of the per-tensor norms,
@@ -198,7 +255,8 @@ class FusedRepeats:
         rows = [g[i] for i in range(r) for g in grads]  # repeat-major views, no copy
         norms = torch.stack(torch._foreach_norm(rows)).view(r, n)
         total = torch.linalg.vector_norm(norms, dim=1)
-        coef = (self.config.grad_clip / (total + 1e-6)).clamp(max=1.0)
+        coef = (self.clip / (total + 1e-6)).clamp(max=1.0)
+        coef = torch.where(self.clip > 0, coef, torch.ones_like(coef))  # members not clipping
         for i in range(r):
             torch._foreach_mul_(rows[i * n : (i + 1) * n], coef[i])
 
@@ -219,7 +277,7 @@ class FusedRepeats:
                 losses = self._losses(idx, epoch)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses[:, 0].sum().backward()  # repeat r's parameters see only repeat r's loss
-                if c.grad_clip > 0:
+                if self.clips:
                     self._clip()
                 self.optimizer.step()
                 acc += losses.detach() * self.batch_rows[i // c.batch_size, :, None]
@@ -239,6 +297,17 @@ class FusedRepeats:
                 e.add_note(f"repeat {r} (seed {t.seed}) of a fused run")
                 raise
         return records
+
+    def keep(self, members: Sequence[int]) -> FusedRepeats:
+        """The ensemble of `members` only (positions in `trainers`), to go on with when the
+        others leave (their epochs done, stopped early, failed): each kept member's weights
+        and optimiser moments carry over, so its training goes on as if nobody had left.
+        Take the leaving members' checkpoints (`states()`) first."""
+        states = self.states()
+        kept = [self.trainers[m] for m in members]
+        for m in members:
+            self.trainers[m].optimizer.load_state_dict(states[m]["optimizer"])
+        return FusedRepeats(kept)
 
     # -- the repeats' own state ---------------------------------------------------------------
     @torch.no_grad()

@@ -6,17 +6,88 @@ w(epoch) = min(1, epoch / x_warmup_epochs) is the warm-up weight.
 
 Every term reduces over its trailing (batch, feature) dimensions only, so a stack of R
 repeats' batches, [R, B, ...], gives the R repeats' losses at once (`revstudy.training.fused`);
-a plain [B, ...] batch gives a scalar as before.
+a plain [B, ...] batch gives a scalar as before. The settings come from a `TrialConfig` or,
+for R members with settings of their own stepped together, from `MemberWeights` ([R]
+tensors in place of the numbers): the same arithmetic either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from revstudy.training.config import TrialConfig
+
+Number = float | torch.Tensor  # one model's setting, or [R] settings of R members
+
+
+def per_member(value: Number, like: torch.Tensor) -> Number:
+    """A setting ready to broadcast against `like` ([R, ...]): [R] → [R, 1, …, 1]; a
+    number as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.reshape(value.shape + (1,) * (like.dim() - value.dim()))
+    return value
+
+
+@dataclass(frozen=True)
+class MemberWeights:
+    """The objective's settings of R members stepped together (`revstudy.training.fused`),
+    each an [R] tensor on the training device where a `TrialConfig` holds a number; the
+    settings that change the step's graph (`latent_loss`, `density_soft`) are shared."""
+
+    logit_reg: torch.Tensor
+    spectrum_weighting: tuple[str, ...]
+    lambda_x: torch.Tensor
+    lambda_sparse: torch.Tensor
+    lambda_density: torch.Tensor
+    alpha: torch.Tensor
+    density_centre: torch.Tensor
+    density_soft: bool
+    x_warmup_epochs: torch.Tensor
+    latent_loss: str
+    latent_weight: torch.Tensor
+
+    NUMBERS = (
+        "logit_reg",
+        "lambda_x",
+        "lambda_sparse",
+        "lambda_density",
+        "alpha",
+        "density_centre",
+        "x_warmup_epochs",
+        "latent_weight",
+    )
+
+    @classmethod
+    def of(cls, configs: Sequence[TrialConfig], device: torch.device) -> MemberWeights:
+        """The members' settings; `latent_loss` and `density_soft` must agree."""
+        for shared in ("latent_loss", "density_soft"):
+            if len({getattr(c, shared) for c in configs}) > 1:
+                raise ValueError(f"members stepped together share {shared}")
+        dtype = torch.get_default_dtype()
+        numbers = {
+            name: torch.tensor([getattr(c, name) for c in configs], device=device, dtype=dtype)
+            for name in cls.NUMBERS
+        }
+        return cls(
+            spectrum_weighting=tuple(c.spectrum_weighting for c in configs),
+            density_soft=configs[0].density_soft,
+            latent_loss=configs[0].latent_loss,
+            **numbers,
+        )
+
+    def member(self, r: int) -> MemberWeights:
+        """Member `r`'s settings alone (0-dim tensors) for its own [B, ...] batch."""
+        numbers = {name: getattr(self, name)[r] for name in self.NUMBERS}
+        return MemberWeights(
+            spectrum_weighting=(self.spectrum_weighting[r],),
+            density_soft=self.density_soft,
+            latent_loss=self.latent_loss,
+            **numbers,
+        )
 
 
 def nearest_positive_distance(targets: torch.Tensor) -> torch.Tensor:
@@ -56,13 +127,32 @@ def spectrum_weights(targets: torch.Tensor, weighting: str = "reference") -> tor
 
 
 def spectrum_loss(
-    logits: torch.Tensor, targets: torch.Tensor, logit_reg: float, weighting: str = "reference"
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    logit_reg: Number,
+    weighting: str | Sequence[str] = "reference",
 ) -> torch.Tensor:
     """Distance-weighted BCE of the Y_latent logits (`spectrum_weights`), plus
-    `logit_reg`·mean(logits²) to keep the logits bounded."""
+    `logit_reg`·mean(logits²) to keep the logits bounded. For R members ([R, B, L]),
+    `logit_reg` may be [R] and `weighting` one name per member."""
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    weighted = (bce * spectrum_weights(targets, weighting)).mean(dim=(-2, -1))
+    weighted = (bce * _member_spectrum_weights(targets, weighting)).mean(dim=(-2, -1))
     return weighted + logit_reg * logits.pow(2).mean(dim=(-2, -1))
+
+
+def _member_spectrum_weights(targets: torch.Tensor, weighting: str | Sequence[str]) -> torch.Tensor:
+    """`spectrum_weights` with one weighting for all, or one per member (the leading axis)."""
+    if isinstance(weighting, str):
+        return spectrum_weights(targets, weighting)
+    kinds = set(weighting)
+    if len(kinds) == 1:
+        return spectrum_weights(targets, weighting[0])
+    near = torch.tensor([w == "near_miss" for w in weighting], device=targets.device)
+    return torch.where(
+        per_member(near, targets),  # type: ignore[arg-type]
+        spectrum_weights(targets, "near_miss"),
+        spectrum_weights(targets, "reference"),
+    )
 
 
 @dataclass(frozen=True)
@@ -78,7 +168,9 @@ class StructureTerms:
         return self.x_range + self.sparsity + self.density
 
 
-def structure_terms(x_gen: torch.Tensor, x_real: torch.Tensor, c: TrialConfig) -> StructureTerms:
+def structure_terms(
+    x_gen: torch.Tensor, x_real: torch.Tensor, c: TrialConfig | MemberWeights
+) -> StructureTerms:
     """Penalties on generated structures: range mean(X²), sparsity mean|X|, density matching.
 
     Density compares each generated structure's mean soft occupancy sigmoid(α(x − centre))
@@ -86,7 +178,8 @@ def structure_terms(x_gen: torch.Tensor, x_real: torch.Tensor, c: TrialConfig) -
     """
     sample = (-3, -2, -1)  # one structure's [4, 16, 16]
     batch = (-4, -3, -2, -1)
-    occupancy = torch.sigmoid(c.alpha * (x_gen - c.density_centre)) if c.density_soft else x_gen
+    alpha, centre = per_member(c.alpha, x_gen), per_member(c.density_centre, x_gen)
+    occupancy = torch.sigmoid(alpha * (x_gen - centre)) if c.density_soft else x_gen
     gen_density = occupancy.mean(dim=sample)
     true_density = x_real.mean(dim=sample)
     return StructureTerms(
@@ -96,8 +189,12 @@ def structure_terms(x_gen: torch.Tensor, x_real: torch.Tensor, c: TrialConfig) -
     )
 
 
-def x_weight(epoch: int, warmup_epochs: float) -> float:
-    """Warm-up weight of the x-terms for a 1-based epoch: min(1, epoch / warmup)."""
+def x_weight(epoch: int, warmup_epochs: Number) -> Number:
+    """Warm-up weight of the x-terms for a 1-based epoch: min(1, epoch / warmup); per
+    member for [R] warm-ups."""
+    if isinstance(warmup_epochs, torch.Tensor):
+        ramp = (epoch / warmup_epochs.clamp(min=1e-12)).clamp(max=1.0)
+        return torch.where(warmup_epochs <= 0, torch.ones_like(ramp), ramp)
     return 1.0 if warmup_epochs <= 0 else min(1.0, epoch / warmup_epochs)
 
 
@@ -139,7 +236,7 @@ def objective_terms(
     x_gen: torch.Tensor,
     x_real: torch.Tensor,
     y_real: torch.Tensor,
-    c: TrialConfig,
+    c: TrialConfig | MemberWeights,
     epoch: int,
     generator: torch.Generator | None = None,
     ref: torch.Tensor | None = None,
@@ -156,13 +253,14 @@ def objective_terms(
 
 def latent_loss(
     z: torch.Tensor,
-    c: TrialConfig,
+    c: TrialConfig | MemberWeights,
     generator: torch.Generator | None = None,
     ref: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The optional Z_free → N(0, 1) term, already weighted; zero when disabled.
     `ref`: the MMD's N(0, I) sample when the caller draws it (see `mmd_loss`)."""
-    if c.latent_loss == "none" or c.latent_weight == 0:
+    off = isinstance(c.latent_weight, float | int) and c.latent_weight == 0
+    if c.latent_loss == "none" or off:
         return z.new_zeros(z.shape[:-2])
     term = moment_loss(z) if c.latent_loss == "moments" else mmd_loss(z, generator, ref)
     return c.latent_weight * term

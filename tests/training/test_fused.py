@@ -14,6 +14,7 @@ from revstudy.errors import NonFiniteLossError
 from revstudy.training import losses as losses_mod
 from revstudy.training.config import TrialConfig
 from revstudy.training.fused import FusedRepeats, Repeats, Strategy, fusable, steps_per_epoch
+from revstudy.training.member_adam import MemberAdam
 from revstudy.training.runs import train_repeats
 from revstudy.training.splits import SplitTensors
 from revstudy.training.trainer import EpochRecord, Trainer
@@ -149,12 +150,79 @@ def test_repeats_with_a_different_step_count_train_on_their_own(dataset: Dataset
 def test_fusable_names_what_differs(dataset: Dataset) -> None:
     one = trainers(dataset, TINY, repeats=2)
     assert fusable(one[:1]) == "a single repeat"
-    other = Trainer(TINY.replace(lr=TINY.lr * 2), one[1].data, seed=1)
-    assert fusable([one[0], other]) == "the repeats' configurations differ"
+    other = Trainer(TINY.replace(lr=TINY.lr * 2, epochs=7), one[1].data, seed=1)
+    assert fusable([one[0], other]) is None  # learning settings and epochs are a member's own
+    wider = TINY.replace(hidden_ratio=0.5)
+    other = Trainer(wider, SplitTensors.build(dataset, wider, 1), seed=1)
+    assert fusable([one[0], other]) == "the members differ in hidden_ratio, which shapes the step"
     one[1].train_epoch()
     assert fusable(one) == "the repeats are at different epochs"
     with pytest.raises(ValueError, match="different epochs"):
         FusedRepeats(one)
+
+
+# members of a pack (issue #31): one shape, every other setting their own
+MEMBERS = [
+    TINY.replace(epochs=3, latent_loss="mmd", latent_weight=0.1),
+    TINY.replace(
+        epochs=1,
+        lr=3e-3,
+        weight_decay=1e-3,
+        grad_clip=0.01,
+        latent_loss="mmd",
+        latent_weight=0.0,
+        spectrum_weighting="near_miss",
+        relabel=True,
+        seed=5,
+    ),
+    TINY.replace(
+        epochs=2,
+        lr=5e-4,
+        logit_reg=1e-2,
+        lambda_x=1e-3,
+        lambda_sparse=1e-3,
+        lambda_density=0.2,
+        alpha=4.0,
+        density_centre=0.3,
+        x_warmup_epochs=0.0,
+        latent_loss="mmd",
+        latent_weight=0.5,
+        seed=9,
+    ),
+]
+
+
+def _members(ds: Dataset) -> list[Trainer]:
+    return [Trainer(c, as_float64(SplitTensors.build(ds, c, 0)), seed=c.seed) for c in MEMBERS]
+
+
+def test_pack_members_follow_lone_trials_and_leave_when_done(dataset: Dataset) -> None:
+    """Three trials of one shape with their own learning rates, decay, clipping, loss
+    weights, weighting, renumbering, seeds and epochs, stepped as one ensemble that each
+    leaves after its own epochs: each ends where it ends trained alone (float64)."""
+    with default_float64():
+        lone = _members(dataset)
+        for t in lone:
+            while t.epoch < t.config.epochs:
+                t.train_epoch()
+        packed = _members(dataset)
+        group: FusedRepeats | None = FusedRepeats(packed)
+        assert isinstance(group.optimizer, MemberAdam)
+        while group is not None:
+            group.train_epoch()
+            staying = [i for i, t in enumerate(group.trainers) if t.epoch < t.config.epochs]
+            if len(staying) > 1:
+                group = group.keep(staying)
+                continue
+            for i in staying:  # the last member trains on alone: a pack of one
+                t = group.trainers[i]
+                t.optimizer.load_state_dict(group.states()[i]["optimizer"])
+                while t.epoch < t.config.epochs:
+                    t.train_epoch()
+            group = None
+    for a, b in zip(lone, packed, strict=True):
+        assert b.epoch == a.epoch == a.config.epochs
+        assert_same_runs([a], [b])
 
 
 def test_a_non_finite_repeat_fails_with_its_epoch_and_repeat(

@@ -1,0 +1,131 @@
+"""Operations per member-step of a pack: the CPU's honest proxy for a launch-bound GPU step.
+
+    python benchmarks/pack_ops.py --data ../shared/data/reversibledata.csv   # ~3 min, 2 cores
+
+A GPU step of this small network costs what its kernel launches cost (issue #31: ~70 ms on
+an H200 for < 1 ms of arithmetic, 1,935 top-level ATen operations per step counted on the
+CPU). A pack of K trials of one shape stepped as one vmapped ensemble
+(`revstudy.training.fused.FusedRepeats`, each member with its own learning rate, weight
+decay and loss weights) issues the operations of one step for all K, plus the few that draw
+each member's random numbers from its own generator. This script counts, with
+`torch.profiler` on the CPU, the top-level ATen operations (those not inside another ATen
+operation; the backward's under autograd's events count) of one training step (batch 32,
+after a warm-up step) for packs of K = 1, 2, 4, 8, 16 members of the paper's shape, and
+divides by K; it also times the step on this CPU (arithmetic-bound here, so no speed-up is
+expected: the count is the figure that carries to a GPU). K = 1 is a lone `Trainer` step.
+Results: results/pack_ops.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from train_speed import machine_info  # noqa: E402  (one description of the machine)
+
+
+def member_configs(k: int) -> list[Any]:
+    """K paper-shaped trials with their own learning settings and loss weights."""
+    from revstudy.training.config import TrialConfig
+
+    base = TrialConfig(epochs=1)
+    return [
+        base.replace(
+            lr=1e-3 * (1 + i / k),
+            weight_decay=1e-5 * i,
+            lambda_density=5e-2 * (1 + i / k),
+            seed=i,
+        )
+        for i in range(k)
+    ]
+
+
+def count_step(k: int, dataset: Any, threads: int) -> dict[str, Any]:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from revstudy.training.fused import FusedRepeats
+    from revstudy.training.splits import SplitTensors
+    from revstudy.training.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    configs = member_configs(k)
+    trainers = [Trainer(c, SplitTensors.build(dataset, c, 0), seed=c.seed) for c in configs]
+    idx = [torch.arange(32) for _ in trainers]
+    if k == 1:
+        t = trainers[0]
+
+        def step() -> None:
+            xb, yb = t.data.x_train[idx[0]], t.data.y_train[idx[0]]
+            losses = t._losses(xb, yb, 1)
+            t.optimizer.zero_grad(set_to_none=True)
+            losses[0].backward()
+            t.optimizer.step()
+    else:
+        group = FusedRepeats(trainers)
+
+        def step() -> None:
+            losses = group._losses(idx, 1)
+            group.optimizer.zero_grad(set_to_none=True)
+            losses[:, 0].sum().backward()
+            group.optimizer.step()
+
+    step()  # warm-up: lazily created optimiser state, first-call paths
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.events() if e.name.startswith("aten::") and not _under_aten(e)]
+    start = time.perf_counter()
+    for _ in range(3):
+        step()
+    seconds = (time.perf_counter() - start) / 3
+    return {
+        "members": k,
+        "top_level_aten_ops": len(events),
+        "ops_per_member": round(len(events) / k, 1),
+        "step_s": round(seconds, 3),
+        "step_s_per_member": round(seconds / k, 3),
+    }
+
+
+def _under_aten(event: Any) -> bool:
+    """Whether an ATen operation runs inside another (then it is not a top-level one):
+    backward operations sit under autograd's own events, which do not count."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--members", default="1,2,4,8,16")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pack_ops.json"))
+    args = p.parse_args(argv)
+    from revstudy.data.dataset import read_dataset
+
+    dataset = read_dataset(args.data)
+    rows = [count_step(int(k), dataset, args.threads) for k in args.members.split(",")]
+    doc = {"machine": machine_info(args.threads), "batch_size": 32, "packs": rows}
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    for r in rows:
+        print(
+            f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a step, "
+            f"{r['ops_per_member']:>7} per member, {r['step_s_per_member']:.3f} s per member"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
