@@ -20,6 +20,7 @@ def test_spaces_show_whole_descriptions_and_the_paper_space() -> None:
     out = " ".join(res.stdout.split())
     assert "paper (0 searched parameters" in out and "The paper's configuration, fixed" in out
     assert "never used for search decisions." in out  # the default space's last sentence
+    assert "split(s) per trial, objectives f1_macro_skill_relabelled:max)" in out
 
 
 def test_data_info_takes_a_path(synthetic_csv: Path) -> None:
@@ -45,7 +46,9 @@ def test_open_without_a_browser_says_where_the_report_is(
 def test_help_texts_match_the_readme() -> None:
     res = runner.invoke(app, ["launch", "--help"], env={"COLUMNS": "200"})
     text = " ".join(res.stdout.split())
-    assert "default, quick, paper" in text and "f1_macro_skill:max" in text
+    assert "default, quick, paper" in text
+    # the objectives are each space's own (issue #30: help named one the spaces do not use)
+    assert "the space's objectives; `revstudy spaces` lists them" in text
     res = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert "$REVSTUDY_STORAGE" in " ".join(res.stdout.split())
 
