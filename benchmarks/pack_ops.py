@@ -32,11 +32,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from train_speed import machine_info  # noqa: E402  (one description of the machine)
 
 
-def member_configs(k: int) -> list[Any]:
-    """K paper-shaped trials with their own learning settings and loss weights."""
+def member_configs(k: int, base: Any = None) -> list[Any]:
+    """K trials of `base`'s shape (default: the paper's) with their own learning settings
+    and loss weights."""
     from revstudy.training.config import TrialConfig
 
-    base = TrialConfig(epochs=1)
+    base = base or TrialConfig(epochs=1)
     return [
         base.replace(
             lr=1e-3 * (1 + i / k),
@@ -48,7 +49,9 @@ def member_configs(k: int) -> list[Any]:
     ]
 
 
-def count_step(k: int, dataset: Any, threads: int) -> dict[str, Any]:
+def count_step(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str, Any]:
+    """One step of a pack of `k` members (k = 1: a lone Trainer): its top-level ATen
+    operations and its time on this CPU."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -57,7 +60,7 @@ def count_step(k: int, dataset: Any, threads: int) -> dict[str, Any]:
     from revstudy.training.trainer import Trainer
 
     torch.set_num_threads(threads)
-    configs = member_configs(k)
+    configs = member_configs(k, base)
     trainers = [Trainer(c, SplitTensors.build(dataset, c, 0), seed=c.seed) for c in configs]
     idx = [torch.arange(32) for _ in trainers]
     if k == 1:

@@ -1,0 +1,34 @@
+"""benchmarks/pack_ops.py: a pack's step issues one step's operations for all its members
+(issue #31: operation counts are the CPU's proxy for a launch-bound GPU step)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from revstudy.data.dataset import read_dataset
+from revstudy.training.config import TrialConfig
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import pack_ops  # noqa: E402
+
+TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
+
+
+def test_a_packs_step_costs_the_operations_of_one_step(synthetic_csv: Path) -> None:
+    """Counted, not timed: the count is deterministic for one torch version. Doubling the
+    members adds only their own random draws; per member the count halves."""
+    ds = read_dataset(synthetic_csv)
+    threads = torch.get_num_threads()
+    try:
+        counts = {k: pack_ops.count_step(k, ds, 1, TINY) for k in (1, 2, 4)}
+    finally:
+        torch.set_num_threads(threads)
+    ops = {k: c["top_level_aten_ops"] for k, c in counts.items()}
+    assert ops[4] - ops[2] <= 8, ops  # measured: +2 (two more members' noise draws)
+    assert ops[4] < 2 * ops[1], ops  # four trials for less than two lone steps
+    assert counts[4]["ops_per_member"] == round(ops[4] / 4, 1)
