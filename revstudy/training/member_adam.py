@@ -32,7 +32,7 @@ class MemberAdam:
         eps: float = 1e-8,
     ):
         self.params = list(params)
-        self.lr, self.weight_decay = lr, weight_decay
+        self.lr = lr
         self.betas, self.eps = betas, eps
         self.step_count = 0
         self.exp_avg: list[torch.Tensor] = []
