@@ -190,7 +190,7 @@ PATH: tuple[tuple[str, tuple[Step, ...]], ...] = (
             ),
             Step(
                 "revstudy.study.trial",
-                "_write_final",
+                "write_final",
                 "`result.json` and `arrays.npz`: the trial's record of truth",
             ),
         ),

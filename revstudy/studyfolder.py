@@ -31,12 +31,14 @@ __all__ = [
     "DRIVER_FILE",
     "EPOCHS_FILE",
     "EPOCHS_TABLE",
+    "FAILED_KEY",
     "FAILURE_FILE",
     "FINAL_KEY",
     "FINISHED_STATES",
     "NAME_RE",
     "NUMERIC_LIMITS",
     "OPTUNA_DB",
+    "PACK_KEY",
     "PENDING_STATES",
     "PER_EPOCH",
     "PER_EPOCH_METRICS",
@@ -134,6 +136,11 @@ TRIAL_KEY = "revstudy_trial"
 # Set to 1 in a trial's last report, after its full evaluation: the trial ran to the end
 # (a trial that reports without it was stopped early by the scheduler).
 FINAL_KEY = "revstudy_final"
+# A pack's Ray trial (issue #31) holds its members' configs under this key, each with its
+# TRIAL_KEY, and reports one row per member under it every epoch (revstudy.study.packs).
+PACK_KEY = "revstudy_pack"
+# In a pack's row: the member failed on its own (the one-line reason); the others train on.
+FAILED_KEY = "revstudy_failed"
 
 
 # Limits beyond which a trial's figures are numerically broken, not a poor configuration.

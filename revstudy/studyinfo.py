@@ -59,6 +59,7 @@ class StudyInfo:
     num_samples: int = 0  # trials asked for; only grows (resume, launch --name)
     repeats: int = 1  # seeded train/val splits per trial
     max_concurrent: int = 0  # trials at a time; 0: as many as the resources allow
+    pack: int = 1  # trials trained as one vmapped ensemble in one Ray trial (issue #31)
     cpus_per_trial: float = 1.0  # CPUs a trial reserves (= its torch threads)
     gpus_per_trial: float = 0.0  # GPU share a trial reserves; 0: runs on CPU
     time_budget_s: float | None = None  # wall time over all driver runs; None: unbounded
@@ -251,6 +252,7 @@ _CHECKS: dict[str, Any] = {
     "num_samples": _integer(1),
     "repeats": _integer(1),
     "max_concurrent": _integer(0),
+    "pack": _integer(1),
     "cpus_per_trial": _number(1e-3, 1024),
     "gpus_per_trial": _number(0, 1),
     "time_budget_s": _number(1e-3, 1e9),

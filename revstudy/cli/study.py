@@ -106,6 +106,13 @@ def launch(
         int | None,
         typer.Option(help="Ray retries after a trial error" + _default("max_failures")),
     ] = None,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            help="trials trained as one batched ensemble on one GPU share, each still its own "
+            "trial (docs/studies.md, Packs)" + _default("pack")
+        ),
+    ] = None,
 ) -> None:
     """Run a hyperparameter study on Ray Tune, guided by Optuna."""
     from revstudy.study.driver import launch as run_launch
@@ -129,6 +136,7 @@ def launch(
         seed=seed,
         baseline=False if no_baseline else None,
         max_failures=max_failures,
+        pack=pack,
     )
     summary = run_launch(opts)
     _print_summary(summary)

@@ -34,6 +34,7 @@ from revstudy.study.options import (
     relaunch_changes,
 )
 from revstudy.study.optuna_store import (
+    BASELINE_ATTR,
     counted_trials,
     discard_unstarted,
     open_optuna,
@@ -63,6 +64,7 @@ from revstudy.studyfolder import (
     storage_root,
 )
 from revstudy.studyinfo import DataRecord, StudyInfo, read_study
+from revstudy.training.config import step_shape
 from revstudy.version import __version__
 
 
@@ -136,7 +138,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             ostudy = open_optuna(study, info, create=True)
             point = baseline_params(space) if info.baseline else None
             if point is not None:  # the first trial Optuna hands out
-                ostudy.enqueue_trial(point, user_attrs={"revstudy_baseline": True})
+                ostudy.enqueue_trial(point, user_attrs={BASELINE_ATTR: True})
             write_json_atomic(study / STUDY_FILE, info.to_dict())  # last: the study exists now
         except BaseException:  # refused before it started: leave no empty study behind
             _remove_refused_study(study)
@@ -190,6 +192,7 @@ def _new_info(
         num_samples=opts.resolved("num_samples"),
         repeats=repeats,
         max_concurrent=opts.resolved("max_concurrent"),
+        pack=opts.resolved("pack"),
         cpus_per_trial=float(cpus),
         gpus_per_trial=float(gpus),
         time_budget_s=opts.time_budget_s,
@@ -269,6 +272,7 @@ def _run(
     whole state of a study (docs/study-dir.md)."""
     # these import Ray, which `ray_init` configures before Ray is first imported
     from revstudy.study.callbacks import StudyCallback, StudyStopper
+    from revstudy.study.packs import PackCallback
 
     ostudy = open_optuna(study, info)
     drop_finished_checkpoints(study)  # left by a driver killed as a trial ended
@@ -276,11 +280,15 @@ def _run(
     if lost:
         note = f"note: {lost} trial(s) the last run never started will be asked anew"
         print(note, file=sys.stderr)
-    searcher, scheduler = _search(study, info, space, ostudy, retry_failed)
+    searcher, scheduler, book = _search(study, info, space, ostudy, retry_failed)
     budget = remaining_budget(study, info)
     stopper = StudyStopper(min(info.num_samples, 4))
     ended = len(counted_trials(ostudy)) - len(searcher.continuations)  # before this run
-    callback = StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
+    callback = (
+        StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
+        if book is None
+        else PackCallback(study, info, stopper, live=progress, done_before=max(0, ended), book=book)
+    )
     with DriverClock(study) as clock:  # counts this run, even if it is killed
         if searcher.total > 0 and (budget is None or budget > 0):
             tuner = _tuner(
@@ -295,17 +303,21 @@ def _run(
 
 def _search(
     study: Path, info: StudyInfo, space: SearchSpace, ostudy: Any, retry_failed: bool
-) -> tuple[Any, Any]:
-    """The searcher (Optuna's trials to continue, then new ones) and the scheduler (ASHA,
-    its rungs seeded with the continued trials' epochs so far)."""
+) -> tuple[Any, Any, Any]:
+    """The searcher (Optuna's trials to continue, then new ones), the scheduler (ASHA, its
+    rungs seeded with the continued trials' epochs so far) and, for a study of packs, the
+    `PackBook` they share with the callback (None for lone trials)."""
     # these import Ray, which `ray_init` configures before Ray is first imported
+    from revstudy.study.packs import PackBook, PackScheduler, PackSearcher
     from revstudy.study.scheduling import epoch_history, make_scheduler
     from revstudy.study.search import StudySearcher
 
     continuations = unfinished(ostudy) + (retries(ostudy) if retry_failed else [])
     new = max(0, info.num_samples - len(counted_trials(ostudy)))
     history = epoch_history(read_epochs(study), info.objectives[0].metric)
-    continued = {c.record_id: history.pop(c.record_id, []) for c in continuations}
+    packed = info.pack > 1
+    # a lone continued trial runs under a new Ray id, a pack member under its folder id
+    continued = {} if packed else {c.record_id: history.pop(c.record_id, []) for c in continuations}
     baseline = baseline_params(space) if info.baseline else None
     scheduler, asha = make_scheduler(
         info,
@@ -313,6 +325,20 @@ def _search(
         history,
         protect=None if baseline is None else lambda c: public_params(c) == baseline,
     )
+    if packed:
+        book = PackBook()
+        packs = PackSearcher(
+            ostudy,
+            space,
+            info.objectives,
+            continuations=continuations,
+            new=new,
+            pack=info.pack,
+            book=book,
+            shape=lambda params: step_shape(space.to_config(params)),
+            shape_params=space.shape_params(),
+        )
+        return packs, PackScheduler(book, asha), book
 
     def on_continue(ray_id: str, record_id: str) -> None:
         if asha is not None:  # a continued trial keeps its place in ASHA's rungs
@@ -326,7 +352,7 @@ def _search(
         new=new,
         on_continue=on_continue,
     )
-    return searcher, scheduler
+    return searcher, scheduler, None
 
 
 def _tuner(study: Path, info: StudyInfo, space: SearchSpace, dataset: Dataset, parts: tuple) -> Any:
@@ -340,7 +366,11 @@ def _tuner(study: Path, info: StudyInfo, space: SearchSpace, dataset: Dataset, p
     if info.max_concurrent:
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=info.max_concurrent)
     return tune.Tuner(
-        trainable(TrialContext.of_study(study, info, space, dataset), info.cpus_per_trial),
+        trainable(
+            TrialContext.of_study(study, info, space, dataset),
+            info.cpus_per_trial,
+            packs=info.pack > 1,
+        ),
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
             scheduler=scheduler,

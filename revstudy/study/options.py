@@ -32,6 +32,9 @@ __all__ = [
 
 SAMPLERS = ("tpe", "random", "gp", "nsga2", "qmc")
 SCHEDULERS = ("asha", "none")
+# members of one pack: 64 is the most issue #31 asks to measure; more would hold that many
+# trials' data and optimiser state on one GPU share
+MAX_PACK = 64
 KNOWN_METRICS = (
     "f1_macro",
     "f1_micro",
@@ -91,6 +94,7 @@ class LaunchOptions:
     seed: int | None = None
     baseline: bool | None = None
     max_failures: int | None = None  # Ray retries of a trial after a (transient) error
+    pack: int | None = None  # trials per pack (one vmapped ensemble in one Ray trial)
 
     def validate(self) -> None:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
@@ -102,6 +106,7 @@ class LaunchOptions:
             (self.repeats, "--repeats", lambda v: v >= 1, "must be >= 1"),
             (self.time_budget_s, "--time-budget", lambda v: v > 0, "must be > 0"),
             (self.max_failures, "--max-failures", lambda v: 0 <= v <= 100, "must be 0-100"),
+            (self.pack, "--pack", lambda v: 1 <= v <= MAX_PACK, f"must be 1-{MAX_PACK}"),
         ]
         for value, flag, ok, rule in checks:
             if value is not None and (value != value or not ok(value)):  # NaN fails too
@@ -160,6 +165,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "baseline": True,
     "max_failures": 1,
+    # measured: on a CPU a step is arithmetic-bound and packing gains nothing
+    # (docs/performance.md, "Packs"); no GPU measurement yet, so 1 everywhere
+    "pack": 1,
 }
 
 # settings a relaunch must not contradict: each LaunchOptions field here is the StudyInfo
@@ -175,6 +183,7 @@ KEPT = {
     "time_budget_s": "--time-budget",
     "baseline": "--no-baseline",
     "max_failures": "--max-failures",
+    "pack": "--pack",
 }
 
 

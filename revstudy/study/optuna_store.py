@@ -24,6 +24,7 @@ from revstudy.studyfolder import FINAL_KEY, OPTUNA_DB, RESULT_FILE, Objective, o
 from revstudy.studyinfo import STUDY_ID_ATTR, StudyInfo, foreign_database
 
 __all__ = [
+    "BASELINE_ATTR",
     "COUNTED",
     "RAY_ID_ATTR",
     "RETRY_OF_ATTR",
@@ -45,6 +46,7 @@ RAY_ID_ATTR = "ray_trial_id"  # Optuna user attr: the trial's folder under trial
 # a FAIL trial run again gets a new Optuna number; the new trial names the one it retries
 # (a finished trial cannot be marked: Optuna refuses to update it)
 RETRY_OF_ATTR = "revstudy_retry_of"
+BASELINE_ATTR = "revstudy_baseline"  # the enqueued paper baseline
 UNSTARTED_ATTR = "revstudy_never_started"  # asked of Optuna, driver died before Ray had it
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # WAITING: enqueued, not started

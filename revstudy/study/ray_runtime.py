@@ -92,13 +92,21 @@ def _run_trial(params: dict[str, Any], context: TrialContext) -> None:
     run_trial(params, context)
 
 
-def trainable(context: TrialContext, cpus_per_trial: float) -> Any:
+def _run_pack(params: dict[str, Any], context: TrialContext) -> None:
+    """`revstudy.study.pack_trial.run_pack`, imported in the worker."""
+    from revstudy.study.pack_trial import run_pack
+
+    run_pack(params, context)
+
+
+def trainable(context: TrialContext, cpus_per_trial: float, packs: bool = False) -> Any:
     """The function trainable handed to Ray Tune: the trials' shared context bound once,
-    each trial reserving `cpus_per_trial` CPUs and the context's GPU share."""
+    each trial (a pack of trials with `packs`) reserving `cpus_per_trial` CPUs and the
+    context's GPU share."""
     from ray import tune
 
     check_gpu_share(context.gpu_share)  # a study.json from before the check, or edited by hand
-    fn = tune.with_parameters(_run_trial, context=context)
+    fn = tune.with_parameters(_run_pack if packs else _run_trial, context=context)
     return tune.with_resources(fn, {"cpu": cpus_per_trial, "gpu": context.gpu_share})
 
 

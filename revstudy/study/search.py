@@ -92,13 +92,23 @@ class StudySearcher(OptunaSearch):
         if self._new <= 0:
             return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
         self._new -= 1
+        return self.ask_new(trial_id)
+
+    def ask_new(self, trial_id: str) -> dict[str, Any]:
+        """A new Optuna trial's parameters (Optuna's ask + the define-by-run space), the
+        trial tagged with `trial_id`, its folder id."""
         with warnings.catch_warnings():  # the enqueued paper baseline may lie outside the space
             warnings.filterwarnings("ignore", "Fixed parameter .* is out of range")
-            params = super().suggest(trial_id)  # Optuna's ask + the define-by-run space
+            params = super().suggest(trial_id)
+        if params is None:  # OptunaSearch says it is finished: never for an open study
+            raise RuntimeError(f"Optuna gave no parameters for trial {trial_id}")
         self._ot_trials[trial_id].set_user_attr(RAY_ID_ATTR, trial_id)
         return params
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.record_epoch(trial_id, result)
+
+    def record_epoch(self, trial_id: str, result: dict) -> None:
         """Per-epoch objective as Optuna's intermediate value, at step = epoch (Ray's
         `training_iteration` restarts at 1 when a trial is continued)."""
         trial = self._ot_trials.get(trial_id)
@@ -122,7 +132,7 @@ class StudySearcher(OptunaSearch):
             return
         self._told.add(trial_id)
         if result and not error:  # the result a scheduler stopped on never came through
-            self.on_trial_result(trial_id, result)  # on_trial_result: PRUNED keeps it
+            self.record_epoch(trial_id, result)  # on_trial_result: PRUNED keeps it
         tell(self.study, trial.number, self.objectives, result, error)
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from revstudy.errors import ConfigError
-from revstudy.training.config import TrialConfig, field_names, yaml_error
+from revstudy.training.config import STEP_FIELDS, TrialConfig, field_names, yaml_error
 from revstudy.yamlfile import read_yaml
 
 BLOCK_PARAMS = tuple(f"blocks_{i}" for i in range(5))
@@ -66,6 +66,11 @@ class SearchSpace:
                 assert p.low is not None and p.high is not None
                 chosen[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
         return chosen
+
+    def shape_params(self) -> list[str]:
+        """Searched parameters that set a field of `STEP_FIELDS` (the network's shape): a
+        pack's members share them (stage depths are searched as `blocks_<i>`)."""
+        return [p.name for p in self.params if p.name in BLOCK_PARAMS or p.name in STEP_FIELDS]
 
     def to_config(self, params: dict[str, Any], base: TrialConfig | None = None) -> TrialConfig:
         """TrialConfig for one trial: defaults ← fixed ← searched params."""

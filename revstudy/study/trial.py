@@ -21,7 +21,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ from revstudy.studyfolder import (
     trial_dir,
 )
 from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from revstudy.training.fused import EnsembleStepError, Repeats
+from revstudy.training.fused import EnsembleStepError, Repeats, Strategy
 from revstudy.training.metrics import Evaluation
 from revstudy.training.runs import aggregate
 from revstudy.training.splits import SplitTensors
@@ -93,10 +93,10 @@ def train_trial(
     a folder that `resume` hands to a new run."""
     c = context
     tdir = trial_dir(c.study, trial_id)
-    guard = _Guard(tdir, c.driver)  # first: a worker whose driver is gone touches nothing
+    guard = Guard(tdir, c.driver)  # first: a worker whose driver is gone touches nothing
     (tdir / FAILURE_FILE).unlink(missing_ok=True)  # a retry starts without the old verdict
-    report = _guarded(report, guard)
-    with _failure_recorded(tdir), _device_memory(device, c.gpu_share, c.repeats):
+    report = guarded(report, guard)
+    with _failure_recorded(tdir), device_memory(device, c.gpu_share, c.repeats):
         started = time.time()
         if c.threads > 0:
             torch.set_num_threads(c.threads)
@@ -115,19 +115,21 @@ def train_trial(
             for r in range(c.repeats)
         ]
         ckpt = tdir / STATE_FILE
-        elapsed, history = _restore(ckpt, trainers)
-        group = Repeats(trainers, fuse=c.fuse)  # after the restore: it stacks the restored state
+        elapsed, history = restore(ckpt, trainers)
+        # after the restore: it stacks the restored state
+        group = Repeats(trainers, fuse=c.fuse, strategy=cast(Strategy | None, c.strategy))
         started -= elapsed
-        history["nodes"].append(_node_id())
+        history["nodes"].append(node_id())
         for epoch in range(trainers[0].epoch + 1, config.epochs + 1):
             recs = group.train_epoch()
             guard.check()  # before anything of this epoch is written
             node = history["nodes"][-1]
             rows = [{"repeat": r, "node": node, **vars(rec)} for r, rec in enumerate(recs)]
             append_epochs(c.study, trial_id, rows)
-            metrics = _epoch_report(epoch, recs, list(c.objectives))
+            metrics = epoch_report(epoch, recs, list(c.objectives))
             if epoch == config.epochs:
-                _write_final(tdir, group, metrics, guard, {"started": started, "history": history})
+                run = {"started": started, "history": history}
+                write_final(tdir, group, trainers, metrics, guard, run)
             else:
                 save_checkpoint(
                     ckpt,
@@ -140,29 +142,32 @@ def train_trial(
             report(metrics)
 
 
-def _write_final(
+def write_final(
     tdir: Path,
     group: Repeats,
+    trainers: list[Trainer],
     metrics: dict[str, Any],
-    guard: _Guard,
+    guard: Guard,
     run: dict[str, Any],
 ) -> None:
-    """The last epoch: every repeat's full evaluation into `metrics` (the final report) and
-    the trial's result.json + arrays.npz; `run` holds its start time and node history."""
-    trainers = group.trainers
-    evals = group.map(lambda t: t.evaluate("val"))  # side by side where the repeats train so
+    """The last epoch of `trainers` (the trial's repeats, in `group`): every repeat's full
+    evaluation into `metrics` (the final report) and the trial's result.json + arrays.npz;
+    `run` holds its start time and node history (and its pack, if it trained in one)."""
+    evals = group.map(lambda t: t.evaluate("val"), trainers)  # side by side where they train so
     metrics.update(_flatten(evals))
     metrics[FINAL_KEY] = 1  # tells the searcher this trial ran to the end
     guard.check()  # the evaluation took a while: still ours?
     config = trainers[0].config.to_dict()
     result = _result_doc(tdir.name, evals, trainers[0].device, config)
     result.update(wall_seconds=time.time() - run["started"], history=run["history"], report=metrics)
+    if run.get("pack"):  # trained as one of a pack's members (revstudy.study.pack_trial)
+        result["pack"] = run["pack"]
     if group.fallback:  # the vmapped ensemble could not run on this device
         result["repeat_fallback"] = group.fallback
     _write_result(tdir, evals, result)
 
 
-def _restore(ckpt: Path, trainers: list[Trainer]) -> tuple[float, dict[str, list[Any]]]:
+def restore(ckpt: Path, trainers: list[Trainer]) -> tuple[float, dict[str, list[Any]]]:
     """Load the trial's checkpoint into `trainers` if one exists: (seconds already spent,
     history of the nodes it ran on and the epochs it resumed after)."""
     history: dict[str, list[Any]] = {"nodes": [], "resumed_after_epoch": []}
@@ -199,7 +204,7 @@ EPOCH_REPORT_KEYS = (
 )
 
 
-def _epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[str, Any]:
+def epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[str, Any]:
     """The per-epoch report: means over repeats, and every objective (NaN until known)."""
     metrics: dict[str, Any] = {"epoch": epoch}
     for key in EPOCH_REPORT_KEYS:
@@ -210,7 +215,7 @@ def _epoch_report(epoch: int, recs: list[Any], objectives: list[str]) -> dict[st
 
 
 @contextlib.contextmanager
-def _device_memory(device: Device, share: float, repeats: int) -> Iterator[None]:
+def device_memory(device: Device, share: float, repeats: int) -> Iterator[None]:
     """The trial's GPU memory: capped at its share while it runs, an out-of-memory error
     turned into one line naming the share and the fix, the cache handed back at the end."""
     cap = cap_memory(device, share)
@@ -233,18 +238,24 @@ def _failure_recorded(tdir: Path) -> Iterator[None]:
     except TrialAbandoned:
         raise
     except Exception as e:
-        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        write_json_atomic(
-            tdir / FAILURE_FILE, {"reason": reason, "traceback": traceback.format_exc(limit=8)}
-        )
+        record_failure(tdir, e)
         raise
+
+
+def record_failure(tdir: Path, e: BaseException, **extra: Any) -> str:
+    """Write `e` as the trial's failure.json (with `extra` keys); returns its one-line
+    reason."""
+    reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    tb = "".join(traceback.format_exception(e, limit=8))
+    write_json_atomic(tdir / FAILURE_FILE, {"reason": reason, "traceback": tb, **extra})
+    return reason
 
 
 class TrialAbandoned(Exception):
     """This trial's driver is gone or another run took its folder over: stop, write nothing."""
 
 
-class _Guard:
+class Guard:
     """Ownership of a trial folder: a token in `owner.json`, and the driver's liveness."""
 
     def __init__(self, tdir: Path, driver: dict[str, Any] | None):
@@ -268,7 +279,7 @@ class _Guard:
             raise TrialAbandoned(f"driver pid {d.get('pid')} is gone; stopping this trial")
 
 
-def _guarded(report: Report, guard: _Guard) -> Report:
+def guarded(report: Report, guard: Guard) -> Report:
     def checked(metrics: dict[str, Any]) -> None:
         guard.check()
         report(metrics)
@@ -295,7 +306,7 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _node_id() -> str:
+def node_id() -> str:
     """The Ray node running this trial ("local" outside Ray)."""
     import sys
 
@@ -303,7 +314,7 @@ def _node_id() -> str:
     if ray is None or not ray.is_initialized():
         return "local"
     try:
-        return str(ray.get_runtime_context().get_node_id())
+        return str(ray.get_runtime_context().getnode_id())
     except Exception:  # not inside a Ray worker
         return "local"
 

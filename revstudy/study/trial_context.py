@@ -33,6 +33,7 @@ class TrialContext:
     driver: dict[str, Any] | None = None  # {"pid", "host"}: a worker outliving it stops
     gpu_share: float = 0.0  # the GPU share a trial reserves; 0: it trains on the CPU
     fuse: bool = True  # repeats side by side (`Repeats`); False: one by one
+    strategy: str | None = None  # how repeats train together; None: `repeat_strategy`'s choice
 
     @classmethod
     def of_study(

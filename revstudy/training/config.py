@@ -138,6 +138,30 @@ class TrialConfig:
         return cls.from_dict(doc, source=str(p))
 
 
+# TrialConfig fields that shape the vmapped step: the network, its batches and the step's
+# graph (which latent term, whether the density is soft, what the inverse pass may reach),
+# and the process-wide numerics. Members stepped together share them; any other field may
+# differ per member.
+STEP_FIELDS = (
+    "blocks",
+    "y_dim",
+    "hidden_ratio",
+    "kernel_size",
+    "paper_parameterisation",
+    "batch_size",
+    "detach_y_in_inverse",
+    "density_soft",
+    "latent_loss",
+    "allow_tf32",
+    "deterministic",
+)
+
+
+def step_shape(config: TrialConfig) -> tuple[Any, ...]:
+    """The values of `STEP_FIELDS`: trials with equal shapes can train as one pack."""
+    return tuple(getattr(config, name) for name in STEP_FIELDS)
+
+
 def recorded_data(path: str | Path) -> tuple[str, str] | None:
     """(path, sha256) of the data file a config's `provenance:` records (`revstudy export`
     writes it: the study's data), or None when it records none. A config file that is not

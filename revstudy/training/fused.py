@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from revstudy.data.numbering import relabel
-from revstudy.training.config import TrialConfig
+from revstudy.training.config import STEP_FIELDS, TrialConfig, step_shape
 from revstudy.training.lanes import run_in_lanes
 from revstudy.training.losses import LOSS_TERMS, MemberWeights, objective_terms
 from revstudy.training.member_adam import MemberAdam
@@ -59,25 +59,6 @@ class _Inverse(nn.Module):
 
 def steps_per_epoch(t: Trainer) -> int:
     return -(-len(t.data.x_train) // t.config.batch_size)
-
-
-# TrialConfig fields that shape the vmapped step: the network, its batches and the step's
-# graph (which latent term, whether the density is soft, what the inverse pass may reach),
-# and the process-wide numerics. Members stepped together share them; any other field may
-# differ per member.
-STEP_FIELDS = (
-    "blocks",
-    "y_dim",
-    "hidden_ratio",
-    "kernel_size",
-    "paper_parameterisation",
-    "batch_size",
-    "detach_y_in_inverse",
-    "density_soft",
-    "latent_loss",
-    "allow_tf32",
-    "deterministic",
-)
 
 
 def fusable(trainers: Sequence[Trainer]) -> str | None:
@@ -260,9 +241,12 @@ class FusedRepeats:
         for i in range(r):
             torch._foreach_mul_(rows[i * n : (i + 1) * n], coef[i])
 
-    def train_epoch(self) -> list[EpochRecord]:
+    def train_epoch(self, collect: bool = False) -> list[EpochRecord]:
         """One epoch of every repeat; each repeat's record as `Trainer.train_epoch` gives it.
-        The training time is shared equally, so the repeats' seconds add up to the wall time."""
+        The training time is shared equally, so the repeats' seconds add up to the wall time.
+        A repeat whose epoch fails its checks (a non-finite loss) raises; with `collect`,
+        its exception takes its place in the list instead and the others' records stand
+        (a pack's members fail one by one)."""
         c = self.config
         epoch = self.trainers[0].epoch + 1
         start = time.perf_counter()
@@ -287,7 +271,7 @@ class FusedRepeats:
             raise EnsembleStepError(e) from e
         self._copy_weights()
         share = (time.perf_counter() - start) / len(self.trainers)
-        records = []
+        records: list[Any] = []
         for r, t in enumerate(self.trainers):
             try:
                 records.append(
@@ -295,7 +279,9 @@ class FusedRepeats:
                 )
             except Exception as e:
                 e.add_note(f"repeat {r} (seed {t.seed}) of a fused run")
-                raise
+                if not collect:
+                    raise
+                records.append(e)
         return records
 
     def keep(self, members: Sequence[int]) -> FusedRepeats:
@@ -397,9 +383,11 @@ class Repeats:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown repeat strategy {strategy!r}; use one of {STRATEGIES}")
         self.strategy: Strategy = strategy
-        by_steps: dict[int, list[int]] = {}  # vmap: one group per steps-per-epoch count
+        # vmap: one group per steps-per-epoch count, epoch and shape (a pack resumed from
+        # members at different epochs steps each epoch's members together)
+        by_steps: dict[Any, list[int]] = {}
         for r, t in enumerate(self.trainers):
-            key = steps_per_epoch(t) if strategy == "vmap" else -1 - r
+            key = (steps_per_epoch(t), t.epoch, step_shape(t.config)) if strategy == "vmap" else r
             by_steps.setdefault(key, []).append(r)
         self.groups: list[tuple[list[int], FusedRepeats | None]] = []
         for members in by_steps.values():
@@ -419,33 +407,56 @@ class Repeats:
     def _describe(self, i: int) -> str:
         return f"repeat {self.indices[i]} (seed {self.trainers[i].seed})"
 
-    def map(self, fn: Callable[[Trainer], T]) -> list[T]:
-        """`fn(trainer)` for every repeat, in repeat order; side by side with "lanes" (e.g.
-        the final evaluations), else in turn."""
-        jobs = [functools.partial(fn, t) for t in self.trainers]
+    def map(self, fn: Callable[[Trainer], T], trainers: Sequence[Trainer] | None = None) -> list[T]:
+        """`fn(trainer)` for every repeat (or every one of `trainers`, e.g. one pack
+        member's), in order; side by side with "lanes" (e.g. the final evaluations), else
+        in turn."""
+        chosen = self.trainers if trainers is None else list(trainers)
+        jobs = [functools.partial(fn, t) for t in chosen]
         if self.strategy == "lanes":
-            return run_in_lanes(jobs, describe=self._describe)
+            return run_in_lanes(jobs, describe=self._describe if trainers is None else None)
         return [job() for job in jobs]
 
-    def train_epoch(self) -> list[EpochRecord]:
-        """Every repeat's record of its next epoch, in repeat order."""
+    def train_epoch(self, collect: bool = False) -> list[Any]:
+        """Every repeat's `EpochRecord` of its next epoch, in repeat order. A repeat whose
+        epoch fails raises; with `collect` its exception takes its place in the list and
+        the others train on (`FusedRepeats.train_epoch`): a failure of the ensemble's step
+        itself is everyone's and is raised."""
         if self.strategy == "lanes":
             start = time.perf_counter()
-            run_in_lanes([t.train_epoch for t in self.trainers], describe=self._describe)
+            epochs = [functools.partial(_outcome, t.train_epoch, collect) for t in self.trainers]
+            outs = run_in_lanes(epochs, describe=self._describe)
             share = (time.perf_counter() - start) / len(self.trainers)
-            return [t.restate_seconds(share) for t in self.trainers]
-        records: dict[int, EpochRecord] = {}
+            return [
+                o if isinstance(o, Exception) else t.restate_seconds(share)
+                for t, o in zip(self.trainers, outs, strict=True)
+            ]
+        records: dict[int, Any] = {}
         for g, (members, fused) in enumerate(self.groups):
             if fused is not None and g not in self._proven:
-                recs = self._first_fused_epoch(g)
+                recs = self._first_fused_epoch(g, collect)
             elif fused is not None:
-                recs = fused.train_epoch()
+                recs = fused.train_epoch(collect)
             else:
-                recs = [self.trainers[r].train_epoch() for r in members]
+                recs = [_outcome(self.trainers[r].train_epoch, collect) for r in members]
             records.update(zip(members, recs, strict=True))
         return [records[r] for r in range(len(self.trainers))]
 
-    def _first_fused_epoch(self, g: int) -> list[EpochRecord]:
+    def keep(self, positions: Sequence[int]) -> Repeats:
+        """The trainers at `positions` only, to go on with when the others leave (a pack's
+        members that finished, were stopped or failed): each kept trainer's weights,
+        optimiser moments and generator carry over, so its training goes on exactly as a
+        run resumed from its checkpoint would. Save the leaving ones' `states()` first."""
+        states = self.states()
+        for p in positions:  # a fused group holds its members' moments: hand them back
+            self.trainers[p].optimizer.load_state_dict(states[p]["optimizer"])
+        return Repeats(
+            [self.trainers[p] for p in positions],
+            indices=[self.indices[p] for p in positions],
+            strategy=self.strategy,
+        )
+
+    def _first_fused_epoch(self, g: int, collect: bool = False) -> list[EpochRecord]:
         """Group `g`'s first epoch as an ensemble; if the device cannot run it (an operation
         vmap does not support there, out of memory), the group falls back to one repeat
         after another from the same state: weights, optimisers and generators are as before
@@ -456,7 +467,7 @@ class Repeats:
         assert fused is not None
         gens = [self.trainers[r].gen.get_state() for r in members]
         try:
-            recs = fused.train_epoch()
+            recs = fused.train_epoch(collect)
         except EnsembleStepError as e:
             self.fallback = (
                 f"the vmapped ensemble failed on {fused.device} ({e}); "
@@ -469,7 +480,7 @@ class Repeats:
                 torch.cuda.empty_cache()
             for r, state in zip(members, gens, strict=True):
                 self.trainers[r].gen.set_state(state)
-            return [self.trainers[r].train_epoch() for r in members]
+            return [_outcome(self.trainers[r].train_epoch, collect) for r in members]
         self._proven.add(g)
         for r in members:  # the ensemble holds the moments now: no second copy on the device
             self.trainers[r].optimizer.state.clear()
@@ -482,6 +493,17 @@ class Repeats:
             got = fused.states() if fused else [self.trainers[r].state() for r in members]
             states.update(zip(members, got, strict=True))
         return [states[r] for r in range(len(self.trainers))]
+
+
+def _outcome(epoch: Callable[[], EpochRecord], collect: bool) -> Any:
+    """`epoch()`'s record, or with `collect` the exception it raised (a repeat's own
+    failure; abandoning the trial is never collected)."""
+    if not collect:
+        return epoch()
+    try:
+        return epoch()
+    except Exception as e:
+        return e
 
 
 def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
