@@ -6,6 +6,11 @@ Runs `revstudy` as a user does, in fresh processes, and writes one JSON file
 (default `benchmarks/results/gpu_check.json`), rewritten after every phase and every run
 inside a phase, so a timeout or a failing phase loses nothing already measured:
 
+0. `packs` (first: issue #31's figures): `pack_throughput.py` on this GPU, one GPU per Ray
+   trial, `--pack-samples` trials of each `--pack-spaces` space at each `--pack-sizes` K
+   (default quick, K = 1, 4, 16; the issue also asks for 64 and the default space where the
+   budget allows): trials/hour, states, best objective; GPU use per run in `gpu_util`.
+   Check: every packed study finished without failures.
 1. `paper`: the paper configuration trained on `cuda` (5 epochs, 1 repeat) in full fp32, and
    again with `allow_tf32: true` (each run on its own: one failing keeps the other): inversion
    error, train seconds, macro F1. Check: the fp32 `inv_error_max` is at most 1e-5 (TF32 gave
@@ -53,7 +58,16 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-PHASES = ["paper", "paper_r10", "deterministic", "devices", "fractional", "sigkill", "compile"]
+PHASES = [
+    "packs",
+    "paper",
+    "paper_r10",
+    "deterministic",
+    "devices",
+    "fractional",
+    "sigkill",
+    "compile",
+]
 INV_ERROR_BOUND = 1e-5
 KILL_SPACE = """\
 description: gpu_check sigkill study (trials long enough to be killed mid-training)
@@ -77,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--budget-s", type=float, default=None, help="seconds for the whole run")
     p.add_argument("--compile-modes", default="eager,reduce-overhead", help="compile_step modes")
+    p.add_argument("--pack-sizes", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--pack-spaces", nargs="+", default=["quick"])
+    p.add_argument("--pack-samples", type=int, default=32, help="trials of each packs study")
     args = p.parse_args(argv)
     if not 0 < args.gpus_per_trial <= 1:
         p.error("--gpus-per-trial must be in (0, 1]")
@@ -383,6 +400,29 @@ def compile_phase(data: str, work: Path, modes: str) -> dict[str, Any]:
     return doc
 
 
+def packs_phase(
+    args: argparse.Namespace, work: Path, save: Any, doc: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """`pack_throughput.study_run` for every space and pack size, one GPU per Ray trial."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from pack_throughput import study_run
+
+    got: dict[str, list[dict[str, Any]]] = {}
+    doc["packs"] = got
+    for space in args.pack_spaces:
+        for k in args.pack_sizes:
+            if DEADLINE.left() < 60:
+                got.setdefault("skipped_for_time", []).append({"space": space, "pack": k})
+                continue
+            run = study_run(
+                args.data, work / "packs", space, k, max(k, args.pack_samples), 1.0,
+                timeout=DEADLINE.timeout(1800),
+            )  # fmt: skip
+            got.setdefault(space, []).append(run)
+            save()
+    return got
+
+
 def status(storage: Path, name: str) -> dict[str, Any]:
     res = cli("status", name, "--storage", str(storage), "--json")
     _ok(res, "status")
@@ -539,7 +579,13 @@ def run_phase(
     save: Any,
 ) -> None:
     """One phase into `doc` (saved after each of its runs) and its checks into `checks`."""
-    if phase == "paper":
+    if phase == "packs":
+        doc["packs"] = packs_phase(args, work, save, doc)
+        runs = [r for space in doc["packs"].values() for r in space]
+        checks["packs_no_failures"] = bool(runs) and all(
+            "error" not in r and not r.get("by_state", {}).get("FAILED") for r in runs
+        )
+    elif phase == "paper":
         runs = doc["paper"] = {}
         fp32 = attempt(runs, "fp32", paper_run, args.data, work, 1)
         save()

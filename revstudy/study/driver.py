@@ -367,7 +367,9 @@ def _tuner(study: Path, info: StudyInfo, space: SearchSpace, dataset: Dataset, p
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=info.max_concurrent)
     return tune.Tuner(
         trainable(
-            TrialContext.of_study(study, info, space, dataset),
+            TrialContext.of_study(
+                study, info, space, dataset, validate_epochs=_milestones(scheduler)
+            ),
             info.cpus_per_trial,
             packs=info.pack > 1,
         ),
@@ -408,6 +410,12 @@ def _summarise_run(
             f"(details: revstudy status {info.name})"
         )
     return summary
+
+
+def _milestones(scheduler: Any) -> tuple[int, ...]:
+    """The epochs the scheduler compares trials at (ASHA's rungs; none for run-to-end)."""
+    milestones = getattr(scheduler, "milestones", None)
+    return tuple(milestones()) if callable(milestones) else ()
 
 
 def _max_epochs(space: SearchSpace, baseline: bool) -> int:

@@ -154,6 +154,8 @@ def _join(
         config = c.space.to_config(public_params(params)).replace(seed=c.seed)
         splits = [SplitTensors.build(c.dataset, config, r, device) for r in range(c.repeats)]
         trainers = [Trainer(config, s, device, seed=c.seed + r) for r, s in enumerate(splits)]
+        for t in trainers:
+            t.validate_epochs = frozenset(c.validate_epochs)
         elapsed, history = restore(tdir / STATE_FILE, trainers)
     except Exception as e:
         rows.append({TRIAL_KEY: mid, FAILED_KEY: record_failure(tdir, e, pack=pack_id)})

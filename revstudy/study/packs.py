@@ -221,6 +221,9 @@ class PackScheduler(FIFOScheduler):
         self.book = book
         self.inner = inner
 
+    def milestones(self) -> tuple[int, ...]:
+        return () if self.inner is None else tuple(self.inner.milestones())
+
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         if self.inner is not None:
             for view in self.book.members(trial.trial_id):

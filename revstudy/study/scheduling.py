@@ -38,6 +38,11 @@ class SeededASHA(ASHAScheduler):
             return TrialScheduler.CONTINUE
         return decision
 
+    def milestones(self) -> tuple[int, ...]:
+        """The epochs at which ASHA compares trials (its rungs): a trial validates there
+        whatever its `val_every`."""
+        return tuple(sorted({int(m) for b in self._brackets for m, _ in b._rungs}))
+
     def seed(self, trial_id: str, values: list[tuple[int, float]]) -> None:
         """Replay `(epoch, objective)` pairs of one trial, in epoch order."""
         sign = float(self._metric_op or 1.0)  # ASHA maximises metric_op * value

@@ -114,6 +114,8 @@ def train_trial(
             )
             for r in range(c.repeats)
         ]
+        for t in trainers:
+            t.validate_epochs = frozenset(c.validate_epochs)
         ckpt = tdir / STATE_FILE
         elapsed, history = restore(ckpt, trainers)
         # after the restore: it stacks the restored state

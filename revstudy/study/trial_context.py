@@ -34,12 +34,19 @@ class TrialContext:
     gpu_share: float = 0.0  # the GPU share a trial reserves; 0: it trains on the CPU
     fuse: bool = True  # repeats side by side (`Repeats`); False: one by one
     strategy: str | None = None  # how repeats train together; None: `repeat_strategy`'s choice
+    validate_epochs: tuple[int, ...] = ()  # validated whatever `val_every` says (ASHA's rungs)
 
     @classmethod
     def of_study(
-        cls, study: Path, info: StudyInfo, space: SearchSpace, dataset: Dataset
+        cls,
+        study: Path,
+        info: StudyInfo,
+        space: SearchSpace,
+        dataset: Dataset,
+        validate_epochs: tuple[int, ...] = (),
     ) -> TrialContext:
-        """The context of `study`'s trials, from its study.json and this driver."""
+        """The context of `study`'s trials, from its study.json and this driver
+        (`validate_epochs`: the epochs its scheduler compares trials at)."""
         return cls(
             study=study,
             space=space,
@@ -50,4 +57,5 @@ class TrialContext:
             threads=max(1, int(info.cpus_per_trial)),
             driver={"pid": os.getpid(), "host": os.uname().nodename},
             gpu_share=info.gpus_per_trial,
+            validate_epochs=validate_epochs,
         )

@@ -69,6 +69,17 @@ class EpochRecord:
 
 
 STATE_KEYS = ("model", "optimizer", "generator", "epoch", "history", "train_seconds")
+# what `Trainer.validate` returns (NaN for an epoch it skips: `TrialConfig.val_every`)
+VAL_KEYS = (
+    "val_loss",
+    "val_loss_y",
+    "val_f1_macro",
+    "val_f1_skill",
+    "val_retrieval_mrr",
+    "val_f1_macro_relabelled",
+    "val_f1_skill_relabelled",
+    "val_retrieval_mrr_relabelled",
+)
 
 
 class Trainer:
@@ -101,6 +112,8 @@ class Trainer:
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        # epochs validated whatever `val_every` says: a study's scheduler compares them
+        self.validate_epochs: frozenset[int] = frozenset()
         self.train_seconds = 0.0
         self._val_baseline: float | None = None
         self._libraries: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
@@ -152,7 +165,7 @@ class Trainer:
                 f"non-finite training loss ({bad}) in epoch {epoch}; lower lr or the loss weights"
             )
         start = time.perf_counter()
-        val = self.validate(epoch)
+        val = self.validate(epoch) if self.validates(epoch) else dict.fromkeys(VAL_KEYS, math.nan)
         seconds += time.perf_counter() - start
         self.train_seconds += seconds
         self.epoch = epoch
@@ -174,6 +187,12 @@ class Trainer:
         )
         self.history.append(rec)
         return rec
+
+    def validates(self, epoch: int) -> bool:
+        """Whether `epoch` is validated: every `val_every`-th, the last, and the epochs in
+        `validate_epochs`."""
+        c = self.config
+        return epoch % c.val_every == 0 or epoch >= c.epochs or epoch in self.validate_epochs
 
     def restate_seconds(self, seconds: float) -> EpochRecord:
         """Book `seconds` for the last epoch instead of its own wall time: repeats that ran

@@ -51,6 +51,8 @@ def test_defaults(synthetic_csv: Path) -> None:
     a = gpu_check.parse_args(["--data", str(synthetic_csv)])
     assert a.gpus_per_trial == 0.25 and a.samples == 8 and a.out.endswith("gpu_check.json")
     assert a.only is None and gpu_check.PHASES[-1] == "compile"  # the slowest runs last
+    assert gpu_check.PHASES[0] == "packs"  # issue #31: its figures first when a GPU is lent
+    assert a.pack_sizes == [1, 4, 16] and a.pack_spaces == ["quick"] and a.pack_samples == 32
 
 
 def test_unknown_phase(synthetic_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,3 +72,11 @@ def test_asha_needs_a_per_epoch_single_objective(capsys) -> None:
     sched, asha = make_scheduler(StudyInfo.from_dict(multi), 5)
     assert isinstance(sched, FIFOScheduler) and asha is None
     assert "multi-objective study runs trials to completion" in capsys.readouterr().err
+
+
+def test_milestones_are_the_epochs_asha_compares_trials_at() -> None:
+    """A trial validates at these epochs whatever its `val_every` (driver._milestones)."""
+    assert _asha().milestones() == (1, 3, 9)
+    for max_t, rungs in ((20, (2, 6, 18)), (5, (2,)), (6, (2, 6))):
+        asha = make_scheduler(StudyInfo.from_dict(INFO), max_t)[1]
+        assert asha is not None and asha.milestones() == rungs

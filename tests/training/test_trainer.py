@@ -174,3 +174,26 @@ def test_the_perfect_code_ceiling_at_128_bits() -> None:
     want = f1_score(truth, coarse, average="macro", zero_division=0)
     assert perfect_code_f1_128(truth, 32) == pytest.approx(want)
     assert perfect_code_f1_128(truth, 32) < perfect_code_f1_128(truth, 64) < support.mean()
+
+
+def test_val_every_skips_validation_and_changes_nothing_else(synthetic_csv: Path) -> None:
+    """Validation draws from its own generator, so skipping epochs' validation leaves the
+    training bit for bit as it was; the skipped epochs record NaN, the validated ones the
+    same figures, the last epoch and `validate_epochs` (a study's ASHA rungs) always."""
+    data = SplitTensors.build(read_dataset(synthetic_csv), TINY)
+    every = fit(Trainer(TINY.replace(epochs=5), data))
+    sparse = Trainer(TINY.replace(epochs=5, val_every=3), data)
+    sparse.validate_epochs = frozenset({1})
+    fit(sparse)
+    for a, b in zip(every.history, sparse.history, strict=True):
+        assert a.train_loss == b.train_loss
+        if a.epoch in (1, 3, 5):
+            assert (a.val_loss, a.val_f1_macro, a.val_retrieval_mrr) == (
+                b.val_loss, b.val_f1_macro, b.val_retrieval_mrr,
+            )  # fmt: skip
+        else:
+            assert np.isnan([b.val_loss, b.val_f1_skill, b.val_f1_macro_relabelled]).all()
+    for p, q in zip(every.model.parameters(), sparse.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(Exception, match="val_every"):
+        TINY.replace(val_every=0)
