@@ -32,6 +32,7 @@ __all__ = [
     "json_safe",
     "read_json",
     "read_regular",
+    "read_text",
     "regular_file",
     "replaced_atomically",
     "unique_temp",
@@ -93,6 +94,11 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None:  # a write error (a full disk) names no file: name ours
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -138,6 +144,22 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def read_text(path: Path) -> str:
+    """A user's text file (SMILES, structures, a spectrum) as UTF-8, a byte-order mark
+    dropped; one line naming the file and the first byte that is not UTF-8 otherwise."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise RevstudyError(f"{path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RevstudyError(
+            f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -260,6 +260,8 @@ def storage_root(storage: str | None) -> Path:
     """`--storage`, else `$REVSTUDY_STORAGE`, else ./revstudy-results: a directory (local or
     a shared filesystem on a cluster) or a file:// URI."""
     value = storage or os.environ.get("REVSTUDY_STORAGE") or DEFAULT_STORAGE
+    if "\x00" in value:
+        raise RevstudyError(f"--storage {value!r}: a path cannot hold a NUL character")
     if value.startswith("file://"):
         value = value[len("file://") :]
     elif "://" in value:
@@ -284,8 +286,11 @@ def find_study(name_or_path: str, storage: str | None = None) -> Path:
     """The one way to find a study: a path to a study folder (one holding study.json), or a
     plain name under the storage root; a one-line error when there is no study there."""
     p = Path(name_or_path)
-    if (p / STUDY_FILE).is_file():
-        return p.resolve()
+    try:
+        if (p / STUDY_FILE).is_file():
+            return p.resolve()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        pass
     check_name(name_or_path, "study")
     root = storage_root(storage)
     if not (root / name_or_path / STUDY_FILE).is_file():

@@ -65,7 +65,8 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         epochs_target = int(config.get("epochs", 0) or 0)
         epochs_done = int(last.get("epoch", 0) or 0)
         damaged = result is None and (tdir / RESULT_FILE).exists()
-        if damaged:  # reported, never silently demoted to pending or re-ranked
+        wrong = _not_a_number(last, objectives) if result is not None else None
+        if damaged or wrong:  # reported, never silently demoted to pending or re-ranked
             state = "DAMAGED"
         elif result is not None:
             state = "COMPLETED"
@@ -96,6 +97,8 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
         )
         if damaged:
             row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
+        elif wrong:
+            row["failure_reason"] = f"{tdir / 'result.json'}: {wrong}"
         row["epochs_done"] = epochs_done
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
         row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
@@ -116,6 +119,16 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
     if df.empty:
         df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
     return df
+
+
+def _not_a_number(metrics: dict[str, Any], objectives: tuple[str, ...]) -> str | None:
+    """Why a finished trial's objective cannot be ranked: recorded, but not a number (an
+    edited or foreign result.json); None when every objective is a number or absent."""
+    for key in objectives:
+        value = metrics.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"objective {key} is {str(value)[:40]!r}, not a number"
+    return None
 
 
 def _objective_metrics(study: Path) -> tuple[str, ...]:

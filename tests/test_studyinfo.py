@@ -25,6 +25,7 @@ LAUNCHED: dict[str, Any] = {
     "num_samples": 4,
     "repeats": 2,
     "max_concurrent": 0,
+    "pack": 1,
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0,
     "time_budget_s": None,

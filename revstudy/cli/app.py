@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from revstudy.cli.common import plain_warnings
 from revstudy.cli.data import data_app
 from revstudy.cli.model import register as register_model_commands
 from revstudy.cli.study import register as register_study_commands
@@ -61,6 +62,7 @@ def _root(
     ] = False,
 ) -> None:
     """Hyperparameter studies of the invertible 13C NMR model (Kuhn et al.)."""
+    plain_warnings()
 
 
 def main() -> None:

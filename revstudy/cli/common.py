@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -53,15 +54,47 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def plain_warnings() -> None:
+    """Warnings as one `warning: …` line on stderr, like the errors, instead of Python's
+    `file:line: UserWarning:` format with the source line under it."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 # errors of the storage itself, which a user fixes outside revstudy
 STORAGE_ERRNOS = frozenset(
-    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT}
+    {
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EIO,
+        errno.ENOENT,
+        errno.ENAMETOOLONG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ELOOP,
+    }
 )
 STORAGE_HINTS = {
     errno.EROFS: "; use a writable --storage (or $REVSTUDY_STORAGE) or --out",
-    errno.ENOSPC: "; free disk space, then `revstudy resume` continues the study",
-    errno.EDQUOT: "; free quota, then `revstudy resume` continues the study",
+    errno.ENOSPC: "; free disk space and run the command again (nothing half-written is "
+    "kept; an interrupted study continues with `revstudy resume`)",
+    errno.EDQUOT: "; free quota and run the command again (an interrupted study continues "
+    "with `revstudy resume`)",
     errno.EACCES: "; check the folder's permissions",
+    errno.ENAMETOOLONG: "; use a shorter name or path",
 }
 
 

@@ -14,6 +14,7 @@ import typer
 
 from revstudy.cli.common import user_errors
 from revstudy.errors import RevstudyError
+from revstudy.outputs import output_dir, output_file
 
 data_app = typer.Typer(
     help="Get, build and inspect data files in the paper's CSV format.",
@@ -59,6 +60,8 @@ def fetch_cmd(
                 raise RevstudyError("--from caches a copy: it takes no --url or --dest")
             print(fetch_mod.install_copy(from_copy))
             return
+        if dest is not None:
+            output_dir(dest, "--dest")
         path = fetch_mod.fetch(
             dest,
             url=url or fetch_mod.DEFAULT_URL,
@@ -84,6 +87,7 @@ def build_cmd(
     from revstudy.data.chem import build_csv_from_sdf
 
     with user_errors():
+        output_file(out)
         report = build_csv_from_sdf(sdf, out, max_carbons=max_carbons, elements=elements.split(","))
     table = Table(title=f"{sdf} -> {out}")
     table.add_column("")

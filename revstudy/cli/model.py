@@ -19,18 +19,19 @@ from rich.console import Console
 from rich.table import Table
 
 from revstudy.cli.common import ThreadsOption, message_console, user_errors
+from revstudy.outputs import output_file
 
 console = message_console()
 ModelOpt = Annotated[Path, typer.Option("--model", help="run folder written by `revstudy train`")]
 
 
 def _print_json(doc: Any, out: Path | None = None) -> None:
-    from revstudy.files import json_safe
+    from revstudy.files import json_safe, replaced_atomically
 
     text = json.dumps(json_safe(doc), indent=2)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        with replaced_atomically(output_file(out)) as tmp:  # checked again: it may have changed
+            tmp.write_text(text + "\n")
         console.print(f"wrote {out}")
     else:
         print(text)
@@ -112,6 +113,8 @@ def evaluate(
     from revstudy.training.saved import evaluate_split, load_model
     from revstudy.training.threads import set_threads
 
+    if out is not None:
+        output_file(out)  # before any work
     saved = load_model(model)
     dataset = read_dataset(_model_data(saved, data))
     line = set_threads(threads)  # once the inputs are known good: the work starts here
@@ -175,6 +178,7 @@ def predict(
     saved = load_model(model)
     _warn_numbering(saved)
     items = prediction.structure_inputs(structures, smiles)
+    prediction.check_average(saved, average)  # before the output starts
     batch = prediction.PREDICT_BATCH  # more than one batch shows a progress bar on stderr
     out = _PredictionOutput(saved, average, as_json, len(items))
     errors: list[dict[str, Any]] = []
@@ -310,6 +314,8 @@ def benchmark(
     from revstudy.elucidation.benchmark import elucidation_benchmark
     from revstudy.training.saved import load_model
 
+    if out is not None:
+        output_file(out)  # before any work
     saved = load_model(model)
     path = _model_data(saved, data)
     _print_json(elucidation_benchmark(saved, path, split, samples, seed, limit), out)

@@ -261,8 +261,16 @@ def report(
 ) -> None:
     """Interactive HTML report (works offline) or a tidy table of a study."""
     import analysis
+    from revstudy.outputs import output_file
     from revstudy.studyfolder import find_study
 
+    for flag, target, example in (
+        ("--out", out_file, "report.html"),
+        ("--csv", csv, "trials.csv"),
+        ("--parquet", parquet, "trials.parquet"),
+    ):
+        if target is not None:
+            output_file(target, flag, example)  # before any work; never a study's or run's
     path = find_study(study, storage)
     others = [find_study(o, storage) for o in compare or []]
     try:
@@ -285,12 +293,13 @@ def spaces(
 ) -> None:
     """Built-in search spaces (and the fields a space may search)."""
     from revstudy.study.spaces import STUDY_FIELDS, list_spaces, load_space
-    from revstudy.training.config import field_names
+    from revstudy.training.config import field_names, field_range
 
     if fields:
         for name in [*field_names(), "blocks_0 … blocks_4"]:
+            allowed = field_range("blocks" if name.startswith("blocks_") else name)
             note = "  (a study setting: fixed, never searched)" if name in STUDY_FIELDS else ""
-            print(name + note)
+            print(name + (f"  {allowed}" if allowed else "") + note)
         return
     import textwrap
 

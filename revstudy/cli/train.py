@@ -47,12 +47,14 @@ def train(
 
     from revstudy.data.dataset import read_dataset
     from revstudy.data.fetch import resolve_data
+    from revstudy.outputs import output_dir
     from revstudy.study.spaces import load_fixed_config
     from revstudy.training.config import TrialConfig
     from revstudy.training.runs import data_for_config, train_repeats, write_run
     from revstudy.training.threads import set_threads
     from revstudy.training.trainer import resolve_device
 
+    out = output_dir(out, "--out", run=True)  # before any work: refused now, not after training
     cfg = TrialConfig.load_yaml(config) if config else load_fixed_config("paper")
     if seed is not None:
         cfg = cfg.replace(seed=seed)

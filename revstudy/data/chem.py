@@ -200,6 +200,18 @@ def _fragments(count: int) -> str:
     return f"{count} fragments, not one molecule (give one per line)"
 
 
+def _odd_character(smiles: str) -> str | None:
+    """What makes `smiles` more or less than one SMILES word, or None."""
+    if not smiles:
+        return "empty"
+    for ch in smiles:
+        if ch.isspace():
+            return "contains white space"
+        if not ch.isascii() or not ch.isprintable():
+            return f"contains the character {ch!r}"
+    return None
+
+
 def hydrocarbon_from_smiles(smiles: str, *, fragments: bool = False) -> tuple[np.ndarray, str]:
     """(grid, canonical SMILES) of a C/H SMILES; carbons are numbered in SMILES order.
 
@@ -212,6 +224,9 @@ def hydrocarbon_from_smiles(smiles: str, *, fragments: bool = False) -> tuple[np
     where = f"SMILES {smiles!r}"
     if not isinstance(smiles, str):
         raise DataError(f"{where}: expected a string")
+    odd = _odd_character(smiles)
+    if odd:  # RDKit reads up to a space and takes the rest for a name: 'CC O' is ethane
+        raise DataError(f"{where}: {odd}; a SMILES is one word of ASCII characters")
     chem = require_rdkit("SMILES input")
     with _quiet():
         mol = chem.MolFromSmiles(smiles)

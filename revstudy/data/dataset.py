@@ -85,8 +85,11 @@ def read_dataset(path: str | Path) -> Dataset:
         line = offset + 2
         for field, value in (("A", a), ("B", b)):
             v = value.strip()
-            if not v.isdigit():
-                raise DataError(f"{p}:{line}: field {field}: expected an integer id, got {v!r}")
+            if not (v.isascii() and v.isdigit()) or len(v) > 18:  # an int64 holds 18 digits
+                raise DataError(
+                    f"{p}:{line}: field {field}: expected an integer id of at most 18 digits "
+                    f"0-9, got {v[:40]!r}"
+                )
             ids[field].append(int(v))
         _check_digits(p, line, "C", c, STRUCTURE_DIGITS, ALLOWED_BOND_DIGITS, "0-3, 6 or 7")
         _check_digits(p, line, "D", d, SPECTRUM_BITS, frozenset("01"), "0 or 1")

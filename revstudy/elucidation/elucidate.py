@@ -31,6 +31,7 @@ from revstudy.data.dataset import (
 )
 from revstudy.elucidation.candidates import decode_candidate
 from revstudy.errors import DataError, RevstudyError
+from revstudy.files import read_text
 from revstudy.training.metrics import inverse_all
 from revstudy.training.saved import SavedModel
 
@@ -56,11 +57,16 @@ def parse_query_spectrum(text: str) -> np.ndarray:
     where = "spectrum"
     if _is_file(text):
         where = text
-        text = Path(text).read_text()
+        text = read_text(Path(text))
     body = text.strip()
     compact = re.sub(r"\s", "", body)
     if len(compact) == SPECTRUM_BITS and set(compact) <= {"0", "1"}:
         return encode_spectra([compact])[0]
+    if len(compact) > 8 and set(compact) <= {"0", "1"}:  # no ppm value looks like this
+        raise DataError(
+            f"{where}: a bit string of {len(compact)} characters; the data file's spectrum "
+            f"column has {SPECTRUM_BITS}"
+        )
     shifts = []
     for tok in re.split(r"[,;\s]+", body):
         if not tok:

@@ -17,8 +17,10 @@ import torch
 
 from revstudy.data.chem import grid_to_smiles, hydrocarbon_from_smiles
 from revstudy.data.dataset import grid_to_channels, read_dataset, structure_digits
+from revstudy.data.numbering import canonical_structure
 from revstudy.elucidation.elucidate import set_bins
 from revstudy.errors import DataError, RevstudyError
+from revstudy.files import read_text
 from revstudy.training.saved import SavedModel
 
 # structures predicted at a time: memory stays bounded (10k at once peaked at 0.7 GB) and
@@ -41,13 +43,14 @@ def structure_inputs(
         path = Path(structures)
         if not path.is_file():
             raise DataError(f"{path}: structures file not found")
-        first = path.read_text().lstrip().split("\n", 1)[0].replace(" ", "")
+        text = read_text(path)
+        first = text.lstrip().split("\n", 1)[0].replace(" ", "")
         if first.upper() == "A,B,C,D":
             ds = read_dataset(path)
             for a, b, c in zip(ds.molecule_ids, ds.spectrum_ids, ds.structures, strict=True):
                 items.append((f"{a}/{b}", ROW_PREFIX + c))
         else:
-            for line in path.read_text().splitlines():
+            for line in text.splitlines():
                 s = line.strip()
                 if s and not s.startswith("#"):
                     items.append((s, s.split()[0]))
@@ -68,6 +71,20 @@ def _read(item: str) -> tuple[np.ndarray, str]:
     return hydrocarbon_from_smiles(item)
 
 
+def check_average(saved: SavedModel, average: int) -> None:
+    """`--average` is 1 to `MAX_AVERAGE`, and above 1 only for a model trained with
+    `relabel`: checked before any output starts (no half-written JSON)."""
+    if isinstance(average, bool) or not isinstance(average, int):
+        raise RevstudyError(f"--average {average!r}: expected an integer")
+    if not 1 <= average <= MAX_AVERAGE:
+        raise RevstudyError(f"--average {average}: choose 1 to {MAX_AVERAGE}")
+    if average > 1 and not saved.config.relabel:
+        raise RevstudyError(
+            f"--average {average}: {saved.path} was not trained with relabel: true, so "
+            "averaging over numberings means nothing there (use 1)"
+        )
+
+
 def prediction_batches(
     saved: SavedModel,
     items: Sequence[tuple[str, str]],
@@ -77,8 +94,7 @@ def prediction_batches(
     """The rows of `items` ((label, item) pairs, `structure_inputs`), in input order,
     `batch` (default `PREDICT_BATCH`) at a time, so memory stays bounded however many
     there are. `average` > 1 averages over numberings (`SavedModel.predict_logits`)."""
-    if not 1 <= average <= MAX_AVERAGE:
-        raise RevstudyError(f"--average {average}: choose 1 to {MAX_AVERAGE}")
+    check_average(saved, average)
     size = batch or PREDICT_BATCH
     for start in range(0, len(items), size):
         rows: list[dict[str, Any]] = []
@@ -86,6 +102,10 @@ def prediction_batches(
         for label, item in items[start : start + size]:
             try:
                 grid, smiles = _read(item)
+                if item.startswith(ROW_PREFIX) and saved.config.atom_order != "source":
+                    # the model sees each row in canonical order: a row RDKit cannot order
+                    # (a five-bonded carbon) fails alone, named, not the whole batch
+                    canonical_structure(item[len(ROW_PREFIX) :])
             except RevstudyError as e:  # the row names its input: no second copy of it
                 why = str(e).removeprefix(f"SMILES {item!r}: ")
                 rows.append({"input": label, "error": why})

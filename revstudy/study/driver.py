@@ -24,6 +24,7 @@ from typing import Any
 from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.files import write_json_atomic
+from revstudy.outputs import storage_dir
 from revstudy.study.budget import DriverClock, remaining_budget
 from revstudy.study.devices import default_gpu_share
 from revstudy.study.options import (
@@ -113,7 +114,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     opts.validate()
     if opts.name:
         check_name(opts.name)
-    root = storage_root(opts.storage)
+    root = storage_dir(storage_root(opts.storage))
     if opts.name and (root / opts.name / STUDY_FILE).is_file():
         return _relaunch(opts, root / opts.name, progress)
     space = load_space(opts.resolved("space"))
@@ -125,6 +126,11 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
         raise RevstudyError(f"{space.path}: repeats must be >= 1")
     dataset = read_dataset(resolve_data(opts.data))
     with study_lock(study):
+        if (study / STUDY_FILE).exists():  # another launch of this name won the race
+            raise RevstudyError(
+                f"study {name} was created by another launch meanwhile; "
+                f"`revstudy launch --name {name}` again continues it"
+            )
         try:
             ray_init(opts.address)  # first: it configures Ray before importing it
             import ray

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from revstudy.errors import ConfigError, RevstudyError
+from revstudy.outputs import output_dir, output_file
 from revstudy.studyfolder import (
     Objective,
     find_study,
@@ -172,18 +173,20 @@ def export_study(
     """Write the `top` best configs: one file (top=1, default best.yaml) or a folder."""
     if top < 1:
         raise RevstudyError(f"--top {top}: must be >= 1")
+    if top == 1:
+        target = output_file(out if out is not None else "best.yaml", example="best.yaml")
+    else:
+        folder = output_dir(out if out is not None else "best")
     study_dir = find_study(str(study), None if storage is None else str(storage))
     info, trials = read_study(study_dir), load_trials(study_dir)
     objs = objectives_of(info, trials, objective)
     ranked = rank_trials(trials, objs, info.name)[:top]
     paths: list[Path] = []
     if top == 1:
-        target = Path(out) if out is not None else Path("best.yaml")
         target.parent.mkdir(parents=True, exist_ok=True)
         ranked[0].config.save_yaml(target, header=provenance(info, ranked[0], objs, study_dir))
         paths.append(target)
     else:
-        folder = Path(out) if out is not None else Path("best")
         folder.mkdir(parents=True, exist_ok=True)
         for r in ranked:
             target = folder / f"rank{r.rank:02d}-{_safe(r.trial_id)}.yaml"

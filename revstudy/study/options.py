@@ -16,6 +16,7 @@ from revstudy.errors import RevstudyError
 from revstudy.study.devices import check_gpu_share
 from revstudy.studyfolder import Objective, parse_objective
 from revstudy.studyinfo import StudyInfo
+from revstudy.training.config import SEED_MAX
 
 __all__ = [
     "DEFAULTS",
@@ -100,17 +101,24 @@ class LaunchOptions:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
         self._check_types()
         checks = [
-            (self.num_samples, "--num-samples", lambda v: v >= 1, "must be >= 1"),
-            (self.max_concurrent, "--max-concurrent", lambda v: v >= 0, "must be >= 0"),
-            (self.cpus_per_trial, "--cpus-per-trial", lambda v: 0 < v <= 1024, "must be > 0"),
-            (self.repeats, "--repeats", lambda v: v >= 1, "must be >= 1"),
-            (self.time_budget_s, "--time-budget", lambda v: v > 0, "must be > 0"),
+            (self.num_samples, "--num-samples", lambda v: 1 <= v <= 10**6, "must be 1-1000000"),
+            (self.max_concurrent, "--max-concurrent", lambda v: 0 <= v <= 10**4, "must be 0-10000"),
+            (
+                self.cpus_per_trial,
+                "--cpus-per-trial",
+                lambda v: 0 < v <= 1024,
+                "must be in (0, 1024]",
+            ),
+            (self.repeats, "--repeats", lambda v: 1 <= v <= 100, "must be 1-100"),
+            (self.time_budget_s, "--time-budget", lambda v: 0 < v <= 1e9, "must be in (0, 1e9] s"),
+            (self.seed, "--seed", lambda v: 0 <= v <= SEED_MAX, f"must be 0-{SEED_MAX}"),
             (self.max_failures, "--max-failures", lambda v: 0 <= v <= 100, "must be 0-100"),
             (self.pack, "--pack", lambda v: 1 <= v <= MAX_PACK, f"must be 1-{MAX_PACK}"),
         ]
         for value, flag, ok, rule in checks:
             if value is not None and (value != value or not ok(value)):  # NaN fails too
-                raise RevstudyError(f"{flag} {value:g}: {rule}")
+                shown = f"{value:g}" if abs(value) < 1e300 else "(a huge number)"
+                raise RevstudyError(f"{flag} {shown}: {rule}")
         if self.gpus_per_trial is not None:
             check_gpu_share(self.gpus_per_trial)  # one trial, one device
         if self.sampler is not None and self.sampler not in SAMPLERS:

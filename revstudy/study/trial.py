@@ -316,7 +316,7 @@ def node_id() -> str:
     if ray is None or not ray.is_initialized():
         return "local"
     try:
-        return str(ray.get_runtime_context().getnode_id())
+        return str(ray.get_runtime_context().get_node_id())
     except Exception:  # not inside a Ray worker
         return "local"
 

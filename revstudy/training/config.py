@@ -9,6 +9,7 @@ value fails before any training starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import yaml
 
 from revstudy.data.numbering import AtomOrder
 from revstudy.errors import ConfigError, RevstudyError
+from revstudy.files import replaced_atomically
 from revstudy.yamlfile import read_yaml
 
 Decoder = Literal["threshold", "quantile", "topk"]
@@ -119,7 +121,8 @@ class TrialConfig:
         doc: dict[str, Any] = {"config": self.to_dict()}
         if header:
             doc["provenance"] = header
-        Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+        with replaced_atomically(Path(path)) as tmp:  # a link at `path` is replaced, not followed
+            tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     @classmethod
     def load_yaml(cls, path: str | Path, follow_links: bool = True) -> TrialConfig:
@@ -225,7 +228,7 @@ def _coerce(source: str, name: str, value: Any, hint: Any) -> Any:
         if origin in (typing.Union, types.UnionType):
             raise TypeError("union fields are not supported")
         return _scalar(value, hint)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"{source}: field {name}: {e} (got {value!r})") from None
 
 
@@ -235,7 +238,9 @@ def _scalar(value: Any, kind: Any) -> Any:
             raise TypeError("expected true or false")
         return value
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("expected an integer")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise TypeError("expected an integer")
         return int(value)
     if kind is float:
@@ -247,41 +252,154 @@ def _scalar(value: Any, kind: Any) -> Any:
     raise TypeError(f"unsupported type {kind}")
 
 
+# The range of every number a config may hold: what a user could mean, and nothing that
+# would allocate gigabytes, hang for minutes or overflow (issue #32). (low, high, what the
+# bounds are: "[]" both included, "(]" low excluded, "[)" high excluded.) Listed by
+# `revstudy spaces --fields`; a search space reaching outside them is refused when loaded.
+SEED_MAX = 2**32 - 1
+RANGES: dict[str, tuple[float, float, str]] = {
+    "hidden_ratio": (0.0, 8.0, "(]"),
+    "kernel_size": (1, 9, "[]"),
+    "logit_reg": (0.0, 1e3, "[]"),
+    "lambda_x": (0.0, 1e3, "[]"),
+    "lambda_sparse": (0.0, 1e3, "[]"),
+    "lambda_density": (0.0, 1e3, "[]"),
+    "alpha": (0.0, 1e3, "[]"),
+    "density_centre": (-10.0, 10.0, "[]"),
+    "x_warmup_epochs": (0.0, 1e5, "[]"),
+    "latent_weight": (0.0, 1e3, "[]"),
+    "lr": (0.0, 10.0, "(]"),
+    "weight_decay": (0.0, 10.0, "[]"),
+    "batch_size": (1, 65536, "[]"),
+    "epochs": (1, 100_000, "[]"),
+    "val_every": (1, 100_000, "[]"),
+    "grad_clip": (0.0, 1e6, "[]"),
+    "seed": (0, SEED_MAX, "[]"),
+    "val_fraction": (0.0, 1.0, "()"),
+    "test_fraction": (0.0, 0.9, "[)"),
+    "test_seed": (0, SEED_MAX, "[]"),
+    "decoder_threshold": (-10.0, 10.0, "[]"),
+    "decoder_quantile": (0.0, 1.0, "()"),
+    "cd_draws": (1, 64, "[]"),
+    "cond_variation_draws": (2, 256, "[]"),
+}
+BLOCKS_MAX = 32  # coupling blocks of one stage
+CD_RADII = (1, 16, 100.0)  # how many radii at most, the largest radius
+
+
+# The most parameters a config may ask for: 250 M is 1 GB of float32 weights (3 GB with
+# Adam's moments), three times the paper's 79.2 M; beyond it a trial would take gigabytes
+# of a GPU share or minutes a step on a CPU before failing.
+MAX_PARAMS = 250_000_000
+
+
+def param_count(c: TrialConfig) -> int:
+    """The network's parameters, counted from the config without building it (the driver
+    has no torch): stage s has 4·4^s channels on (16/2^s)² maps; each coupling block has two
+    sub-networks, conv → ReLU → conv of width `hidden_ratio` × half the channels (k×k, or
+    dense on the 1×1 stage unless `paper_parameterisation`). tests/training/test_model.py
+    checks it against the built network."""
+    total = 0
+    for stage, blocks in enumerate(c.blocks):
+        half = 4 * 4**stage // 2
+        hidden = max(1, round(c.hidden_ratio * half))
+        k2 = c.kernel_size**2 if stage < 4 or c.paper_parameterisation else 1
+        subnet = half * hidden * k2 + hidden + hidden * half * k2 + half
+        total += blocks * 2 * subnet
+    return total
+
+
+def field_range(name: str) -> str:
+    """The allowed values of field `name` as `revstudy spaces --fields` shows them."""
+    if name == "blocks":
+        return f"5 stage counts, each 0-{BLOCKS_MAX}, at least one block"
+    if name == "y_dim":
+        return "32, 64, 128, 256 or 512 (divides 1024)"
+    if name == "cd_radii":
+        return f"1-{CD_RADII[1]} radii in (0, {CD_RADII[2]:g}]"
+    if name not in RANGES:
+        return ""
+    low, high, ends = RANGES[name]
+    return f"{ends[0]}{_show(low)}, {_show(high)}{ends[1]}"
+
+
+def _show(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _in_range(value: float, low: float, high: float, ends: str) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # (an int of any size compares exactly: no float conversion)
+    above = value > low if ends[0] == "(" else value >= low
+    below = value < high if ends[1] == ")" else value <= high
+    return above and below
+
+
+def _of_type(value: Any, hint: Any) -> bool:
+    """Whether `value` is of a TrialConfig field's type (no coercion: `from_dict` coerces)."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, tuple) and all(_of_type(v, item) for v in value)
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _check_types(c: TrialConfig) -> None:
+    """Every field of its type: `TrialConfig(epochs="5")` in Python gets the one-line
+    error a config file would, not a TypeError from a comparison further on."""
+    hints = typing.get_type_hints(TrialConfig)
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if not _of_type(value, hints[f.name]):
+            hint = hints[f.name]
+            if typing.get_origin(hint) is Literal:
+                want = "one of " + ", ".join(map(str, typing.get_args(hint)))
+            elif typing.get_origin(hint) is tuple:
+                want = f"a tuple of {typing.get_args(hint)[0].__name__}"
+            else:
+                want = hint.__name__
+            raise ConfigError(f"field {f.name}: expected {want}, got {value!r}")
+
+
 def _validate(c: TrialConfig) -> None:
     def need(ok: bool, msg: str) -> None:
         if not ok:
             raise ConfigError(msg)
 
+    _check_types(c)
+    for name, (low, high, ends) in RANGES.items():
+        value = getattr(c, name)
+        need(
+            _in_range(value, low, high, ends),
+            f"field {name}: {repr(value)[:40]} is outside {field_range(name)}",
+        )
     need(len(c.blocks) == 5, f"field blocks: expected 5 stage counts, got {len(c.blocks)}")
-    need(all(b >= 0 for b in c.blocks), "field blocks: counts must be >= 0")
+    need(
+        all(0 <= b <= BLOCKS_MAX for b in c.blocks) and sum(c.blocks) >= 1,
+        f"field blocks: {list(c.blocks)}: {field_range('blocks')}",
+    )
     need(
         1 <= c.y_dim < 1024 and 1024 % c.y_dim == 0,
         f"field y_dim: {c.y_dim} must divide 1024 and be < 1024 (32, 64, 128, 256, 512)",
     )
-    need(c.hidden_ratio > 0, "field hidden_ratio: must be > 0")
-    need(c.kernel_size >= 1 and c.kernel_size % 2 == 1, "field kernel_size: must be odd, >= 1")
-    for name in (
-        "logit_reg",
-        "lambda_x",
-        "lambda_sparse",
-        "lambda_density",
-        "latent_weight",
-        "weight_decay",
-        "grad_clip",
-        "x_warmup_epochs",
-        "alpha",
-    ):
-        need(getattr(c, name) >= 0, f"field {name}: must be >= 0")
-    need(c.lr > 0, "field lr: must be > 0")
-    need(c.batch_size >= 1, "field batch_size: must be >= 1")
-    need(c.epochs >= 1, "field epochs: must be >= 1")
-    need(c.val_every >= 1, "field val_every: must be >= 1")
-    need(0 <= c.test_fraction < 0.9, "field test_fraction: must be in [0, 0.9)")
-    need(0 < c.val_fraction < 1, "field val_fraction: a share in (0, 1) of the non-test rows")
-    need(0 < c.decoder_quantile < 1, "field decoder_quantile: must be in (0, 1)")
-    need(len(c.cd_radii) > 0 and all(r > 0 for r in c.cd_radii), "field cd_radii: radii > 0")
-    need(c.cd_draws >= 1, "field cd_draws: must be >= 1")
-    need(c.cond_variation_draws >= 2, "field cond_variation_draws: must be >= 2")
+    need(c.kernel_size % 2 == 1, "field kernel_size: must be odd")
+    n = param_count(c)
+    need(
+        n <= MAX_PARAMS,
+        f"fields blocks, hidden_ratio, kernel_size: {n / 1e6:,.0f} M parameters, over the "
+        f"{MAX_PARAMS / 1e6:.0f} M a trial may have (the paper's network has 79 M)",
+    )
+    radii_ok = all(_in_range(r, 0.0, CD_RADII[2], "(]") for r in c.cd_radii)
+    need(
+        1 <= len(c.cd_radii) <= CD_RADII[1] and radii_ok,
+        f"field cd_radii: {field_range('cd_radii')}",
+    )
     need(
         c.latent_loss != "none" or c.latent_weight == 0,
         "field latent_weight: set latent_loss to 'moments' or 'mmd' to use it",

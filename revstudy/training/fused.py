@@ -450,11 +450,13 @@ class Repeats:
         states = self.states()
         for p in positions:  # a fused group holds its members' moments: hand them back
             self.trainers[p].optimizer.load_state_dict(states[p]["optimizer"])
-        return Repeats(
+        kept = Repeats(
             [self.trainers[p] for p in positions],
             indices=[self.indices[p] for p in positions],
             strategy=self.strategy,
         )
+        kept.fallback = self.fallback  # the members' record of how they trained
+        return kept
 
     def _first_fused_epoch(self, g: int, collect: bool = False) -> list[EpochRecord]:
         """Group `g`'s first epoch as an ensemble; if the device cannot run it (an operation

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from revstudy.data.dataset import Dataset
-from revstudy.files import write_json_atomic
+from revstudy.files import replaced_atomically, write_json_atomic
 from revstudy.studyfolder import ARRAYS_FILE, REPEAT_ARRAYS
 from revstudy.training.config import TrialConfig
 from revstudy.training.fused import Repeats, Strategy
@@ -219,10 +219,12 @@ def write_run(
         doc["provenance"] = provenance
     if result.fallback:
         doc["repeat_fallback"] = result.fallback
+    # every file replaced atomically: a link planted in `out` is replaced, never written through
     result.config.save_yaml(out / "config.yaml", header=provenance)
-    if result.model_state is not None:
-        torch.save(result.model_state, out / "model.pt")
-    if result.prior_state is not None:
-        torch.save(result.prior_state, out / "prior.pt")
-    np.savez_compressed(out / ARRAYS_FILE, **result.arrays)  # type: ignore[arg-type]
+    for name, state in (("model.pt", result.model_state), ("prior.pt", result.prior_state)):
+        if state is not None:
+            with replaced_atomically(out / name) as tmp, tmp.open("wb") as f:
+                torch.save(state, f)
+    with replaced_atomically(out / ARRAYS_FILE) as tmp, tmp.open("wb") as f:
+        np.savez_compressed(f, **result.arrays)  # type: ignore[arg-type]
     write_json_atomic(out / "metrics.json", doc, indent=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from revstudy.data.dataset import Dataset, Split, coarsen, encode_structures
 from revstudy.data.numbering import in_order, molecule_keys, order_inputs, relabel, relabelled
 from revstudy.errors import RevstudyError
-from revstudy.files import UnsafeFileError
+from revstudy.files import UnsafeFileError, read_regular
 from revstudy.training.checkpoint import check_archive
 from revstudy.training.config import TrialConfig
 from revstudy.training.metrics import (
@@ -108,8 +109,35 @@ def _bad(path: Path, what: str) -> RevstudyError:
 MODEL_LIMIT = 2**30
 
 
+def _check_agreement(path: Path, config: TrialConfig, run: dict[str, Any]) -> None:
+    """config.yaml and metrics.json of one run record one configuration: a folder whose
+    config.yaml was edited afterwards (its atom order, renumbering, code size) would
+    predict with settings the model never trained with, so it is refused, naming them."""
+    trained = run.get("config")
+    if trained is None:
+        return  # a metrics.json from before runs recorded their config
+    try:
+        recorded = TrialConfig.from_dict(trained, source=str(path / "metrics.json"))
+    except (RevstudyError, TypeError, AttributeError) as e:
+        raise _bad(path, f"metrics.json: its config is damaged ({e}); retrain") from None
+    mine, theirs = config.to_dict(), recorded.to_dict()
+    differ = [k for k in mine if mine[k] != theirs.get(k)]
+    if differ:
+        shown = ", ".join(f"{k} {mine[k]!r} (trained: {theirs.get(k)!r})" for k in differ[:3])
+        raise _bad(
+            path,
+            f"config.yaml disagrees with metrics.json on {shown}: the folder was edited "
+            "after training; restore config.yaml or retrain",
+        )
+    for key in ("repeats", "aggregate"):
+        if key in run and not isinstance(run[key], list if key == "repeats" else dict):
+            raise _bad(path, f"metrics.json: {key} is damaged; retrain or remove the file")
+
+
 def load_model(model_dir: str | Path) -> SavedModel:
     """Load config.yaml, model.pt and prior.pt of a run folder, checking they belong together."""
+    if not isinstance(model_dir, str | os.PathLike) or "\x00" in str(model_dir):
+        raise RevstudyError(f"model folder {model_dir!r}: expected a path to a folder")
     path = Path(model_dir)
     if not path.is_dir():
         raise _bad(path, "model directory not found")
@@ -151,15 +179,18 @@ def load_model(model_dir: str | Path) -> SavedModel:
         ) from None
     model.eval()
     run: dict[str, Any] = {}
-    if (path / "metrics.json").is_file():
+    if os.path.lexists(path / "metrics.json"):
         try:
-            run = json.loads((path / "metrics.json").read_text())
+            run = json.loads(read_regular(path / "metrics.json"))
+        except UnsafeFileError as e:
+            raise RevstudyError(str(e)) from None
         except (OSError, ValueError) as e:
             raise _bad(
                 path, f"metrics.json is damaged ({type(e).__name__}); retrain or remove it"
             ) from None
         if not isinstance(run, dict):
             raise _bad(path, "metrics.json is not a JSON object; retrain or remove it")
+        _check_agreement(path, config, run)
     return SavedModel(
         path=path,
         config=config,

@@ -219,3 +219,22 @@ def test_probing_leaves_the_rng_alone() -> None:
     model = InvertibleNet(blocks=(1, 1, 1, 1, 1), subnet_constructor=lambda i, o, s: _Noisy())
     assert model.flat_last_stage is True
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"paper_parameterisation": True},
+        {"blocks": (0, 3, 1, 2, 1), "kernel_size": 5, "hidden_ratio": 0.7},
+        {"blocks": (1, 1, 1, 1, 1), "hidden_ratio": 0.25, "y_dim": 64},
+        {"paper_parameterisation": True, "kernel_size": 1, "hidden_ratio": 1.3},
+    ],
+)
+def test_param_count_counts_what_the_network_builds(fields: dict) -> None:
+    """The driver bounds a trial's size without torch (`config.param_count`)."""
+    from revstudy.training.config import param_count
+
+    config = TrialConfig(**fields)
+    net = InvertibleNet.from_config(config)
+    assert param_count(config) == sum(p.numel() for p in net.parameters())
