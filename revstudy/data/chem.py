@@ -201,9 +201,8 @@ def _fragments(count: int) -> str:
 
 
 def _odd_character(smiles: str) -> str | None:
-    """What makes `smiles` more or less than one SMILES word, or None."""
-    if not smiles:
-        return "empty"
+    """What makes `smiles` more than one SMILES word, or None (an empty one has no carbon
+    atoms, as RDKit reads it)."""
     for ch in smiles:
         if ch.isspace():
             return "contains white space"

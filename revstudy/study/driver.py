@@ -295,6 +295,7 @@ def _run(
         if book is None
         else PackCallback(study, info, stopper, live=progress, done_before=max(0, ended), book=book)
     )
+    callback.number_of = searcher.number_of  # trial.json's Optuna number without a lookup
     with DriverClock(study) as clock:  # counts this run, even if it is killed
         if searcher.total > 0 and (budget is None or budget > 0):
             tuner = _tuner(

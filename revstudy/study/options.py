@@ -100,24 +100,24 @@ class LaunchOptions:
     def validate(self) -> None:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
         self._check_types()
+        # (value, flag, lowest, highest, whether the lowest is excluded)
         checks = [
-            (self.num_samples, "--num-samples", lambda v: 1 <= v <= 10**6, "must be 1-1000000"),
-            (self.max_concurrent, "--max-concurrent", lambda v: 0 <= v <= 10**4, "must be 0-10000"),
-            (
-                self.cpus_per_trial,
-                "--cpus-per-trial",
-                lambda v: 0 < v <= 1024,
-                "must be in (0, 1024]",
-            ),
-            (self.repeats, "--repeats", lambda v: 1 <= v <= 100, "must be 1-100"),
-            (self.time_budget_s, "--time-budget", lambda v: 0 < v <= 1e9, "must be in (0, 1e9] s"),
-            (self.seed, "--seed", lambda v: 0 <= v <= SEED_MAX, f"must be 0-{SEED_MAX}"),
-            (self.max_failures, "--max-failures", lambda v: 0 <= v <= 100, "must be 0-100"),
-            (self.pack, "--pack", lambda v: 1 <= v <= MAX_PACK, f"must be 1-{MAX_PACK}"),
+            (self.num_samples, "--num-samples", 1, 10**6, False),
+            (self.max_concurrent, "--max-concurrent", 0, 10**4, False),
+            (self.cpus_per_trial, "--cpus-per-trial", 0, 1024, True),
+            (self.repeats, "--repeats", 1, 100, False),
+            (self.time_budget_s, "--time-budget", 0, 10**9, True),
+            (self.seed, "--seed", 0, SEED_MAX, False),
+            (self.max_failures, "--max-failures", 0, 100, False),
+            (self.pack, "--pack", 1, MAX_PACK, False),
         ]
-        for value, flag, ok, rule in checks:
-            if value is not None and (value != value or not ok(value)):  # NaN fails too
+        for value, flag, low, high, open_low in checks:
+            if value is None:
+                continue
+            above = value > low if open_low else value >= low
+            if value != value or not (above and value <= high):  # NaN fails too
                 shown = f"{value:g}" if abs(value) < 1e300 else "(a huge number)"
+                rule = f"must be {'>' if open_low else '>='} {low} and <= {high}"
                 raise RevstudyError(f"{flag} {shown}: {rule}")
         if self.gpus_per_trial is not None:
             check_gpu_share(self.gpus_per_trial)  # one trial, one device

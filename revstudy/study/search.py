@@ -135,5 +135,11 @@ class StudySearcher(OptunaSearch):
             self.record_epoch(trial_id, result)  # on_trial_result: PRUNED keeps it
         tell(self.study, trial.number, self.objectives, result, error)
 
+    def number_of(self, trial_id: str) -> int | None:
+        """The Optuna number of the trial this searcher runs under `trial_id` (a new trial's
+        folder id), None when it does not know it."""
+        trial = self._ot_trials.get(trial_id)
+        return None if trial is None else int(trial.number)
+
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the Optuna database is the state (and nothing gets pickled)."""

@@ -1,7 +1,8 @@
 """Search spaces: YAML files → validated parameter definitions → Optuna suggestions.
 
 A space file has `fixed:` (TrialConfig fields for every trial), `params:` (what to search)
-and optionally `objectives:` and `description:`. Each parameter has `type` (float, int,
+and optionally `objectives:`, `description:`, `repeats:` and `baseline:` (fields the paper
+baseline trains with instead of `fixed:` ones). Each parameter has `type` (float, int,
 categorical), `low`/`high` (+ `log`, `step`) or `choices`, and an optional `condition`
 (`{param: NAME, in: [values]}`) under which it is searched at all. Stage block counts are
 searched as `blocks_0` … `blocks_4`. Everything is checked on load, before any trial starts.
@@ -48,6 +49,9 @@ class SearchSpace:
     objectives: tuple[str, ...] = ("f1_macro:max",)
     description: str = ""
     repeats: int = 1  # seeded splits per configuration unless --repeats says otherwise
+    # fields the paper baseline trains with instead of `fixed` ones (quick: the file's atom
+    # order, the paper's protocol, while every searched trial is canonical)
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Define-by-run space for Optuna: suggest every parameter whose condition holds."""
@@ -82,6 +86,8 @@ class SearchSpace:
             else:
                 values[key] = value
         values["blocks"] = blocks
+        if self.baseline and params == baseline_params(self):
+            values.update(self.baseline)  # the paper baseline keeps the paper's protocol
         return TrialConfig.from_dict(values, source=self.path)
 
     @classmethod
@@ -110,6 +116,7 @@ class SearchSpace:
             objectives=tuple(d["objectives"]),
             description=d.get("description", ""),
             repeats=int(d.get("repeats", 1)),
+            baseline=dict(d.get("baseline") or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +127,7 @@ class SearchSpace:
             "fixed": self.fixed,
             "objectives": list(self.objectives),
             "repeats": self.repeats,
+            "baseline": self.baseline,
             "params": [
                 {k: v for k, v in dataclasses.asdict(p).items() if v not in (None, (), False)}
                 for p in self.params
@@ -168,7 +176,7 @@ def load_space(name_or_path: str) -> SearchSpace:
         raise ConfigError(f"{src}: not valid YAML: {yaml_error(e)}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{src}: expected a mapping with fixed/params/objectives")
-    unknown = set(doc) - {"fixed", "params", "objectives", "description", "repeats"}
+    unknown = set(doc) - {"fixed", "params", "objectives", "description", "repeats", "baseline"}
     if unknown:
         raise ConfigError(f"{src}: unknown top-level key(s) {', '.join(sorted(unknown))}")
     fixed = doc.get("fixed") or {}
@@ -190,8 +198,18 @@ def load_space(name_or_path: str) -> SearchSpace:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"{src}: repeats: expected a whole number >= 1, got {repeats!r}")
     description = str(doc.get("description", ""))
-    space = SearchSpace(path.stem, src, fixed, params, objectives, description, repeats)
+    baseline = doc.get("baseline") or {}
+    if not isinstance(baseline, dict) or set(baseline) & set(STUDY_FIELDS):
+        raise ConfigError(
+            f"{src}: baseline: a mapping of TrialConfig fields the paper baseline trains with "
+            f"(not {', '.join(STUDY_FIELDS)}: they belong to the study)"
+        )
+    space = SearchSpace(
+        path.stem, src, fixed, params, objectives, description, repeats, dict(baseline)
+    )
     space.to_config({})  # fixed values must form a valid config
+    if baseline:  # and the baseline's (paper.yaml itself has none: no recursion)
+        space.to_config(baseline_params(space) or {})
     _check_extremes(space)
     return space
 

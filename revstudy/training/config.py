@@ -284,6 +284,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "cond_variation_draws": (2, 256, "[]"),
 }
 BLOCKS_MAX = 32  # coupling blocks of one stage
+Y_DIMS = (32, 64, 128, 256, 512)  # code sizes: 32 bins of 6.4 ppm … 512 of 0.4 ppm
 CD_RADII = (1, 16, 100.0)  # how many radii at most, the largest radius
 
 
@@ -314,7 +315,7 @@ def field_range(name: str) -> str:
     if name == "blocks":
         return f"5 stage counts, each 0-{BLOCKS_MAX}, at least one block"
     if name == "y_dim":
-        return "32, 64, 128, 256 or 512 (divides 1024)"
+        return "32, 64, 128, 256 or 512 (divisors of 1024; smaller codes are too coarse to score)"
     if name == "cd_radii":
         return f"1-{CD_RADII[1]} radii in (0, {CD_RADII[2]:g}]"
     if name not in RANGES:
@@ -385,8 +386,8 @@ def _validate(c: TrialConfig) -> None:
         f"field blocks: {list(c.blocks)}: {field_range('blocks')}",
     )
     need(
-        1 <= c.y_dim < 1024 and 1024 % c.y_dim == 0,
-        f"field y_dim: {c.y_dim} must divide 1024 and be < 1024 (32, 64, 128, 256, 512)",
+        c.y_dim in Y_DIMS,  # smaller codes have bins of 64 ppm and more: nothing to score
+        f"field y_dim: {c.y_dim}: choose {field_range('y_dim')}",
     )
     need(c.kernel_size % 2 == 1, "field kernel_size: must be odd")
     n = param_count(c)

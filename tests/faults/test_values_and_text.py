@@ -48,7 +48,8 @@ TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws
         ({"cd_draws": 10**6}, "field cd_draws:"),
         ({"cd_radii": [0.1] * 100}, "field cd_radii: 1-16 radii"),
         ({"val_every": 0}, "field val_every: 0 is outside"),
-        ({"y_dim": 3}, "field y_dim: 3 must divide 1024"),
+        ({"y_dim": 3}, "field y_dim: 3: choose 32, 64, 128, 256 or 512"),
+        ({"y_dim": 8}, "field y_dim: 8: choose 32, 64, 128, 256 or 512 (divisors of 1024"),
         ({"blocks": [32] * 5, "hidden_ratio": 8.0, "kernel_size": 9}, "over the 250 M a trial"),
     ],
 )
@@ -84,10 +85,10 @@ def test_a_space_reaching_outside_a_range_is_refused_when_loaded(tmp_path: Path)
 @pytest.mark.parametrize(
     ("option", "value", "needle"),
     [
-        ("seed", 10**23, "--seed 1e+23: must be 0-4294967295"),
-        ("num_samples", 10**9, "--num-samples 1e+09: must be 1-1000000"),
-        ("repeats", 1000, "--repeats 1000: must be 1-100"),
-        ("pack", 0, "--pack 0: must be 1-64"),
+        ("seed", 10**23, "--seed 1e+23: must be >= 0 and <= 4294967295"),
+        ("num_samples", 10**9, "--num-samples 1e+09: must be >= 1 and <= 1000000"),
+        ("repeats", 1000, "--repeats 1000: must be >= 1 and <= 100"),
+        ("pack", 0, "--pack 0: must be >= 1 and <= 64"),
     ],
 )
 def test_a_launch_flag_outside_its_range_names_the_flag(
@@ -113,7 +114,6 @@ def test_the_ranges_are_listed_with_the_fields() -> None:
         ("CC O", "contains white space"),
         ("CC\x00", "contains the character '\\x00'"),
         ("Cé", "contains the character 'é'"),
-        ("", "empty"),
     ],
 )
 def test_a_smiles_is_read_whole_or_refused(smiles: str, needle: str) -> None:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from revstudy.errors import ConfigError
 from revstudy.study.options import parse_duration, parse_objectives
-from revstudy.study.spaces import baseline_params, list_spaces, load_space
+from revstudy.study.spaces import SearchSpace, baseline_params, list_spaces, load_space
 from revstudy.studyfolder import Objective
 
 
@@ -134,3 +135,24 @@ def test_the_held_out_split_cannot_be_searched(tmp_path: Path, field: str) -> No
         load_space(str(path))
     path.write_text(f"fixed:\n  {field}: 0\n")
     assert load_space(str(path)).to_config({}) is not None
+
+
+def test_the_quick_space_trains_canonically_and_its_baseline_as_the_paper() -> None:
+    """Issue #33: a quick study must not recommend the data file's numbering, which no
+    user's molecule arrives in; the paper baseline keeps the paper's protocol."""
+    space = load_space("quick")
+    assert "atom_order" not in {p.name for p in space.params}
+    point = baseline_params(space)
+    assert point is not None and space.to_config(point).atom_order == "source"
+    assert space.to_config({**point, "lr": 2e-3}).atom_order == "canonical"
+    again = SearchSpace.from_info(json.loads(json.dumps(space.to_dict())))  # study.json
+    assert again.to_config(point).atom_order == "source"
+
+
+def test_a_baseline_may_not_set_the_studys_test_split(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "baseline: {test_fraction: 0.2}\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n"
+    )
+    with pytest.raises(ConfigError, match=r"baseline: .*test_fraction"):
+        load_space(str(path))
