@@ -53,12 +53,14 @@ __all__ = [
     "TRIALS_TABLE",
     "TRIAL_FILE",
     "TRIAL_KEY",
+    "Constraint",
     "Objective",
     "check_name",
     "find_study",
     "numerical_problem",
     "optuna_url",
     "pareto_fronts",
+    "parse_constraint",
     "parse_objective",
     "public_params",
     "rank_finished",
@@ -67,6 +69,7 @@ __all__ = [
     "storage_root",
     "trial_dir",
     "trial_entries",
+    "worst_violation",
 ]
 
 # -- layout --------------------------------------------------------------------------------
@@ -205,6 +208,48 @@ def parse_objective(spec: str, flag: str = "--objectives", default: str = "max")
     return Objective(metric, "min" if mode == "min" else "max")
 
 
+# -- constraints ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Constraint:
+    """A bound a trial must meet to be recommended (issue #33): `metric <= bound` or
+    `metric >= bound` on its final figures, e.g. `inv_error_max<=1e-5`."""
+
+    metric: str
+    op: Literal["<=", ">="]
+    bound: float
+
+    def violation(self, metrics: dict[str, Any]) -> float:
+        """How far `metrics` lie outside the bound: <= 0 when met, inf when the metric is
+        missing or not a finite number (unmeasured is not feasible)."""
+        v = metrics.get(self.metric)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+            return float("inf")
+        return float(v) - self.bound if self.op == "<=" else self.bound - float(v)
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+
+def parse_constraint(spec: str, flag: str = "--constraint") -> Constraint:
+    """'METRIC<=VALUE' or 'METRIC>=VALUE' → Constraint; one-line error naming `flag`."""
+    m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=)\s*(\S+)\s*", str(spec))
+    try:
+        bound = float(m.group(3)) if m else float("nan")
+    except ValueError:
+        bound = float("nan")
+    if m is None or not np.isfinite(bound):
+        raise RevstudyError(
+            f"{flag} {spec!r}: expected METRIC<=VALUE or METRIC>=VALUE with a finite number "
+            "(e.g. inv_error_max<=1e-5)"
+        )
+    return Constraint(m.group(1), "<=" if m.group(2) == "<=" else ">=", bound)
+
+
+def worst_violation(metrics: dict[str, Any], constraints: tuple[Constraint, ...]) -> float:
+    """The largest violation of `constraints` by `metrics` (<= 0: every bound met)."""
+    return max((c.violation(metrics) for c in constraints), default=float("-inf"))
+
+
 # -- ranking --------------------------------------------------------------------------------
 def pareto_fronts(values: np.ndarray) -> np.ndarray:
     """Non-dominated sorting of [n, k] values to maximise: front 0 is the Pareto set."""
@@ -232,6 +277,9 @@ def rank_finished(trials: pd.DataFrame, objectives: list[Objective]) -> pd.DataF
     if trials.empty or "state" not in trials or any(c not in trials for c in cols):
         return trials.iloc[0:0].assign(front=pd.Series(dtype=int), rank=pd.Series(dtype=int))
     done = trials[trials["state"].isin(FINISHED_STATES)]
+    if "feasible" in done:  # a study with constraints: an infeasible trial is never best
+        known = done["feasible"].astype(object)
+        done = done[known.map(lambda v: v is None or v != v or bool(v))]  # NaN: not judged
     values = done[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     done = done[np.isfinite(values).all(axis=1)]  # NaN or ±inf: never ranked
     signed = np.column_stack([done[o.metric].to_numpy(float) * o.sign for o in objectives]).reshape(

@@ -20,7 +20,7 @@ from typing import Any
 
 from revstudy.errors import RevstudyError
 from revstudy.files import UnsafeFileError, read_regular
-from revstudy.studyfolder import STUDY_FILE, Objective
+from revstudy.studyfolder import STUDY_FILE, Constraint, Objective, parse_constraint
 
 __all__ = [
     "RUN_FIELDS",
@@ -60,6 +60,8 @@ class StudyInfo:
     repeats: int = 1  # seeded train/val splits per trial
     max_concurrent: int = 0  # trials at a time; 0: as many as the resources allow
     pack: int = 1  # trials trained as one vmapped ensemble in one Ray trial (issue #31)
+    # bounds a recommended trial must meet, e.g. "inv_error_max<=1e-05" (issue #33)
+    constraints: tuple[str, ...] = ()
     cpus_per_trial: float = 1.0  # CPUs a trial reserves (= its torch threads)
     gpus_per_trial: float = 0.0  # GPU share a trial reserves; 0: runs on CPU
     time_budget_s: float | None = None  # wall time over all driver runs; None: unbounded
@@ -78,6 +80,11 @@ class StudyInfo:
     def metrics(self) -> list[str]:
         """The objectives' metric names, first first."""
         return [o.metric for o in self.objectives]
+
+    @property
+    def bounds(self) -> tuple[Constraint, ...]:
+        """The study's constraints, parsed (checked when study.json was read)."""
+        return tuple(parse_constraint(c, "constraints") for c in self.constraints)
 
     @property
     def optuna_name(self) -> str:
@@ -228,6 +235,15 @@ def _objectives(v: Any, f: _Field) -> tuple[Objective, ...]:
     return tuple(out)
 
 
+def _constraints(v: Any, f: _Field) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(c, str) for c in v):
+        raise f.bad("a list of METRIC<=VALUE / METRIC>=VALUE strings")
+    try:
+        return tuple(str(parse_constraint(c, "constraints")) for c in v)
+    except RevstudyError as e:
+        raise f.bad(f"constraints like inv_error_max<=1e-5 ({e})") from None
+
+
 def _data(v: Any, f: _Field) -> DataRecord:
     ok = isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("sha256"), str)
     rows = v.get("rows") if isinstance(v, dict) else None
@@ -253,6 +269,7 @@ _CHECKS: dict[str, Any] = {
     "repeats": _integer(1),
     "max_concurrent": _integer(0),
     "pack": _integer(1),
+    "constraints": _constraints,
     "cpus_per_trial": _number(1e-3, 1024),
     "gpus_per_trial": _number(0, 1),
     "time_budget_s": _number(1e-3, 1e9),

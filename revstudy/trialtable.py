@@ -9,6 +9,7 @@ called not finished). Light (no Ray, no torch): `analysis` uses it too.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ from revstudy.studyfolder import (
     STOPPED_FILE,
     TRIAL_FILE,
     TRIALS_TABLE,
+    Constraint,
     numerical_problem,
     read_table,
     trial_dir,
     trial_entries,
+    worst_violation,
 )
 from revstudy.studyinfo import read_study
 
@@ -41,7 +44,7 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
     `last_result`. Per-trial files win where they exist: they are written by the trial itself.
     A finished trial whose figures are numerically broken is DIVERGED, with the reason.
     """
-    objectives = _objective_metrics(study)
+    objectives, constraints = _objective_metrics(study)
     rows = []
     own, refused = trial_entries(study)
     for name, reason in refused.items():  # reported, never followed
@@ -99,6 +102,10 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
             row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
         elif wrong:
             row["failure_reason"] = f"{tdir / 'result.json'}: {wrong}"
+        if constraints:  # judged on its final figures; diverged or unmeasured: infeasible
+            judged = state in ("COMPLETED", "DIVERGED") and result is not None
+            row["violation"] = worst_violation(last, constraints) if judged else math.nan
+            row["feasible"] = (row["violation"] <= 0 and state != "DIVERGED") if judged else None
         row["epochs_done"] = epochs_done
         row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
         row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
@@ -131,13 +138,14 @@ def _not_a_number(metrics: dict[str, Any], objectives: tuple[str, ...]) -> str |
     return None
 
 
-def _objective_metrics(study: Path) -> tuple[str, ...]:
-    """The study's objective metric names (empty when study.json cannot tell: the table
-    is still built, and status or resume report the damaged study.json)."""
+def _objective_metrics(study: Path) -> tuple[tuple[str, ...], tuple[Constraint, ...]]:
+    """The study's objective metric names and constraints (empty when study.json cannot
+    tell: the table is still built, and status or resume report the damaged study.json)."""
     try:
-        return tuple(read_study(study).metrics)
+        info = read_study(study)
+        return tuple(info.metrics), info.bounds
     except RevstudyError:
-        return ()
+        return (), ()
 
 
 def _cut_off(tdir: Path, epochs_done: int) -> str:

@@ -26,6 +26,7 @@ LAUNCHED: dict[str, Any] = {
     "repeats": 2,
     "max_concurrent": 0,
     "pack": 1,
+    "constraints": [],
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0,
     "time_budget_s": None,

@@ -106,6 +106,14 @@ def launch(
         int | None,
         typer.Option(help="Ray retries after a trial error" + _default("max_failures")),
     ] = None,
+    constraint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--constraint",
+            help="METRIC<=VALUE or METRIC>=VALUE a recommended trial must meet, e.g. "
+            "inv_error_max<=1e-5 (repeatable; default: the space's constraints)",
+        ),
+    ] = None,
     pack: Annotated[
         int | None,
         typer.Option(
@@ -137,6 +145,7 @@ def launch(
         baseline=False if no_baseline else None,
         max_failures=max_failures,
         pack=pack,
+        constraints=list(constraint or []),
     )
     summary = run_launch(opts)
     _print_summary(summary)
@@ -192,6 +201,10 @@ def _print_summary(s: dict) -> None:
     states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))
     t.add_row(f"{s['trials']}/{s['requested']}", states, best_txt)
     Console().print(t)  # built now: the terminal's width (or $COLUMNS) at this call
+    if s.get("constraints"):
+        broke = s.get("infeasible") or []
+        tail = f"; {len(broke)} trial(s) broke them and are never recommended" if broke else ""
+        messages.print(f"constraints: {', '.join(s['constraints'])}{tail}", highlight=False)
     for line in s.get("problems", []):
         messages.print(f"[yellow]warning[/]: {line}")
 

@@ -30,6 +30,7 @@ from revstudy.study.devices import default_gpu_share
 from revstudy.study.options import (
     LaunchOptions,
     check_address,
+    check_constraint,
     check_objectives,
     parse_objectives,
     relaunch_changes,
@@ -61,6 +62,7 @@ from revstudy.studyfolder import (
     check_name,
     find_study,
     optuna_url,
+    parse_constraint,
     public_params,
     storage_root,
 )
@@ -119,6 +121,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
         return _relaunch(opts, root / opts.name, progress)
     space = load_space(opts.resolved("space"))
     objectives = parse_objectives(opts.objectives or list(space.objectives))
+    bounds = [check_constraint(parse_constraint(c)) for c in opts.constraints or space.constraints]
     name = opts.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     study = root / name
     repeats = opts.repeats if opts.repeats is not None else space.repeats
@@ -141,6 +144,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             cpus = opts.resolved("cpus_per_trial")
             check_resources(opts.address, cpus, gpus)
             info = _new_info(opts, space, study, objectives, dataset, (repeats, cpus, gpus))
+            info = info.replace(constraints=tuple(str(b) for b in bounds))
             ostudy = open_optuna(study, info, create=True)
             point = baseline_params(space) if info.baseline else None
             if point is not None:  # the first trial Optuna hands out
@@ -344,6 +348,7 @@ def _search(
             book=book,
             shape=lambda params: step_shape(space.to_config(params)),
             shape_params=space.shape_params(),
+            constraints=info.bounds,
         )
         return packs, PackScheduler(book, asha), book
 
@@ -358,6 +363,7 @@ def _search(
         continuations=continuations,
         new=new,
         on_continue=on_continue,
+        constraints=info.bounds,
     )
     return searcher, scheduler, None
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import check_gpu_share
-from revstudy.studyfolder import Objective, parse_objective
+from revstudy.studyfolder import Constraint, Objective, parse_constraint, parse_objective
 from revstudy.studyinfo import StudyInfo
 from revstudy.training.config import SEED_MAX
 
@@ -96,6 +96,7 @@ class LaunchOptions:
     baseline: bool | None = None
     max_failures: int | None = None  # Ray retries of a trial after a (transient) error
     pack: int | None = None  # trials per pack (one vmapped ensemble in one Ray trial)
+    constraints: list[str] = field(default_factory=list)  # []: the space's constraints
 
     def validate(self) -> None:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
@@ -129,6 +130,8 @@ class LaunchOptions:
             raise RevstudyError(f"--scheduler: choose asha or none, got {self.scheduler!r}")
         if self.objectives:
             parse_objectives(self.objectives)
+        for c in self.constraints:
+            check_constraint(parse_constraint(c))
         if self.address is not None:
             check_address(self.address)
 
@@ -144,6 +147,9 @@ class LaunchOptions:
             if f.name == "objectives":
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
                 want = "a list of METRIC:max|min strings"
+            elif f.name == "constraints":
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                want = "a list of METRIC<=VALUE strings"
             elif hint.startswith("bool"):
                 ok, want = isinstance(value, bool), "true or false"
             elif hint.startswith("int"):
@@ -204,6 +210,11 @@ def relaunch_changes(opts: LaunchOptions, info: StudyInfo, data_sha: str | None)
         given, have = getattr(opts, opt), getattr(info, opt)
         if given is not None and given != have:
             clash.append(f"{flag} {_show(given)} (study has {_show(have)})")
+    if opts.constraints:
+        asked_c = tuple(str(parse_constraint(c)) for c in opts.constraints)
+        if asked_c != info.constraints:
+            have_c = ",".join(info.constraints) or "none"
+            clash.append(f"--constraint {','.join(asked_c)} (study has {have_c})")
     if opts.objectives:
         asked = [f"{o.metric}:{o.mode}" for o in parse_objectives(opts.objectives)]
         have_objectives = [f"{o.metric}:{o.mode}" for o in info.objectives]
@@ -248,6 +259,19 @@ def check_objectives(objectives: list[Objective], flag: str) -> list[Objective]:
     if len({o.metric for o in objectives}) != len(objectives):
         raise RevstudyError(f"{flag}: a metric is named twice")
     return objectives
+
+
+# metrics a constraint may bound: the objectives' and the network's size
+CONSTRAINT_METRICS = (*KNOWN_METRICS, "params_millions")
+
+
+def check_constraint(c: Constraint, flag: str = "--constraint") -> Constraint:
+    """`c` if it bounds a metric every finished trial records; else a one-line error."""
+    if c.metric not in CONSTRAINT_METRICS:
+        raise RevstudyError(
+            f"{flag} {c}: unknown metric {c.metric!r}; choose from {', '.join(CONSTRAINT_METRICS)}"
+        )
+    return c
 
 
 def parse_duration(text: str) -> float:

@@ -8,6 +8,7 @@ reads or writes the database is here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,16 @@ import optuna
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.study.options import SAMPLERS
-from revstudy.studyfolder import FINAL_KEY, OPTUNA_DB, RESULT_FILE, Objective, optuna_url, trial_dir
+from revstudy.studyfolder import (
+    FINAL_KEY,
+    OPTUNA_DB,
+    RESULT_FILE,
+    Constraint,
+    Objective,
+    numerical_problem,
+    optuna_url,
+    trial_dir,
+)
 from revstudy.studyinfo import STUDY_ID_ATTR, StudyInfo, foreign_database
 
 __all__ = [
@@ -48,6 +58,7 @@ RAY_ID_ATTR = "ray_trial_id"  # Optuna user attr: the trial's folder under trial
 RETRY_OF_ATTR = "revstudy_retry_of"
 BASELINE_ATTR = "revstudy_baseline"  # the enqueued paper baseline
 UNSTARTED_ATTR = "revstudy_never_started"  # asked of Optuna, driver died before Ray had it
+INFEASIBLE = 1e12  # the violation recorded for a bound not measured or a diverged trial
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # WAITING: enqueued, not started
 
@@ -146,8 +157,13 @@ def tell(
     objectives: Sequence[Objective],
     result: dict | None,
     error: bool,
+    constraints: Sequence[Constraint] = (),
 ) -> TS:
-    """Record a trial's outcome in Optuna; returns the state told."""
+    """Record a trial's outcome in Optuna; returns the state told. With `constraints`, a
+    completed trial's violation of each goes with it (`Trial.set_constraint`, named by the
+    constraint: <= 0 feasible, as Optuna defines it); a numerically broken (diverged) trial
+    violates every one. A trial stopped early has none: its final figures were never
+    measured, and Optuna counts it feasible."""
     result = result or {}
     values = [as_number(result.get(o.metric)) for o in objectives]
     if error:
@@ -160,6 +176,13 @@ def tell(
             )
     else:
         state = TS.PRUNED  # stopped before its final evaluation (scheduler, time budget)
+    if state == TS.COMPLETE and constraints:
+        broken = numerical_problem(result, tuple(o.metric for o in objectives)) is not None
+        trial = optuna.trial.Trial(study, storage_id(study, number))
+        for c in constraints:
+            v = INFEASIBLE if broken else min(c.violation(result), INFEASIBLE)
+            with contextlib.suppress(ValueError, RuntimeError):  # finished already: as it was
+                trial.set_constraint(str(c), v)
     try:
         if state == TS.COMPLETE:
             study.tell(number, [v for v in values if v is not None])
@@ -182,7 +205,10 @@ def as_number(v: Any) -> float | None:
 
 
 def make_sampler(name: str, seed: int, multi: bool) -> Any:
-    """The Optuna sampler `--sampler` names, seeded."""
+    """The Optuna sampler `--sampler` names, seeded. TPE, GP and NSGA-II read the
+    constraint values `tell` sets on each trial (Optuna 5's `Trial.set_constraint`; its
+    `constraints_func` is deprecated) and prefer feasible trials; random and QMC do not
+    learn."""
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -295,6 +321,6 @@ def reconcile_optuna(study: Path, info: StudyInfo, ostudy: Any = None) -> int:
             continue
         result = read_json(tdir / RESULT_FILE)
         if result is not None and isinstance(result.get("report"), dict):
-            tell(ostudy, c.number, info.objectives, result["report"], error=False)
+            tell(ostudy, c.number, info.objectives, result["report"], False, info.bounds)
             n += 1
     return n

@@ -31,7 +31,7 @@ from revstudy.study.optuna_store import (
     tell,
 )
 from revstudy.study.spaces import SearchSpace
-from revstudy.studyfolder import PER_EPOCH, TRIAL_KEY, Objective
+from revstudy.studyfolder import PER_EPOCH, TRIAL_KEY, Constraint, Objective
 
 __all__ = ["StudySearcher"]
 
@@ -48,6 +48,7 @@ class StudySearcher(OptunaSearch):
         continuations: list[Continuation],
         new: int,
         on_continue: Callable[[str, str], None] | None = None,
+        constraints: Sequence[Constraint] = (),
     ):
         multi = len(objectives) > 1
         super().__init__(
@@ -59,6 +60,7 @@ class StudySearcher(OptunaSearch):
             storage=study._storage,
         )
         self.objectives = tuple(objectives)
+        self.constraints = tuple(constraints)  # bounds told to Optuna with each outcome
         self.continuations = list(continuations)  # as given: unfinished trials to continue
         self._pending = list(continuations)
         self._new = max(0, new)
@@ -133,7 +135,7 @@ class StudySearcher(OptunaSearch):
         self._told.add(trial_id)
         if result and not error:  # the result a scheduler stopped on never came through
             self.record_epoch(trial_id, result)  # on_trial_result: PRUNED keeps it
-        tell(self.study, trial.number, self.objectives, result, error)
+        tell(self.study, trial.number, self.objectives, result, error, self.constraints)
 
     def number_of(self, trial_id: str) -> int | None:
         """The Optuna number of the trial this searcher runs under `trial_id` (a new trial's

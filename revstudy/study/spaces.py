@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from revstudy.errors import ConfigError
+from revstudy.studyfolder import parse_constraint
 from revstudy.training.config import STEP_FIELDS, TrialConfig, field_names, yaml_error
 from revstudy.yamlfile import read_yaml
 
@@ -52,6 +53,7 @@ class SearchSpace:
     # fields the paper baseline trains with instead of `fixed` ones (quick: the file's atom
     # order, the paper's protocol, while every searched trial is canonical)
     baseline: dict[str, Any] = field(default_factory=dict)
+    constraints: tuple[str, ...] = ()  # METRIC<=VALUE bounds a recommended trial must meet
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Define-by-run space for Optuna: suggest every parameter whose condition holds."""
@@ -117,6 +119,7 @@ class SearchSpace:
             description=d.get("description", ""),
             repeats=int(d.get("repeats", 1)),
             baseline=dict(d.get("baseline") or {}),
+            constraints=tuple(d.get("constraints") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +131,7 @@ class SearchSpace:
             "objectives": list(self.objectives),
             "repeats": self.repeats,
             "baseline": self.baseline,
+            "constraints": list(self.constraints),
             "params": [
                 {k: v for k, v in dataclasses.asdict(p).items() if v not in (None, (), False)}
                 for p in self.params
@@ -176,7 +180,15 @@ def load_space(name_or_path: str) -> SearchSpace:
         raise ConfigError(f"{src}: not valid YAML: {yaml_error(e)}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{src}: expected a mapping with fixed/params/objectives")
-    unknown = set(doc) - {"fixed", "params", "objectives", "description", "repeats", "baseline"}
+    unknown = set(doc) - {
+        "fixed",
+        "params",
+        "objectives",
+        "description",
+        "repeats",
+        "baseline",
+        "constraints",
+    }
     if unknown:
         raise ConfigError(f"{src}: unknown top-level key(s) {', '.join(sorted(unknown))}")
     fixed = doc.get("fixed") or {}
@@ -204,9 +216,15 @@ def load_space(name_or_path: str) -> SearchSpace:
             f"{src}: baseline: a mapping of TrialConfig fields the paper baseline trains with "
             f"(not {', '.join(STUDY_FIELDS)}: they belong to the study)"
         )
+    constraints = doc.get("constraints") or []
+    if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
+        raise ConfigError(f"{src}: constraints: a list like [inv_error_max<=1e-5]")
+    for c in constraints:
+        parse_constraint(c, f"{src}: constraints:")
     space = SearchSpace(
-        path.stem, src, fixed, params, objectives, description, repeats, dict(baseline)
-    )
+        path.stem, src, fixed, params, objectives, description, repeats, dict(baseline),
+        tuple(constraints),
+    )  # fmt: skip
     space.to_config({})  # fixed values must form a valid config
     if baseline:  # and the baseline's (paper.yaml itself has none: no recursion)
         space.to_config(baseline_params(space) or {})

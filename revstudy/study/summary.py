@@ -81,11 +81,21 @@ def summarise(
         "requested": info.num_samples,
         "by_state": by_state,
         "objectives": [{"metric": o.metric, "mode": o.mode} for o in info.objectives],
+        "constraints": list(info.constraints),
+        # finished trials that broke a constraint: never best, never exported
+        "infeasible": _infeasible(table),
         "best": best,
     }
     if elapsed is not None:
         out["elapsed_s"] = elapsed
     return out
+
+
+def _infeasible(table: Any) -> list[str]:
+    """Ids of the trials judged infeasible (`feasible` is False in the table)."""
+    if not len(table) or "feasible" not in table:
+        return []
+    return [str(r.trial_id) for r in table.itertuples() if r.feasible is False or r.feasible == 0]
 
 
 def folder_size(path: Path) -> int:

@@ -51,6 +51,7 @@ from revstudy.studyfolder import (
     trial_dir,
 )
 from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from revstudy.training.config import param_count
 from revstudy.training.fused import EnsembleStepError, Repeats, Strategy
 from revstudy.training.metrics import Evaluation
 from revstudy.training.runs import aggregate
@@ -157,6 +158,7 @@ def write_final(
     `run` holds its start time and node history (and its pack, if it trained in one)."""
     evals = group.map(lambda t: t.evaluate("val"), trainers)  # side by side where they train so
     metrics.update(_flatten(evals))
+    metrics["params_millions"] = param_count(trainers[0].config) / 1e6  # constraints bound it
     metrics[FINAL_KEY] = 1  # tells the searcher this trial ran to the end
     guard.check()  # the evaluation took a while: still ours?
     config = trainers[0].config.to_dict()
