@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from revstudy.paper import PAPER_F1
-from revstudy.studyfolder import REFERENCE_FILE
+from revstudy.studyfolder import REFERENCE_FILE, not_infeasible
 
 from ._load import Study
 
@@ -74,10 +74,13 @@ def headline_data(study: Study) -> dict[str, Any]:
         "fixed": study.fixed,
         "numbering": None,
         "data_path": study.study_info.data.path if study.study_info.data else None,
+        "constraints": list(study.study_info.constraints),
+        "n_infeasible": int((~not_infeasible(done)).sum()),
     }
-    if done.empty:
+    # an infeasible trial (it broke the study's constraints) is never the answer
+    ranked = done[not_infeasible(done)].sort_values(metric, ascending=obj.ascending)
+    if ranked.empty:
         return out
-    ranked = done.sort_values(metric, ascending=obj.ascending)
     best = ranked.iloc[0]
     base = done[done["is_baseline"].astype(bool)]
     n = out["repeats"]
@@ -104,7 +107,8 @@ def headline_data(study: Study) -> dict[str, Any]:
         out["ci95"] = difference_ci(
             out["best"]["value"], out["best"]["std"], n, b["value"], b["std"], n
         )
-        out["rank_of_baseline"] = int(np.flatnonzero(ranked["trial_id"] == b["trial_id"])[0]) + 1
+        at = np.flatnonzero(ranked["trial_id"] == b["trial_id"])
+        out["rank_of_baseline"] = int(at[0]) + 1 if len(at) else None  # None: infeasible
     return out
 
 
@@ -261,26 +265,45 @@ def _sentence(d: dict[str, Any]) -> str:
     e = html.escape
     better = "higher" if d["mode"] == "max" else "lower"
     if base is None:
-        return (
+        return _constrained(d) + (
             f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b> with "
             f"{e(metric)} = <b>{best['value']:.4g}</b> ({better} is better). The paper "
             "baseline did not finish in this study (or was left out with --no-baseline), "
             "so there is no comparison."
         )
     if best["is_baseline"]:
-        return (
+        return _constrained(d) + (
             f"The paper configuration is still the best of {d['n_completed']} completed "
             f"trials: {e(metric)} = <b>{best['value']:.4g}</b> ({better} is better)."
         )
     rel = d["relative"]
+    rank = d["rank_of_baseline"]
     return (
-        f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b>, "
+        _constrained(d) + f"Best of {d['n_completed']} completed trials: "
+        f"<b>{e(best['trial_id'])}</b>, "
         f"{e(metric)} = <b>{best['value']:.4g}</b> against the paper baseline's "
         f"{base['value']:.4g}: <b>{d['difference']:+.4g}</b>"
         # against a baseline near zero (chance) a relative change says nothing: left out
         + (f" ({rel:+.0%})" if math.isfinite(rel) and abs(rel) <= 5 else "")
-        + f" ({better} is better); {_certainty(d)}. The baseline ranks "
-        f"{d['rank_of_baseline']} of {d['n_completed']}."
+        + f" ({better} is better); {_certainty(d)}. "
+        + (
+            f"The baseline ranks {rank} of {d['n_completed']}."
+            if rank is not None
+            else "The baseline breaks the study's constraints."
+        )
+    )
+
+
+def _constrained(d: dict[str, Any]) -> str:
+    """The constraints a recommendation meets, and how many trials broke them."""
+    if not d.get("constraints"):
+        return ""
+    e = html.escape
+    broke = d.get("n_infeasible", 0)
+    return (
+        f"Meeting {e(', '.join(d['constraints']))}"
+        + (f" ({broke} completed trial(s) did not and are never recommended)" if broke else "")
+        + ": "
     )
 
 
@@ -316,6 +339,11 @@ def _params_table(best: dict[str, Any], base: dict[str, Any] | None) -> str:
 def render_headline(d: dict[str, Any], study_name: str, storage_hint: str) -> str:
     """HTML of the answer: one sentence, the best settings beside the paper's, the commands."""
     e = html.escape
+    if d["best"] is None and d.get("n_infeasible"):
+        return (
+            f'<p class="headline">None of the {d["n_completed"]} completed trials meets '
+            f"{e(', '.join(d['constraints']))}: nothing to recommend.</p>"
+        )
     if d["best"] is None:
         return (
             f'<p class="headline">No trial has finished yet ({d["n_trials"]} started): '

@@ -57,6 +57,7 @@ __all__ = [
     "Objective",
     "check_name",
     "find_study",
+    "not_infeasible",
     "numerical_problem",
     "optuna_url",
     "pareto_fronts",
@@ -245,6 +246,16 @@ def parse_constraint(spec: str, flag: str = "--constraint") -> Constraint:
     return Constraint(m.group(1), "<=" if m.group(2) == "<=" else ">=", bound)
 
 
+def not_infeasible(trials: pd.DataFrame) -> pd.Series:
+    """Rows of a trials table that may be recommended: every row of a study without
+    constraints, else those not judged infeasible (`feasible` False; unjudged rows, e.g.
+    stopped early, stay)."""
+    if "feasible" not in trials:
+        return pd.Series(True, index=trials.index)
+    known = trials["feasible"].astype(object)
+    return known.map(lambda v: v is None or v != v or bool(v)).astype(bool)
+
+
 def worst_violation(metrics: dict[str, Any], constraints: tuple[Constraint, ...]) -> float:
     """The largest violation of `constraints` by `metrics` (<= 0: every bound met)."""
     return max((c.violation(metrics) for c in constraints), default=float("-inf"))
@@ -277,9 +288,7 @@ def rank_finished(trials: pd.DataFrame, objectives: list[Objective]) -> pd.DataF
     if trials.empty or "state" not in trials or any(c not in trials for c in cols):
         return trials.iloc[0:0].assign(front=pd.Series(dtype=int), rank=pd.Series(dtype=int))
     done = trials[trials["state"].isin(FINISHED_STATES)]
-    if "feasible" in done:  # a study with constraints: an infeasible trial is never best
-        known = done["feasible"].astype(object)
-        done = done[known.map(lambda v: v is None or v != v or bool(v))]  # NaN: not judged
+    done = done[not_infeasible(done)]  # a study with constraints: never best if broken
     values = done[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     done = done[np.isfinite(values).all(axis=1)]  # NaN or ±inf: never ranked
     signed = np.column_stack([done[o.metric].to_numpy(float) * o.sign for o in objectives]).reshape(

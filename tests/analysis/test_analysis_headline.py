@@ -224,3 +224,24 @@ def test_the_answer_shows_comparable_figures_and_where_the_baseline_is_ahead(stu
     s2 = analysis.load_study(study_dir("single"))
     d2 = headline_data(s2)
     assert "ceiling of its code size" not in render_headline(d2, "single", "")
+
+
+def test_an_infeasible_trial_is_never_the_answer(study_dir) -> None:
+    """Issue #33: with constraints, the answer is the best trial that meets them; the
+    sentence names them and how many completed trials broke them."""
+    import dataclasses
+
+    s = analysis.load_study(study_dir("single"))
+    done = s.trials[s.trials.state == "COMPLETED"]
+    top = done.sort_values("f1_macro").trial_id.iloc[-1]
+    s.trials = s.trials.assign(feasible=s.trials.trial_id != top)
+    s.study_info = dataclasses.replace(s.study_info, constraints=("inv_error_max<=1e-05",))
+    d = headline_data(s)
+    assert d["best"]["trial_id"] != top and d["n_infeasible"] == 1
+    assert d["best"]["value"] == done[done.trial_id != top]["f1_macro"].max()
+    sentence = render_headline(d, "single", "")
+    assert "Meeting inv_error_max&lt;=1e-05 (1 completed trial(s) did not" in sentence
+    s.trials = s.trials.assign(feasible=False)
+    d = headline_data(s)
+    assert d["best"] is None
+    assert "meets inv_error_max&lt;=1e-05: nothing to recommend" in render_headline(d, "s", "")
