@@ -266,20 +266,20 @@ def _sentence(d: dict[str, Any]) -> str:
     better = "higher" if d["mode"] == "max" else "lower"
     if base is None:
         return _constrained(d) + (
-            f"Best of {d['n_completed']} completed trials: <b>{e(best['trial_id'])}</b> with "
+            f"Best of {_pool(d)}: <b>{e(best['trial_id'])}</b> with "
             f"{e(metric)} = <b>{best['value']:.4g}</b> ({better} is better). The paper "
             "baseline did not finish in this study (or was left out with --no-baseline), "
             "so there is no comparison."
         )
     if best["is_baseline"]:
         return _constrained(d) + (
-            f"The paper configuration is still the best of {d['n_completed']} completed "
-            f"trials: {e(metric)} = <b>{best['value']:.4g}</b> ({better} is better)."
+            f"The paper configuration is still the best of {_pool(d)}: "
+            f"{e(metric)} = <b>{best['value']:.4g}</b> ({better} is better)."
         )
     rel = d["relative"]
     rank = d["rank_of_baseline"]
     return (
-        _constrained(d) + f"Best of {d['n_completed']} completed trials: "
+        _constrained(d) + f"Best of {_pool(d)}: "
         f"<b>{e(best['trial_id'])}</b>, "
         f"{e(metric)} = <b>{best['value']:.4g}</b> against the paper baseline's "
         f"{base['value']:.4g}: <b>{d['difference']:+.4g}</b>"
@@ -287,7 +287,7 @@ def _sentence(d: dict[str, Any]) -> str:
         + (f" ({rel:+.0%})" if math.isfinite(rel) and abs(rel) <= 5 else "")
         + f" ({better} is better); {_certainty(d)}. "
         + (
-            f"The baseline ranks {rank} of {d['n_completed']}."
+            f"The baseline ranks {rank} of {d['n_completed'] - d.get('n_infeasible', 0)}."
             if rank is not None
             else "The baseline breaks the study's constraints."
         )
@@ -295,16 +295,19 @@ def _sentence(d: dict[str, Any]) -> str:
 
 
 def _constrained(d: dict[str, Any]) -> str:
-    """The constraints a recommendation meets, and how many trials broke them."""
+    """The constraints a recommendation meets (the study's), as the sentence's opening."""
     if not d.get("constraints"):
         return ""
-    e = html.escape
-    broke = d.get("n_infeasible", 0)
-    return (
-        f"Meeting {e(', '.join(d['constraints']))}"
-        + (f" ({broke} completed trial(s) did not and are never recommended)" if broke else "")
-        + ": "
-    )
+    return f"Meeting {html.escape(', '.join(d['constraints']))}: "
+
+
+def _pool(d: dict[str, Any]) -> str:
+    """The trials the answer was chosen from: those that meet the constraints, if any
+    did not (they are never recommended)."""
+    done, broke = d["n_completed"], d.get("n_infeasible", 0)
+    if broke:
+        return f"the {done - broke} of {done} completed trials that meet them"
+    return f"{done} completed trials"
 
 
 def _caveat(d: dict[str, Any]) -> str:

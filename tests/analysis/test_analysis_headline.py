@@ -240,7 +240,10 @@ def test_an_infeasible_trial_is_never_the_answer(study_dir) -> None:
     assert d["best"]["trial_id"] != top and d["n_infeasible"] == 1
     assert d["best"]["value"] == done[done.trial_id != top]["f1_macro"].max()
     sentence = render_headline(d, "single", "")
-    assert "Meeting inv_error_max&lt;=1e-05 (1 completed trial(s) did not" in sentence
+    n = d["n_completed"]
+    assert (
+        f"Meeting inv_error_max&lt;=1e-05: Best of the {n - 1} of {n} completed trials" in sentence
+    )
     s.trials = s.trials.assign(feasible=False)
     d = headline_data(s)
     assert d["best"] is None
