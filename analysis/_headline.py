@@ -410,3 +410,25 @@ def reference_note(study: Study) -> str:
         f"A dedicated 13C predictor, {name}, on this study's data file at {doc.get('y_dim')} "
         f"bits: {shown} ({doc.get('caveat', '')})."
     )
+
+
+def warm_start_note(study: Study) -> str:
+    """One sentence on the earlier studies whose trials seeded this study's sampler
+    (`launch --warm-start`): they are history, not this study's results, so every figure
+    and table of the report leaves them out; '' for a cold study."""
+    sources = study.study_info.warm_start
+    if not sources:
+        return ""
+    parts = []
+    for w in sources:
+        left = sum(w.left_out.values())
+        reasons = "; ".join(f"{n} {r}" for r, n in w.left_out.items())
+        tail = f", {left} left out ({reasons})" if left else ""
+        differs = f", used despite: {'; '.join(w.differs)}" if w.differs else ""
+        parts.append(f"{w.used} finished trial(s) of study {w.study}{tail}{differs}")
+    return (
+        "Warm start: the sampler began with "
+        + "; ".join(parts)
+        + ". They guided where this study searched; they are not its trials, and no table, "
+        "figure or recommendation here includes them."
+    )

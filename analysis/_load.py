@@ -184,8 +184,12 @@ class Study:
             return None
         import optuna
 
+        from ._own_trials import OwnTrials
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        ostudy = optuna.load_study(study_name=self.optuna_study_name, storage=self.optuna_storage)
+        # warm-start trials (launch --warm-start) are sampler history, not this study's:
+        # every figure and importance drawn from optuna.db leaves them out
+        ostudy = OwnTrials(study_name=self.optuna_study_name, storage=self.optuna_storage)
         why = foreign_database(ostudy, self.study_info)
         if why is not None:  # another study's trials must not be drawn as this one's
             raise ValueError(f"optuna.db {why}")

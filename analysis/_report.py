@@ -18,7 +18,13 @@ import pandas as pd
 from revstudy.paper import PAPER_FIGURES
 
 from . import _stats
-from ._headline import comparison_table, headline_data, reference_note, render_headline
+from ._headline import (
+    comparison_table,
+    headline_data,
+    reference_note,
+    render_headline,
+    warm_start_note,
+)
 from ._html import Section, render_page
 from ._load import Study, best_trials, load_study
 from ._plot_generation import count_scatter_data, count_scatter_figure
@@ -76,9 +82,9 @@ def _guard(section: Section, build: Callable[[Section], None]) -> Section:
 def _answer(study: Study) -> Callable[[Section], None]:
     def build(sec: Section) -> None:
         sec.add_html(render_headline(headline_data(study), str(study.path.resolve()), ""))
-        note = reference_note(study)
-        if note:
-            sec.add_text(note)
+        for note in (warm_start_note(study), reference_note(study)):
+            if note:
+                sec.add_text(note)
 
     return build
 
@@ -108,6 +114,7 @@ def _summary(study: Study) -> Callable[[Section], None]:
             "num_samples": info.num_samples or "",
             "repeats": info.repeats,
             "seed": info.seed,
+            "warm start": ", ".join(f"{w.study} ({w.used} trials)" for w in info.warm_start),
             "data rows": info.data.rows if info.data and info.data.rows is not None else "",
             "created": info.created,
             "versions": json.dumps(info.versions),

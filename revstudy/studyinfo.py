@@ -25,14 +25,19 @@ from revstudy.studyfolder import STUDY_FILE, Constraint, Objective, parse_constr
 __all__ = [
     "RUN_FIELDS",
     "STUDY_ID_ATTR",
+    "WARM_START_ATTR",
     "DataRecord",
     "StudyInfo",
+    "WarmSource",
     "foreign_database",
     "read_study",
 ]
 
 # the user attribute of a study's Optuna study that holds study.json's `study_id`
 STUDY_ID_ATTR = "revstudy_study_id"
+# the user attribute of a warm-start trial in optuna.db: "<source study>#<its trial number>"
+# (issue #33); such a trial is sampler history, never one of the study's own results
+WARM_START_ATTR = "revstudy_warm_start"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,19 @@ class DataRecord:
     path: str  # absolute path at launch
     sha256: str  # of the file's bytes
     rows: int | None = None  # rows read at launch (shown, never trusted)
+
+
+@dataclass(frozen=True)
+class WarmSource:
+    """One study whose finished trials went into this study's sampler history at launch
+    (`--warm-start`): how many were used, how many were left out and why."""
+
+    study: str  # the source study's name
+    path: str  # its folder at launch
+    study_id: str  # its study.json id
+    used: int  # trials added to this study's optuna.db
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> trials
+    differs: tuple[str, ...] = ()  # differences allowed by --warm-start-any
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,8 @@ class StudyInfo:
     pack: int = 1  # trials trained as one vmapped ensemble in one Ray trial (issue #31)
     # bounds a recommended trial must meet, e.g. "inv_error_max<=1e-05" (issue #33)
     constraints: tuple[str, ...] = ()
+    # studies whose finished trials seeded the sampler before the first trial (issue #33)
+    warm_start: tuple[WarmSource, ...] = ()
     cpus_per_trial: float = 1.0  # CPUs a trial reserves (= its torch threads)
     gpus_per_trial: float = 0.0  # GPU share a trial reserves; 0: runs on CPU
     time_budget_s: float | None = None  # wall time over all driver runs; None: unbounded
@@ -113,6 +133,8 @@ class StudyInfo:
                 value = [{"metric": o.metric, "mode": o.mode} for o in value]
             elif f.name == "data":
                 value = None if value is None else dataclasses.asdict(value)
+            elif f.name == "warm_start":
+                value = [{**dataclasses.asdict(w), "differs": list(w.differs)} for w in value]
             doc[f.name] = value
         return {**self.extra, **doc}
 
@@ -252,6 +274,33 @@ def _data(v: Any, f: _Field) -> DataRecord:
     return DataRecord(v["path"], v["sha256"], rows)
 
 
+def _warm_start(v: Any, f: _Field) -> tuple[WarmSource, ...]:
+    want = "a list of {study, path, study_id, used, left_out, differs}"
+    if not isinstance(v, list):
+        raise f.bad(want)
+    out = []
+    for w in v:
+        if not isinstance(w, dict):
+            raise f.bad(want)
+        texts = [w.get(k) for k in ("study", "path", "study_id")]
+        used, left, differs = w.get("used"), w.get("left_out", {}), w.get("differs", [])
+        ok = (
+            all(isinstance(t, str) for t in texts)
+            and isinstance(used, int)
+            and not isinstance(used, bool)
+            and used >= 0
+            and isinstance(left, dict)
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in left.values())
+            and isinstance(differs, list)
+            and all(isinstance(d, str) for d in differs)
+        )
+        if not ok or not isinstance(used, int):  # (the second test: for mypy)
+            raise f.bad(want)
+        counts = {str(k): n for k, n in left.items()}
+        out.append(WarmSource(w["study"], w["path"], w["study_id"], used, counts, tuple(differs)))
+    return tuple(out)
+
+
 def _versions(v: Any, f: _Field) -> dict[str, str]:
     if not isinstance(v, dict):
         raise f.bad("a mapping of package versions")
@@ -270,6 +319,7 @@ _CHECKS: dict[str, Any] = {
     "max_concurrent": _integer(0),
     "pack": _integer(1),
     "constraints": _constraints,
+    "warm_start": _warm_start,
     "cpus_per_trial": _number(1e-3, 1024),
     "gpus_per_trial": _number(0, 1),
     "time_budget_s": _number(1e-3, 1e9),

@@ -27,6 +27,16 @@ LAUNCHED: dict[str, Any] = {
     "max_concurrent": 0,
     "pack": 1,
     "constraints": [],
+    "warm_start": [
+        {
+            "study": "s0",
+            "path": "/x/s0",
+            "study_id": "e" * 32,
+            "used": 14,
+            "left_out": {"lr outside this space": 2},
+            "differs": [],
+        }
+    ],
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0,
     "time_budget_s": None,
@@ -97,6 +107,8 @@ def test_a_reader_needs_only_the_name_and_objectives() -> None:
         ("objectives", [], "objectives is \\[\\], expected a non-empty list"),
         ("objectives", [{"metric": "f1", "mode": "up"}], "objectives is .*, expected entries like"),
         ("name", 3, "name is 3, expected a string"),
+        ("warm_start", [{"study": "s0"}], "warm_start is .*, expected a list of {study, path"),
+        ("warm_start", {"study": "s0"}, "warm_start is .*, expected a list of {study, path"),
     ],
 )
 def test_a_damaged_field_is_named(field: str, value: Any, message: str) -> None:

@@ -121,6 +121,22 @@ def launch(
             "trial (docs/studies.md, Packs)" + _default("pack")
         ),
     ] = None,
+    warm_start: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warm-start",
+            help="an earlier study (name or folder) whose finished trials seed the sampler; "
+            "never counted or ranked as this study's (repeatable)",
+        ),
+    ] = None,
+    warm_start_any: Annotated[
+        bool,
+        typer.Option(
+            "--warm-start-any",
+            help="use --warm-start studies on another data file, objectives or fixed settings "
+            "(with a warning)",
+        ),
+    ] = False,
 ) -> None:
     """Run a hyperparameter study on Ray Tune, guided by Optuna."""
     from revstudy.study.driver import launch as run_launch
@@ -146,6 +162,8 @@ def launch(
         max_failures=max_failures,
         pack=pack,
         constraints=list(constraint or []),
+        warm_start=list(warm_start or []),
+        warm_start_any=True if warm_start_any else None,
     )
     summary = run_launch(opts)
     _print_summary(summary)
@@ -205,6 +223,14 @@ def _print_summary(s: dict) -> None:
         broke = s.get("infeasible") or []
         tail = f"; {len(broke)} trial(s) broke them and are never recommended" if broke else ""
         messages.print(f"constraints: {', '.join(s['constraints'])}{tail}", highlight=False)
+    if s.get("warm_start"):
+        used = ", ".join(f"{w['used']} of {w['study']}" for w in s["warm_start"])
+        messages.print(
+            f"warm start: {used} finished trial(s) in the sampler's history "
+            "(not this study's trials: never counted, ranked or exported)",
+            highlight=False,
+            markup=False,
+        )
     for line in s.get("problems", []):
         messages.print(f"[yellow]warning[/]: {line}")
 

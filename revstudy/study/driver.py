@@ -55,9 +55,11 @@ from revstudy.study.records import (
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.study.trial_context import TrialContext
+from revstudy.study.warm_start import WarmTrial, add_warm_trials, gather
 from revstudy.studyfolder import (
     OPTUNA_DB,
     STUDY_FILE,
+    Constraint,
     Objective,
     check_name,
     find_study,
@@ -66,7 +68,7 @@ from revstudy.studyfolder import (
     public_params,
     storage_root,
 )
-from revstudy.studyinfo import DataRecord, StudyInfo, read_study
+from revstudy.studyinfo import DataRecord, StudyInfo, WarmSource, read_study
 from revstudy.training.config import step_shape
 from revstudy.version import __version__
 
@@ -128,6 +130,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
     if repeats < 1:
         raise RevstudyError(f"{space.path}: repeats must be >= 1")
     dataset = read_dataset(resolve_data(opts.data))
+    warm = _warm_start(opts, space, objectives, bounds, dataset)  # refused before any work
     with study_lock(study):
         if (study / STUDY_FILE).exists():  # another launch of this name won the race
             raise RevstudyError(
@@ -144,8 +147,9 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             cpus = opts.resolved("cpus_per_trial")
             check_resources(opts.address, cpus, gpus)
             info = _new_info(opts, space, study, objectives, dataset, (repeats, cpus, gpus))
-            info = info.replace(constraints=tuple(str(b) for b in bounds))
+            info = info.replace(constraints=tuple(str(b) for b in bounds), warm_start=warm[1])
             ostudy = open_optuna(study, info, create=True)
+            add_warm_trials(ostudy, info, warm[0])  # first: the study's own trials follow
             point = baseline_params(space) if info.baseline else None
             if point is not None:  # the first trial Optuna hands out
                 ostudy.enqueue_trial(point, user_attrs={BASELINE_ATTR: True})
@@ -154,6 +158,39 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             _remove_refused_study(study)
             raise
         return _run(study, info, space, dataset, progress=progress)
+
+
+def _warm_start(
+    opts: LaunchOptions,
+    space: SearchSpace,
+    objectives: list[Objective],
+    bounds: list[Constraint],
+    dataset: Dataset,
+) -> tuple[list[WarmTrial], tuple[WarmSource, ...]]:
+    """The trials `--warm-start` brings (checked against what the new study will be) and
+    what study.json records of them; warnings and a one-line note on stderr."""
+    if not opts.warm_start:
+        return [], ()
+    probe = StudyInfo(  # what the checks compare against: data, objectives, seed, bounds
+        name=opts.name or space.name,
+        objectives=tuple(objectives),
+        seed=opts.resolved("seed"),
+        constraints=tuple(str(b) for b in bounds),
+        data=DataRecord(str(dataset.path), dataset.sha256, len(dataset)),
+    )
+    trials, sources, warnings = gather(
+        opts.warm_start, probe, space, opts.storage, allow_any=bool(opts.warm_start_any)
+    )
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for s in sources:
+        left = sum(s.left_out.values())
+        why = f" ({', '.join(f'{n} {r}' for r, n in s.left_out.items())})" if left else ""
+        print(
+            f"note: warm start: {s.used} finished trial(s) of {s.study}, {left} left out{why}",
+            file=sys.stderr,
+        )
+    return trials, tuple(sources)
 
 
 def _relaunch(opts: LaunchOptions, study: Path, progress: bool) -> dict[str, Any]:

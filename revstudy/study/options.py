@@ -97,6 +97,9 @@ class LaunchOptions:
     max_failures: int | None = None  # Ray retries of a trial after a (transient) error
     pack: int | None = None  # trials per pack (one vmapped ensemble in one Ray trial)
     constraints: list[str] = field(default_factory=list)  # []: the space's constraints
+    # earlier studies whose finished trials seed the sampler (names or folders; issue #33)
+    warm_start: list[str] = field(default_factory=list)
+    warm_start_any: bool | None = None  # use sources on other data/objectives/settings
 
     def validate(self) -> None:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
@@ -150,6 +153,9 @@ class LaunchOptions:
             elif f.name == "constraints":
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
                 want = "a list of METRIC<=VALUE strings"
+            elif f.name == "warm_start":
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                want = "a list of study names or folders"
             elif hint.startswith("bool"):
                 ok, want = isinstance(value, bool), "true or false"
             elif hint.startswith("int"):
@@ -215,6 +221,8 @@ def relaunch_changes(opts: LaunchOptions, info: StudyInfo, data_sha: str | None)
         if asked_c != info.constraints:
             have_c = ",".join(info.constraints) or "none"
             clash.append(f"--constraint {','.join(asked_c)} (study has {have_c})")
+    if opts.warm_start or opts.warm_start_any:
+        clash.append("--warm-start (only a new study takes one: this one has its history)")
     if opts.objectives:
         asked = [f"{o.metric}:{o.mode}" for o in parse_objectives(opts.objectives)]
         have_objectives = [f"{o.metric}:{o.mode}" for o in info.objectives]

@@ -31,7 +31,7 @@ from revstudy.studyfolder import (
     optuna_url,
     trial_dir,
 )
-from revstudy.studyinfo import STUDY_ID_ATTR, StudyInfo, foreign_database
+from revstudy.studyinfo import STUDY_ID_ATTR, WARM_START_ATTR, StudyInfo, foreign_database
 
 __all__ = [
     "BASELINE_ATTR",
@@ -74,12 +74,14 @@ class Continuation:
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that count towards `num_samples` (a retried failure counts once, a trial that
-    never started not at all)."""
+    never started or came from an earlier study by `--warm-start` not at all)."""
     retried = retried_numbers(study)
     return [
         t
         for t in study.get_trials(deepcopy=False, states=COUNTED)
-        if t.number not in retried and not t.user_attrs.get(UNSTARTED_ATTR)
+        if t.number not in retried
+        and not t.user_attrs.get(UNSTARTED_ATTR)
+        and not t.user_attrs.get(WARM_START_ATTR)
     ]
 
 

@@ -84,6 +84,11 @@ def summarise(
         "constraints": list(info.constraints),
         # finished trials that broke a constraint: never best, never exported
         "infeasible": _infeasible(table),
+        # earlier studies' trials in the sampler's history: never counted, ranked or shown
+        "warm_start": [
+            {"study": w.study, "used": w.used, "left_out": sum(w.left_out.values())}
+            for w in info.warm_start
+        ],
         "best": best,
     }
     if elapsed is not None:
