@@ -362,7 +362,7 @@ def _search(
 
     continuations = unfinished(ostudy) + (retries(ostudy) if retry_failed else [])
     new = max(0, info.num_samples - len(counted_trials(ostudy)))
-    history = epoch_history(read_epochs(study), info.objectives[0].metric)
+    history = epoch_history(read_epochs(study), info.metrics)
     packed = info.pack > 1
     # a lone continued trial runs under a new Ray id, a pack member under its folder id
     continued = {} if packed else {c.record_id: history.pop(c.record_id, []) for c in continuations}

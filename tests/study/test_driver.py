@@ -273,7 +273,7 @@ def test_multi_objective_study_is_multi_objective_in_optuna(tmp_path: Path, data
         "f1_macro_skill:max,bond_count_corr:max",
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "multi-objective study runs trials to completion" in res.stderr  # ASHA default
+    assert "bond_count_corr is known only at the end" in res.stderr  # ASHA default: to the end
     study = optuna.load_study(study_name="mo", storage=f"sqlite:///{storage / 'mo' / 'optuna.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -331,6 +331,42 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
     res = _cli("resume", "asha", "--storage", str(storage))
     assert res.returncode == 0, res.stderr[-3000:]
     again = pd.read_parquet(storage / "asha" / "trials.parquet").set_index("trial_id")
+    assert again.loc[trials.trial_id, "state"].tolist() == trials.state.tolist()
+
+
+def test_mo_asha_study_prunes_on_the_pareto_fronts(tmp_path: Path, data: Path) -> None:
+    """Two objectives measured every epoch: MO-ASHA stops trials outside a rung's best
+    fronts; they are PRUNED in Optuna like single-objective ones, the others COMPLETE with
+    both values, the paper baseline runs to its end, and a resume keeps every state."""
+    space = tmp_path / "mo.yaml"
+    space.write_text(
+        f"fixed: {TINY_FIXED}\nparams:\n"
+        "  lr: {type: float, low: 1.0e-7, high: 3.0e-3, log: true}\n"
+        "  epochs: {type: int, low: 3, high: 4}\n"
+    )
+    storage = tmp_path / "st"
+    res = _cli(
+        *_launch_args(space, data, storage, "mo"),
+        "--num-samples", "7", "--max-concurrent", "1", "--sampler", "random",
+        "--objectives", "f1_macro_skill:max,val_loss:min",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "known only at the end" not in res.stderr
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{storage / 'mo' / 'optuna.db'}")
+    trials = pd.read_parquet(storage / "mo" / "trials.parquet")
+    by_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    for row in trials.itertuples():
+        t = by_id[row.trial_id]
+        if row.state == "STOPPED_EARLY":
+            assert t.state.name == "PRUNED" and row.epochs_done == 2  # the rung at epoch 2
+        else:
+            assert row.state == "COMPLETED" and t.state.name == "COMPLETE" and len(t.values) == 2
+    assert (trials.state == "STOPPED_EARLY").any(), trials[["state", "epochs_done"]]
+    base = trials[trials.is_baseline]
+    assert len(base) == 1 and base.state.iloc[0] == "COMPLETED"
+    res = _cli("resume", "mo", "--storage", str(storage))
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = pd.read_parquet(storage / "mo" / "trials.parquet").set_index("trial_id")
     assert again.loc[trials.trial_id, "state"].tolist() == trials.state.tolist()
 
 
