@@ -35,6 +35,7 @@ __all__ = [
     "FAILURE_FILE",
     "FINAL_KEY",
     "FINISHED_STATES",
+    "MLFLOW_DB",
     "NAME_RE",
     "NUMERIC_LIMITS",
     "OPTUNA_DB",
@@ -49,6 +50,8 @@ __all__ = [
     "STATE_FILE",
     "STOPPED_FILE",
     "STUDY_FILE",
+    "TENSORBOARD_DIR",
+    "TRACKING_FILE",
     "TRIALS_DIR",
     "TRIALS_TABLE",
     "TRIAL_FILE",
@@ -80,6 +83,9 @@ EPOCHS_TABLE = "epochs.parquet"
 OPTUNA_DB = "optuna.db"
 DRIVER_FILE = "driver.json"  # wall time of all driver runs (the time budget spans them)
 REFERENCE_FILE = "reference.json"  # a dedicated predictor's figures (`reference --study`)
+TRACKING_FILE = "tracking.json"  # experiment-tracker run ids (`launch --log`, issue #34)
+MLFLOW_DB = "mlflow.db"  # the study's own MLflow store when MLFLOW_TRACKING_URI is unset
+TENSORBOARD_DIR = "tensorboard"  # one event folder per trial (`launch --log tensorboard`)
 TRIALS_DIR = "trials"  # one folder per trial, named by its first Ray trial id
 # A trial's folder `trials/<id>/` holds these (see docs/study-dir.md)
 STATE_FILE = "state.pt"  # checkpoint, every epoch; removed once the trial has ended

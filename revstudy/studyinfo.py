@@ -82,6 +82,7 @@ class StudyInfo:
     constraints: tuple[str, ...] = ()
     # studies whose finished trials seeded the sampler before the first trial (issue #33)
     warm_start: tuple[WarmSource, ...] = ()
+    log: tuple[str, ...] = ()  # experiment trackers every trial is logged to (issue #34)
     cpus_per_trial: float = 1.0  # CPUs a trial reserves (= its torch threads)
     gpus_per_trial: float = 0.0  # GPU share a trial reserves; 0: runs on CPU
     time_budget_s: float | None = None  # wall time over all driver runs; None: unbounded
@@ -274,6 +275,12 @@ def _data(v: Any, f: _Field) -> DataRecord:
     return DataRecord(v["path"], v["sha256"], rows)
 
 
+def _names(v: Any, f: _Field) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise f.bad("a list of names")
+    return tuple(v)
+
+
 def _warm_start(v: Any, f: _Field) -> tuple[WarmSource, ...]:
     want = "a list of {study, path, study_id, used, left_out, differs}"
     if not isinstance(v, list):
@@ -320,6 +327,7 @@ _CHECKS: dict[str, Any] = {
     "pack": _integer(1),
     "constraints": _constraints,
     "warm_start": _warm_start,
+    "log": _names,
     "cpus_per_trial": _number(1e-3, 1024),
     "gpus_per_trial": _number(0, 1),
     "time_budget_s": _number(1e-3, 1e9),

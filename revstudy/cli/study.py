@@ -129,6 +129,15 @@ def launch(
             "never counted or ranked as this study's (repeatable)",
         ),
     ] = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="log every trial to an experiment tracker: mlflow (a run per trial, nested "
+            "under the study's; MLFLOW_TRACKING_URI or STUDY/mlflow.db) or tensorboard "
+            "(STUDY/tensorboard/); repeatable",
+        ),
+    ] = None,
     warm_start_any: Annotated[
         bool,
         typer.Option(
@@ -164,6 +173,7 @@ def launch(
         constraints=list(constraint or []),
         warm_start=list(warm_start or []),
         warm_start_any=True if warm_start_any else None,
+        log=list(log or []),
     )
     summary = run_launch(opts)
     _print_summary(summary)

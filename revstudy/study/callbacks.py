@@ -23,6 +23,7 @@ from revstudy.study.live_panel import LivePanel, short
 from revstudy.study.optuna_store import RAY_ID_ATTR
 from revstudy.study.records import refresh_tables
 from revstudy.study.spaces import SearchSpace, baseline_params
+from revstudy.study.tracking import StudyTrackers
 from revstudy.studyfolder import (
     FAILURE_FILE,
     FINAL_KEY,
@@ -76,11 +77,13 @@ class StudyCallback(tune.Callback):
         self.number_of: Callable[[str], int | None] | None = None
         self._space = SearchSpace.from_info(info.space)
         self._baseline = baseline_params(self._space) if info.baseline else None
+        self.trackers: StudyTrackers | None = None  # `launch --log` (set by the driver)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Ray pickles run configs (tuner.pkl): leave out the terminal and live trials."""
+        """Ray pickles run configs (tuner.pkl): leave out the terminal, live trials and
+        tracker clients."""
         state = dict(self.__dict__)
-        state.update(panel=None, trials={}, number_of=None)
+        state.update(panel=None, trials={}, number_of=None, trackers=None)
         return state
 
     def display(self) -> contextlib.AbstractContextManager[None]:
@@ -151,12 +154,19 @@ class StudyCallback(tune.Callback):
         rid = record_id(trial)
         self.trials[rid] = trial
         self._write_trial_json(rid, trial)
+        if self.trackers is not None:
+            meta = read_json(trial_dir(self.study, rid) / TRIAL_FILE) or {}
+            tags = {k: meta.get(k) for k in ("number", "is_baseline")}
+            params = public_params(dict(trial.config))
+            self.trackers.started(rid, params, meta.get("config") or {}, tags)
         self.panel.say(f"trial {rid} started", self.trials)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         self.trials[record_id(trial)] = trial
+        if self.trackers is not None:
+            self.trackers.epoch(record_id(trial), result)
         self._refresh()
         self.panel.update(self.trials)
 
@@ -179,6 +189,8 @@ class StudyCallback(tune.Callback):
                 {"epoch": result.get("epoch"), "by": "scheduler"},
             )
         self.stopper.succeeded += 1
+        if self.trackers is not None:
+            self.trackers.ended(rid, state, result)
         self.panel.ended(state, rid, result, public_params(dict(trial.config)))
         self._refresh(force=True)
         metric = self.panel.metric
@@ -193,6 +205,8 @@ class StudyCallback(tune.Callback):
         rid = record_id(trial)
         self.trials[rid] = trial
         self.stopper.failed += 1
+        if self.trackers is not None:
+            self.trackers.ended(rid, "FAILED", {})
         self.panel.ended("FAILED", rid, {}, {})
         self._refresh(force=True)
         reason = (read_json(trial_dir(self.study, rid) / FAILURE_FILE) or {}).get("reason", "")

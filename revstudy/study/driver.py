@@ -54,6 +54,7 @@ from revstudy.study.records import (
 )
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
+from revstudy.study.tracking import StudyTrackers, check_trackers
 from revstudy.study.trial_context import TrialContext
 from revstudy.study.warm_start import WarmTrial, add_warm_trials, gather
 from revstudy.studyfolder import (
@@ -147,7 +148,9 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
             cpus = opts.resolved("cpus_per_trial")
             check_resources(opts.address, cpus, gpus)
             info = _new_info(opts, space, study, objectives, dataset, (repeats, cpus, gpus))
-            info = info.replace(constraints=tuple(str(b) for b in bounds), warm_start=warm[1])
+            info = info.replace(
+                constraints=tuple(str(b) for b in bounds), warm_start=warm[1], log=tuple(opts.log)
+            )
             ostudy = open_optuna(study, info, create=True)
             add_warm_trials(ostudy, info, warm[0])  # first: the study's own trials follow
             point = baseline_params(space) if info.baseline else None
@@ -277,6 +280,7 @@ def resume(
     study = find_study(name, storage)
     info = read_study(study, for_run=True)  # every field typed, before anything starts
     check_objectives(list(info.objectives), f"{study / STUDY_FILE}")
+    check_trackers(info.log)  # the study logs to them: their packages must be here
     space = SearchSpace.from_info(info.space)
     dataset = read_dataset(info.data_file.path)
     if dataset.sha256 != info.data_file.sha256:
@@ -337,15 +341,20 @@ def _run(
         else PackCallback(study, info, stopper, live=progress, done_before=max(0, ended), book=book)
     )
     callback.number_of = searcher.number_of  # trial.json's Optuna number without a lookup
+    callback.trackers = StudyTrackers(study, info, info.log) if info.log else None
     with DriverClock(study) as clock:  # counts this run, even if it is killed
-        if searcher.total > 0 and (budget is None or budget > 0):
-            tuner = _tuner(
-                study, info, space, dataset, (searcher, scheduler, stopper, callback, budget)
-            )
-            with callback.display():
-                tuner.fit()
-        elif budget is not None and budget <= 0:
-            print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
+        try:
+            if searcher.total > 0 and (budget is None or budget > 0):
+                tuner = _tuner(
+                    study, info, space, dataset, (searcher, scheduler, stopper, callback, budget)
+                )
+                with callback.display():
+                    tuner.fit()
+            elif budget is not None and budget <= 0:
+                print("note: the study's time budget is spent; nothing new to run", file=sys.stderr)
+        finally:
+            if callback.trackers is not None:
+                callback.trackers.close()
     return _summarise_run(study, info, ostudy, callback.ray_states(), clock.elapsed)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from revstudy.errors import RevstudyError
 from revstudy.study.devices import check_gpu_share
+from revstudy.study.tracking import check_trackers
 from revstudy.studyfolder import Constraint, Objective, parse_constraint, parse_objective
 from revstudy.studyinfo import StudyInfo
 from revstudy.training.config import SEED_MAX
@@ -100,6 +101,7 @@ class LaunchOptions:
     # earlier studies whose finished trials seed the sampler (names or folders; issue #33)
     warm_start: list[str] = field(default_factory=list)
     warm_start_any: bool | None = None  # use sources on other data/objectives/settings
+    log: list[str] = field(default_factory=list)  # experiment trackers: mlflow, tensorboard
 
     def validate(self) -> None:
         """One-line errors naming the flag, before a folder is made or Ray is started."""
@@ -135,6 +137,8 @@ class LaunchOptions:
             parse_objectives(self.objectives)
         for c in self.constraints:
             check_constraint(parse_constraint(c))
+        if self.log:
+            check_trackers(self.log)
         if self.address is not None:
             check_address(self.address)
 
@@ -153,6 +157,9 @@ class LaunchOptions:
             elif f.name == "constraints":
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
                 want = "a list of METRIC<=VALUE strings"
+            elif f.name == "log":
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                want = "a list of tracker names (mlflow, tensorboard)"
             elif f.name == "warm_start":
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
                 want = "a list of study names or folders"
@@ -221,6 +228,9 @@ def relaunch_changes(opts: LaunchOptions, info: StudyInfo, data_sha: str | None)
         if asked_c != info.constraints:
             have_c = ",".join(info.constraints) or "none"
             clash.append(f"--constraint {','.join(asked_c)} (study has {have_c})")
+    if opts.log and tuple(opts.log) != info.log:
+        have_log = ",".join(info.log) or "none"
+        clash.append(f"--log {','.join(opts.log)} (study has {have_log})")
     if opts.warm_start or opts.warm_start_any:
         clash.append("--warm-start (only a new study takes one: this one has its history)")
     if opts.objectives:
