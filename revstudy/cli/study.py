@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_studies)
     app.command()(report)
     app.command()(spaces)
+    app.command()(dashboard)
 
 
 @user_errors()
@@ -203,9 +204,7 @@ def _print_next(s: dict) -> None:
     """What to run next: the report, Optuna's dashboard, and a continuation if unfinished."""
     path = s["path"]
     lines = [f"revstudy report {path} --open        # the answer and every figure"]
-    lines.append(
-        f"optuna-dashboard sqlite:///{path}/optuna.db   # pip install 'revstudy[dashboard]'"
-    )
+    lines.append(f"revstudy dashboard {path}     # live, in a browser (revstudy[dashboard])")
     left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
     if left > 0 or any(s["by_state"].get(k) for k in ("PENDING", "RUNNING", "INTERRUPTED")):
         lines.append(f"revstudy resume {path}            # continue the unfinished trials")
@@ -243,6 +242,21 @@ def _print_summary(s: dict) -> None:
         )
     for line in s.get("problems", []):
         messages.print(f"[yellow]warning[/]: {line}")
+
+
+@user_errors()
+def dashboard(
+    study: Annotated[str, typer.Argument(help="study name or folder")],
+    storage: StorageOption = None,
+    host: Annotated[
+        str, typer.Option(help="address to listen on; another than localhost shows it to others")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8080,
+) -> None:
+    """Serve a study live in optuna-dashboard (read-only), with revstudy's trial states."""
+    from revstudy.study.dashboard import serve
+
+    serve(study, storage, host, port)
 
 
 @user_errors()
