@@ -12,7 +12,9 @@ paper baseline, no early stopping (every trial runs its epochs), `--samples` tri
 Recorded per study: the best objective among its first 4, 8 and 16 trials (Optuna number
 order, the order the sampler proposed them; ranked as `revstudy status` ranks), and for each
 warm study the trials it needed to reach its cold twin's best of all `--samples` trials.
-Issue #33's target: at most half the trials. The JSON is rewritten after every study.
+Issue #33's target: at most half the trials. The JSON is rewritten after every study. With
+`--workdir` kept, a study already there is resumed (finished if it was interrupted, else
+reused as it is), and the figures are read from it.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ def run_study(
     ]  # fmt: skip
     if warm:
         cmd += ["--warm-start", warm]
+    resumed = (storage / name / "study.json").is_file()  # a kept --workdir: finish, reuse
+    if resumed:
+        cmd = [sys.executable, "-m", "revstudy.cli", "resume", name, "--storage", str(storage)]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s, cwd=REPO)
     wall = time.time() - t0
@@ -100,6 +105,7 @@ def run_study(
         "warm_start": warm,
         "warm_trials": sum(w["used"] for w in info.get("warm_start", [])),
         "wall_s": round(wall, 1),
+        "resumed": resumed,  # this run resumed (or reused) the study in --workdir
         "by_state": {str(k): int(v) for k, v in table["state"].value_counts().items()},
         "objective": objectives[0].metric,
         "best_after": best_after(table, objectives, CHECKPOINTS),

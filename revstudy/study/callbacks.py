@@ -18,6 +18,7 @@ from typing import Any
 from ray import tune
 
 from revstudy.files import read_json, write_json_atomic
+from revstudy.study import stopping
 from revstudy.study.devices import trial_device
 from revstudy.study.live_panel import LivePanel, short
 from revstudy.study.optuna_store import RAY_ID_ATTR
@@ -203,6 +204,10 @@ class StudyCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rid = record_id(trial)
+        if stopping.requested():  # its worker died as the study was stopped (SIGTERM):
+            self.trials.pop(rid, None)  # interrupted, not failed; resume continues it
+            self.panel.say(f"trial {rid} interrupted by the stop", self.trials)
+            return
         self.trials[rid] = trial
         self.stopper.failed += 1
         if self.trackers is not None:

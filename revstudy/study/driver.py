@@ -25,6 +25,7 @@ from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.files import write_json_atomic
 from revstudy.outputs import storage_dir
+from revstudy.study import stopping
 from revstudy.study.budget import DriverClock, remaining_budget
 from revstudy.study.devices import default_gpu_share
 from revstudy.study.options import (
@@ -342,6 +343,7 @@ def _run(
     )
     callback.number_of = searcher.number_of  # trial.json's Optuna number without a lookup
     callback.trackers = StudyTrackers(study, info, info.log) if info.log else None
+    stopping.install()  # SIGTERM (scancel, a time limit): stop as after Ctrl-C
     with DriverClock(study) as clock:  # counts this run, even if it is killed
         try:
             if searcher.total > 0 and (budget is None or budget > 0):

@@ -23,6 +23,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from revstudy.study import stopping
 from revstudy.study.optuna_store import (
     RAY_ID_ATTR,
     Continuation,
@@ -132,6 +133,8 @@ class StudySearcher(OptunaSearch):
         trial = self._ot_trials.get(trial_id)
         if trial is None or trial_id in self._told:
             return
+        if error and stopping.requested():  # its worker died as the study was stopped:
+            return  # an interruption; Optuna keeps it RUNNING and resume continues it
         self._told.add(trial_id)
         if result and not error:  # the result a scheduler stopped on never came through
             self.record_epoch(trial_id, result)  # on_trial_result: PRUNED keeps it
