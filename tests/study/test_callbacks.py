@@ -88,3 +88,29 @@ def test_failures_count_towards_stopping_the_study(callback: StudyCallback) -> N
     assert callback.stopper.failed == 2 and callback.stopper.stop_all()
     states = callback.ray_states()
     assert states["r0"]["status"] == "ERROR" and states["r0"]["config"] == {"lr": 1e-3}
+
+
+def test_after_a_stop_request_a_trial_error_is_an_interruption(
+    callback: StudyCallback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM reaches a cluster's workers too (scancel): a trial whose worker dies as the
+    driver stops is not FAILED (which only `resume --retry-failed` reruns) but interrupted:
+    no failed count, no Ray ERROR state in the tables, Optuna keeps it RUNNING."""
+    from revstudy.study import stopping
+    from revstudy.study.search import StudySearcher
+
+    trial = _trial("r1")
+    callback.on_trial_start(0, [], trial)
+    trial.status = "ERROR"
+    monkeypatch.setattr(stopping, "requested", lambda: True)
+    callback.on_trial_error(0, [], trial)
+    assert callback.stopper.failed == 0 and "r1" not in callback.ray_states()
+    space = load_space(str(callback.study / "space.yaml"))
+    ostudy = optuna.load_study(study_name="s1", storage=f"sqlite:///{callback.study / 'optuna.db'}")
+    searcher = StudySearcher(ostudy, space, [Objective("f1_macro_skill")], continuations=[], new=1)
+    searcher._ot_trials["r1"] = optuna.trial.Trial(ostudy, ostudy.trials[1]._trial_id)
+    searcher.on_trial_complete("r1", None, error=True)
+    assert ostudy.trials[1].state.name == "RUNNING"
+    monkeypatch.setattr(stopping, "requested", lambda: False)
+    searcher.on_trial_complete("r1", None, error=True)  # no stop asked: a real failure
+    assert ostudy.trials[1].state.name == "FAIL"
