@@ -151,18 +151,9 @@ class LaunchOptions:
                 continue
             flag = "--" + f.name.replace("_", "-")
             hint = str(f.type)
-            if f.name == "objectives":
+            if f.name in _LISTS:
                 ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-                want = "a list of METRIC:max|min strings"
-            elif f.name == "constraints":
-                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-                want = "a list of METRIC<=VALUE strings"
-            elif f.name == "log":
-                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-                want = "a list of tracker names (mlflow, tensorboard)"
-            elif f.name == "warm_start":
-                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-                want = "a list of study names or folders"
+                want = _LISTS[f.name]
             elif hint.startswith("bool"):
                 ok, want = isinstance(value, bool), "true or false"
             elif hint.startswith("int"):
@@ -181,6 +172,14 @@ class LaunchOptions:
         value = getattr(self, name)
         return DEFAULTS.get(name) if value is None else value
 
+
+# the options that take a list of strings, and what each string is
+_LISTS = {
+    "objectives": "a list of METRIC:max|min strings",
+    "constraints": "a list of METRIC<=VALUE strings",
+    "log": "a list of tracker names (mlflow, tensorboard)",
+    "warm_start": "a list of study names or folders",
+}
 
 DEFAULTS: dict[str, Any] = {
     "space": "default",

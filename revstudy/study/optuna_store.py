@@ -43,6 +43,7 @@ __all__ = [
     "counted_trials",
     "discard_unstarted",
     "make_sampler",
+    "new_running_trial",
     "open_optuna",
     "reconcile_optuna",
     "recorded_states",
@@ -133,24 +134,36 @@ def retries(study: optuna.Study) -> list[Continuation]:
         rid = t.user_attrs.get(RAY_ID_ATTR)
         if t.number in retried or not isinstance(rid, str) or not rid:
             continue
-        template = optuna.trial.FrozenTrial(
-            number=-1,
-            state=TS.RUNNING,
-            value=None,
-            values=None,
-            datetime_start=datetime.now(),
-            datetime_complete=None,
-            params=dict(t.params),
-            distributions=dict(t.distributions),
-            user_attrs={**t.user_attrs, RETRY_OF_ATTR: t.number},
-            system_attrs={},
-            intermediate_values={},
-            trial_id=-1,
-        )
-        new_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-        number = study._storage.get_trial_number_from_id(new_id)
-        out.append(Continuation(int(number), rid, dict(t.params)))
+        attrs = {**t.user_attrs, RETRY_OF_ATTR: t.number}
+        number = new_running_trial(study, t.params, t.distributions, attrs)
+        out.append(Continuation(number, rid, dict(t.params)))
     return out
+
+
+def new_running_trial(
+    study: optuna.Study,
+    params: dict[str, Any],
+    distributions: dict[str, Any],
+    user_attrs: dict[str, Any],
+) -> int:
+    """A new RUNNING trial with these parameters (not asked of the sampler: a retry, a
+    warm-start trial); returns its number, for `tell`."""
+    template = optuna.trial.FrozenTrial(
+        number=-1,
+        state=TS.RUNNING,
+        value=None,
+        values=None,
+        datetime_start=datetime.now(),
+        datetime_complete=None,
+        params=dict(params),
+        distributions=dict(distributions),
+        user_attrs=dict(user_attrs),
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    new_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return int(study._storage.get_trial_number_from_id(new_id))
 
 
 def tell(

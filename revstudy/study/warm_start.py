@@ -21,7 +21,6 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,13 @@ from optuna.distributions import (
 
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
-from revstudy.study.optuna_store import BASELINE_ATTR, RAY_ID_ATTR, open_optuna, tell
+from revstudy.study.optuna_store import (
+    BASELINE_ATTR,
+    RAY_ID_ATTR,
+    new_running_trial,
+    open_optuna,
+    tell,
+)
 from revstudy.study.spaces import SearchSpace
 from revstudy.studyfolder import FINAL_KEY, RESULT_FILE, find_study, trial_dir
 from revstudy.studyinfo import WARM_START_ATTR, StudyInfo, WarmSource, read_study
@@ -230,20 +235,6 @@ def add_warm_trials(ostudy: optuna.Study, info: StudyInfo, trials: Sequence[Warm
     their values and constraint violations told exactly as a trial of this study's would
     be (`optuna_store.tell`), so every sampler reads them as its own history."""
     for w in trials:
-        template = optuna.trial.FrozenTrial(
-            number=-1,
-            state=optuna.trial.TrialState.RUNNING,
-            value=None,
-            values=None,
-            datetime_start=datetime.now(),
-            datetime_complete=None,
-            params=dict(w.params),
-            distributions=dict(w.distributions),
-            user_attrs={WARM_START_ATTR: w.source},
-            system_attrs={},
-            intermediate_values={},
-            trial_id=-1,
-        )
-        new_id = ostudy._storage.create_new_trial(ostudy._study_id, template_trial=template)
-        number = ostudy._storage.get_trial_number_from_id(new_id)
+        attrs = {WARM_START_ATTR: w.source}
+        number = new_running_trial(ostudy, w.params, w.distributions, attrs)
         tell(ostudy, number, info.objectives, {**w.report, FINAL_KEY: 1}, False, info.bounds)
