@@ -5,9 +5,10 @@ optuna-dashboard reads trials through an Optuna storage; `StudyView` is one over
 study's optuna.db that adds, to every trial of the study, revstudy's state and key figures
 from the trial records (`revstudy_state`: COMPLETED, STOPPED_EARLY, DIVERGED, DAMAGED,
 INTERRUPTED, …, which Optuna's four states cannot say) as user attributes, re-read every
-couple of seconds as the dashboard polls. Every write the dashboard offers (delete or
-rename a study, notes, telling a trial) is refused: a dashboard must not change or delete a
-study a driver may be running.
+couple of seconds as the dashboard polls. Warm-start trials (`launch --warm-start`) are
+left out, as the report leaves them out: they are not the study's results. Every write the
+dashboard offers (delete or rename a study, notes, telling a trial) is refused: a dashboard
+must not change or delete a study a driver may be running.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from revstudy.errors import RevstudyError
 from revstudy.study.optuna_store import RAY_ID_ATTR, check_owner
 from revstudy.studyfolder import OPTUNA_DB, find_study, optuna_url
-from revstudy.studyinfo import read_study
+from revstudy.studyinfo import WARM_START_ATTR, read_study
 from revstudy.trialtable import load_trials
 
 __all__ = ["SHOWN_FIGURES", "StudyView", "serve"]
@@ -102,7 +103,8 @@ class StudyView(BaseStorage):
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         trials = self._inner.get_all_trials(study_id, deepcopy=deepcopy, states=states)
-        return [self._with_records(t) for t in trials]
+        # warm-start trials are sampler history, not the study's: left out, as in the report
+        return [self._with_records(t) for t in trials if WARM_START_ATTR not in t.user_attrs]
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         return self._with_records(self._inner.get_trial(trial_id))

@@ -309,6 +309,10 @@ def test_a_study_warm_started_through_the_cli(tmp_path: Path) -> None:
     assert status["best"]["trial_id"] in set(own["trial_id"])
     shown = load_study(storage / "warm").load_optuna()
     assert [t.number for t in shown.trials] == [2, 3]  # the figures' trials: its own
+    from revstudy.study.dashboard import StudyView
+
+    live = StudyView(storage / "warm")  # `revstudy dashboard`: its own trials too
+    assert [t.number for t in live.get_all_trials(ostudy._study_id)] == [2, 3]
     html = write_report(storage / "warm", out=tmp_path / "r.html").read_text()
     assert "Warm start: the sampler began with 2 finished trial(s) of study src" in html
     again = _cli("resume", "warm", "--storage", str(storage))
