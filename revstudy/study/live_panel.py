@@ -7,6 +7,7 @@ keeps the records."""
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ class LivePanel:
         self.console = Console(stderr=True)
         self.enabled = live and self.console.is_terminal
         self._live: Live | None = None
+        # each running trial's last validated objective: epochs `val_every` skips report NaN
+        self._validated: dict[str, tuple[int, float]] = {}
 
     @property
     def metric(self) -> str:
@@ -110,7 +113,13 @@ class LivePanel:
             fixed = self.info.space.get("fixed") or {}
             epochs = trial.config.get("epochs") or int(fixed.get("epochs", 5))
             value = last.get(per_epoch) if per_epoch else None
-            shown = f"  {self.metric} {short(value)}" if value is not None else ""
+            if isinstance(value, int | float) and math.isfinite(value):
+                self._validated[rid] = (int(last.get("epoch", 0)), float(value))
+            shown = ""
+            if rid in self._validated:
+                at, measured = self._validated[rid]
+                when = "" if at == last.get("epoch") else f" (epoch {at})"
+                shown = f"  {self.metric} {short(measured)}{when}"
             t.add_row(f"  ▸ {rid}  epoch {last.get('epoch', 0)}/{epochs}{shown}")
         if len(running) > 8:
             t.add_row(f"  … and {len(running) - 8} more running")

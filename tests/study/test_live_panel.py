@@ -56,3 +56,17 @@ def test_best_so_far_ranks_completed_trials_before_early_stopped_ones() -> None:
     assert panel.best == (0.2, "c", {"lr": 2})
     assert panel.counts == {"COMPLETED": 2, "STOPPED_EARLY": 2, "DIVERGED": 1, "FAILED": 1}
     assert panel.done == 6
+
+
+def test_an_epoch_without_validation_shows_the_last_validated_value(tmp_path: Path) -> None:
+    """`val_every: 2`: epoch 3 reports NaN; the panel shows epoch 2's value, and says so."""
+    panel = LivePanel(StudyInfo.from_dict(INFO), live=False)
+    trial = SimpleNamespace(status="RUNNING", config={"epochs": 5}, last_result={})
+    lines = []
+    for epoch, value in ((2, 0.25), (3, float("nan"))):
+        trial.last_result = {"epoch": epoch, "val_f1_skill": value}
+        console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
+        console.print(panel.render({"t": trial}))
+        lines.append(console.export_text())
+    assert "epoch 2/5  f1_macro_skill 0.25" in lines[0] and "(epoch" not in lines[0]
+    assert "epoch 3/5  f1_macro_skill 0.25 (epoch 2)" in lines[1] and "nan" not in lines[1]
