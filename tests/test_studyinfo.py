@@ -37,6 +37,7 @@ LAUNCHED: dict[str, Any] = {
             "differs": [],
         }
     ],
+    "log": ["mlflow"],
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0,
     "time_budget_s": None,

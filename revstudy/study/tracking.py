@@ -308,7 +308,13 @@ class _TensorBoard:
         from tensorboardX import SummaryWriter
 
         if rid not in self.writers:
-            self.writers[rid] = SummaryWriter(logdir=str(self.root / rid), flush_secs=10)
+            # its own event file per writer: tensorboardX names files by the second, and a
+            # second writer in the same second would truncate the first one's file; the
+            # nanoseconds keep the files in the order they were written (readers sort names)
+            suffix = f".{time.time_ns()}.{os.getpid()}"
+            self.writers[rid] = SummaryWriter(
+                logdir=str(self.root / rid), flush_secs=10, filename_suffix=suffix
+            )
         return self.writers[rid]
 
     def started(self, rid: str, params: dict, config: dict, tags: dict) -> None:
