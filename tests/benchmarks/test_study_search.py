@@ -72,3 +72,22 @@ def test_mo_summary_is_shares_of_the_full_runs() -> None:
     assert s["mean_hypervolume_share"] == pytest.approx(0.975)
     assert s["mean_epoch_share"] == pytest.approx(0.65)
     assert s["target_met"] is False
+
+
+def test_warm_summary_compares_pairs_and_means() -> None:
+    doc = {
+        "conditions": {"samples": 16},
+        "cold": [
+            {"best_after": {4: 0.1, 8: 0.1, 16: 0.2}},
+            {"best_after": {4: 0.1, 8: 0.1, 16: 0.1}},
+        ],
+        "warm": [
+            {"best_after": {4: 0.1, 8: 0.18, 16: 0.2}, "trials_to_reach_cold_best": 9},
+            {"best_after": {4: 0.12, 8: 0.12, 16: 0.2}, "trials_to_reach_cold_best": 3},
+        ],
+    }
+    s = warm_start.summarise(doc)
+    assert s["cold_best_after"][16] == pytest.approx(0.15)
+    assert s["warm_best_after"][8] == pytest.approx(0.15)
+    assert s["target_met"] is False  # the first pair needed 9 > 8 trials
+    assert s["target_met_on_means"] is True  # 0.15 after 8 >= 0.15 after 16
