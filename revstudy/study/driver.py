@@ -343,8 +343,8 @@ def _run(
     )
     callback.number_of = searcher.number_of  # trial.json's Optuna number without a lookup
     callback.trackers = StudyTrackers(study, info, info.log) if info.log else None
-    stopping.install()  # SIGTERM (scancel, a time limit): stop as after Ctrl-C
-    with DriverClock(study) as clock:  # counts this run, even if it is killed
+    # SIGTERM (scancel, a time limit) stops the run as Ctrl-C does
+    with stopping.on_sigterm(), DriverClock(study) as clock:  # the clock counts a killed run
         try:
             if searcher.total > 0 and (budget is None or budget > 0):
                 tuner = _tuner(

@@ -10,28 +10,35 @@ interruption it is: Optuna keeps the trial RUNNING and no failure is recorded, s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["install", "requested"]
+__all__ = ["on_sigterm", "requested"]
 
 _requested = threading.Event()
 
 
 def requested() -> bool:
-    """Whether this driver was asked to stop (its trials' errors are interruptions)."""
+    """Whether this driver run was asked to stop (its trials' errors are interruptions)."""
     return _requested.is_set()
 
 
-def install() -> None:
-    """SIGTERM stops the study as Ctrl-C does: Ray Tune ends its run on SIGUSR1 (its own
-    graceful stop), the unfinished trials stay to be resumed. A second SIGTERM exits at
-    once. Main thread only (Python delivers signals there)."""
+@contextlib.contextmanager
+def on_sigterm() -> Iterator[None]:
+    """While a driver run lasts, SIGTERM stops it as Ctrl-C does: Ray Tune ends its run on
+    SIGUSR1 (its own graceful stop, while `fit` runs), the unfinished trials stay to be
+    resumed; outside `fit` it interrupts like Ctrl-C. A second SIGTERM exits at once. The
+    previous handler comes back afterwards (a Python program calling the API keeps its
+    own). Main thread only: Python delivers signals there."""
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
+    _requested.clear()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         if _requested.is_set():  # asked twice: stop now
@@ -44,6 +51,13 @@ def install() -> None:
             file=sys.stderr,
             flush=True,
         )
-        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's graceful stop, while it runs
+        if callable(signal.getsignal(signal.SIGUSR1)):  # Ray Tune's, while it runs
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
