@@ -337,7 +337,8 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
 def test_mo_asha_study_prunes_on_the_pareto_fronts(tmp_path: Path, data: Path) -> None:
     """Two objectives measured every epoch: MO-ASHA stops trials outside a rung's best
     fronts; they are PRUNED in Optuna like single-objective ones, the others COMPLETE with
-    both values, the paper baseline runs to its end, and a resume keeps every state."""
+    both values, the paper baseline runs to its end (rungs replayed on resume:
+    tests/study/test_scheduling.py)."""
     space = tmp_path / "mo.yaml"
     space.write_text(
         f"fixed: {TINY_FIXED}\nparams:\n"
@@ -347,7 +348,7 @@ def test_mo_asha_study_prunes_on_the_pareto_fronts(tmp_path: Path, data: Path) -
     storage = tmp_path / "st"
     res = _cli(
         *_launch_args(space, data, storage, "mo"),
-        "--num-samples", "7", "--max-concurrent", "1", "--sampler", "random",
+        "--num-samples", "5", "--max-concurrent", "1", "--sampler", "random",
         "--objectives", "f1_macro_skill:max,val_loss:min",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
@@ -364,10 +365,6 @@ def test_mo_asha_study_prunes_on_the_pareto_fronts(tmp_path: Path, data: Path) -
     assert (trials.state == "STOPPED_EARLY").any(), trials[["state", "epochs_done"]]
     base = trials[trials.is_baseline]
     assert len(base) == 1 and base.state.iloc[0] == "COMPLETED"
-    res = _cli("resume", "mo", "--storage", str(storage))
-    assert res.returncode == 0, res.stderr[-3000:]
-    again = pd.read_parquet(storage / "mo" / "trials.parquet").set_index("trial_id")
-    assert again.loc[trials.trial_id, "state"].tolist() == trials.state.tolist()
 
 
 def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path: Path, data: Path) -> None:
