@@ -111,6 +111,7 @@ def launch(
         list[str] | None,
         typer.Option(
             "--constraint",
+            metavar="BOUND",
             help="METRIC<=VALUE or METRIC>=VALUE a recommended trial must meet, e.g. "
             "inv_error_max<=1e-5 (repeatable; default: the space's constraints)",
         ),
@@ -126,6 +127,7 @@ def launch(
         list[str] | None,
         typer.Option(
             "--warm-start",
+            metavar="STUDY",
             help="an earlier study (name or folder) whose finished trials seed the sampler; "
             "never counted or ranked as this study's (repeatable)",
         ),
@@ -134,6 +136,7 @@ def launch(
         list[str] | None,
         typer.Option(
             "--log",
+            metavar="TRACKER",
             help="log every trial to an experiment tracker: mlflow (a run per trial, nested "
             "under the study's; MLFLOW_TRACKING_URI or STUDY/mlflow.db) or tensorboard "
             "(STUDY/tensorboard/); repeatable",
