@@ -307,6 +307,10 @@ def test_a_study_warm_started_through_the_cli(tmp_path: Path) -> None:
         {"study": "src", "used": 2, "left_out": 1}
     ]
     assert status["best"]["trial_id"] in set(own["trial_id"])
+    printed = _cli("status", "warm", "--storage", str(storage))  # wrapped at any width
+    assert "warm start: 2 of src finished trial(s) in the sampler's history" in " ".join(
+        (printed.stdout + printed.stderr).split()
+    )
     shown = load_study(storage / "warm").load_optuna()
     assert [t.number for t in shown.trials] == [2, 3]  # the figures' trials: its own
     from revstudy.study.dashboard import StudyView
