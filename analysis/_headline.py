@@ -421,9 +421,7 @@ def warm_start_note(study: Study) -> str:
         return ""
     parts = []
     for w in sources:
-        left = sum(w.left_out.values())
-        reasons = "; ".join(f"{n} {r}" for r, n in w.left_out.items())
-        tail = f", {left} left out ({reasons})" if left else ""
+        tail = f", {w.n_left_out} left out ({w.left_out_text()})" if w.n_left_out else ""
         differs = f", used despite: {'; '.join(w.differs)}" if w.differs else ""
         parts.append(f"{w.used} finished trial(s) of study {w.study}{tail}{differs}")
     return (

@@ -61,6 +61,16 @@ class WarmSource:
     left_out: dict[str, int] = field(default_factory=dict)  # reason -> trials
     differs: tuple[str, ...] = ()  # differences allowed by --warm-start-any
 
+    @property
+    def n_left_out(self) -> int:
+        """Finished trials of the source that were not used."""
+        return sum(self.left_out.values())
+
+    def left_out_text(self) -> str:
+        """Why, e.g. "2 lr outside this space; 1 paper baseline (…)" (reasons may hold
+        commas, so they are joined with semicolons)."""
+        return "; ".join(f"{n} {reason}" for reason, n in self.left_out.items())
+
 
 @dataclass(frozen=True)
 class StudyInfo:

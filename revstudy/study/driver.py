@@ -188,10 +188,10 @@ def _warm_start(
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     for s in sources:
-        left = sum(s.left_out.values())
-        why = f" ({', '.join(f'{n} {r}' for r, n in s.left_out.items())})" if left else ""
+        why = f" ({s.left_out_text()})" if s.n_left_out else ""
         print(
-            f"note: warm start: {s.used} finished trial(s) of {s.study}, {left} left out{why}",
+            f"note: warm start: {s.used} finished trial(s) of {s.study}, "
+            f"{s.n_left_out} left out{why}",
             file=sys.stderr,
         )
     return trials, tuple(sources)

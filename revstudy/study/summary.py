@@ -86,8 +86,7 @@ def summarise(
         "infeasible": _infeasible(table),
         # earlier studies' trials in the sampler's history: never counted, ranked or shown
         "warm_start": [
-            {"study": w.study, "used": w.used, "left_out": sum(w.left_out.values())}
-            for w in info.warm_start
+            {"study": w.study, "used": w.used, "left_out": w.n_left_out} for w in info.warm_start
         ],
         "best": best,
     }

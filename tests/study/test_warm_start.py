@@ -142,6 +142,8 @@ def test_trials_in_the_new_space_are_used_the_others_counted_by_reason(tmp_path:
         "warm-start trials of that study (name their own study)": 1,
         "y_dim outside this space": 1,
     }
+    assert src.n_left_out == 6
+    assert src.left_out_text().startswith("1 lacks parameter y_dim of this space; 1 lr outside")
     lr_space = _space(tmp_path, SOURCE_SPACE.replace("1.0e-2", "1.5e-3"), "narrow")
     trials, sources, _ = gather(["src"], _new(lr_space), lr_space, str(tmp_path / "storage"))
     assert [w.source for w in trials] == ["src#0"]
