@@ -204,13 +204,18 @@ def _fmt(value: object) -> str:
 
 
 def _print_next(s: dict) -> None:
-    """What to run next: the report, Optuna's dashboard, and a continuation if unfinished."""
+    """What to run next: the report, the live dashboard, and a continuation if unfinished
+    (the comments in one column, whatever the path)."""
     path = s["path"]
-    lines = [f"revstudy report {path} --open        # the answer and every figure"]
-    lines.append(f"revstudy dashboard {path}     # live, in a browser (revstudy[dashboard])")
+    steps = [
+        (f"revstudy report {path} --open", "the answer and every figure"),
+        (f"revstudy dashboard {path}", "live, in a browser (revstudy[dashboard])"),
+    ]
     left = s["requested"] - sum(v for k, v in s["by_state"].items() if k != "PENDING")
     if left > 0 or any(s["by_state"].get(k) for k in ("PENDING", "RUNNING", "INTERRUPTED")):
-        lines.append(f"revstudy resume {path}            # continue the unfinished trials")
+        steps.append((f"revstudy resume {path}", "continue the unfinished trials"))
+    width = max(len(command) for command, _ in steps)
+    lines = [f"{command:<{width}}  # {why}" for command, why in steps]  # comments aligned
     messages.print("next:\n  " + "\n  ".join(lines), highlight=False, markup=False)
 
 

@@ -89,3 +89,17 @@ def test_every_commands_help_shows_defaults_and_no_flag_types() -> None:
     for option in ("space", "num_samples", "max_concurrent", "sampler", "scheduler", "seed"):
         flag = "--" + option.replace("_", "-")
         assert f"(default: {DEFAULTS[option]})" in text.split(flag, 1)[1].split(" --")[0], flag
+
+
+def test_next_steps_line_up_their_comments(capsys: pytest.CaptureFixture[str]) -> None:
+    from revstudy.cli import study as cli_study
+
+    summary = {"path": "/s/first", "requested": 8, "by_state": {"COMPLETED": 5}}
+    cli_study._print_next(summary)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "#" in ln]
+    assert [ln.split("#")[1].strip() for ln in lines] == [
+        "the answer and every figure",
+        "live, in a browser (revstudy[dashboard])",
+        "continue the unfinished trials",  # 3 of 8 trials still to run
+    ]
+    assert len({ln.index("#") for ln in lines}) == 1
