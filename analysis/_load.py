@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,11 +21,11 @@ import pandas as pd
 
 from revstudy.errors import RevstudyError
 from revstudy.files import ARRAYS_LIMIT, UnsafeFileError, read_regular, regular_file
+from revstudy.optunafile import optuna_path, optuna_storage
 from revstudy.studyfolder import (
     ARRAYS_FILE,
     EPOCHS_TABLE,
     FINISHED_STATES,
-    OPTUNA_DB,
     PENDING_STATES,
     STUDY_FILE,
     TRIALS_TABLE,
@@ -89,7 +90,7 @@ class Study:
     info: dict[str, Any]
     trials: pd.DataFrame
     epochs: pd.DataFrame
-    optuna_storage: str | None = None
+    optuna_file: Path | None = None  # optuna.journal (optuna.db in older studies), if any
     _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -176,11 +177,12 @@ class Study:
         return self._arrays[trial_id]
 
     def load_optuna(self) -> Any:
-        """The persisted optuna.Study, or None when there is no optuna.db.
+        """The persisted optuna.Study, or None when the folder has no Optuna record;
+        ValueError (one line) for a damaged or foreign one.
 
         Imported lazily so that loading a study stays cheap for the CSV export.
         """
-        if self.optuna_storage is None:
+        if self.optuna_file is None:
             return None
         import optuna
 
@@ -188,11 +190,15 @@ class Study:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # warm-start trials (launch --warm-start) are sampler history, not this study's:
-        # every figure and importance drawn from optuna.db leaves them out
-        ostudy = OwnTrials(study_name=self.optuna_study_name, storage=self.optuna_storage)
+        # every figure and importance drawn from the record leaves them out
+        try:
+            storage = optuna_storage(self.path)
+        except RevstudyError as e:  # linked, damaged: said, never drawn from
+            raise ValueError(str(e)) from None
+        ostudy = OwnTrials(study_name=self.optuna_study_name, storage=storage)
         why = foreign_database(ostudy, self.study_info)
         if why is not None:  # another study's trials must not be drawn as this one's
-            raise ValueError(f"optuna.db {why}")
+            raise ValueError(f"{self.optuna_file.name} {why}")
         return ostudy
 
 
@@ -258,9 +264,9 @@ def load_study(path: str | Path) -> Study:
             f"{p} is not a study directory: study.json holds a {type(info).__name__}, "
             "not the object revstudy writes"
         )
-    db = p / OPTUNA_DB
-    storage = f"sqlite:///{db.resolve()}" if db.is_file() else None
-    return Study(p, info, _read_trials(p), _read_epochs(p), storage)
+    record = optuna_path(p)
+    found = record if os.path.lexists(record) else None
+    return Study(p, info, _read_trials(p), _read_epochs(p), found)
 
 
 def pareto_mask(values: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """An Optuna study that shows only the study's own trials.
 
 A study launched with `--warm-start` holds earlier studies' finished trials in its
-optuna.db, marked `WARM_START_ATTR`: its sampler learns from them, but they were not run by
+Optuna record, marked `WARM_START_ATTR`: its sampler learns from them, but they were not run by
 this study. Optuna's plots and importance evaluators read trials through
 `Study._get_trials`, so filtering there keeps them out of every figure drawn from the
 database, with trial numbers unchanged (a copy into a new study would renumber them).
@@ -20,7 +20,7 @@ __all__ = ["OwnTrials"]
 
 
 class OwnTrials(optuna.Study):
-    """`optuna.Study` over a study's optuna.db without its warm-start trials."""
+    """`optuna.Study` over a study's Optuna record without its warm-start trials."""
 
     def _get_trials(
         self,

@@ -1,4 +1,4 @@
-"""Figures optuna.visualization already draws, made from the persisted optuna.db.
+"""Figures optuna.visualization already draws, made from the persisted Optuna record.
 
 We only choose the target per objective (multi-objective studies need one) and the
 parameters worth a slice/contour; drawing stays Optuna's.
@@ -53,15 +53,15 @@ def _complete(ostudy: Any) -> int:
 
 
 def _loaded(study: Study) -> Any:
-    """The study's optuna.db, or Unavailable saying why there is nothing to draw."""
+    """The study's Optuna record, or Unavailable saying why there is nothing to draw."""
     try:
         ostudy = study.load_optuna()
-    except ValueError as e:  # another study's database
+    except ValueError as e:  # another study's record, or a damaged one
         raise Unavailable(str(e)) from None
     if ostudy is None:
-        raise Unavailable("no optuna.db in the study folder")
+        raise Unavailable("no Optuna record (optuna.journal) in the study folder")
     if _complete(ostudy) == 0:
-        raise Unavailable("optuna.db has no complete trial yet")
+        raise Unavailable("the Optuna record has no complete trial yet")
     return ostudy
 
 
@@ -231,7 +231,7 @@ def _pareto(ostudy: Any, objs: Sequence[Objective]) -> list[go.Figure]:
 def optuna_figures(study: Study, importances: pd.DataFrame) -> dict[str, list[go.Figure]]:
     """Figures per report section: history, parallel, importance, slice, contour, pareto.
 
-    Raises Unavailable when there is no optuna.db or no complete trial in it.
+    Raises Unavailable when there is no Optuna record or no complete trial in it.
     """
     ostudy = _loaded(study)
     objs = study.objectives

@@ -1,6 +1,6 @@
 """write_report: one offline HTML file with every figure and table of a study.
 
-Each section is built independently: if one cannot be drawn (no arrays, no optuna.db,
+Each section is built independently: if one cannot be drawn (no arrays, no Optuna record,
 too few trials) it shows the reason and the rest of the report is still written.
 """
 
@@ -113,6 +113,7 @@ def _summary(study: Study) -> Callable[[Section], None]:
             "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in study.objectives),
             "num_samples": info.num_samples or "",
             "repeats": info.repeats,
+            "pack": packs_text(study),
             "seed": info.seed,
             "warm start": ", ".join(f"{w.study} ({w.used} trials)" for w in info.warm_start),
             "data rows": info.data.rows if info.data and info.data.rows is not None else "",
@@ -146,6 +147,8 @@ def _summary(study: Study) -> Callable[[Section], None]:
             cfg = [c for c in best.columns if c.startswith("config/")]
             cols = ["trial_id", "number", "state", "is_baseline", *objs]
             cols += [c for c in _KEY_METRICS if c in best.columns and c not in cols] + cfg
+            if info.pack > 1 and "pack" in best.columns:  # which trials trained together
+                cols.append("pack")
             if study.is_multi_objective:
                 cols.insert(4, "pareto")
             sec.add_table(
@@ -175,6 +178,20 @@ def _summary(study: Study) -> Callable[[Section], None]:
             sec.add_table(failed[["trial_id", "number", "failure_reason"]], "Failed trials")
 
     return build
+
+
+def packs_text(study: Study) -> str:
+    """How the study's trials trained: alone, or K at a time as one ensemble (`--pack`);
+    each member is its own trial in every table and figure either way."""
+    k = study.study_info.pack
+    if k <= 1:
+        return "1 (each trial alone)"
+    packs = study.trials.get("pack", pd.Series(dtype=str)).fillna("").astype(str)
+    packed = packs[packs != ""]
+    return (
+        f"up to {k} trials of one network shape trained together as one ensemble: "
+        f"{len(packed)} trial(s) in {packed.nunique()} pack(s); each is its own trial here"
+    )
 
 
 def _optuna_section(figs: dict | Exception, key: str) -> Callable[[Section], None]:

@@ -406,10 +406,10 @@ def _importance_rows(
 
 
 def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
-    """Hyperparameter importance per objective from optuna.db, with PED-ANOVA and fANOVA.
+    """Hyperparameter importance per objective from the Optuna record, with PED-ANOVA and fANOVA.
 
     Returns rows (objective, evaluator, param, importance, note); when an evaluator
-    cannot run (no optuna.db, too few complete trials, one-valued params) the row has an
+    cannot run (no Optuna record, too few complete trials, one-valued params) the row has an
     empty param and the reason in `note`, so the report can show it rather than crash.
     """
     import optuna
@@ -417,14 +417,14 @@ def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
 
     try:
         ostudy = study.load_optuna()
-    except ValueError as e:  # another study's database
+    except ValueError as e:  # another study's record, or a damaged one
         return _no_importance(str(e))
     if ostudy is None:
-        return _no_importance("no optuna.db in the study folder")
+        return _no_importance("no Optuna record (optuna.journal) in the study folder")
     complete = ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < min_trials:
         return _no_importance(
-            f"too few complete trials in optuna.db ({len(complete)}; need ≥ {min_trials})"
+            f"too few complete trials in the Optuna record ({len(complete)}; need ≥ {min_trials})"
         )
     frames = []
     for i, obj in enumerate(study.objectives):

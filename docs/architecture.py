@@ -102,7 +102,7 @@ PATH: tuple[tuple[str, tuple[Step, ...]], ...] = (
             Step(
                 "revstudy.study.optuna_store",
                 "open_optuna",
-                "`optuna.db` created; the paper baseline enqueued as the first trial; "
+                "`optuna.journal` created; the paper baseline enqueued as the first trial; "
                 "`study.json` written last",
             ),
         ),
@@ -118,7 +118,7 @@ PATH: tuple[tuple[str, tuple[Step, ...]], ...] = (
             Step(
                 "revstudy.study.search",
                 "StudySearcher",
-                "Ray Tune's `OptunaSearch` over the study's `optuna.db`: continuations "
+                "Ray Tune's `OptunaSearch` over the study's Optuna record: continuations "
                 "first, then Optuna's sampler proposes configurations",
             ),
             Step(

@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 
 from revstudy.errors import RevstudyError
+from revstudy.optunafile import OPTUNA_FILES
 from revstudy.studyfolder import (
     DRIVER_FILE,
     EPOCHS_TABLE,
-    OPTUNA_DB,
     REFERENCE_FILE,
     STUDY_FILE,
     TRIALS_TABLE,
@@ -29,7 +29,7 @@ __all__ = ["RUN_FILES", "STUDY_RECORDS", "output_dir", "output_file", "storage_d
 
 # a study's own records: never the target of another command's output
 STUDY_RECORDS = frozenset(
-    {STUDY_FILE, OPTUNA_DB, TRIALS_TABLE, EPOCHS_TABLE, DRIVER_FILE, REFERENCE_FILE, ".lock"}
+    {STUDY_FILE, *OPTUNA_FILES, TRIALS_TABLE, EPOCHS_TABLE, DRIVER_FILE, REFERENCE_FILE, ".lock"}
 )
 # what `revstudy train` writes into a run (model) folder
 RUN_FILES = frozenset(

@@ -24,6 +24,7 @@ import pandas as pd
 
 from revstudy.errors import RevstudyError
 from revstudy.files import TABLE_LIMIT, UnsafeFileError, regular_file
+from revstudy.optunafile import OPTUNA_DB, OPTUNA_JOURNAL
 
 __all__ = [
     "ARRAYS_FILE",
@@ -39,6 +40,7 @@ __all__ = [
     "NAME_RE",
     "NUMERIC_LIMITS",
     "OPTUNA_DB",
+    "OPTUNA_JOURNAL",
     "PACK_KEY",
     "PENDING_STATES",
     "PER_EPOCH",
@@ -62,7 +64,6 @@ __all__ = [
     "find_study",
     "not_infeasible",
     "numerical_problem",
-    "optuna_url",
     "pareto_fronts",
     "parse_constraint",
     "parse_objective",
@@ -80,7 +81,6 @@ __all__ = [
 STUDY_FILE = "study.json"
 TRIALS_TABLE = "trials.parquet"
 EPOCHS_TABLE = "epochs.parquet"
-OPTUNA_DB = "optuna.db"
 DRIVER_FILE = "driver.json"  # wall time of all driver runs (the time budget spans them)
 REFERENCE_FILE = "reference.json"  # a dedicated predictor's figures (`reference --study`)
 TRACKING_FILE = "tracking.json"  # experiment-tracker run ids (`launch --log`, issue #34)
@@ -395,11 +395,6 @@ def trial_entries(study: Path) -> tuple[list[str], dict[str, str]]:
             else:
                 bad[p.name] = f"{p}: not a trial folder name: ignored"
     return ids, bad
-
-
-def optuna_url(study: Path) -> str:
-    """The SQLAlchemy URL of the study's optuna.db."""
-    return f"sqlite:///{study / OPTUNA_DB}"
 
 
 def read_table(path: Path) -> pd.DataFrame | None:

@@ -35,7 +35,7 @@ __all__ = [
 
 # the user attribute of a study's Optuna study that holds study.json's `study_id`
 STUDY_ID_ATTR = "revstudy_study_id"
-# the user attribute of a warm-start trial in optuna.db: "<source study>#<its trial number>"
+# the user attribute of a warm-start trial in the Optuna record: "<source study>#<its trial number>"
 # (issue #33); such a trial is sampler history, never one of the study's own results
 WARM_START_ATTR = "revstudy_warm_start"
 
@@ -57,7 +57,7 @@ class WarmSource:
     study: str  # the source study's name
     path: str  # its folder at launch
     study_id: str  # its study.json id
-    used: int  # trials added to this study's optuna.db
+    used: int  # trials added to this study's Optuna record
     left_out: dict[str, int] = field(default_factory=dict)  # reason -> trials
     differs: tuple[str, ...] = ()  # differences allowed by --warm-start-any
 
@@ -100,9 +100,9 @@ class StudyInfo:
     baseline: bool = False  # the paper's configuration runs as the first trial
     max_failures: int = 0  # Ray retries of a trial after an error (0 in older studies)
     data: DataRecord | None = None  # the data file, pinned by its hash
-    optuna_study_name: str = ""  # the study's name inside optuna.db ("": `name`)
-    optuna_storage: str = ""  # optuna.db's URL at launch (informational)
-    study_id: str = ""  # written in optuna.db too: a foreign database is refused
+    optuna_study_name: str = ""  # the study's name in its Optuna record ("": `name`)
+    optuna_storage: str = ""  # the Optuna record's path at launch (informational)
+    study_id: str = ""  # written in the Optuna record too: a foreign record is refused
     created: str = ""  # ISO time of launch
     versions: dict[str, str] = field(default_factory=dict)  # revstudy, ray, optuna, torch
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
@@ -119,7 +119,7 @@ class StudyInfo:
 
     @property
     def optuna_name(self) -> str:
-        """The study's name inside optuna.db."""
+        """The study's name in its Optuna record."""
         return self.optuna_study_name or self.name
 
     @property
@@ -188,8 +188,9 @@ def read_study(study: Path, *, for_run: bool = False) -> StudyInfo:
 
 
 def foreign_database(ostudy: Any, info: StudyInfo) -> str | None:
-    """Why the Optuna study loaded from a study's optuna.db is another study's ("belongs to
-    another study …"; launch writes one id into study.json and the database), or None when
+    """Why the Optuna study loaded from a study's Optuna record (optuna.journal, or optuna.db)
+    is another study's ("belongs to another study …"; launch writes one id into study.json
+    and the record), or None when
     it is this one's or the study predates the id."""
     if not info.study_id:
         return None
@@ -198,7 +199,7 @@ def foreign_database(ostudy: Any, info: StudyInfo) -> str | None:
         return None
     return (
         f"belongs to another study (its id {str(got)[:40]!r}, study.json says "
-        f"{info.study_id[:40]!r}); restore this study's own optuna.db"
+        f"{info.study_id[:40]!r}); restore this study's own Optuna record"
     )
 
 

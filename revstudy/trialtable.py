@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from revstudy.studyfolder import (
 )
 from revstudy.studyinfo import read_study
 
-__all__ = ["build_trials_table", "load_trials"]
+__all__ = ["TableRules", "assemble_table", "build_trials_table", "load_trials", "trial_row"]
 
 
 def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -44,88 +45,117 @@ def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd
     `last_result`. Per-trial files win where they exist: they are written by the trial itself.
     A finished trial whose figures are numerically broken is DIVERGED, with the reason.
     """
-    objectives, constraints = _objective_metrics(study)
-    rows = []
+    rules = TableRules.of(study)
     own, refused = trial_entries(study)
-    for name, reason in refused.items():  # reported, never followed
-        rows.append({"trial_id": name, "state": "DAMAGED", "failure_reason": reason})
     ids = (set(ray_states) - set(refused)) | set(own)
-    for tid in sorted(ids):
-        try:
-            tdir = trial_dir(study, tid)
-        except RevstudyError as e:  # an id Ray holds that the folder cannot be trusted for
-            rows.append({"trial_id": tid, "state": "DAMAGED", "failure_reason": str(e)})
-            continue
-        result = read_json(tdir / RESULT_FILE)
-        failure = read_json(tdir / FAILURE_FILE)
-        meta = read_json(tdir / TRIAL_FILE) or {}
-        ray = ray_states.get(tid, {})
-        row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
-        row["is_baseline"] = bool(meta.get("is_baseline", False))
-        config = (result or {}).get("config") or meta.get("config") or {}
-        last = (result or {}).get("metrics") or ray.get("last_result") or {}
-        status = ray.get("status")
-        epochs_target = int(config.get("epochs", 0) or 0)
-        epochs_done = int(last.get("epoch", 0) or 0)
-        damaged = result is None and (tdir / RESULT_FILE).exists()
-        wrong = _not_a_number(last, objectives) if result is not None else None
-        if damaged or wrong:  # reported, never silently demoted to pending or re-ranked
-            state = "DAMAGED"
-        elif result is not None:
-            state = "COMPLETED"
-        elif status in ("RUNNING", "PAUSED"):  # also a retry after a recorded failure
-            state = "RUNNING"
-        elif failure is not None or status == "ERROR":
-            state = "FAILED"
-        elif status == "TERMINATED" and epochs_done >= epochs_target > 0:
-            state = "COMPLETED"
-        elif (tdir / STOPPED_FILE).is_file():  # the scheduler's own record of its decision
-            state = "STOPPED_EARLY"
-        elif status == "TERMINATED":
-            state = _cut_off(tdir, epochs_done)
-        else:
-            state = "PENDING"
-        if state in ("COMPLETED", "STOPPED_EARLY") and not tdir.is_dir():
-            # a finished trial always wrote its folder: this one exists only in optuna.db
-            state = "DAMAGED"
-            failure = {"reason": f"{tdir}: missing; the trial is known only to optuna.db"}
-        problem = None
-        if state in ("COMPLETED", "STOPPED_EARLY"):
-            problem = numerical_problem(last, objectives)
-            if problem is not None:  # ran, but its figures are not a model's: never ranked
-                state = "DIVERGED"
-        row["state"] = state
-        row["failure_reason"] = problem or (
-            (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
-        )
-        if damaged:
-            row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
-        elif wrong:
-            row["failure_reason"] = f"{tdir / 'result.json'}: {wrong}"
-        if constraints:  # judged on its final figures; diverged or unmeasured: infeasible
-            judged = state in ("COMPLETED", "DIVERGED") and result is not None
-            row["violation"] = worst_violation(last, constraints) if judged else math.nan
-            row["feasible"] = (row["violation"] <= 0 and state != "DIVERGED") if judged else None
-        row["epochs_done"] = epochs_done
-        row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
-        row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
-        row["tf32"] = bool((result or {}).get("tf32", False))  # reduced-precision CUDA kernels
-        row["repeat_fallback"] = str((result or {}).get("repeat_fallback") or "")
-        history = (result or {}).get("history") or {}
-        row["resumes"] = len(history.get("resumed_after_epoch", []))
-        # resumed on another device type: its random draws continued from a reseed
-        row["generator_reseeded"] = len(history.get("generator_reseeded", []))
-        row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
-        for k, v in config.items():
-            row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v
-        for k, v in last.items():
-            if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
-                row[k] = v
-        rows.append(row)
-    df = pd.DataFrame(rows)
+    rows = {tid: trial_row(study, tid, ray_states.get(tid, {}), rules) for tid in ids}
+    return assemble_table(refused, rows)
+
+
+def damaged_rows(refused: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows of the entries under trials/ that are refused (reported, never followed)."""
+    return [
+        {"trial_id": name, "state": "DAMAGED", "failure_reason": reason}
+        for name, reason in refused.items()
+    ]
+
+
+def assemble_table(refused: dict[str, str], rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The table of the refused entries, then one row per trial id in sorted order."""
+    df = pd.DataFrame(damaged_rows(refused) + [rows[tid] for tid in sorted(rows)])
     if df.empty:
         df = pd.DataFrame(columns=["trial_id", "number", "state", "failure_reason"])
     return df
+
+
+@dataclass(frozen=True)
+class TableRules:
+    """What judging a trial's row needs from study.json: the objectives (a finished trial
+    whose objective is not a number is DAMAGED) and the constraints (its violation)."""
+
+    objectives: tuple[str, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+
+    @classmethod
+    def of(cls, study: Path) -> TableRules:
+        return cls(*_objective_metrics(study))
+
+
+def trial_row(study: Path, tid: str, ray: dict[str, Any], rules: TableRules) -> dict[str, Any]:
+    """One trial's row, from its folder's files and Ray's view of it (`ray`: see
+    `build_trials_table`; empty when this run's Ray does not know the trial)."""
+    objectives, constraints = rules.objectives, rules.constraints
+    try:
+        tdir = trial_dir(study, tid)
+    except RevstudyError as e:  # an id Ray holds that the folder cannot be trusted for
+        return {"trial_id": tid, "state": "DAMAGED", "failure_reason": str(e)}
+    result = read_json(tdir / RESULT_FILE)
+    failure = read_json(tdir / FAILURE_FILE)
+    meta = read_json(tdir / TRIAL_FILE) or {}
+    row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
+    row["is_baseline"] = bool(meta.get("is_baseline", False))
+    config = (result or {}).get("config") or meta.get("config") or {}
+    last = (result or {}).get("metrics") or ray.get("last_result") or {}
+    status = ray.get("status")
+    epochs_target = int(config.get("epochs", 0) or 0)
+    epochs_done = int(last.get("epoch", 0) or 0)
+    damaged = result is None and (tdir / RESULT_FILE).exists()
+    wrong = _not_a_number(last, objectives) if result is not None else None
+    if damaged or wrong:  # reported, never silently demoted to pending or re-ranked
+        state = "DAMAGED"
+    elif result is not None:
+        state = "COMPLETED"
+    elif status in ("RUNNING", "PAUSED"):  # also a retry after a recorded failure
+        state = "RUNNING"
+    elif failure is not None or status == "ERROR":
+        state = "FAILED"
+    elif status == "TERMINATED" and epochs_done >= epochs_target > 0:
+        state = "COMPLETED"
+    elif (tdir / STOPPED_FILE).is_file():  # the scheduler's own record of its decision
+        state = "STOPPED_EARLY"
+    elif status == "TERMINATED":
+        state = _cut_off(tdir, epochs_done)
+    else:
+        state = "PENDING"
+    if state in ("COMPLETED", "STOPPED_EARLY") and not tdir.is_dir():
+        # a finished trial always wrote its folder: this one exists only in the Optuna record
+        state = "DAMAGED"
+        failure = {"reason": f"{tdir}: missing; the trial is known only to the Optuna record"}
+    problem = None
+    if state in ("COMPLETED", "STOPPED_EARLY"):
+        problem = numerical_problem(last, objectives)
+        if problem is not None:  # ran, but its figures are not a model's: never ranked
+            state = "DIVERGED"
+    row["state"] = state
+    row["failure_reason"] = problem or (
+        (failure or {}).get("reason") or (ray.get("error") if state == "FAILED" else "") or ""
+    )
+    if damaged:
+        row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
+    elif wrong:
+        row["failure_reason"] = f"{tdir / 'result.json'}: {wrong}"
+    if constraints:  # judged on its final figures; diverged or unmeasured: infeasible
+        judged = state in ("COMPLETED", "DIVERGED") and result is not None
+        row["violation"] = worst_violation(last, constraints) if judged else math.nan
+        row["feasible"] = (row["violation"] <= 0 and state != "DIVERGED") if judged else None
+    row["epochs_done"] = epochs_done
+    row["wall_seconds"] = (result or {}).get("wall_seconds", last.get("time_total_s"))
+    row["device"] = (result or {}).get("device") or meta.get("device", "")  # actual, if known
+    row["tf32"] = bool((result or {}).get("tf32", False))  # reduced-precision CUDA kernels
+    row["repeat_fallback"] = str((result or {}).get("repeat_fallback") or "")
+    # the Ray trial it trained in with other trials of its shape (`launch --pack`); "" alone
+    row["pack"] = str((result or {}).get("pack") or (failure or {}).get("pack") or "")
+    history = (result or {}).get("history") or {}
+    row["resumes"] = len(history.get("resumed_after_epoch", []))
+    # resumed on another device type: its random draws continued from a reseed
+    row["generator_reseeded"] = len(history.get("generator_reseeded", []))
+    row["params"] = json.dumps(meta.get("params", ray.get("config", {})))
+    for k, v in config.items():
+        row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v
+    for k, v in last.items():
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
+            row[k] = v
+    return row
 
 
 def _not_a_number(metrics: dict[str, Any], objectives: tuple[str, ...]) -> str | None:

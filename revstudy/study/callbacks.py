@@ -2,7 +2,8 @@
 trials, as Ray reports them.
 
 `StudyCallback` is a Ray Tune callback: it writes each trial's `trial.json` (Optuna number,
-params, baseline flag), refreshes the tidy tables as trials report and end, removes a
+params, baseline flag), keeps the tidy tables in step as trials report and end
+(`records.LiveTables`: only trials that had an event are read again), removes a
 finished trial's checkpoint, and feeds the `LivePanel` (revstudy.study.live_panel).
 `StudyStopper` ends a study whose first trials all fail.
 """
@@ -10,7 +11,6 @@ finished trial's checkpoint, and feeds the `LivePanel` (revstudy.study.live_pane
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,12 @@ from typing import Any
 from ray import tune
 
 from revstudy.files import read_json, write_json_atomic
+from revstudy.optunafile import optuna_storage
 from revstudy.study import stopping
 from revstudy.study.devices import trial_device
 from revstudy.study.live_panel import LivePanel, short
 from revstudy.study.optuna_store import RAY_ID_ATTR
-from revstudy.study.records import refresh_tables
+from revstudy.study.records import LiveTables
 from revstudy.study.spaces import SearchSpace, baseline_params
 from revstudy.study.tracking import StudyTrackers
 from revstudy.studyfolder import (
@@ -33,7 +34,6 @@ from revstudy.studyfolder import (
     TRIAL_FILE,
     TRIAL_KEY,
     numerical_problem,
-    optuna_url,
     public_params,
     trial_dir,
 )
@@ -73,7 +73,7 @@ class StudyCallback(tune.Callback):
         self.stopper = stopper
         self.trials: dict[str, Any] = {}
         self.panel = LivePanel(info, live=live, done_before=done_before)
-        self._last_refresh = 0.0
+        self.tables: LiveTables | None = LiveTables(study)
         # the searcher's Optuna number of a folder id (`StudySearcher.number_of`), if known
         self.number_of: Callable[[str], int | None] | None = None
         self._space = SearchSpace.from_info(info.space)
@@ -84,7 +84,7 @@ class StudyCallback(tune.Callback):
         """Ray pickles run configs (tuner.pkl): leave out the terminal, live trials and
         tracker clients."""
         state = dict(self.__dict__)
-        state.update(panel=None, trials={}, number_of=None, trackers=None)
+        state.update(panel=None, trials={}, number_of=None, trackers=None, tables=None)
         return state
 
     def display(self) -> contextlib.AbstractContextManager[None]:
@@ -105,15 +105,18 @@ class StudyCallback(tune.Callback):
             }
         return out
 
-    def _refresh(self, force: bool = False) -> None:
-        now = time.time()
-        if force or now - self._last_refresh > 5:
-            self._last_refresh = now
-            refresh_tables(self.study, self.ray_states())
+    def _refresh(self, rid: str) -> None:
+        """Trial `rid` had an event: the tables, re-read for the trials that had one, when
+        their refresh is due (`LiveTables`: spaced to stay a small share of the run)."""
+        if self.tables is None:
+            return
+        self.tables.touch(rid)
+        if self.tables.due():
+            self.tables.refresh(self.ray_states())
 
     def _optuna_number(self, trial_id: str) -> int | None:
         """Optuna's number for a trial folder id: from the searcher that asked for it
-        (`number_of`, set by the driver), else looked up in optuna.db (each lookup reads
+        (`number_of`, set by the driver), else looked up in the Optuna record (each lookup reads
         every trial: at 10⁴ trials that is seconds per trial start)."""
         if self.number_of is not None:
             number = self.number_of(trial_id)
@@ -122,7 +125,9 @@ class StudyCallback(tune.Callback):
         import optuna
 
         try:
-            s = optuna.load_study(study_name=self.info.optuna_name, storage=optuna_url(self.study))
+            s = optuna.load_study(
+                study_name=self.info.optuna_name, storage=optuna_storage(self.study)
+            )
         except Exception:
             return None
         for t in reversed(s.get_trials(deepcopy=False)):
@@ -160,15 +165,17 @@ class StudyCallback(tune.Callback):
             tags = {k: meta.get(k) for k in ("number", "is_baseline")}
             params = public_params(dict(trial.config))
             self.trackers.started(rid, params, meta.get("config") or {}, tags)
+        self._refresh(rid)
         self.panel.say(f"trial {rid} started", self.trials)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        self.trials[record_id(trial)] = trial
+        rid = record_id(trial)
+        self.trials[rid] = trial
         if self.trackers is not None:
-            self.trackers.epoch(record_id(trial), result)
-        self._refresh()
+            self.trackers.epoch(rid, result)
+        self._refresh(rid)
         self.panel.update(self.trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -193,7 +200,7 @@ class StudyCallback(tune.Callback):
         if self.trackers is not None:
             self.trackers.ended(rid, state, result)
         self.panel.ended(state, rid, result, public_params(dict(trial.config)))
-        self._refresh(force=True)
+        self._refresh(rid)
         metric = self.panel.metric
         self.panel.say(
             f"trial {rid} {state.lower()}: {metric}={short(result.get(metric))} "
@@ -213,7 +220,7 @@ class StudyCallback(tune.Callback):
         if self.trackers is not None:
             self.trackers.ended(rid, "FAILED", {})
         self.panel.ended("FAILED", rid, {}, {})
-        self._refresh(force=True)
+        self._refresh(rid)
         reason = (read_json(trial_dir(self.study, rid) / FAILURE_FILE) or {}).get("reason", "")
         self.panel.say(f"trial {rid} failed: {reason}", self.trials)
 

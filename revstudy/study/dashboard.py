@@ -1,8 +1,8 @@
-"""`revstudy dashboard STUDY` (issue #34): optuna-dashboard over the study's optuna.db, live
+"""`revstudy dashboard STUDY` (issue #34): optuna-dashboard over the study's Optuna record, live
 while the study runs, with revstudy's view of each trial and nothing written.
 
 optuna-dashboard reads trials through an Optuna storage; `StudyView` is one over the
-study's optuna.db that adds, to every trial of the study, revstudy's state and key figures
+study's Optuna record that adds, to every trial of the study, revstudy's state and key figures
 from the trial records (`revstudy_state`: COMPLETED, STOPPED_EARLY, DIVERGED, DAMAGED,
 INTERRUPTED, …, which Optuna's four states cannot say) as user attributes, re-read every
 couple of seconds as the dashboard polls. Warm-start trials (`launch --warm-start`) are
@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from revstudy.errors import RevstudyError
+from revstudy.optunafile import optuna_path, optuna_storage
 from revstudy.study.optuna_store import RAY_ID_ATTR, check_owner
-from revstudy.studyfolder import OPTUNA_DB, find_study, optuna_url
+from revstudy.studyfolder import find_study
 from revstudy.studyinfo import WARM_START_ATTR, read_study
 from revstudy.trialtable import load_trials
 
@@ -60,12 +61,12 @@ class ReadOnlyStudy(RevstudyError):
 
 
 class StudyView(BaseStorage):
-    """A read-only Optuna storage over a study's optuna.db, its trials carrying revstudy's
+    """A read-only Optuna storage over a study's Optuna record, its trials carrying revstudy's
     states and figures as `revstudy_*` user attributes."""
 
     def __init__(self, study: Path):
         self.study = study
-        self._inner = RDBStorage(optuna_url(study))
+        self._inner = optuna_storage(study)  # optuna.journal, or an older study's optuna.db
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] = {}
         self._read_at = 0.0
@@ -135,7 +136,7 @@ class StudyView(BaseStorage):
 
     # -- writes: refused ------------------------------------------------------------------
     def _refuse(self, *args: Any, **kw: Any) -> Any:
-        raise ReadOnlyStudy(f"{self.study / OPTUNA_DB}: `revstudy dashboard` only shows it")
+        raise ReadOnlyStudy(f"{optuna_path(self.study)}: `revstudy dashboard` only shows it")
 
     def create_new_study(
         self, directions: Sequence[StudyDirection], study_name: str | None = None
@@ -209,11 +210,11 @@ def serve(name: str, storage: str | None, host: str, port: int) -> None:
         ) from None
     study = find_study(name, storage)
     info = read_study(study)
-    if not (study / OPTUNA_DB).is_file():
-        raise RevstudyError(f"{study / OPTUNA_DB}: missing; nothing to show")
+    if not optuna_path(study).is_file():
+        raise RevstudyError(f"{optuna_path(study)}: missing; nothing to show")
     view = StudyView(study)
     check_owner(
-        study / OPTUNA_DB, optuna.load_study(study_name=info.optuna_name, storage=view), info
+        optuna_path(study), optuna.load_study(study_name=info.optuna_name, storage=view), info
     )
     try:
         with socket.create_server((host, port)):

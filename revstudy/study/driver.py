@@ -1,12 +1,12 @@
 """Ray Tune + OptunaSearch wiring: launch, resume, lock, progress and tidy records.
 
-The study directory (docs/study-dir.md) holds the Optuna study (`optuna.db`), per-trial
-folders, tidy tables and Ray's logs (`ray/`, never read back). Optuna's sampler proposes
-configs through Ray Tune's `OptunaSearch` (`revstudy.study.search.StudySearcher`); ASHA stops weak
-trials from per-epoch reports; each trial checkpoints every epoch into its own folder. Launch
-and resume are the same driver run (`_run`): continue the unfinished Optuna trials, then ask
-new ones, so an interrupted study resumes without losing, repeating or unpickling anything.
-"""
+The study directory (docs/study-dir.md) holds the Optuna study (`optuna.journal`; older
+studies' `optuna.db`), per-trial folders, tidy tables and Ray's logs (`ray/`, never read
+back). Optuna's sampler proposes configs through Ray Tune's `OptunaSearch`
+(`revstudy.study.search.StudySearcher`); ASHA stops weak trials from per-epoch reports; each
+trial checkpoints every epoch into its own folder. Launch and resume are the same driver run
+(`_run`): continue the unfinished Optuna trials, then ask new ones, so an interrupted study
+resumes without losing, repeating or unpickling anything."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Any
 from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import RevstudyError
 from revstudy.files import write_json_atomic
+from revstudy.optunafile import OPTUNA_FILES, OPTUNA_JOURNAL
 from revstudy.outputs import storage_dir
 from revstudy.study import stopping
 from revstudy.study.budget import DriverClock, remaining_budget
@@ -59,13 +60,11 @@ from revstudy.study.tracking import StudyTrackers, check_trackers
 from revstudy.study.trial_context import TrialContext
 from revstudy.study.warm_start import WarmTrial, add_warm_trials, gather
 from revstudy.studyfolder import (
-    OPTUNA_DB,
     STUDY_FILE,
     Constraint,
     Objective,
     check_name,
     find_study,
-    optuna_url,
     parse_constraint,
     public_params,
     storage_root,
@@ -105,11 +104,12 @@ def study_lock(study: Path) -> Iterator[None]:
 
 
 def _remove_refused_study(study: Path) -> None:
-    """Remove a study folder that holds nothing but our lock and a fresh Optuna database
+    """Remove a study folder that holds nothing but our lock and a fresh Optuna record
     (called while holding the lock, before study.json exists)."""
-    if study.is_dir() and {p.name for p in study.iterdir()} <= {".lock", OPTUNA_DB}:
-        (study / OPTUNA_DB).unlink(missing_ok=True)
-        (study / ".lock").unlink(missing_ok=True)
+    ours = {".lock", *OPTUNA_FILES}
+    if study.is_dir() and {p.name for p in study.iterdir()} <= ours:
+        for name in ours:
+            (study / name).unlink(missing_ok=True)
         study.rmdir()
 
 
@@ -252,8 +252,8 @@ def _new_info(
         max_failures=opts.resolved("max_failures"),
         data=DataRecord(str(Path(dataset.path).resolve()), dataset.sha256, len(dataset)),
         optuna_study_name=name,
-        optuna_storage=optuna_url(study),
-        # written in optuna.db too: a database from another study is recognised and refused
+        optuna_storage=str(study / OPTUNA_JOURNAL),
+        # written in the Optuna record too: another study's record is recognised and refused
         study_id=uuid.uuid4().hex,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         versions={
@@ -295,7 +295,8 @@ def resume(
             print(
                 f"note: removed {removed} temporary file(s) of an interrupted run", file=sys.stderr
             )
-        open_optuna(study, info)  # a missing or damaged optuna.db stops here, before Ray
+        # a missing or damaged Optuna record stops here, before Ray
+        open_optuna(study, info, mend=True)
         if num_samples is not None and num_samples > info.num_samples:
             print(
                 f"note: study {info.name} grows from {info.num_samples} to {num_samples} trials",
@@ -326,7 +327,7 @@ def _run(
     from revstudy.study.callbacks import StudyCallback, StudyStopper
     from revstudy.study.packs import PackCallback
 
-    ostudy = open_optuna(study, info)
+    ostudy = open_optuna(study, info, mend=True)  # the study is locked: mend a torn journal
     drop_finished_checkpoints(study)  # left by a driver killed as a trial ended
     lost = discard_unstarted(ostudy)  # asked of Optuna as the last driver was killed
     if lost:

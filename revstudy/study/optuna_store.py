@@ -1,6 +1,7 @@
-"""The study's Optuna record (`optuna.db`): opened with checks, seeded samplers, the
-queries and writes the driver makes (trials to continue, retry, count or tell) and kept in
-step with the trial folders (what earlier driver runs did, what a killed run left).
+"""The study's Optuna record (`optuna.journal`; older studies' `optuna.db`): opened with
+checks, seeded samplers, the queries and writes the driver makes (trials to continue, retry,
+count or tell) and kept in step with the trial folders (what earlier driver runs did, what a
+killed run left).
 
 Ray's side of the search (`StudySearcher`) is in `revstudy.study.search`; everything that
 reads or writes the database is here.
@@ -20,15 +21,14 @@ import optuna
 
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
+from revstudy.optunafile import OPTUNA_JOURNAL, mend_journal, optuna_path, optuna_storage
 from revstudy.study.options import SAMPLERS
 from revstudy.studyfolder import (
     FINAL_KEY,
-    OPTUNA_DB,
     RESULT_FILE,
     Constraint,
     Objective,
     numerical_problem,
-    optuna_url,
     trial_dir,
 )
 from revstudy.studyinfo import STUDY_ID_ATTR, WARM_START_ATTR, StudyInfo, foreign_database
@@ -237,25 +237,22 @@ def make_sampler(name: str, seed: int, multi: bool) -> Any:
     raise RevstudyError(f"--sampler: choose from {', '.join(SAMPLERS)}, got {name!r}")
 
 
-def open_optuna(study: Path, info: StudyInfo, *, create: bool = False) -> Any:
-    """The study's Optuna study (created at launch); one-line errors for a missing or
-    damaged optuna.db, which is never replaced by an empty one.
+def open_optuna(study: Path, info: StudyInfo, *, create: bool = False, mend: bool = False) -> Any:
+    """The study's Optuna study (created at launch, in `optuna.journal`; a study launched
+    before the journal keeps its `optuna.db`: revstudy.optunafile); one-line errors for a
+    missing or damaged record, which is never replaced by an empty one. `mend` (the driver,
+    with the study locked) first cuts a torn last line a killed driver left in the journal.
 
     The sampler is seeded with the study seed plus the trials already run, so a resumed
     study does not replay the first run's random suggestions."""
     import sqlalchemy.exc
 
-    db = study / OPTUNA_DB
-    if not create and not db.is_file():
-        raise RevstudyError(
-            f"{db}: missing; it holds the study's trials and sampler history, so the study "
-            "cannot continue (restore the file, or launch a new study)"
-        )
-    if not create:
-        _check_sqlite(db)
+    path = optuna_path(study)
+    if mend and not create and path.name == OPTUNA_JOURNAL and path.is_file():
+        mend_journal(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress has its own display
+    storage = optuna_storage(study, create=create)
     try:
-        storage = optuna.storages.RDBStorage(optuna_url(study))
         multi = len(info.objectives) > 1
         if create:
             created = optuna.create_study(
@@ -268,7 +265,7 @@ def open_optuna(study: Path, info: StudyInfo, *, create: bool = False) -> Any:
                 created.set_user_attr(STUDY_ID_ATTR, info.study_id)
             return created
         s = optuna.load_study(study_name=info.optuna_name, storage=storage)
-        check_owner(db, s, info)
+        check_owner(path, s, info)
         waiting = (optuna.trial.TrialState.WAITING,)  # enqueued (the baseline), not yet asked
         done = len(s.get_trials(deepcopy=False)) - len(s.get_trials(deepcopy=False, states=waiting))
         s.sampler = make_sampler(info.sampler, info.seed + done, multi)
@@ -276,23 +273,16 @@ def open_optuna(study: Path, info: StudyInfo, *, create: bool = False) -> Any:
     except (sqlalchemy.exc.SQLAlchemyError, KeyError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise RevstudyError(
-            f"{db}: not a readable Optuna study {info.optuna_name!r} ({first})"
+            f"{path}: not a readable Optuna study {info.optuna_name!r} ({first})"
         ) from None
 
 
-def check_owner(db: Path, ostudy: Any, info: StudyInfo) -> None:
-    """Refuse an optuna.db that is not this study's own (another study's database renamed
-    into this folder: its trials would be ranked as this study's)."""
+def check_owner(record: Path, ostudy: Any, info: StudyInfo) -> None:
+    """Refuse an Optuna record that is not this study's own (another study's, renamed into
+    this folder: its trials would be ranked as this study's)."""
     why = foreign_database(ostudy, info)
     if why is not None:
-        raise RevstudyError(f"{db}: {why}")
-
-
-def _check_sqlite(db: Path) -> None:
-    with db.open("rb") as f:
-        head = f.read(16)
-    if head != b"SQLite format 3\x00":
-        raise RevstudyError(f"{db}: not an SQLite database (damaged or replaced); not opened")
+        raise RevstudyError(f"{record}: {why}")
 
 
 def recorded_states(ostudy: Any, objectives: list[str]) -> dict[str, dict[str, Any]]:

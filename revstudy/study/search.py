@@ -1,11 +1,12 @@
-"""Ray Tune's `OptunaSearch`, with the Optuna database as its only state.
+"""Ray Tune's `OptunaSearch`, with the Optuna record as its only state.
 
 Stock `OptunaSearch` keeps its bookkeeping in memory and saves it by pickling; resuming a
 study through `Tuner.restore` unpickles that and `tuner.pkl`, so a shared study folder could
-run code. `StudySearcher` saves nothing: every fact it needs on resume is in `optuna.db`
-(SQLite) and the trial folders (JSON, weights-only checkpoints). On resume a fresh Tuner
-runs the unfinished Optuna trials again under their old folder ids (`Continuation`), then
-asks Optuna (through `OptunaSearch.suggest`) for new trials up to `num_samples`.
+run code. `StudySearcher` saves nothing: every fact it needs on resume is in the Optuna
+record (`optuna.journal`, JSON lines; older studies' `optuna.db`) and the trial folders
+(JSON, weights-only checkpoints). On resume a fresh Tuner runs the unfinished Optuna trials
+again under their old folder ids (`Continuation`), then asks Optuna (through
+`OptunaSearch.suggest`) for new trials up to `num_samples`.
 
 Optuna states mirror Ray's outcomes: a trial that reported its final evaluation is
 COMPLETE, one stopped early by the scheduler is PRUNED with its last per-epoch value

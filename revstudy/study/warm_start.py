@@ -9,7 +9,7 @@ either are left out and counted by reason. A source on another data file, ranked
 objectives, or none of whose trials can be used (e.g. all in another atom order) is refused
 with one line; `--warm-start-any` takes what can be mapped and warns instead.
 
-Warm-start trials are COMPLETE trials in optuna.db carrying `WARM_START_ATTR` ("<source
+Warm-start trials are COMPLETE trials in the Optuna record carrying `WARM_START_ATTR` ("<source
 study>#<its trial number>"); they have no folder, never count toward `--num-samples`, and
 the tables, ranking, export and report never show them as the study's own (the report says
 how many went in and from where, as study.json's `warm_start` records).
@@ -231,7 +231,7 @@ def _map_one(
 
 
 def add_warm_trials(ostudy: optuna.Study, info: StudyInfo, trials: Sequence[WarmTrial]) -> None:
-    """Add `trials` to a new study's optuna.db as COMPLETE trials marked `WARM_START_ATTR`,
+    """Add `trials` to a new study's Optuna record as COMPLETE trials marked `WARM_START_ATTR`,
     their values and constraint violations told exactly as a trial of this study's would
     be (`optuna_store.tell`), so every sampler reads them as its own history."""
     for w in trials:

@@ -17,7 +17,7 @@ def test_load_single(study_dir) -> None:
     assert s.name == "synthetic-single"
     assert [o.metric for o in s.objectives] == ["f1_macro"]
     assert not s.partial
-    assert s.optuna_storage is not None and s.optuna_storage.startswith("sqlite:///")
+    assert s.optuna_file is not None and s.optuna_file.name == "optuna.db"  # an older study
     assert s.state_counts.to_dict() == {"COMPLETED": 11, "STOPPED_EARLY": 2, "FAILED": 1}
     assert s.trials["is_baseline"].sum() == 1
     arr = s.arrays("t000")
@@ -48,7 +48,7 @@ def test_not_a_study(tmp_path: Path) -> None:
 def test_empty_study(tmp_path: Path) -> None:
     (tmp_path / "study.json").write_text(json.dumps({"name": "empty"}))
     s = analysis.load_study(tmp_path)
-    assert s.trials.empty and not s.partial and s.optuna_storage is None
+    assert s.trials.empty and not s.partial and s.optuna_file is None
     assert analysis.best_trials(s).empty
     out = analysis.write_report(tmp_path)
     assert "no trials yet" in out.read_text()

@@ -146,3 +146,20 @@ def test_one_split_studies_say_so_instead_of_a_table_of_dashes(study_dir) -> Non
     sec = next(x for x in analysis.build_sections(s) if x.id == "baseline")
     page = "".join(sec.blocks)
     assert "one split" in page and "<table" not in page
+
+
+def test_the_summary_says_how_trials_trained_in_packs() -> None:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from analysis._report import packs_text
+
+    trials = pd.DataFrame({"trial_id": list("abcde"), "pack": ["p1", "p1", "p2", "", None]})
+    packed = SimpleNamespace(study_info=SimpleNamespace(pack=4), trials=trials)
+    assert packs_text(packed) == (  # type: ignore[arg-type]
+        "up to 4 trials of one network shape trained together as one ensemble: "
+        "3 trial(s) in 2 pack(s); each is its own trial here"
+    )
+    alone = SimpleNamespace(study_info=SimpleNamespace(pack=1), trials=trials)
+    assert packs_text(alone) == "1 (each trial alone)"  # type: ignore[arg-type]

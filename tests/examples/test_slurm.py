@@ -19,6 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from revstudy.optunafile import optuna_storage
 from tests.conftest import synthetic_rows, write_csv
 
 pytestmark = pytest.mark.slow
@@ -130,7 +131,7 @@ def test_a_study_on_a_slurm_allocation_stops_cleanly_and_resumes(tmp_path: Path)
     assert "FAILED" not in set(trials["state"]), trials[["trial_id", "state"]]
     unfinished = [t for t, e in before.items() if e < EPOCHS]
     assert unfinished, before
-    ostudy = optuna.load_study(study_name="sl", storage=f"sqlite:///{study / 'optuna.db'}")
+    ostudy = optuna.load_study(study_name="sl", storage=optuna_storage(study))
     assert not [t for t in ostudy.trials if t.state.name == "FAIL"]
 
     log = (tmp_path / "job2.out").open("w")

@@ -59,8 +59,10 @@ def csv(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def study(tmp_path: Path, csv: Path) -> Path:
-    """A study folder as `launch` leaves it before any trial (study.json + optuna.db)."""
+    """A study folder as `launch` leaves it before any trial (study.json + optuna.journal)."""
     import optuna
+
+    from revstudy.optunafile import optuna_storage
 
     root = tmp_path / "st"
     folder = root / "s1"
@@ -92,7 +94,7 @@ def study(tmp_path: Path, csv: Path) -> Path:
     }
     (folder / "study.json").write_text(json.dumps(info))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.create_study(study_name="s1", storage=f"sqlite:///{folder / 'optuna.db'}")
+    optuna.create_study(study_name="s1", storage=optuna_storage(folder, create=True))
     return folder
 
 

@@ -16,6 +16,7 @@ import torch
 
 from revstudy.errors import RevstudyError
 from revstudy.files import UnsafeFileError, read_json, read_regular, write_json_atomic
+from revstudy.optunafile import optuna_storage
 from revstudy.study.records import append_epochs, drop_finished_checkpoints, read_epochs
 from revstudy.studyfolder import trial_dir
 from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -248,16 +249,16 @@ def test_an_escaping_id_in_a_table_reads_nothing_outside(tmp_path: Path, outside
     assert "Traceback" not in html
 
 
-# -- 4: a foreign optuna.db ------------------------------------------------------------------
+# -- 4: a foreign Optuna record ---------------------------------------------------------------
 def test_another_studys_database_is_refused_before_ray(study: Path) -> None:
     import optuna
 
     info = json.loads((study / "study.json").read_text())
-    info["study_id"] = "a" * 32  # what launch writes into study.json and optuna.db
+    info["study_id"] = "a" * 32  # what launch writes into study.json and optuna.journal
     (study / "study.json").write_text(json.dumps(info))
     res = run("resume", "s1", "--storage", str(study.parent))
-    one_line_error(res, "optuna.db: belongs to another study", "a" * 32)
-    ostudy = optuna.load_study(study_name="s1", storage=f"sqlite:///{study / 'optuna.db'}")
+    one_line_error(res, "optuna.journal: belongs to another study", "a" * 32)
+    ostudy = optuna.load_study(study_name="s1", storage=optuna_storage(study))
     ostudy.set_user_attr("revstudy_study_id", "b" * 32)
     one_line_error(run("resume", "s1", "--storage", str(study.parent)), "b" * 32)
     from revstudy.studyinfo import foreign_database, read_study
@@ -276,7 +277,7 @@ def test_trials_known_only_to_the_database_are_never_ranked(tmp_path: Path) -> N
                "last_result": {"epoch": 5, "f1_macro_skill": 0.9}}  # fmt: skip
     table = build_trials_table(study, {"ghost": phantom})
     (row,) = table.to_dict("records")
-    assert row["state"] == "DAMAGED" and "known only to optuna.db" in row["failure_reason"]
+    assert row["state"] == "DAMAGED" and "known only to the Optuna record" in row["failure_reason"]
     assert rank_finished(table, [Objective("f1_macro_skill")]).empty
 
 

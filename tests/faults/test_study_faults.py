@@ -90,19 +90,25 @@ def test_damaged_result_is_flagged_and_not_ranked(tmp_path: Path) -> None:
     assert "resume does not re-run it" in res.stderr
 
 
-def test_resume_with_missing_optuna_db_is_refused_before_ray(study: Path) -> None:
-    (study / "optuna.db").unlink()
+def test_resume_with_missing_optuna_record_is_refused_before_ray(study: Path) -> None:
+    (study / "optuna.journal").unlink()
     t0 = time.time()
     res = run("resume", "s1", "--storage", str(study.parent))
-    one_line_error(res, "optuna.db: missing")
-    assert time.time() - t0 < 20 and not (study / "optuna.db").exists()  # none made empty
+    one_line_error(res, "optuna.journal: missing")
+    assert time.time() - t0 < 20 and not (study / "optuna.journal").exists()  # none made empty
 
 
-def test_resume_with_garbage_optuna_db_is_refused(study: Path) -> None:
-    (study / "optuna.db").write_bytes(b"garbage, not sqlite" * 10)
+@pytest.mark.parametrize(
+    "garbage",
+    [b"garbage, not a journal" * 10, b"garbage\n" * 3 + b"{torn", b'{"op_code": 0}\n' + b"x" * 9],
+)
+def test_resume_with_a_garbage_journal_is_refused_and_left_as_found(
+    study: Path, garbage: bytes
+) -> None:
+    (study / "optuna.journal").write_bytes(garbage)
     res = run("resume", "s1", "--storage", str(study.parent))
-    one_line_error(res, "optuna.db: not an SQLite database")
-    assert (study / "optuna.db").read_bytes().startswith(b"garbage")  # left as found
+    one_line_error(res, "optuna.journal: not a readable Optuna")
+    assert (study / "optuna.journal").read_bytes() == garbage  # never cut or emptied
 
 
 # -- 5: a relaunch keeps the study's settings --------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import pytest
 
+from revstudy.optunafile import optuna_storage
 from revstudy.study.callbacks import StudyCallback, StudyStopper, record_id
 from revstudy.study.optuna_store import RAY_ID_ATTR
 from revstudy.study.spaces import load_space
@@ -29,7 +30,7 @@ def callback(tmp_path: Path) -> StudyCallback:
         gpus_per_trial=0.0,
     )  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ostudy = optuna.create_study(study_name="s1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    ostudy = optuna.create_study(study_name="s1", storage=optuna_storage(tmp_path, create=True))
     for rid in ("r0", "r1"):
         ostudy.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
         ostudy.trials[-1]
@@ -106,7 +107,7 @@ def test_after_a_stop_request_a_trial_error_is_an_interruption(
     callback.on_trial_error(0, [], trial)
     assert callback.stopper.failed == 0 and "r1" not in callback.ray_states()
     space = load_space(str(callback.study / "space.yaml"))
-    ostudy = optuna.load_study(study_name="s1", storage=f"sqlite:///{callback.study / 'optuna.db'}")
+    ostudy = optuna.load_study(study_name="s1", storage=optuna_storage(callback.study))
     searcher = StudySearcher(ostudy, space, [Objective("f1_macro_skill")], continuations=[], new=1)
     searcher._ot_trials["r1"] = optuna.trial.Trial(ostudy, ostudy.trials[1]._trial_id)
     searcher.on_trial_complete("r1", None, error=True)

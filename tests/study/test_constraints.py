@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from revstudy.errors import RevstudyError
+from revstudy.optunafile import optuna_storage
 from revstudy.study.export import export_study
 from revstudy.study.options import LaunchOptions
 from revstudy.study.optuna_store import INFEASIBLE, make_sampler, tell
@@ -160,7 +161,7 @@ def test_a_study_with_a_constraint_records_and_honours_it(tmp_path: Path) -> Non
     assert (trials.loc[big, "feasible"] == False).all()  # noqa: E712
     assert (trials.loc[~big, "feasible"] == True).all()  # noqa: E712
     assert big.any() and (~big).any(), trials["config/blocks"].tolist()
-    study = optuna.load_study(study_name="c", storage=f"sqlite:///{storage / 'c' / 'optuna.db'}")
+    study = optuna.load_study(study_name="c", storage=optuna_storage(storage / "c"))
     assert all(set(t.constraints) == {"params_millions<=0.7"} for t in study.trials)
     status = json.loads(_cli("status", "c", "--storage", str(storage), "--json").stdout)
     assert status["best"]["trial_id"] in set(trials.loc[~big, "trial_id"])

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pytest
 
+from revstudy.optunafile import optuna_storage
 from tests.study.test_driver import TINY_FIXED, _cli, _launch_args
 
 pytest.importorskip("optuna_dashboard")
@@ -103,9 +104,7 @@ def test_the_dashboard_shows_a_running_study_live_and_changes_nothing(tmp_path: 
         )
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(note, timeout=10)
-        kept = optuna.load_study(
-            study_name="live", storage=f"sqlite:///{storage / 'live' / 'optuna.db'}"
-        )
+        kept = optuna.load_study(study_name="live", storage=optuna_storage(storage / "live"))
         assert len(kept.trials) == 4 and kept._storage.get_study_system_attrs(kept._study_id) == {}
     finally:
         for p in (study_run, dash):

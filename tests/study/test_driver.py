@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from revstudy.optunafile import optuna_storage
 from revstudy.study.optuna_store import UNSTARTED_ATTR
 from tests.conftest import synthetic_rows, write_csv
 
@@ -91,7 +92,7 @@ def test_failed_trials_are_recorded_and_the_study_completes(tmp_path: Path, data
     assert (trials.state == "COMPLETED").sum() >= 1
     s = _status(tmp_path / "st", "faulty")
     assert s["trials"] == 6 and s["by_state"]["FAILED"] == len(failed)
-    storage = f"sqlite:///{tmp_path / 'st' / 'faulty' / 'optuna.db'}"
+    storage = optuna_storage(tmp_path / "st" / "faulty")
     states = [t.state.name for t in optuna.load_study(study_name="faulty", storage=storage).trials]
     assert states.count("FAIL") == len(failed) and "RUNNING" not in states
 
@@ -215,7 +216,7 @@ def test_sigkill_mid_training_then_resume(tmp_path: Path, data: Path) -> None:
     }
     assert resumed == interrupted
     assert not list(results.glob("*/state.pt"))  # checkpoints of ended trials are removed
-    study = optuna.load_study(study_name="k", storage=f"sqlite:///{storage / 'k' / 'optuna.db'}")
+    study = optuna.load_study(study_name="k", storage=optuna_storage(storage / "k"))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     # a kill between Optuna's ask and the trial's folder id leaves one more Optuna trial,
     # which resume marks failed and never started (revstudy.study.optuna_store.discard_unstarted)
@@ -274,7 +275,7 @@ def test_multi_objective_study_is_multi_objective_in_optuna(tmp_path: Path, data
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "bond_count_corr is known only at the end" in res.stderr  # ASHA default: to the end
-    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{storage / 'mo' / 'optuna.db'}")
+    study = optuna.load_study(study_name="mo", storage=optuna_storage(storage / "mo"))
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4 and all(len(t.values) == 2 for t in complete)
@@ -305,9 +306,7 @@ def test_asha_study_prunes_in_optuna_keeps_the_baseline_and_stays_lean(
         "--objectives", "retrieval_mrr:max",  # per epoch too: ASHA ranks by it
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
-    study = optuna.load_study(
-        study_name="asha", storage=f"sqlite:///{storage / 'asha' / 'optuna.db'}"
-    )
+    study = optuna.load_study(study_name="asha", storage=optuna_storage(storage / "asha"))
     trials = pd.read_parquet(storage / "asha" / "trials.parquet")
     by_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     for row in trials.itertuples():
@@ -353,7 +352,7 @@ def test_mo_asha_study_prunes_on_the_pareto_fronts(tmp_path: Path, data: Path) -
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert "known only at the end" not in res.stderr
-    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{storage / 'mo' / 'optuna.db'}")
+    study = optuna.load_study(study_name="mo", storage=optuna_storage(storage / "mo"))
     trials = pd.read_parquet(storage / "mo" / "trials.parquet")
     by_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     for row in trials.itertuples():

@@ -114,18 +114,34 @@ def test_open_optuna_creates_then_reopens_and_refuses_what_is_not_this_study(
     tmp_path: Path,
 ) -> None:
     created = open_optuna(tmp_path, _info(), create=True)
+    assert (tmp_path / "optuna.journal").is_file() and not (tmp_path / "optuna.db").exists()
     assert created.user_attrs[STUDY_ID_ATTR] == "a" * 32
     created.ask(X)
     again = open_optuna(tmp_path, _info())
     assert isinstance(again.sampler, optuna.samplers.RandomSampler)
     assert len(again.get_trials()) == 1
-    with pytest.raises(RevstudyError, match=r"optuna\.db: belongs to another study"):
+    with pytest.raises(RevstudyError, match=r"optuna\.journal: belongs to another study"):
         open_optuna(tmp_path, _info(study_id="b" * 32))
-    (tmp_path / "optuna.db").write_bytes(b"not a database" * 4)
-    with pytest.raises(RevstudyError, match="not an SQLite database"):
+    (tmp_path / "optuna.journal").write_bytes(b"not a journal\n" * 4)
+    with pytest.raises(RevstudyError, match=r"optuna\.journal: not a readable Optuna journal"):
         open_optuna(tmp_path, _info())
-    (tmp_path / "optuna.db").unlink()
-    with pytest.raises(RevstudyError, match=r"optuna\.db: missing"):
+    (tmp_path / "optuna.journal").unlink()
+    with pytest.raises(RevstudyError, match=r"optuna\.journal: missing \(and no optuna\.db"):
+        open_optuna(tmp_path, _info())
+    assert not (tmp_path / "optuna.journal").exists()  # never replaced by an empty one
+
+
+def test_a_study_launched_before_the_journal_goes_on_with_its_optuna_db(tmp_path: Path) -> None:
+    old = optuna.create_study(study_name="s1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    old.set_user_attr(STUDY_ID_ATTR, "a" * 32)
+    old.ask(X)
+    again = open_optuna(tmp_path, _info(), mend=True)
+    again.ask(X)
+    assert not (tmp_path / "optuna.journal").exists()
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert len(optuna.load_study(study_name="s1", storage=url).trials) == 2
+    (tmp_path / "optuna.db").write_bytes(b"not a database" * 4)
+    with pytest.raises(RevstudyError, match=r"optuna\.db: not an SQLite database"):
         open_optuna(tmp_path, _info())
 
 

@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from revstudy.optunafile import optuna_storage
 from revstudy.study.optuna_store import UNSTARTED_ATTR
 from revstudy.studyinfo import read_study
 from tests.study.test_driver import TINY_FIXED, _cli, _launch_args
@@ -30,7 +31,7 @@ def data(tmp_path: Path) -> Path:
 
 
 def _optuna(storage: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{storage / name / 'optuna.db'}")
+    return optuna.load_study(study_name=name, storage=optuna_storage(storage / name))
 
 
 def test_a_study_of_packs_prunes_each_member_as_a_trial_of_its_own(

@@ -140,3 +140,19 @@ def test_a_resume_on_another_device_type_reaches_the_table(tmp_path: Path) -> No
     )
     table = build_trials_table(tmp_path, {})
     assert table.loc[0, "resumes"] == 1 and table.loc[0, "generator_reseeded"] == 1
+
+
+def test_the_pack_a_trial_trained_in_reaches_the_table(tmp_path: Path) -> None:
+    """A pack member's result.json (or failure.json) names its pack; a lone trial has none."""
+    for tid, name, doc in [
+        ("member", "result.json", {"metrics": {"epoch": 1}, "config": {"epochs": 1}, "pack": "p1"}),
+        ("failed", "failure.json", {"reason": "non-finite loss", "pack": "p1"}),
+        ("lone", "result.json", {"metrics": {"epoch": 1}, "config": {"epochs": 1}}),
+    ]:
+        d = tmp_path / "trials" / tid
+        d.mkdir(parents=True)
+        (d / "trial.json").write_text(json.dumps({"config": {"epochs": 1}, "number": 0}))
+        (d / name).write_text(json.dumps(doc))
+    table = build_trials_table(tmp_path, {}).set_index("trial_id")
+    assert table["pack"].to_dict() == {"failed": "p1", "lone": "", "member": "p1"}
+    assert table.loc["failed", "state"] == "FAILED"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from revstudy.errors import RevstudyError
+from revstudy.optunafile import optuna_storage
 from revstudy.study.optuna_store import (
     BASELINE_ATTR,
     RAY_ID_ATTR,
@@ -20,7 +21,7 @@ from revstudy.study.optuna_store import (
 )
 from revstudy.study.spaces import SearchSpace, load_space
 from revstudy.study.warm_start import add_warm_trials, gather
-from revstudy.studyfolder import Objective, optuna_url
+from revstudy.studyfolder import Objective
 from revstudy.studyinfo import STUDY_ID_ATTR, WARM_START_ATTR, DataRecord, StudyInfo, read_study
 from tests.study.test_driver import TINY_FIXED, _cli, _launch_args
 
@@ -51,7 +52,7 @@ def _source(
     sha: str = SHA,
     objectives: tuple[Objective, ...] = OBJ,
 ) -> Path:
-    """A finished source study on disk: study.json, optuna.db (COMPLETE trials with folder
+    """A finished source study on disk: study.json, optuna.journal (COMPLETE trials with folder
     ids and the given user attributes) and each trial's result.json with its report."""
     folder = tmp_path / "storage" / name
     (folder / "trials").mkdir(parents=True)
@@ -74,7 +75,7 @@ def _source(
     (folder / "study.json").write_text(json.dumps(info.to_dict()))
     ostudy = optuna.create_study(
         study_name=name,
-        storage=optuna_url(folder),
+        storage=optuna_storage(folder, create=True),
         directions=["maximize" if o.mode == "max" else "minimize" for o in objectives],
     )
     ostudy.set_user_attr(STUDY_ID_ATTR, info.study_id)
@@ -294,12 +295,12 @@ def test_a_study_warm_started_through_the_cli(tmp_path: Path) -> None:
         2,
         {"paper baseline (this study runs its own)": 1},
     )
-    ostudy = optuna.load_study(study_name="warm", storage=optuna_url(storage / "warm"))
+    ostudy = optuna.load_study(study_name="warm", storage=optuna_storage(storage / "warm"))
     marks = [t.user_attrs.get(WARM_START_ATTR) for t in ostudy.trials]
     assert marks[:2] == ["src#1", "src#2"] and marks[2:] == [None, None]
     src_values = {
         t.number: t.value
-        for t in optuna.load_study(study_name="src", storage=optuna_url(storage / "src")).trials
+        for t in optuna.load_study(study_name="src", storage=optuna_storage(storage / "src")).trials
     }
     assert [t.value for t in ostudy.trials[:2]] == [src_values[1], src_values[2]]
     own = pd.read_parquet(storage / "warm" / "trials.parquet")

@@ -1,0 +1,122 @@
+"""Which file of a study folder holds its Optuna study, and how to open it.
+
+A new study keeps its Optuna study in `optuna.journal`: Optuna's journal storage, one JSON
+line per operation appended under a lock file (`JournalStorage` + `JournalFileBackend`).
+A study launched before keeps its `optuna.db` (SQLite) and goes on with it. Why the
+journal: in SQLite every suggestion, report and attribute is a SQLAlchemy transaction, so
+one trial's ask, five reports and tell cost the driver 56 ms at 100 trials and 146 ms at
+10⁴, against 8 ms and 99 ms in the journal (benchmarks/driver_bookkeeping.py), and at GPU
+rates (10,000 trials an hour: 0.36 s a trial) the driver's share of the wall time is what
+issue #31 bounds (benchmarks/driver_loop.py). Both keep what the study folder promises:
+one study id (foreign records refused), resume from the folder alone, and nothing
+unpickled (the journal is JSON; Optuna replays it into memory).
+
+Light (no Ray, no torch; Optuna is imported when a storage is opened): the analysis
+package reads the study through it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import warnings
+from pathlib import Path
+from typing import Any
+
+from revstudy.errors import RevstudyError
+
+__all__ = [
+    "OPTUNA_DB",
+    "OPTUNA_FILES",
+    "OPTUNA_JOURNAL",
+    "mend_journal",
+    "optuna_path",
+    "optuna_storage",
+]
+
+OPTUNA_JOURNAL = "optuna.journal"  # a new study's Optuna record (JSON lines)
+OPTUNA_DB = "optuna.db"  # the SQLite record of a study launched before the journal
+# the journal's lock (Optuna's JournalFileSymlinkLock: a symbolic link while one writes)
+OPTUNA_FILES = (OPTUNA_JOURNAL, OPTUNA_DB, f"{OPTUNA_JOURNAL}.lock")
+TORN_LIMIT = 1 << 20  # a torn append is a few operations: a longer tail is not one
+
+
+def optuna_path(study: Path) -> Path:
+    """The study's Optuna record: `optuna.db` where a study launched before the journal
+    keeps it, else `optuna.journal` (also where a new study's goes)."""
+    journal, db = study / OPTUNA_JOURNAL, study / OPTUNA_DB
+    if not os.path.lexists(journal) and os.path.lexists(db):
+        return db
+    return journal
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse a record that is not a plain file of the folder (a link would carry the
+    study's writes outside it; a FIFO or device is no record)."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise RevstudyError(f"{path}: {kind}, not this study's Optuna record: refused")
+
+
+def mend_journal(path: Path) -> int:
+    """Cut a torn last line (a driver killed mid-append) off the journal, with a warning,
+    so the next append starts a line of its own instead of gluing onto half of one (Optuna's
+    reader skips a torn last line, but not one that is followed by more). Call with the
+    study locked. Only the tail of a journal is cut: a file with no whole line, or whose
+    last whole line is not one JSON object, is left as found (reading it fails with the
+    reason). Returns the bytes cut."""
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return 0
+        start = max(0, size - TORN_LIMIT)
+        tail = os.pread(fd, size - start, start)
+        end = tail.rfind(b"\n")
+        if end < 0:  # no whole line in reach: not a torn append
+            return 0
+        last = tail[tail.rfind(b"\n", 0, end) + 1 : end]
+        try:
+            whole = isinstance(json.loads(last), dict)
+        except ValueError:
+            whole = False
+        if not whole or not tail[end + 1 :].startswith(b"{"):
+            return 0  # not a journal's torn append: reading it says what is wrong
+        keep = start + end + 1
+        os.ftruncate(fd, keep)
+    finally:
+        os.close(fd)
+    warnings.warn(f"{path}: cut a torn last line ({size - keep} bytes)", stacklevel=2)
+    return size - keep
+
+
+def optuna_storage(study: Path, *, create: bool = False) -> Any:
+    """The Optuna storage of the study's record (`optuna_path`), checked to be a plain file
+    of the folder; `create` makes a new study's journal. One-line errors for a missing,
+    linked or unreadable record."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    path = optuna_path(study)
+    if not os.path.lexists(path) and not create:
+        raise RevstudyError(
+            f"{path}: missing (and no {OPTUNA_DB} either); it holds the study's trials and "
+            "sampler history, so the study cannot continue (restore the file, or launch a new "
+            "study)"
+        )
+    if os.path.lexists(path):
+        _check_regular(path)
+    if path.name == OPTUNA_DB:
+        with path.open("rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise RevstudyError(
+                    f"{path}: not an SQLite database (damaged or replaced); not opened"
+                )
+        return optuna.storages.RDBStorage(f"sqlite:///{path}")
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSON or replay errors
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise RevstudyError(f"{path}: not a readable Optuna journal ({first})") from None
