@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,8 @@ def run_mode(
     trainer = Trainer(config, SplitTensors.build(dataset, config, 0, device), device, seed=0)
     model = trainer.model
     if mode != "eager":
+        from revstudy.training.compiled import training_only
+
         # the instance attributes shadow the methods: the Trainer calls these
         model.forward = training_only(model.forward, mode, step_begins=True)  # type: ignore[method-assign]
         model.inverse = training_only(model.inverse, mode, step_begins=False)  # type: ignore[method-assign]
@@ -84,30 +85,6 @@ def run_mode(
         "train_loss": losses,
         "inv_error_max": inv_error,
     }
-
-
-def training_only(fn: Callable[..., Any], mode: str, step_begins: bool) -> Callable[..., Any]:
-    """`fn` compiled for the training step only: where a backward follows (grad enabled).
-
-    Under CUDA graphs (`reduce-overhead`) a replay overwrites the outputs of the previous
-    replay of the same graph, so code that keeps outputs across calls breaks ("accessing
-    tensor output of CUDAGraphs that has been overwritten by a subsequent run"): evaluation
-    runs the forward, then the inverse, then reads the forward's outputs again, and
-    `forward_all` keeps every chunk's outputs. Evaluation therefore stays eager (it is not
-    what is timed), and each training step starts a new CUDA-graph step at its forward, as
-    torch asks when a compiled function runs more than once before a backward."""
-    import torch
-
-    compiled = torch.compile(fn, mode=mode, dynamic=False)
-
-    def call(*args: Any) -> Any:
-        if not torch.is_grad_enabled():
-            return fn(*args)
-        if step_begins:
-            torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args)
-
-    return call
 
 
 def isolated(*args: Any) -> dict[str, Any]:

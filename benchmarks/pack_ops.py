@@ -13,7 +13,9 @@ operation; the backward's under autograd's events count) of one training step (b
 after a warm-up step) for packs of K = 1, 2, 4, 8, 16 members of the paper's shape, and
 divides by K; it also times the step on this CPU (arithmetic-bound here, so no speed-up is
 expected: the count is the figure that carries to a GPU). K = 1 is a lone `Trainer` step.
-Results: results/pack_ops.json.
+The same for one validation of every member (`count_validation`: the members' validation
+libraries forwarded together, each member's own rows and figures after). Results:
+results/pack_ops.json.
 """
 
 from __future__ import annotations
@@ -98,6 +100,47 @@ def count_step(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str
     }
 
 
+def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str, Any]:
+    """One validation of every member of a pack of `k` (k = 1: a lone Trainer's
+    `validate`): its top-level ATen operations and its time on this CPU. A pack forwards
+    its members' validation libraries (as numbered and renumbered) in one vmapped forward
+    each (`FusedRepeats._validation_logits`); each member's own rows, loss and figures
+    follow as before."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from revstudy.training.fused import FusedRepeats
+    from revstudy.training.splits import SplitTensors
+    from revstudy.training.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    configs = member_configs(k, base)
+    trainers = [Trainer(c, SplitTensors.build(dataset, c, 0), seed=c.seed) for c in configs]
+    group = FusedRepeats(trainers) if k > 1 else None
+
+    def validate() -> None:
+        given = group._validation_logits(1) if group is not None else {}
+        for r, t in enumerate(trainers):
+            t.given_logits = given.get(r, {})
+            t.validate(1)
+            t.given_logits = {}
+
+    validate()  # warm-up: the libraries and renumbered libraries are built once
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        validate()
+    events = [e for e in prof.events() if e.name.startswith("aten::") and not _under_aten(e)]
+    start = time.perf_counter()
+    validate()
+    seconds = time.perf_counter() - start
+    return {
+        "members": k,
+        "top_level_aten_ops": len(events),
+        "ops_per_member": round(len(events) / k, 1),
+        "validation_s": round(seconds, 3),
+        "validation_s_per_member": round(seconds / k, 3),
+    }
+
+
 def _under_aten(event: Any) -> bool:
     """Whether an ATen operation runs inside another (then it is not a top-level one):
     backward operations sit under autograd's own events, which do not count."""
@@ -119,13 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     from revstudy.data.dataset import read_dataset
 
     dataset = read_dataset(args.data)
-    rows = [count_step(int(k), dataset, args.threads) for k in args.members.split(",")]
+    sizes = [int(k) for k in args.members.split(",")]
+    rows = [count_step(k, dataset, args.threads) for k in sizes]
     doc = {"machine": machine_info(args.threads), "batch_size": 32, "packs": rows}
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     for r in rows:
         print(
             f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a step, "
             f"{r['ops_per_member']:>7} per member, {r['step_s_per_member']:.3f} s per member"
+        )
+    doc["validation"] = [count_validation(k, dataset, args.threads) for k in sizes]
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    for r in doc["validation"]:
+        print(
+            f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a validation, "
+            f"{r['ops_per_member']:>7} per member, {r['validation_s_per_member']:.3f} s per member"
         )
     return 0
 

@@ -198,9 +198,9 @@ class LiveTables:
     0.24 s a trial at 100 trials and 1.8 s at 1,000 (benchmarks/driver_loop.py): past a few
     hundred trials the driver, not the GPU, set the pace. A run's trial folders change only
     through its own trials, each of which the driver hears from, so a refresh reads again
-    only the trials `touch`ed since the last one (the first reads every folder), and
-    refreshes are spaced so that they take at most `share` of the run's time and come at
-    least `min_interval` seconds apart. The driver's last refresh (`refresh_tables`, after
+    only the trials `touch`ed since the last one (the first reads every folder, once a
+    run), and refreshes are spaced so that they take at most `share` of the run's time and
+    come at least `min_interval` seconds apart. The driver's last refresh (`refresh_tables`, after
     the run) rebuilds both tables from the folders alone.
     """
 
@@ -209,7 +209,7 @@ class LiveTables:
         study: Path,
         *,
         min_interval: float = 5.0,
-        share: float = 0.05,
+        share: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.study = study
@@ -237,6 +237,7 @@ class LiveTables:
         if not force and not self.due():
             return False
         start = self._clock()
+        first = self._rows is None
         if self._rows is None:  # the run's first refresh: every folder
             self._rules = TableRules.of(self.study)
             own, self._refused = trial_entries(self.study)
@@ -254,5 +255,8 @@ class LiveTables:
         write_parquet_atomic(assemble_table(self._refused, self._rows), self.study / TRIALS_TABLE)
         write_parquet_atomic(epochs_table(self._epochs), self.study / EPOCHS_TABLE)
         self.last_cost = self._clock() - start
-        self._next = self._clock() + max(self.min_interval, self.last_cost / self.share)
+        # the first reads every folder, once a run: the next is spaced by what it costs
+        # to read only the trials that change, known after it
+        spacing = 0.0 if first else self.last_cost / self.share
+        self._next = self._clock() + max(self.min_interval, spacing)
         return True

@@ -49,8 +49,8 @@ __all__ = ["IGNORED_FIELDS", "WarmTrial", "add_warm_trials", "gather"]
 
 # settings that do not change what a trial measures: the study seed only redraws splits and
 # initial weights (a different sample of the same objective), val_every only skips
-# intermediate validations
-IGNORED_FIELDS = frozenset({"seed", "val_every"})
+# intermediate validations, compile_step runs the same step compiled
+IGNORED_FIELDS = frozenset({"seed", "val_every", "compile_step"})
 
 
 @dataclass(frozen=True)

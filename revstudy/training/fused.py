@@ -41,9 +41,13 @@ from revstudy.training.config import STEP_FIELDS, TrialConfig, step_shape
 from revstudy.training.lanes import run_in_lanes
 from revstudy.training.losses import LOSS_TERMS, MemberWeights, objective_terms
 from revstudy.training.member_adam import MemberAdam
+from revstudy.training.metrics import CHUNK
 from revstudy.training.trainer import EpochRecord, Trainer, make_optimizer
 
 T = TypeVar("T")
+# rows of one vmapped validation forward over all of an ensemble's members: bounds its memory
+# (a lone model's forward takes `CHUNK` rows at a time)
+VALIDATION_ROWS = 8192
 
 
 class _Inverse(nn.Module):
@@ -77,6 +81,8 @@ def fusable(trainers: Sequence[Trainer]) -> str | None:
         return "the repeats are at different epochs"
     if any(True for _ in first.model.buffers()):
         return "the model has buffers"
+    if first.config.compile_step != "off":  # its compiled step calls its own weights
+        return f"the step is compiled (compile_step {first.config.compile_step!r})"
     return None
 
 
@@ -271,8 +277,10 @@ class FusedRepeats:
             raise EnsembleStepError(e) from e
         self._copy_weights()
         share = (time.perf_counter() - start) / len(self.trainers)
+        given = self._validation_logits(epoch)  # validation time is each member's own
         records: list[Any] = []
         for r, t in enumerate(self.trainers):
+            t.given_logits = given.get(r, {})
             try:
                 records.append(
                     t.finish_epoch(epoch, dict(zip(LOSS_TERMS, sums[r], strict=True)), share)
@@ -282,7 +290,63 @@ class FusedRepeats:
                 if not collect:
                     raise
                 records.append(e)
+            finally:
+                t.given_logits = {}
         return records
+
+    @torch.no_grad()
+    def _validation_logits(self, epoch: int) -> dict[int, dict[tuple[str, str], torch.Tensor]]:
+        """Y_latent of the validation libraries of every member that validates at `epoch`
+        (`Trainer.library`, `Trainer.renumbered_library`: two thirds of a validation's
+        arithmetic), each kind in one vmapped forward for all of them instead of one
+        forward per member, so a pack's validation issues about the launches of one
+        member's (issue #31; benchmarks/pack_ops.py counts them). Equal to each member's
+        own forward up to float summation order, as the ensemble's step is. Empty (each
+        member runs its own forwards, as before) for fewer than two members or when the
+        device cannot run the vmapped forward."""
+        who = [r for r, t in enumerate(self.trainers) if t.validates(epoch)]
+        if len(who) < 2:
+            return {}
+        out: dict[int, dict[tuple[str, str], torch.Tensor]] = {r: {} for r in who}
+        kinds: dict[str, list[torch.Tensor | None]] = {
+            "library": [self.trainers[r].library("val")[0] for r in who],
+            "renumbered": [self.trainers[r].renumbered_library("val") for r in who],
+        }
+        try:
+            for kind, libraries in kinds.items():
+                members = [(r, x) for r, x in zip(who, libraries, strict=True) if x is not None]
+                if len(members) < 2:
+                    continue  # one member: its own forward
+                logits = self._forward_members([r for r, _ in members], [x for _, x in members])
+                for (r, _), y in zip(members, logits, strict=True):
+                    out[r][(kind, "val")] = y
+        except (RuntimeError, NotImplementedError):  # the members' own forwards still run
+            return {}
+        return out
+
+    def _forward_members(
+        self, members: list[int], inputs: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Y_latent of `inputs[i]` under member `members[i]`'s weights: all members in one
+        vmapped forward per chunk, an input they share passed once, at most
+        `VALIDATION_ROWS` rows a chunk over all members (a lone member's chunk when K is
+        small)."""
+        everyone = members == list(range(len(self.trainers)))
+        params = {
+            k: v.detach() if everyone else v.detach()[members] for k, v in self.params.items()
+        }
+        first = inputs[0]
+        shared = all(x.shape == first.shape and torch.equal(x, first) for x in inputs[1:])
+        x_all = first if shared else _stack_padded(inputs)
+        step = max(1, min(CHUNK, VALIDATION_ROWS // len(members)))
+        forward = vmap(lambda p, x: self._forward(p, x)[1], in_dims=(0, None if shared else 0))
+        n = max(len(x) for x in inputs)
+        parts = [
+            forward(params, x_all[i : i + step] if shared else x_all[:, i : i + step])
+            for i in range(0, n, step)
+        ]
+        y = torch.cat(parts, dim=1)
+        return [y[m, : len(x)] for m, x in enumerate(inputs)]
 
     def keep(self, members: Sequence[int]) -> FusedRepeats:
         """The ensemble of `members` only (positions in `trainers`), to go on with when the

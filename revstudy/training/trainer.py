@@ -18,6 +18,7 @@ import torch
 from revstudy.data.numbering import order_inputs, relabel, relabelled
 from revstudy.errors import NonFiniteLossError, RevstudyError
 from revstudy.training.checkpoint import CheckpointError
+from revstudy.training.compiled import compile_model
 from revstudy.training.config import TrialConfig
 from revstudy.training.losses import LOSS_TERMS, objective_terms
 from revstudy.training.metrics import (
@@ -107,6 +108,7 @@ class Trainer:
         self.seed = config.seed if seed is None else seed
         torch.manual_seed(self.seed)
         self.model = InvertibleNet.from_config(config).to(self.device)
+        compile_model(self.model, config.compile_step, self.device)  # "off": stays eager
         self.optimizer = make_optimizer(self.model.parameters(), config, self.device)
         # on the training device, so noise and permutations are drawn where they are used
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
@@ -118,6 +120,10 @@ class Trainer:
         self._val_baseline: float | None = None
         self._libraries: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
         self._renumbered: dict[str, torch.Tensor | None] = {}
+        # this epoch's Y_latent of the validation libraries ("library"/"renumbered", split),
+        # computed for a whole fused ensemble at once (FusedRepeats), instead of a forward
+        # of its own; empty outside that epoch's validation
+        self.given_logits: dict[tuple[str, str], torch.Tensor] = {}
         # set by load_state when the checkpoint's generator was of another device type
         self.generator_reseeded: dict[str, Any] | None = None
 
@@ -261,28 +267,42 @@ class Trainer:
         d = self.data
         return (d.x_val, d.y_val) if split == "val" else (d.x_test, d.y_test)
 
-    @torch.no_grad()
-    def _library_logits(self, split: str) -> tuple[torch.Tensor, np.ndarray]:
-        """Y_latent of every distinct structure of the run (train, validation and `split`),
-        and the library index of each `split` row: `y_lib[truth]` are that split's logits."""
+    def library(self, split: str) -> tuple[torch.Tensor, np.ndarray]:
+        """Every distinct structure of the run (train, validation and `split`, sorted), and
+        the library index of each `split` row."""
         if split not in self._libraries:
             known = torch.cat([self.data.x_train, self.data.x_val])
             self._libraries[split] = library_index(known, self._split(split)[0])
-        library, truth = self._libraries[split]
-        return forward_all(self.model, library)[1], truth
+        return self._libraries[split]
 
-    @torch.no_grad()
-    def _renumbered_logits(self, split: str) -> torch.Tensor | None:
-        """Y_latent of the `split` library with every structure renumbered at random (the
-        fixed `RELABEL_SEED`) and put in the model's atom order, as a user's molecules
-        arrive; None when that gives back the library itself (a canonical model)."""
+    def renumbered_library(self, split: str) -> torch.Tensor | None:
+        """The `split` library with every structure renumbered at random (the fixed
+        `RELABEL_SEED`) and put in the model's atom order, as a user's molecules arrive;
+        None when that gives back the library itself (a canonical model)."""
         if split not in self._renumbered:
-            library, _ = self._libraries[split]
+            library, _ = self.library(split)
             moved = order_inputs(relabelled(library.cpu().numpy()), self.config.atom_order)
             moved_t = torch.from_numpy(moved).to(self.device)
             self._renumbered[split] = None if torch.equal(moved_t, library) else moved_t
-        moved_lib = self._renumbered[split]
-        return None if moved_lib is None else forward_all(self.model, moved_lib)[1]
+        return self._renumbered[split]
+
+    @torch.no_grad()
+    def _library_logits(self, split: str) -> tuple[torch.Tensor, np.ndarray]:
+        """Y_latent of every structure of the `split` library (`library`), and the library
+        index of each `split` row: `y_lib[truth]` are that split's logits."""
+        library, truth = self.library(split)
+        given = self.given_logits.get(("library", split))
+        return (forward_all(self.model, library)[1] if given is None else given), truth
+
+    @torch.no_grad()
+    def _renumbered_logits(self, split: str) -> torch.Tensor | None:
+        """Y_latent of the renumbered `split` library (`renumbered_library`); None for a
+        model whose atom order undoes the renumbering."""
+        moved_lib = self.renumbered_library(split)
+        if moved_lib is None:
+            return None
+        given = self.given_logits.get(("renumbered", split))
+        return forward_all(self.model, moved_lib)[1] if given is None else given
 
     def _renumbered_scores(
         self, split: str, truth: np.ndarray

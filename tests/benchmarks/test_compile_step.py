@@ -47,30 +47,6 @@ def test_an_eager_run_is_recorded(synthetic_csv: Path, tmp_path: Path) -> None:
     assert run["inv_error_max"] < 1e-4
 
 
-def test_compiled_functions_run_only_where_a_backward_follows(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Issue #23.3: under CUDA graphs a replay overwrites the previous outputs, so evaluation
-    (forward, inverse, then the forward's outputs again) must not call the compiled ones."""
-    import torch
-
-    calls: list[str] = []
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *a: calls.append("compiled"))
-    monkeypatch.setattr(
-        torch.compiler, "cudagraph_mark_step_begin", lambda: calls.append("step begins")
-    )
-    forward = compile_step.training_only(lambda x: calls.append("eager"), "reduce-overhead", True)
-    inverse = compile_step.training_only(lambda x: calls.append("eager"), "reduce-overhead", False)
-    forward(1)
-    inverse(1)
-    assert calls == ["step begins", "compiled", "compiled"]
-    calls.clear()
-    with torch.no_grad():
-        forward(1)
-        inverse(1)
-    assert calls == ["eager", "eager"]
-
-
 def test_each_finished_mode_is_written_before_the_next_starts(
     synthetic_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,3 +32,21 @@ def test_a_packs_step_costs_the_operations_of_one_step(synthetic_csv: Path) -> N
     assert ops[4] - ops[2] <= 8, ops  # measured: +2 (two more members' noise draws)
     assert ops[4] < 2 * ops[1], ops  # four trials for less than two lone steps
     assert counts[4]["ops_per_member"] == round(ops[4] / 4, 1)
+
+
+def test_a_packs_validation_forwards_the_libraries_once_for_all_members(
+    synthetic_csv: Path,
+) -> None:
+    """The library forwards are shared, the rest (each member's own rows, loss and figures)
+    is not: per member a pack's validation issues fewer operations the more members it
+    has, and every added member costs less than a lone validation."""
+    ds = read_dataset(synthetic_csv)
+    threads = torch.get_num_threads()
+    try:
+        counts = {k: pack_ops.count_validation(k, ds, 1, TINY) for k in (1, 2, 4)}
+    finally:
+        torch.set_num_threads(threads)
+    ops = {k: c["top_level_aten_ops"] for k, c in counts.items()}
+    assert ops[4] / 4 < ops[2] / 2 < ops[1], ops  # measured: 371, 345, 292 per member
+    assert ops[4] - ops[2] < 2 * ops[1], ops
+    assert counts[4]["ops_per_member"] == round(ops[4] / 4, 1)

@@ -12,6 +12,7 @@ import torch
 from revstudy.data.dataset import Dataset, read_dataset
 from revstudy.errors import NonFiniteLossError
 from revstudy.training import losses as losses_mod
+from revstudy.training import trainer as trainer_mod
 from revstudy.training.config import TrialConfig
 from revstudy.training.fused import FusedRepeats, Repeats, Strategy, fusable, steps_per_epoch
 from revstudy.training.member_adam import MemberAdam
@@ -394,3 +395,37 @@ def test_a_paper_sized_ensemble_step_is_the_sequential_step_up_to_round_off(
     for rec, t in zip(recs, seq, strict=True):
         assert rec.train_loss == pytest.approx(t.history[-1].train_loss, rel=1e-5)
         assert rec.val_loss == pytest.approx(t.history[-1].val_loss, rel=1e-5)
+
+
+def test_an_ensembles_validation_forwards_every_members_library_at_once(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #31: the validation libraries (as numbered and renumbered) of the members that
+    validate go through one vmapped forward per kind; each member gets what its own model
+    gives (float64), runs no library forward of its own, and a member that skips this
+    epoch's validation (`val_every`) is left out."""
+    with default_float64():
+        cfgs = [MEMBERS[0].replace(val_every=2), MEMBERS[1], MEMBERS[2]]
+        packed = [
+            Trainer(c, as_float64(SplitTensors.build(dataset, c, 0)), seed=c.seed) for c in cfgs
+        ]
+        group = FusedRepeats(packed)
+        own: list[int] = []
+        real = trainer_mod.forward_all
+        monkeypatch.setattr(
+            trainer_mod, "forward_all", lambda m, x: own.append(len(x)) or real(m, x)
+        )
+        recs = group.train_epoch()
+        assert own == []  # no member forwarded its library itself
+        assert math.isnan(recs[0].val_f1_macro) and not math.isnan(recs[1].val_f1_macro)
+        given = group._validation_logits(1)
+        assert sorted(given) == [1, 2]  # member 0 does not validate epoch 1
+        for r in (1, 2):
+            t = packed[r]
+            assert set(given[r]) == {("library", "val"), ("renumbered", "val")}
+            lib, moved = t.library("val")[0], t.renumbered_library("val")
+            assert moved is not None
+            for kind, x in (("library", lib), ("renumbered", moved)):
+                alone = real(t.model, x)[1]
+                assert given[r][(kind, "val")].shape == alone.shape
+                assert torch.allclose(given[r][(kind, "val")], alone, rtol=0, atol=1e-10)
