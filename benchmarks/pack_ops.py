@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,6 @@ def count_step(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str
     """One step of a pack of `k` members (k = 1: a lone Trainer): its top-level ATen
     operations and its time on this CPU."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     from revstudy.training.fused import FusedRepeats
     from revstudy.training.splits import SplitTensors
@@ -84,17 +84,15 @@ def count_step(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str
             group.optimizer.step()
 
     step()  # warm-up: lazily created optimiser state, first-call paths
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
-    events = [e for e in prof.events() if e.name.startswith("aten::") and not _under_aten(e)]
+    ops = top_level_ops(step)
     start = time.perf_counter()
     for _ in range(3):
         step()
     seconds = (time.perf_counter() - start) / 3
     return {
         "members": k,
-        "top_level_aten_ops": len(events),
-        "ops_per_member": round(len(events) / k, 1),
+        "top_level_aten_ops": ops,
+        "ops_per_member": round(ops / k, 1),
         "step_s": round(seconds, 3),
         "step_s_per_member": round(seconds / k, 3),
     }
@@ -107,7 +105,6 @@ def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> di
     each (`FusedRepeats._validation_logits`); each member's own rows, loss and figures
     follow as before."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     from revstudy.training.fused import FusedRepeats
     from revstudy.training.splits import SplitTensors
@@ -126,19 +123,26 @@ def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> di
             t.given_logits = {}
 
     validate()  # warm-up: the libraries and renumbered libraries are built once
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        validate()
-    events = [e for e in prof.events() if e.name.startswith("aten::") and not _under_aten(e)]
+    ops = top_level_ops(validate)
     start = time.perf_counter()
     validate()
     seconds = time.perf_counter() - start
     return {
         "members": k,
-        "top_level_aten_ops": len(events),
-        "ops_per_member": round(len(events) / k, 1),
+        "top_level_aten_ops": ops,
+        "ops_per_member": round(ops / k, 1),
         "validation_s": round(seconds, 3),
         "validation_s_per_member": round(seconds / k, 3),
     }
+
+
+def top_level_ops(fn: Callable[[], None]) -> int:
+    """The top-level ATen operations one call of `fn` issues (torch.profiler, CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::") and not _under_aten(e))
 
 
 def _under_aten(event: Any) -> bool:

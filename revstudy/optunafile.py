@@ -37,8 +37,8 @@ __all__ = [
 
 OPTUNA_JOURNAL = "optuna.journal"  # a new study's Optuna record (JSON lines)
 OPTUNA_DB = "optuna.db"  # the SQLite record of a study launched before the journal
-# the journal's lock (Optuna's JournalFileSymlinkLock: a symbolic link while one writes)
-OPTUNA_FILES = (OPTUNA_JOURNAL, OPTUNA_DB, f"{OPTUNA_JOURNAL}.lock")
+LOCK_SUFFIX = ".lock"  # Optuna's JournalFileSymlinkLock: a symbolic link while one appends
+OPTUNA_FILES = (OPTUNA_JOURNAL, OPTUNA_DB, OPTUNA_JOURNAL + LOCK_SUFFIX)
 TORN_LIMIT = 1 << 20  # a torn append is a few operations: a longer tail is not one
 
 
@@ -61,12 +61,17 @@ def _check_regular(path: Path) -> None:
 
 
 def mend_journal(path: Path) -> int:
-    """Cut a torn last line (a driver killed mid-append) off the journal, with a warning,
-    so the next append starts a line of its own instead of gluing onto half of one (Optuna's
-    reader skips a torn last line, but not one that is followed by more). Call with the
-    study locked. Only the tail of a journal is cut: a file with no whole line, or whose
-    last whole line is not one JSON object, is left as found (reading it fails with the
-    reason). Returns the bytes cut."""
+    """What a driver killed mid-append left, mended before the next driver writes (call
+    with the study locked: the driver is the journal's only writer). Its lock file goes
+    (else the first append would wait out Optuna's 30 s grace period), and a torn last line
+    is cut, with a warning, so the next append starts a line of its own instead of gluing
+    onto half of one (Optuna's reader skips a torn last line, but not one that is followed
+    by more). Only the tail of a journal is cut: a file with no whole line, or whose last
+    whole line is not one JSON object, is left as found (reading it fails with the reason).
+    Returns the bytes cut."""
+    lock = path.with_name(path.name + LOCK_SUFFIX)
+    if os.path.lexists(lock):
+        os.unlink(lock)  # a link (Optuna's lock) or a file: removed, never followed
     fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
     try:
         size = os.fstat(fd).st_size

@@ -71,3 +71,16 @@ def test_the_journal_is_json_lines_only(tmp_path: Path) -> None:
     journal = _study(tmp_path, 3)
     lines = journal.read_text().splitlines()
     assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_a_lock_a_killed_driver_left_is_removed_before_the_next_write(tmp_path: Path) -> None:
+    """Optuna's journal lock is a symbolic link that lives while one appends; a driver
+    killed then leaves it, and the next append would wait 30 s for it to go stale."""
+    journal = _study(tmp_path, 1)
+    lock = tmp_path / "optuna.journal.lock"
+    os.symlink(journal, lock)
+    assert mend_journal(journal) == 0  # nothing torn
+    assert not os.path.lexists(lock) and journal.is_file()  # the link went, not its target
+    s = optuna.load_study(study_name="s", storage=optuna_storage(tmp_path))
+    s.tell(s.ask(X), 0.25)
+    assert _trials(tmp_path) == 2

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,15 +21,21 @@ import pack_ops  # noqa: E402
 TINY = TrialConfig(blocks=(1, 1, 1, 1, 1), hidden_ratio=0.25, epochs=1, cd_draws=1)
 
 
+def _counts(count: Callable[..., dict[str, Any]], csv: Path) -> dict[int, dict[str, Any]]:
+    """`count` (a pack_ops counter) for packs of 1, 2 and 4 tiny members, on one thread
+    (the torch thread count is put back after)."""
+    ds = read_dataset(csv)
+    threads = torch.get_num_threads()
+    try:
+        return {k: count(k, ds, 1, TINY) for k in (1, 2, 4)}
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_packs_step_costs_the_operations_of_one_step(synthetic_csv: Path) -> None:
     """Counted, not timed: the count is deterministic for one torch version. Doubling the
     members adds only their own random draws; per member the count halves."""
-    ds = read_dataset(synthetic_csv)
-    threads = torch.get_num_threads()
-    try:
-        counts = {k: pack_ops.count_step(k, ds, 1, TINY) for k in (1, 2, 4)}
-    finally:
-        torch.set_num_threads(threads)
+    counts = _counts(pack_ops.count_step, synthetic_csv)
     ops = {k: c["top_level_aten_ops"] for k, c in counts.items()}
     assert ops[4] - ops[2] <= 8, ops  # measured: +2 (two more members' noise draws)
     assert ops[4] < 2 * ops[1], ops  # four trials for less than two lone steps
@@ -40,12 +48,7 @@ def test_a_packs_validation_forwards_the_libraries_once_for_all_members(
     """The library forwards are shared, the rest (each member's own rows, loss and figures)
     is not: per member a pack's validation issues fewer operations the more members it
     has, and every added member costs less than a lone validation."""
-    ds = read_dataset(synthetic_csv)
-    threads = torch.get_num_threads()
-    try:
-        counts = {k: pack_ops.count_validation(k, ds, 1, TINY) for k in (1, 2, 4)}
-    finally:
-        torch.set_num_threads(threads)
+    counts = _counts(pack_ops.count_validation, synthetic_csv)
     ops = {k: c["top_level_aten_ops"] for k, c in counts.items()}
     assert ops[4] / 4 < ops[2] / 2 < ops[1], ops  # measured: 371, 345, 292 per member
     assert ops[4] - ops[2] < 2 * ops[1], ops
