@@ -112,6 +112,28 @@ def measure(space: Any, kind: str, n: int, rounds: int, folder: Path) -> dict[st
     }
 
 
+def machine_conditions() -> dict[str, Any]:
+    """Optuna's version, the machine and the start time, as every driver benchmark records
+    them."""
+    import optuna
+
+    return {
+        "optuna": optuna.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def record(doc: dict[str, Any], row: dict[str, Any], out: Path) -> None:
+    """Print `row`, add it to `doc` and write `doc` at once: a long run loses nothing
+    measured."""
+    print(json.dumps(row), flush=True)
+    doc["runs"].append(row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     import optuna
 
@@ -126,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "space": "quick (its define-by-run suggestions)",
             "sampler": "TPE, seed 0",
             "rounds": args.rounds,
-            "optuna": optuna.__version__,
-            "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **machine_conditions(),
         },
         "runs": [],
     }
@@ -138,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.storages:
             with tempfile.TemporaryDirectory(prefix="driver_bookkeeping-") as folder:
                 row = measure(space, kind, n, args.rounds, Path(folder))
-            print(json.dumps(row), flush=True)
-            doc["runs"].append(row)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(doc, indent=1) + "\n")
+            record(doc, row, out)
     return 0
 
 

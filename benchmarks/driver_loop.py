@@ -32,9 +32,6 @@ Results are written after every size.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -46,6 +43,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from driver_bookkeeping import machine_conditions, record  # noqa: E402  (one record format)
 
 EPOCHS = 5
 
@@ -266,21 +266,14 @@ def main(argv: list[str] | None = None) -> int:
             "scheduler": "asha",
             "epochs_per_trial": EPOCHS,
             "paced_at_trials_per_hour": args.rate,
-            "optuna": optuna.__version__,
-            "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **machine_conditions(),
         },
         "runs": [],
     }
     out = Path(args.out)
     for n in args.sizes:
         for storage, sampler in [(st, sa) for st in args.storages for sa in args.samplers]:
-            row = measure(n, sampler, storage, args)
-            print(json.dumps(row), flush=True)
-            doc["runs"].append(row)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(doc, indent=1) + "\n")
+            record(doc, measure(n, sampler, storage, args), out)
     return 0
 
 

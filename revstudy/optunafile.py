@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import warnings
 from pathlib import Path
 from typing import Any
 
 from revstudy.errors import RevstudyError
+from revstudy.files import regular_file
 
 __all__ = [
     "OPTUNA_DB",
@@ -40,6 +40,7 @@ OPTUNA_DB = "optuna.db"  # the SQLite record of a study launched before the jour
 LOCK_SUFFIX = ".lock"  # Optuna's JournalFileSymlinkLock: a symbolic link while one appends
 OPTUNA_FILES = (OPTUNA_JOURNAL, OPTUNA_DB, OPTUNA_JOURNAL + LOCK_SUFFIX)
 TORN_LIMIT = 1 << 20  # a torn append is a few operations: a longer tail is not one
+RECORD_LIMIT = 1 << 62  # no size bound: a study's record grows with its trials
 
 
 def optuna_path(study: Path) -> Path:
@@ -49,15 +50,6 @@ def optuna_path(study: Path) -> Path:
     if not os.path.lexists(journal) and os.path.lexists(db):
         return db
     return journal
-
-
-def _check_regular(path: Path) -> None:
-    """Refuse a record that is not a plain file of the folder (a link would carry the
-    study's writes outside it; a FIFO or device is no record)."""
-    mode = os.lstat(path).st_mode
-    if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
-        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-        raise RevstudyError(f"{path}: {kind}, not this study's Optuna record: refused")
 
 
 def mend_journal(path: Path) -> int:
@@ -111,8 +103,8 @@ def optuna_storage(study: Path, *, create: bool = False) -> Any:
             "sampler history, so the study cannot continue (restore the file, or launch a new "
             "study)"
         )
-    if os.path.lexists(path):
-        _check_regular(path)
+    if os.path.lexists(path):  # a link would carry the study's writes outside the folder
+        regular_file(path, RECORD_LIMIT)
     if path.name == OPTUNA_DB:
         with path.open("rb") as f:
             if f.read(16) != b"SQLite format 3\x00":

@@ -58,7 +58,8 @@ def test_a_record_that_is_a_link_or_not_a_file_is_refused(tmp_path: Path) -> Non
     study = tmp_path / "study"
     study.mkdir()
     os.symlink(elsewhere, study / "optuna.journal")
-    with pytest.raises(RevstudyError, match=r"optuna\.journal: a symbolic link, not this study"):
+    linked = r"optuna\.journal: a symbolic link, not a file of this folder"
+    with pytest.raises(RevstudyError, match=linked):
         optuna_storage(study)
     os.unlink(study / "optuna.journal")
     os.mkfifo(study / "optuna.journal")
