@@ -1,7 +1,7 @@
 """The driver's whole per-trial loop as a study grows, against the time a GPU study leaves it.
 
     python benchmarks/driver_loop.py [--sizes 100 1000 10000] [--rounds 100]
-        [--rate 10000] [--samplers tpe random] [--storages journal sqlite]
+        [--rate 10000] [--samplers tpe random] [--storages journal sqlite] [--packs 1 16]
         [--out benchmarks/results/driver_loop.json]
 
 Issue #31 asks the driver to keep up with 10,000 trials an hour and to spend under 10 % of
@@ -17,6 +17,13 @@ ASHA's decision, trackers off, the live panel, the tables' refresh), and the tri
 completion (Optuna's tell, the records, the tables). What a trial's worker writes (its epoch
 rows and result.json) is written between those calls and not timed: the worker does it, not
 the driver.
+
+With `--packs K` (K > 1) the study is launched with `--pack K`: the driver's pack layer
+(`PackSearcher`, `PackScheduler`, `PackCallback`) asks a pack's K members together (the
+first freely, the others with its shape fixed), takes one report a epoch with a row per
+member still in it, lets the members ASHA stops leave, and ends the pack; figures are per
+member (trial). `tpe_fits` counts the finished sets TPE split (revstudy.study.tpe: one per
+search space and finished set, not one per ask).
 
 The loop is paced at `--rate` trials an hour (one trial ends every 3600/rate seconds, as
 in a GPU study that reaches the rate), so the tables' time-based refresh runs as often as
@@ -57,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=10000.0, help="trials an hour to pace at")
     p.add_argument("--samplers", nargs="+", default=["tpe", "random"])
     p.add_argument("--storages", nargs="+", default=["journal", "sqlite"])
+    p.add_argument("--packs", type=int, nargs="+", default=[1], help="trials per pack: sizes")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/driver_loop.json"))
     return p.parse_args(argv)
 
@@ -113,7 +121,7 @@ def _write_worker_records(study: Path, rid: str, config: dict[str, Any], rng: An
 
 
 def build_study(
-    folder: Path, n: int, sampler: str, rounds: int, storage: str
+    folder: Path, n: int, sampler: str, rounds: int, storage: str, pack: int = 1
 ) -> tuple[Path, Any, Any]:
     """A quick-space study folder holding `n` finished trials (the Optuna record in
     `storage`: journal or sqlite, and the trial folders)."""
@@ -131,7 +139,7 @@ def build_study(
     study.mkdir()
     info = StudyInfo(
         "loop", (Objective("f1_macro_skill_relabelled"),), space=space.to_dict(),
-        sampler=sampler, scheduler="asha", num_samples=n + rounds, study_id="bench",
+        sampler=sampler, scheduler="asha", num_samples=n + rounds, study_id="bench", pack=pack,
     )  # fmt: skip
     write_json_atomic(study / STUDY_FILE, info.to_dict())
     if storage == "sqlite":  # a study launched before the journal: its optuna.db goes on
@@ -179,22 +187,30 @@ class Clock:
         return out
 
 
-def measure(n: int, sampler: str, storage: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    n: int, sampler: str, storage: str, pack: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Median, mean and share of the paced wall time of the driver's work per trial, with
+    `args.rounds` new trials run after `n` finished ones (in packs of `pack`)."""
     import numpy as np
 
     from revstudy.study.callbacks import StudyCallback, StudyStopper
     from revstudy.study.driver import _search
     from revstudy.study.optuna_store import open_optuna
-    from revstudy.studyfolder import public_params
+    from revstudy.study.packs import PackCallback
 
     with tempfile.TemporaryDirectory(prefix="driver_loop-") as tmp:
         t0 = time.perf_counter()
-        study, info, space = build_study(Path(tmp), n, sampler, args.rounds, storage)
+        study, info, space = build_study(Path(tmp), n, sampler, args.rounds, storage, pack)
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         ostudy = open_optuna(study, info)
-        searcher, scheduler, _ = _search(study, info, space, ostudy, False)
-        callback = StudyCallback(study, info, StudyStopper(4), live=False, done_before=n)
+        searcher, scheduler, book = _search(study, info, space, ostudy, False)
+        stopper = StudyStopper(4)
+        if book is None:
+            callback = StudyCallback(study, info, stopper, live=False, done_before=n)
+        else:
+            callback = PackCallback(study, info, stopper, live=False, done_before=n, book=book)
         callback.number_of = searcher.number_of
         open_s = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -202,45 +218,32 @@ def measure(n: int, sampler: str, storage: str, args: argparse.Namespace) -> dic
         callback.tables.refresh(callback.ray_states(), force=True)  # the run's first: all
         first_refresh_s = time.perf_counter() - t0
         rng = np.random.default_rng(1)
-        period = 3600.0 / args.rate
+        run = _pack if book is not None else _lone
+        step = pack if book is not None else 1
+        period = 3600.0 / args.rate * step  # a pack of K trials ends every K periods
         per_trial: list[float] = []
         parts: dict[str, float] = {}
         start = time.perf_counter()
-        for r in range(args.rounds):
+        for r in range(0, args.rounds, step):
             clock = Clock()
-            rid = f"new{r:06d}"
-            config = clock.run("ask", searcher.suggest, rid)
-            trial = SimpleNamespace(
-                trial_id=rid, config=config, status="RUNNING", last_result={}, error_file=None
-            )
-            clock.run("results", scheduler.on_trial_add, None, trial)
-            clock.run("callback", callback.on_trial_start, 0, [], trial)
-            full = space.to_config(public_params(config)).to_dict()
-            for epoch in range(1, EPOCHS + 1):
-                result = {"epoch": epoch, "training_iteration": epoch, "time_total_s": 1.0,
-                          "val_f1_skill_relabelled": float(rng.normal(0.1, 0.03))}  # fmt: skip
-                trial.last_result = result
-                clock.run("results", searcher.on_trial_result, rid, result)
-                clock.run("results", scheduler.on_trial_result, None, trial, result)
-                clock.run("callback", callback.on_trial_result, 0, [], trial, result)
-            final = _write_worker_records(study, rid, full, rng)  # the worker's, untimed
-            trial.last_result = final
-            trial.status = "TERMINATED"
-            clock.run("tell", searcher.on_trial_complete, rid, final)
-            clock.run("results", scheduler.on_trial_complete, None, trial, final)
-            clock.run("callback", callback.on_trial_complete, 0, [], trial)
-            per_trial.append(sum(clock.parts.values()))
+            run(clock, f"new{r:06d}", study, space, searcher, scheduler, callback, rng)
+            per_trial.extend([sum(clock.parts.values()) / step] * step)
             for k, v in clock.parts.items():
                 parts[k] = parts.get(k, 0.0) + v
-            behind = start + (r + 1) * period - time.perf_counter()
-            if behind > 0:  # paced: the next trial ends one period after this one
+            behind = start + (r // step + 1) * period - time.perf_counter()
+            if behind > 0:  # paced: the next trial (pack) ends one period after this one
                 time.sleep(behind)
         wall = time.perf_counter() - start
+        fits = getattr(ostudy.sampler, "fits", None)
+        finished = [t for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()]
     return {
         "storage": storage,
         "sampler": sampler,
+        "pack": pack,
         "trials": n,
         "rounds": args.rounds,
+        "tpe_fits": fits,
+        "finished_new": len(finished) - n,  # new trials Optuna holds as finished
         "build_s": round(build_s, 1),
         "open_s": round(open_s, 2),
         "first_refresh_s": round(first_refresh_s, 2),
@@ -250,8 +253,80 @@ def measure(n: int, sampler: str, storage: str, args: argparse.Namespace) -> dic
         "parts_s_mean": {k: round(v / args.rounds, 4) for k, v in parts.items()},
         "wall_s": round(wall, 2),
         "share_of_wall": round(sum(per_trial) / wall, 4),
-        "kept_up": wall <= args.rounds * period * 1.05,
+        "kept_up": wall <= args.rounds / step * period * 1.05,
     }
+
+
+def _lone(
+    clock: Clock, rid: str, study: Path, space: Any, searcher: Any, scheduler: Any,
+    callback: Any, rng: Any,
+) -> None:  # fmt: skip
+    """One lone trial through the driver, as Ray Tune drives it."""
+    from revstudy.studyfolder import public_params
+
+    config = clock.run("ask", searcher.suggest, rid)
+    trial = SimpleNamespace(
+        trial_id=rid, config=config, status="RUNNING", last_result={}, error_file=None
+    )
+    clock.run("results", scheduler.on_trial_add, None, trial)
+    clock.run("callback", callback.on_trial_start, 0, [], trial)
+    full = space.to_config(public_params(config)).to_dict()
+    for epoch in range(1, EPOCHS + 1):
+        result = {"epoch": epoch, "training_iteration": epoch, "time_total_s": 1.0,
+                  "val_f1_skill_relabelled": float(rng.normal(0.1, 0.03))}  # fmt: skip
+        trial.last_result = result
+        clock.run("results", searcher.on_trial_result, rid, result)
+        clock.run("results", scheduler.on_trial_result, None, trial, result)
+        clock.run("callback", callback.on_trial_result, 0, [], trial, result)
+    final = _write_worker_records(study, rid, full, rng)  # the worker's, untimed
+    trial.last_result = final
+    trial.status = "TERMINATED"
+    clock.run("tell", searcher.on_trial_complete, rid, final)
+    clock.run("results", scheduler.on_trial_complete, None, trial, final)
+    clock.run("callback", callback.on_trial_complete, 0, [], trial)
+
+
+def _pack(
+    clock: Clock, pid: str, study: Path, space: Any, searcher: Any, scheduler: Any,
+    callback: Any, rng: Any,
+) -> None:  # fmt: skip
+    """One pack through the driver: its members asked together, one report a epoch with a
+    row per member still in it (scheduler, searcher, callback: Ray Tune's order), members
+    ASHA stops leave; those left finish with their final rows, then the pack ends."""
+    from revstudy.studyfolder import PACK_KEY, TRIAL_KEY, public_params
+
+    config = clock.run("ask", searcher.suggest, pid)
+    members = {str(c[TRIAL_KEY]): c for c in config[PACK_KEY]}
+    trial = SimpleNamespace(
+        trial_id=pid, config=config, status="RUNNING", last_result={}, error_file=None
+    )
+    clock.run("results", scheduler.on_trial_add, None, trial)
+    clock.run("callback", callback.on_trial_start, 0, [], trial)
+    book = searcher.book
+    for epoch in range(1, EPOCHS + 1):
+        rows = []
+        for mid, c in members.items():
+            if mid in book.outcome:
+                continue  # stopped by ASHA: it left the pack
+            if epoch < EPOCHS:
+                rows.append({TRIAL_KEY: mid, "epoch": epoch,
+                             "val_f1_skill_relabelled": float(rng.normal(0.1, 0.03))})  # fmt: skip
+            else:  # the worker writes the member's records, then reports its final row
+                full = space.to_config(public_params(c)).to_dict()
+                final = _write_worker_records(study, mid, full, rng)
+                rows.append({**final, TRIAL_KEY: mid, "epoch": epoch})
+        if not rows:
+            break
+        result = {"epoch": epoch, "training_iteration": epoch, "time_total_s": 1.0,
+                  PACK_KEY: tuple(rows)}  # fmt: skip
+        trial.last_result = result
+        clock.run("results", scheduler.on_trial_result, None, trial, result)
+        clock.run("results", searcher.on_trial_result, pid, result)
+        clock.run("callback", callback.on_trial_result, 0, [], trial, result)
+    trial.status = "TERMINATED"
+    clock.run("tell", searcher.on_trial_complete, pid, None)
+    clock.run("results", scheduler.on_trial_complete, None, trial, {})
+    clock.run("callback", callback.on_trial_complete, 0, [], trial)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     for n in args.sizes:
         for storage, sampler in [(st, sa) for st in args.storages for sa in args.samplers]:
-            record(doc, measure(n, sampler, storage, args), out)
+            for pack in args.packs:
+                record(doc, measure(n, sampler, storage, pack, args), out)
     return 0
 
 

@@ -23,6 +23,7 @@ from revstudy.errors import RevstudyError
 from revstudy.files import read_json
 from revstudy.optunafile import OPTUNA_JOURNAL, mend_journal, optuna_path, optuna_storage
 from revstudy.study.options import SAMPLERS
+from revstudy.study.tpe import FitOnceTPESampler
 from revstudy.studyfolder import (
     FINAL_KEY,
     RESULT_FILE,
@@ -223,9 +224,10 @@ def make_sampler(name: str, seed: int, multi: bool) -> Any:
     """The Optuna sampler `--sampler` names, seeded. TPE, GP and NSGA-II read the
     constraint values `tell` sets on each trial (Optuna 5's `Trial.set_constraint`; its
     `constraints_func` is deprecated) and prefer feasible trials; random and QMC do not
-    learn."""
+    learn. TPE is Optuna's, fitted once per set of finished trials (revstudy.study.tpe:
+    the same suggestions, fewer fits when a pack's members are asked together)."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return FitOnceTPESampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":

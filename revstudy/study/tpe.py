@@ -1,0 +1,178 @@
+"""Optuna's TPE with the work on finished trials done once per set of finished trials.
+
+Optuna 5's `TPESampler` (multivariate, `constant_liar` on by default) rebuilds everything
+on every ask: it splits all finished trials into the better ones (below) and the rest
+(above), converts every trial's parameters, and fits a Parzen estimator to each part. At
+10^4 trials that is ~55 ms of Python loops on 2 cores, more than half of an ask
+(benchmarks/driver_loop.py). A study asks many times between two finished trials (a pack's
+K members, the first trials of a parallel study), and what those asks see differs only in
+the running trials: the finished set only grows (finished Optuna trials are never modified
+or deleted, so its size names it), and the constant liar puts running trials in `above`
+alone, never in `below`, and never counts them in the split.
+
+`FitOnceTPESampler` keeps, for the latest finished set and each search space (a pack's
+first member samples the whole space, the others the space left when its shape is fixed):
+the split, the `below` estimator, and `above`'s converted parameters in trial order; and
+each finished trial's converted parameters, by number, for the next finished set. Each
+ask adds its running trials to `above` in trial order, builds that estimator (vectorised),
+and draws candidates with the sampler's own random stream. Its suggestions equal stock
+`TPESampler`'s for the same seed and history, bit for bit (tests/study/test_tpe.py runs both
+through asks, packs, pruned, infeasible and multi-objective trials); it changes how often
+TPE converts and splits, never what it suggests. Optuna is pinned (pyproject.toml): the
+private methods this class calls are those of Optuna 5.0.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_gamma_multiobjective
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["FitOnceTPESampler"]
+
+FINISHED = [TrialState.COMPLETE, TrialState.PRUNED]  # what TPE learns from
+
+
+@dataclass
+class FinishedFit:
+    """TPE's view of one finished set in one search space: the `below` estimator, and the
+    parameters of `above`'s trials (internal representation, trial order) with their
+    numbers, to which each ask adds its running trials."""
+
+    below: _ParzenEstimator
+    above_numbers: list[int]
+    above_values: dict[str, list[Any]]
+    above: _ParzenEstimator  # above without running trials (asks with none running)
+
+
+class FitOnceTPESampler(optuna.samplers.TPESampler):
+    """`TPESampler` that splits and converts the finished trials once per finished set."""
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self._fits: dict[tuple, FinishedFit] = {}
+        self._fitted_on: tuple[int, int, int] | None = None  # (study id, finished, last)
+        # each finished trial's parameters in each search space's representation, by number
+        self._rows: dict[tuple, dict[int, list[Any] | None]] = {}  # (study id, space)
+        self.fits = 0  # finished sets split (benchmarks, tests)
+
+    def _sample(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        states = [*FINISHED, TrialState.RUNNING] if self._constant_liar else FINISHED
+        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+        finished, running = [], []
+        for t in trials:  # one pass: at 10^4 trials each pass costs ~2 ms
+            if t.state != TrialState.RUNNING:
+                finished.append(t)
+            elif t.number != trial.number:  # the trial being sampled is not its own liar
+                running.append(t)
+        fit = self._finished_fit(study, finished, search_space)
+        below = fit.below
+        above = self._with_running(study, fit, running, search_space)
+        # from here on exactly what TPESampler._sample does after its split and fits
+        samples = below.sample(self._rng.rng, self._n_ei_candidates)
+        acquisition = self._compute_acquisition_func(samples, below, above)
+        best = optuna.samplers.TPESampler._compare(samples, acquisition)
+        return {name: d.to_external_repr(best[name]) for name, d in search_space.items()}
+
+    def _finished_fit(
+        self,
+        study: optuna.Study,
+        finished: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+    ) -> FinishedFit:
+        """The cached fit of `finished` in `search_space`, made on first use."""
+        key = (study._study_id, len(finished), finished[-1].number if finished else -1)
+        if key != self._fitted_on:
+            self._fits.clear()
+            self._fitted_on = key
+        space = tuple(search_space.items())
+        fit = self._fits.get(space)
+        if fit is None:
+            fit = self._fits[space] = self._fit(study, finished, search_space)
+        return fit
+
+    def _fit(
+        self,
+        study: optuna.Study,
+        finished: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+    ) -> FinishedFit:
+        if self._gamma is None:  # as TPESampler sets it on its first sample
+            multi = len(study.directions) > 1
+            self._gamma = default_gamma_multiobjective if multi else default_gamma
+        # running trials would only join `above`, sorted in by number: added per ask
+        below_trials, above_trials = _split_trials(study, finished, self._gamma(len(finished)))
+        rows = self._rows.setdefault((study._study_id, tuple(search_space.items())), {})
+        numbers: list[int] = []
+        kept: list[list[Any]] = []
+        for t in above_trials:
+            if t.number in rows:  # a finished trial's parameters never change: converted once
+                row = rows[t.number]
+            else:
+                row = rows[t.number] = _internal_row(t.params, search_space)
+            if row is not None:
+                numbers.append(t.number)
+                kept.append(row)
+        values = {name: [row[i] for row in kept] for i, name in enumerate(search_space)}
+        self.fits += 1
+        return FinishedFit(
+            below=self._build_parzen_estimator(study, search_space, below_trials, True),
+            above_numbers=numbers,
+            above_values=values,
+            above=self._estimator(values, search_space),
+        )
+
+    def _with_running(
+        self,
+        study: optuna.Study,
+        fit: FinishedFit,
+        running: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+    ) -> _ParzenEstimator:
+        """`above`'s estimator with the running trials (the constant liar's) in trial order."""
+        rows = []
+        for t in running:
+            row = _internal_row(self._get_params(t, study), search_space)
+            if row is not None:
+                rows.append((t.number, row))
+        if not rows:
+            return fit.above
+        numbers = list(fit.above_numbers)
+        values = {name: list(v) for name, v in fit.above_values.items()}
+        for number, row in sorted(rows, key=lambda r: r[0]):
+            at = bisect_left(numbers, number)
+            numbers.insert(at, number)
+            for name, v in zip(search_space, row, strict=True):
+                values[name].insert(at, v)
+        return self._estimator(values, search_space)
+
+    def _estimator(
+        self, values: dict[str, list[Any]], search_space: dict[str, BaseDistribution]
+    ) -> _ParzenEstimator:
+        """What TPESampler._build_parzen_estimator builds for `above` from these values."""
+        observations = {name: np.asarray(v) for name, v in values.items()}
+        mpe = self._parzen_estimator_cls(
+            observations, search_space, self._parzen_estimator_parameters
+        )
+        if not isinstance(mpe, _ParzenEstimator):
+            raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
+        return mpe
+
+
+def _internal_row(
+    params: dict[str, Any], search_space: dict[str, BaseDistribution]
+) -> list[Any] | None:
+    """A trial's parameters in the estimators' representation, None when it lacks one of
+    the space's (TPESampler._get_internal_repr leaves such a trial out)."""
+    if not search_space.keys() <= params.keys():
+        return None
+    return [d.to_internal_repr(params[name]) for name, d in search_space.items()]

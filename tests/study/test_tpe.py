@@ -1,0 +1,144 @@
+"""FitOnceTPESampler (revstudy.study.tpe) suggests exactly what Optuna's TPESampler does for
+the same seed and history, while splitting and converting the finished trials once per
+finished set: compared ask by ask through packs (members asked with the first one's shape
+fixed, as PackSearcher does), trials finishing mid-pack, pruned, infeasible and failed
+trials, a conditional space, several objectives, and without the constant liar."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import pytest
+
+from revstudy.study.optuna_store import make_sampler
+from revstudy.study.tpe import FitOnceTPESampler
+
+TS = optuna.trial.TrialState
+SHAPE = ("blocks", "width")
+
+
+def space(trial: optuna.Trial) -> dict[str, Any]:
+    """Parameters of every kind TPE converts (ints, log floats, categoricals) and one that
+    exists only for some trials (define-by-run, sampled independently)."""
+    p: dict[str, Any] = {
+        "blocks": trial.suggest_int("blocks", 1, 6),
+        "width": trial.suggest_categorical("width", [64, 128, 256]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "decay": trial.suggest_float("decay", 0.0, 0.5),
+    }
+    if p["blocks"] > 3:
+        p["extra"] = trial.suggest_int("extra", 2, 8, step=2)
+    return p
+
+
+def score(p: dict[str, Any]) -> float:
+    return -((math.log10(p["lr"]) + 3) ** 2) - 0.1 * p["blocks"] + p["decay"] + p["width"] / 1e3
+
+
+def outcome(study: optuna.Study, trial: optuna.Trial, p: dict[str, Any], i: int) -> None:
+    """Finish `trial` in one of the ways a study does: complete (sometimes infeasible),
+    pruned with intermediate values, or failed."""
+    v = score(p)
+    multi = len(study.directions) > 1
+    if i % 7 == 3:
+        if not multi:  # Optuna keeps intermediate values of one objective only
+            trial.report(v - 0.5, 1)
+            trial.report(v - 0.2, 2)
+        study.tell(trial, state=TS.PRUNED)
+    elif i % 11 == 5:
+        study.tell(trial, state=TS.FAIL)
+    else:
+        trial.set_constraint("f1_min", 0.5 if i % 5 == 0 else -0.1)
+        study.tell(trial, [v, p["blocks"]] if multi else v)
+
+
+def run(
+    make: Callable[[], optuna.samplers.BaseSampler],
+    *,
+    directions: tuple[str, ...] = ("maximize",),
+    pack: int = 4,
+    packs: int = 6,
+) -> tuple[list[dict[str, Any]], optuna.samplers.BaseSampler]:
+    """Every suggestion of a study: 14 trials one at a time (TPE's random start and its
+    first fits), then `packs` packs of `pack` members asked together, one member of every
+    other pack finishing before the others are asked."""
+    sampler = make()
+    study = optuna.create_study(directions=list(directions), sampler=sampler)
+    seen: list[dict[str, Any]] = []
+    i = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental PartialFixedSampler, set_constraint
+        for _ in range(14):
+            t = study.ask()
+            p = space(t)
+            seen.append(p)
+            outcome(study, t, p, i)
+            i += 1
+        for k in range(packs):
+            first = study.ask()
+            p0 = space(first)
+            asked = [(first, p0)]
+            study.sampler = optuna.samplers.PartialFixedSampler({n: p0[n] for n in SHAPE}, sampler)
+            for j in range(1, pack):
+                if k % 2 and j == 2:  # a trial finishes between two members' asks
+                    t, p = asked.pop(0)
+                    outcome(study, t, p, i)
+                    i += 1
+                t = study.ask()
+                asked.append((t, space(t)))
+            study.sampler = sampler
+            for t, p in asked:
+                seen.append(p)
+                outcome(study, t, p, i)
+                i += 1
+            seen.append({"after": k})  # marks where the packs ended
+    return seen, sampler
+
+
+@pytest.mark.parametrize(
+    ("options", "directions"),
+    [
+        ({}, ("maximize",)),  # Optuna 5's default: multivariate, constant liar
+        ({"constant_liar": False}, ("maximize",)),
+        ({}, ("maximize", "minimize")),
+        ({"multivariate": False}, ("maximize",)),
+    ],
+    ids=["default", "no-liar", "two-objectives", "univariate"],
+)
+def test_suggestions_equal_optuna_tpe(options: dict, directions: tuple[str, ...]) -> None:
+    stock, _ = run(lambda: optuna.samplers.TPESampler(seed=7, **options), directions=directions)
+    ours, sampler = run(lambda: FitOnceTPESampler(seed=7, **options), directions=directions)
+    assert ours == stock  # every parameter of every trial, exactly
+    assert isinstance(sampler, FitOnceTPESampler) and sampler.fits > 0
+
+
+def test_a_pack_s_members_share_one_fit_per_search_space() -> None:
+    """No trial finishes while a pack is asked: the first member fits the whole space, the
+    others the space left with the shape fixed; nothing else is split or converted."""
+    _, sampler = run(lambda: FitOnceTPESampler(seed=3), pack=5, packs=1)
+    assert isinstance(sampler, FitOnceTPESampler)
+    before = sampler.fits
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(20):  # a history TPE fits (past its 10 random trials)
+            t = study.ask()
+            study.tell(t, score(space(t)))
+        fits = sampler.fits
+        first = study.ask()
+        p0 = space(first)
+        study.sampler = optuna.samplers.PartialFixedSampler({n: p0[n] for n in SHAPE}, sampler)
+        for _ in range(7):
+            space(study.ask())
+    # the whole space and the reduced one, plus one single-parameter fit for `extra` where
+    # a member's blocks > 3 asks for it (sampled on its own: not in every trial)
+    assert 2 <= sampler.fits - fits <= 3
+    assert before > 0
+
+
+def test_studies_get_it_for_tpe() -> None:
+    assert type(make_sampler("tpe", 0, multi=False)) is FitOnceTPESampler
