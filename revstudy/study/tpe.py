@@ -49,7 +49,7 @@ class FinishedFit:
     below: _ParzenEstimator
     above_numbers: list[int]
     above_values: dict[str, list[Any]]
-    above: _ParzenEstimator  # above without running trials (asks with none running)
+    above: _ParzenEstimator | None = None  # without running trials, made on first need
 
 
 class FitOnceTPESampler(optuna.samplers.TPESampler):
@@ -128,7 +128,6 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             below=self._build_parzen_estimator(study, search_space, below_trials, True),
             above_numbers=numbers,
             above_values=values,
-            above=self._estimator(values, search_space),
         )
 
     def _with_running(
@@ -145,6 +144,8 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             if row is not None:
                 rows.append((t.number, row))
         if not rows:
+            if fit.above is None:
+                fit.above = self._estimator(fit.above_values, search_space)
             return fit.above
         numbers = list(fit.above_numbers)
         values = {name: list(v) for name, v in fit.above_values.items()}
