@@ -115,12 +115,13 @@ def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> di
     trainers = [Trainer(c, SplitTensors.build(dataset, c, 0), seed=c.seed) for c in configs]
     group = FusedRepeats(trainers) if k > 1 else None
 
-    def validate() -> None:
+    def validate() -> None:  # as FusedRepeats.train_epoch validates its members
         given = group._validation_logits(1) if group is not None else {}
+        rows = group.validation_rows(1) if group is not None else {}
         for r, t in enumerate(trainers):
-            t.given_logits = given.get(r, {})
+            t.given_logits, t.given_rows = given.get(r, {}), rows.get(r)
             t.validate(1)
-            t.given_logits = {}
+            t.given_logits, t.given_rows = {}, None
 
     validate()  # warm-up: the libraries and renumbered libraries are built once
     ops = top_level_ops(validate)

@@ -42,12 +42,23 @@ from revstudy.training.lanes import run_in_lanes
 from revstudy.training.losses import LOSS_TERMS, MemberWeights, objective_terms
 from revstudy.training.member_adam import MemberAdam
 from revstudy.training.metrics import CHUNK
-from revstudy.training.trainer import EpochRecord, Trainer, make_optimizer
+from revstudy.training.trainer import (
+    VALIDATION_CHUNK,
+    EpochRecord,
+    Trainer,
+    ValidationRows,
+    make_optimizer,
+)
 
 T = TypeVar("T")
 # rows of one vmapped validation forward over all of an ensemble's members: bounds its memory
 # (a lone model's forward takes `CHUNK` rows at a time)
 VALIDATION_ROWS = 8192
+# members that validate their rows together only from this many: a chunk's vmapped forward
+# and inverse issue more operations than two members' own passes and fewer than four's
+# (benchmarks/pack_ops.py, paper-sized members, whole validations with the libraries: 2
+# together 3,384 top-level ops, apart 2,926; 4: 3,680 and 4,084; 16: 5,384 and 11,032)
+ROWS_TOGETHER_FROM = 4
 
 
 class _Inverse(nn.Module):
@@ -277,10 +288,11 @@ class FusedRepeats:
             raise EnsembleStepError(e) from e
         self._copy_weights()
         share = (time.perf_counter() - start) / len(self.trainers)
-        given = self._validation_logits(epoch)  # validation time is each member's own
+        # validation time is each member's own
+        given, rows = self._validation_logits(epoch), self.validation_rows(epoch)
         records: list[Any] = []
         for r, t in enumerate(self.trainers):
-            t.given_logits = given.get(r, {})
+            t.given_logits, t.given_rows = given.get(r, {}), rows.get(r)
             try:
                 records.append(
                     t.finish_epoch(epoch, dict(zip(LOSS_TERMS, sums[r], strict=True)), share)
@@ -291,7 +303,7 @@ class FusedRepeats:
                     raise
                 records.append(e)
             finally:
-                t.given_logits = {}
+                t.given_logits, t.given_rows = {}, None
         return records
 
     @torch.no_grad()
@@ -304,7 +316,7 @@ class FusedRepeats:
         own forward up to float summation order, as the ensemble's step is. Empty (each
         member runs its own forwards, as before) for fewer than two members or when the
         device cannot run the vmapped forward."""
-        who = [r for r, t in enumerate(self.trainers) if t.validates(epoch)]
+        who = self._validating(epoch)
         if len(who) < 2:
             return {}
         out: dict[int, dict[tuple[str, str], torch.Tensor]] = {r: {} for r in who}
@@ -323,6 +335,92 @@ class FusedRepeats:
         except (RuntimeError, NotImplementedError):  # the members' own forwards still run
             return {}
         return out
+
+    def _validating(self, epoch: int) -> list[int]:
+        """The members that validate at `epoch` (`Trainer.validates`)."""
+        return [r for r, t in enumerate(self.trainers) if t.validates(epoch)]
+
+    @torch.no_grad()
+    def validation_rows(self, epoch: int) -> dict[int, ValidationRows]:
+        """`Trainer.validation_rows` of every member that validates at `epoch`, their
+        forwards and inverses in one vmapped pass a chunk instead of one per member: each
+        member's own rows, `VALIDATION_CHUNK` at a time, its Z_free and MMD draws from its
+        own validation generator in its own order, its loss terms with its own settings.
+        Equal to each member's own up to float summation order. Empty (each member runs its
+        own) for fewer than `ROWS_TOGETHER_FROM` members or when the device cannot run the
+        vmapped pass."""
+        who = self._validating(epoch)
+        if len(who) < ROWS_TOGETHER_FROM:
+            return {}
+        trainers = [self.trainers[r] for r in who]
+        xs = [t.data.x_val for t in trainers]
+        ys = [t.data.y_val for t in trainers]
+        gens = [t.validation_generator(epoch) for t in trainers]
+        n = [len(x) for x in xs]
+        sums = [[0.0, 0.0] for _ in who]  # each member's total and total_y
+        preds: list[list[torch.Tensor]] = [[] for _ in who]
+        try:
+            for i in range(0, max(n), VALIDATION_CHUNK):
+                on = [j for j, m in enumerate(n) if m > i]  # members with rows left
+                sizes = [min(VALIDATION_CHUNK, n[j] - i) for j in on]
+                terms, y_latent = self._validation_chunk(
+                    epoch,
+                    [who[j] for j in on],
+                    [xs[j][i : i + VALIDATION_CHUNK] for j in on],
+                    [ys[j][i : i + VALIDATION_CHUNK] for j in on],
+                    [gens[j] for j in on],
+                )
+                values = terms[:, :2].tolist()  # the chunk's one sync for all members
+                for a, (j, k) in enumerate(zip(on, sizes, strict=True)):
+                    sums[j][0] += values[a][0] * k
+                    sums[j][1] += values[a][1] * k
+                    preds[j].append((y_latent[a, :k] > 0).cpu())
+        except (RuntimeError, NotImplementedError):  # the members' own passes still run
+            return {}
+        return {
+            r: ValidationRows(total, total_y, torch.cat(p))
+            for r, (total, total_y), p in zip(who, sums, preds, strict=True)
+        }
+
+    def _validation_chunk(
+        self,
+        epoch: int,
+        members: list[int],
+        xs: list[torch.Tensor],
+        ys: list[torch.Tensor],
+        gens: list[torch.Generator],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[M, 4] loss terms and [M, b, y_dim] Y_latent of one chunk of each of `members`'
+        validation rows (`xs[m]`, `ys[m]`, padded to the longest: no layer mixes rows)."""
+        sizes = [len(x) for x in xs]
+        b, z_dim = max(sizes), self.net.z_dim
+        params = {k: v.detach()[members] for k, v in self.params.items()}
+        xb = torch.stack([_pad(x, b) for x in xs])
+        yb = torch.stack([_pad(y, b) for y in ys])
+        noise = torch.stack(
+            [
+                _pad(torch.randn((k, z_dim), generator=g, device=self.device), b)
+                for k, g in zip(sizes, gens, strict=True)
+            ]
+        )
+        z_free, y_latent = vmap(self._forward)(params, xb)
+        x_gen = vmap(self._inverse)(params, noise, y_latent)
+        terms = torch.stack(
+            [
+                self._terms(
+                    z_free[a, :k],
+                    y_latent[a, :k],
+                    x_gen[a, :k],
+                    xb[a, :k],
+                    yb[a, :k],
+                    epoch,
+                    [g if self.mmd[r] else None],
+                    self.weights.member(r),
+                )
+                for a, (r, k, g) in enumerate(zip(members, sizes, gens, strict=True))
+            ]
+        )
+        return terms, y_latent
 
     def _forward_members(
         self, members: list[int], inputs: list[torch.Tensor]

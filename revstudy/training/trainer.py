@@ -83,6 +83,20 @@ VAL_KEYS = (
 )
 
 
+VALIDATION_CHUNK = 512  # validation rows a forward
+
+
+@dataclass(frozen=True)
+class ValidationRows:
+    """What a validation takes from its forwards over the validation split: the sums over
+    its rows of the objective and of its spectrum term (each chunk's mean times its rows),
+    and the predicted bits (bool [rows, y_dim], on the CPU)."""
+
+    total: float
+    total_y: float
+    pred: torch.Tensor
+
+
 class Trainer:
     """Model, optimiser and RNG for one config on one split."""
 
@@ -124,6 +138,8 @@ class Trainer:
         # computed for a whole fused ensemble at once (FusedRepeats), instead of a forward
         # of its own; empty outside that epoch's validation
         self.given_logits: dict[tuple[str, str], torch.Tensor] = {}
+        # this epoch's validation rows, likewise computed for a whole fused ensemble
+        self.given_rows: ValidationRows | None = None
         # set by load_state when the checkpoint's generator was of another device type
         self.generator_reseeded: dict[str, Any] | None = None
 
@@ -213,22 +229,10 @@ class Trainer:
     def validate(self, epoch: int) -> dict[str, float]:
         """Validation loss (same terms as training, one Z_free draw) and macro F1."""
         self.model.eval()
-        x, y = self.data.x_val, self.data.y_val
-        total_y = total = 0.0
-        pred = []
-        vgen = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * epoch)
-        for i in range(0, len(x), 512):
-            xb, yb = x[i : i + 512], y[i : i + 512]
-            z_free, y_latent = self.model(xb)
-            x_gen = self.model.inverse(
-                torch.randn(z_free.shape, generator=vgen, device=self.device), y_latent
-            )
-            terms = objective_terms(z_free, y_latent, x_gen, xb, yb, self.config, epoch, vgen)
-            batch_total, batch_y = terms[:2].tolist()
-            total_y += batch_y * len(xb)
-            total += batch_total * len(xb)
-            pred.append((y_latent > 0).cpu())
-        f1 = f1_scores(y.cpu().numpy(), torch.cat(pred).numpy())["f1_macro"]
+        y = self.data.y_val
+        rows = self.given_rows if self.given_rows is not None else self.validation_rows(epoch)
+        total, total_y = rows.total, rows.total_y
+        f1 = f1_scores(y.cpu().numpy(), rows.pred.numpy())["f1_macro"]
         if not math.isfinite(total):
             raise NonFiniteLossError(f"non-finite validation loss at epoch {epoch}")
         if self._val_baseline is None:  # depends on the split only
@@ -238,8 +242,8 @@ class Trainer:
         y_lib, truth = self._library_logits("val")
         mrr = retrieval_metrics(y_lib, truth, y)["retrieval_mrr"]
         out = {
-            "val_loss": total / len(x),
-            "val_loss_y": total_y / len(x),
+            "val_loss": total / len(y),
+            "val_loss_y": total_y / len(y),
             "val_f1_macro": f1,
             "val_f1_skill": f1_skill(f1, self._val_baseline),
             "val_retrieval_mrr": mrr,
@@ -255,6 +259,32 @@ class Trainer:
             val_retrieval_mrr_relabelled=mrr_rel,
         )
         return out
+
+    def validation_generator(self, epoch: int) -> torch.Generator:
+        """The generator of `epoch`'s validation draws (Z_free, the MMD's sample): seeded
+        by the run and the epoch, so validating never moves the training stream."""
+        return torch.Generator(device=self.device).manual_seed(self.seed + 7919 * epoch)
+
+    @torch.no_grad()
+    def validation_rows(self, epoch: int) -> ValidationRows:
+        """The validation split's loss sums and predicted bits, `VALIDATION_CHUNK` rows a
+        forward (FusedRepeats.validation_rows computes the same for a pack at once)."""
+        x, y = self.data.x_val, self.data.y_val
+        total_y = total = 0.0
+        pred = []
+        vgen = self.validation_generator(epoch)
+        for i in range(0, len(x), VALIDATION_CHUNK):
+            xb, yb = x[i : i + VALIDATION_CHUNK], y[i : i + VALIDATION_CHUNK]
+            z_free, y_latent = self.model(xb)
+            x_gen = self.model.inverse(
+                torch.randn(z_free.shape, generator=vgen, device=self.device), y_latent
+            )
+            terms = objective_terms(z_free, y_latent, x_gen, xb, yb, self.config, epoch, vgen)
+            batch_total, batch_y = terms[:2].tolist()
+            total_y += batch_y * len(xb)
+            total += batch_total * len(xb)
+            pred.append((y_latent > 0).cpu())
+        return ValidationRows(total, total_y, torch.cat(pred))
 
     @torch.no_grad()
     def retrieval(self, split: str = "val") -> dict[str, float]:

@@ -429,3 +429,45 @@ def test_an_ensembles_validation_forwards_every_members_library_at_once(
                 alone = real(t.model, x)[1]
                 assert given[r][(kind, "val")].shape == alone.shape
                 assert torch.allclose(given[r][(kind, "val")], alone, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk", [512, 7], ids=["one-chunk", "ragged-chunks"])
+def test_an_ensembles_validation_rows_are_each_members_own(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Issue #31: the members' validation rows go through one vmapped forward and inverse a
+    chunk; each member's loss sums and predicted bits equal its own `validation_rows`
+    (float64: its own split, Z_free and MMD draws from its own validation generator, its
+    own loss settings), over splits of different sizes and, with 7-row chunks, members
+    whose last chunk is short or who run out of rows first. No member validates its rows
+    itself, and one that skips this epoch's validation (`val_every`) is left out. Fewer
+    than `ROWS_TOGETHER_FROM` members validate their own rows (fewer operations so)."""
+    import revstudy.training.fused as fused_mod
+
+    monkeypatch.setattr(trainer_mod, "VALIDATION_CHUNK", chunk)
+    monkeypatch.setattr(fused_mod, "VALIDATION_CHUNK", chunk)
+    with default_float64():
+        cfgs = [MEMBERS[0].replace(val_every=2), *MEMBERS, MEMBERS[0]]  # 4 validate
+        packed = [
+            Trainer(c, as_float64(SplitTensors.build(dataset, c, r)), seed=c.seed + r)
+            for r, c in enumerate(cfgs)
+        ]
+        assert len({len(t.data.x_val) for t in packed[1:]}) > 1, "splits should differ"
+        group = FusedRepeats(packed)
+        own: list[int] = []
+        real = Trainer.validation_rows
+        monkeypatch.setattr(Trainer, "validation_rows", lambda t, e: own.append(e) or real(t, e))
+        recs = group.train_epoch()
+        assert own == []  # every member's rows came from the ensemble
+        assert math.isnan(recs[0].val_loss) and not math.isnan(recs[1].val_loss)
+        given = group.validation_rows(1)
+        assert sorted(given) == [1, 2, 3, 4]  # member 0 does not validate epoch 1
+        for r in (1, 2, 3, 4):
+            alone = real(packed[r], 1)
+            assert given[r].pred.shape == alone.pred.shape == packed[r].data.y_val.shape
+            assert torch.equal(given[r].pred, alone.pred)
+            assert given[r].total == pytest.approx(alone.total, rel=1e-12)
+            assert given[r].total_y == pytest.approx(alone.total_y, rel=1e-12)
+            assert recs[r].val_loss == pytest.approx(alone.total / len(packed[r].data.y_val))
+        assert fused_mod.ROWS_TOGETHER_FROM == 4
+        assert FusedRepeats(packed[:4]).validation_rows(1) == {}  # 3 validate: apart
