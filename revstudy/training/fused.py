@@ -175,7 +175,7 @@ class FusedRepeats:
         c = self.config
         gens = [t.gen for t in self.trainers]
         sizes = [len(i) for i in idx]
-        b, z_dim = max(sizes), self.net.z_dim
+        b = max(sizes)
         cols = torch.stack([_pad(i, b) for i in idx])
         rows = self.repeat_rows
         xb, yb = self.x_train[rows, cols], self.y_train[rows, cols]
@@ -186,34 +186,27 @@ class FusedRepeats:
                     for r, (k, g) in enumerate(zip(sizes, gens, strict=True))
                 ]
             )
-        noise = torch.stack(
-            [
-                _pad(torch.randn((k, z_dim), generator=g, device=self.device), b)
-                for k, g in zip(sizes, gens, strict=True)
-            ]
-        )
+        noise = self._noise(sizes, gens)
         z_free, y_latent = vmap(self._forward)(self.params, xb)
         y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
         x_gen = vmap(self._inverse)(self.params, noise, y_in)
         # each member draws its own MMD sample; the others none (their latent term is off)
         draws = [g if on else None for g, on in zip(gens, self.mmd, strict=True)]
         if len(set(sizes)) > 1:
-            return torch.stack(
-                [
-                    self._terms(
-                        z_free[r, :k],
-                        y_latent[r, :k],
-                        x_gen[r, :k],
-                        xb[r, :k],
-                        yb[r, :k],
-                        epoch,
-                        [draws[r]],
-                        self.weights.member(r),
-                    )
-                    for r, k in enumerate(sizes)
-                ]
-            )
+            members = list(range(len(sizes)))
+            return self._own_terms((z_free, y_latent, x_gen, xb, yb), epoch, members, sizes, draws)
         return self._terms(z_free, y_latent, x_gen, xb, yb, epoch, draws, self.weights)
+
+    def _noise(self, sizes: list[int], gens: list[torch.Generator]) -> torch.Tensor:
+        """[M, max(sizes), z_dim] Z_free noise: member m's `sizes[m]` rows from its own
+        generator `gens[m]` (as its lone run draws them), zero-padded to the longest."""
+        b, z_dim = max(sizes), self.net.z_dim
+        return torch.stack(
+            [
+                _pad(torch.randn((k, z_dim), generator=g, device=self.device), b)
+                for k, g in zip(sizes, gens, strict=True)
+            ]
+        )
 
     def _terms(
         self,
@@ -242,6 +235,24 @@ class FusedRepeats:
             )
             ref = ref.reshape(z_free.shape)
         return objective_terms(z_free, y_latent, x_gen, xb, yb, weights, epoch, ref=ref)
+
+    def _own_terms(
+        self,
+        batch: tuple[torch.Tensor, ...],
+        epoch: int,
+        members: list[int],
+        sizes: list[int],
+        draws: list[torch.Generator | None],
+    ) -> torch.Tensor:
+        """[M, 4] loss terms of padded [M, b, ...] tensors (`batch`: z_free, y_latent,
+        x_gen, x, y), row m over its own `sizes[m]` rows with member `members[m]`'s settings
+        and MMD draw `draws[m]`: each member's mean over its own rows, as alone."""
+        rows = []
+        for a, (r, k) in enumerate(zip(members, sizes, strict=True)):
+            z, y_latent, x_gen, x, y = (t[a, :k] for t in batch)
+            weights = self.weights.member(r)
+            rows.append(self._terms(z, y_latent, x_gen, x, y, epoch, [draws[a]], weights))
+        return torch.stack(rows)
 
     def _clip(self) -> None:
         """`clip_grad_norm_` per repeat, the same arithmetic (the norm of the per-tensor norms,
@@ -393,34 +404,16 @@ class FusedRepeats:
         """[M, 4] loss terms and [M, b, y_dim] Y_latent of one chunk of each of `members`'
         validation rows (`xs[m]`, `ys[m]`, padded to the longest: no layer mixes rows)."""
         sizes = [len(x) for x in xs]
-        b, z_dim = max(sizes), self.net.z_dim
+        b = max(sizes)
         params = {k: v.detach()[members] for k, v in self.params.items()}
         xb = torch.stack([_pad(x, b) for x in xs])
         yb = torch.stack([_pad(y, b) for y in ys])
-        noise = torch.stack(
-            [
-                _pad(torch.randn((k, z_dim), generator=g, device=self.device), b)
-                for k, g in zip(sizes, gens, strict=True)
-            ]
-        )
+        noise = self._noise(sizes, gens)
         z_free, y_latent = vmap(self._forward)(params, xb)
         x_gen = vmap(self._inverse)(params, noise, y_latent)
-        terms = torch.stack(
-            [
-                self._terms(
-                    z_free[a, :k],
-                    y_latent[a, :k],
-                    x_gen[a, :k],
-                    xb[a, :k],
-                    yb[a, :k],
-                    epoch,
-                    [g if self.mmd[r] else None],
-                    self.weights.member(r),
-                )
-                for a, (r, k, g) in enumerate(zip(members, sizes, gens, strict=True))
-            ]
-        )
-        return terms, y_latent
+        draws = [g if self.mmd[r] else None for r, g in zip(members, gens, strict=True)]
+        batch = (z_free, y_latent, x_gen, xb, yb)
+        return self._own_terms(batch, epoch, members, sizes, draws), y_latent
 
     def _forward_members(
         self, members: list[int], inputs: list[torch.Tensor]
