@@ -88,22 +88,16 @@ def count_step(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str
     start = time.perf_counter()
     for _ in range(3):
         step()
-    seconds = (time.perf_counter() - start) / 3
-    return {
-        "members": k,
-        "top_level_aten_ops": ops,
-        "ops_per_member": round(ops / k, 1),
-        "step_s": round(seconds, 3),
-        "step_s_per_member": round(seconds / k, 3),
-    }
+    return _counted(k, ops, (time.perf_counter() - start) / 3, "step_s")
 
 
 def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str, Any]:
     """One validation of every member of a pack of `k` (k = 1: a lone Trainer's
     `validate`): its top-level ATen operations and its time on this CPU. A pack forwards
     its members' validation libraries (as numbered and renumbered) in one vmapped forward
-    each (`FusedRepeats._validation_logits`); each member's own rows, loss and figures
-    follow as before."""
+    each (`FusedRepeats._validation_logits`) and, from `ROWS_TOGETHER_FROM` members, their
+    validation rows in one vmapped forward and inverse a chunk
+    (`FusedRepeats.validation_rows`); each member's loss terms and figures are its own."""
     import torch
 
     from revstudy.training.fused import FusedRepeats
@@ -127,13 +121,17 @@ def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> di
     ops = top_level_ops(validate)
     start = time.perf_counter()
     validate()
-    seconds = time.perf_counter() - start
+    return _counted(k, ops, time.perf_counter() - start, "validation_s")
+
+
+def _counted(k: int, ops: int, seconds: float, timed: str) -> dict[str, Any]:
+    """A pack of `k`'s record: its operations and seconds (`timed`), whole and per member."""
     return {
         "members": k,
         "top_level_aten_ops": ops,
         "ops_per_member": round(ops / k, 1),
-        "validation_s": round(seconds, 3),
-        "validation_s_per_member": round(seconds / k, 3),
+        timed: round(seconds, 3),
+        f"{timed}_per_member": round(seconds / k, 3),
     }
 
 
