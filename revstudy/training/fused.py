@@ -271,7 +271,8 @@ class FusedRepeats:
 
     def train_epoch(self, collect: bool = False) -> list[EpochRecord]:
         """One epoch of every repeat; each repeat's record as `Trainer.train_epoch` gives it.
-        The training time is shared equally, so the repeats' seconds add up to the wall time.
+        The training time is shared equally, and the validation done together equally among
+        the members it served, so the repeats' seconds add up to the wall time.
         A repeat whose epoch fails its checks (a non-finite loss) raises; with `collect`,
         its exception takes its place in the list instead and the others' records stand
         (a pack's members fail one by one)."""
@@ -299,14 +300,19 @@ class FusedRepeats:
             raise EnsembleStepError(e) from e
         self._copy_weights()
         share = (time.perf_counter() - start) / len(self.trainers)
-        # validation time is each member's own
+        start = time.perf_counter()
         given, rows = self._validation_logits(epoch), self.validation_rows(epoch)
+        served = set(given) | set(rows)  # the members whose validation was done together
+        shared = (time.perf_counter() - start) / max(1, len(served))
         records: list[Any] = []
         for r, t in enumerate(self.trainers):
             t.given_logits, t.given_rows = given.get(r, {}), rows.get(r)
+            # its share of the training and of the validation done together; its own
+            # validation's time is added by finish_epoch
+            seconds = share + (shared if r in served else 0.0)
             try:
                 records.append(
-                    t.finish_epoch(epoch, dict(zip(LOSS_TERMS, sums[r], strict=True)), share)
+                    t.finish_epoch(epoch, dict(zip(LOSS_TERMS, sums[r], strict=True)), seconds)
                 )
             except Exception as e:
                 e.add_note(f"repeat {r} (seed {t.seed}) of a fused run")
@@ -405,7 +411,7 @@ class FusedRepeats:
         validation rows (`xs[m]`, `ys[m]`, padded to the longest: no layer mixes rows)."""
         sizes = [len(x) for x in xs]
         b = max(sizes)
-        params = {k: v.detach()[members] for k, v in self.params.items()}
+        params = self._member_params(members)
         xb = torch.stack([_pad(x, b) for x in xs])
         yb = torch.stack([_pad(y, b) for y in ys])
         noise = self._noise(sizes, gens)
@@ -415,6 +421,13 @@ class FusedRepeats:
         batch = (z_free, y_latent, x_gen, xb, yb)
         return self._own_terms(batch, epoch, members, sizes, draws), y_latent
 
+    def _member_params(self, members: list[int]) -> dict[str, torch.Tensor]:
+        """The stacked weights of `members` (positions), detached; every member's without
+        an index copy of each tensor."""
+        if members == list(range(len(self.trainers))):
+            return {k: v.detach() for k, v in self.params.items()}
+        return {k: v.detach()[members] for k, v in self.params.items()}
+
     def _forward_members(
         self, members: list[int], inputs: list[torch.Tensor]
     ) -> list[torch.Tensor]:
@@ -422,10 +435,7 @@ class FusedRepeats:
         vmapped forward per chunk, an input they share passed once, at most
         `VALIDATION_ROWS` rows a chunk over all members (a lone member's chunk when K is
         small)."""
-        everyone = members == list(range(len(self.trainers)))
-        params = {
-            k: v.detach() if everyone else v.detach()[members] for k, v in self.params.items()
-        }
+        params = self._member_params(members)
         first = inputs[0]
         shared = all(x.shape == first.shape and torch.equal(x, first) for x in inputs[1:])
         x_all = first if shared else _stack_padded(inputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -471,3 +472,27 @@ def test_an_ensembles_validation_rows_are_each_members_own(
             assert recs[r].val_loss == pytest.approx(alone.total / len(packed[r].data.y_val))
         assert fused_mod.ROWS_TOGETHER_FROM == 4
         assert FusedRepeats(packed[:4]).validation_rows(1) == {}  # 3 validate: apart
+
+
+def test_validation_done_together_is_booked_to_the_members_it_served(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member's epoch seconds hold its share of the validation the ensemble ran for it
+    (slowed here by a 1 s pause shared by 4 members: at least 0.25 s each); a member that
+    skips this epoch's validation gets none of it."""
+    cfgs = [MEMBERS[0].replace(val_every=2), *MEMBERS, MEMBERS[0]]  # 4 validate epoch 1
+    packed = [
+        Trainer(c, SplitTensors.build(dataset, c, r), seed=c.seed + r) for r, c in enumerate(cfgs)
+    ]
+    group = FusedRepeats(packed)
+    real = FusedRepeats.validation_rows
+
+    def slow(self: FusedRepeats, epoch: int) -> dict:
+        out = real(self, epoch)
+        time.sleep(1.0)
+        return out
+
+    monkeypatch.setattr(FusedRepeats, "validation_rows", slow)
+    recs = group.train_epoch()
+    skipped = recs[0].seconds  # its training share only
+    assert all(rec.seconds - skipped >= 0.25 for rec in recs[1:]), [r.seconds for r in recs]
