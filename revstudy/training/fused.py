@@ -54,10 +54,12 @@ T = TypeVar("T")
 # rows of one vmapped validation forward over all of an ensemble's members: bounds its memory
 # (a lone model's forward takes `CHUNK` rows at a time)
 VALIDATION_ROWS = 8192
-# members that validate their rows together only from this many: a chunk's vmapped forward
-# and inverse issue more operations than two members' own passes and fewer than four's
-# (benchmarks/pack_ops.py, paper-sized members, whole validations with the libraries: 2
-# together 3,384 top-level ops, apart 2,926; 4: 3,680 and 4,084; 16: 5,384 and 11,032)
+# members that validate their rows together only from this many: when only some members
+# validate, each chunk's vmapped pass first copies their weights out of the stacked ones,
+# and with two of them that costs more operations than their own passes (benchmarks/
+# pack_ops.py, paper-sized members, whole validations with the libraries: 2 of them
+# together 3,384 top-level ops, apart 2,926); from 4 it pays either way (every member of 4
+# validating: together 2,976, apart 4,084; of 16: 4,680 against 11,032)
 ROWS_TOGETHER_FROM = 4
 
 
