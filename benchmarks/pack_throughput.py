@@ -1,7 +1,8 @@
 """Trials per hour of a study at several pack sizes (issue #31), as a user runs it.
 
     python benchmarks/pack_throughput.py --data FILE [--space quick] [--packs 1 4]
-        [--samples 8] [--gpus-per-trial 0] [--out benchmarks/results/pack_throughput.json]
+        [--samples 8] [--gpus-per-trial 0] [--compile-step off]
+        [--out benchmarks/results/pack_throughput.json]
 
 For each pack size K, one `revstudy launch --pack K` of `--samples` trials in a fresh process
 (paper baseline off, ASHA off: every trial runs its epochs, so the sizes compare like with
@@ -9,6 +10,8 @@ like), on the CPU or, with `--gpus-per-trial`, on this machine's GPU. Records wa
 trials/hour, states, the best objective, and the trial-epochs trained. The JSON is rewritten
 after every run, so a timeout loses nothing already measured. `benchmarks/gpu_check.py`
 runs it as its `packs` phase (K = 1, 4, 16, 64 on the quick and default spaces).
+`--compile-step MODE` runs the space with `compile_step: MODE` fixed (a copy of its YAML in
+the work folder): every pack compiles its vmapped step (`reduce-overhead`: CUDA graphs).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--compile-step", default="off", help="compile_step fixed in the space")
     p.add_argument("--timeout-s", type=float, default=1800, help="per study")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/pack_throughput.json"))
     p.add_argument("--workdir", default=None, help="keep the studies here (default: a temp dir)")
@@ -51,9 +55,14 @@ def study_run(
     gpus: float,
     cpus: float = 1.0,
     timeout: float = 1800,
+    compile_step: str = "off",
 ) -> dict[str, Any]:
-    """One study of `samples` trials in packs of `pack`: its figures."""
+    """One study of `samples` trials in packs of `pack`: its figures (`compile_step`: fixed
+    in a copy of the space written beside the studies)."""
     name = f"{Path(space).stem}-k{pack}"
+    if compile_step != "off":
+        space = compiled_space(space, compile_step, storage)
+        name = f"{name}-{compile_step}"
     cmd = [
         sys.executable, "-m", "revstudy.cli", "launch", "--space", space, "--data", data,
         "--storage", str(storage), "--name", name, "--num-samples", str(samples),
@@ -76,6 +85,7 @@ def study_run(
         epochs += int(json.loads(p.read_text())["config"]["epochs"])
     return {
         "pack": pack,
+        "compile_step": compile_step,
         "samples": samples,
         "wall_s": round(wall, 1),
         "trials_per_hour": round(3600 * status["trials"] / wall, 1),
@@ -83,6 +93,21 @@ def study_run(
         "by_state": status["by_state"],
         "best": {"trial_id": best.get("trial_id"), "objective": _objective(status)},
     }
+
+
+def compiled_space(space: str, mode: str, folder: Path) -> str:
+    """A copy of `space` (built-in name or path) with `compile_step: mode` fixed, in
+    `folder`; its path."""
+    import yaml
+
+    from revstudy.study.spaces import resolve_space_path
+
+    doc = yaml.safe_load(resolve_space_path(space).read_text()) or {}
+    doc["fixed"] = {**(doc.get("fixed") or {}), "compile_step": mode}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(space).stem}-{mode}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
 
 
 def _objective(status: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "samples": args.samples,
             "gpus_per_trial": args.gpus_per_trial,
             "cpus_per_trial": args.cpus_per_trial,
+            "compile_step": args.compile_step,
             "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "data": str(args.data),
@@ -115,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pack_throughput: K = {pack} …", file=sys.stderr, flush=True)
             run = study_run(
                 args.data, Path(work), args.space, pack, args.samples,
-                args.gpus_per_trial, args.cpus_per_trial, args.timeout_s,
+                args.gpus_per_trial, args.cpus_per_trial, args.timeout_s, args.compile_step,
             )  # fmt: skip
             doc["runs"].append(run)
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,11 @@ long runs on a GPU (a retrain of many epochs) where the compilation pays; `cudag
 not measured yet.
 
 Only the training step is compiled: evaluation keeps outputs across calls, which the next
-replay of a CUDA graph would overwrite, so it runs the model eagerly. A trial's members
-stepped as one vmapped ensemble (packs, fused repeats) are not compiled: such members
-train one after another instead (`revstudy.training.fused.fusable` says why).
+replay of a CUDA graph would overwrite, so it runs the model eagerly. Members stepped as
+one vmapped ensemble (a pack's trials, fused repeats) compile the ensemble's vmapped
+forward and inverse instead (`revstudy.training.fused.FusedRepeats`): one graph for all
+members, so CUDA graphs replay a whole pack's step; it is specialised to the number of
+members and compiled again when members leave. Not measured on a GPU yet.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from revstudy.data.numbering import relabel
+from revstudy.training.compiled import training_only
 from revstudy.training.config import STEP_FIELDS, TrialConfig, step_shape
 from revstudy.training.lanes import run_in_lanes
 from revstudy.training.losses import LOSS_TERMS, MemberWeights, objective_terms
@@ -94,8 +95,6 @@ def fusable(trainers: Sequence[Trainer]) -> str | None:
         return "the repeats are at different epochs"
     if any(True for _ in first.model.buffers()):
         return "the model has buffers"
-    if first.config.compile_step != "off":  # its compiled step calls its own weights
-        return f"the step is compiled (compile_step {first.config.compile_step!r})"
     return None
 
 
@@ -134,7 +133,12 @@ class FusedRepeats:
                 for name in self.names
             }
         self.net = copy.deepcopy(trainers[0].model).to("meta")  # the architecture, no weights
+        for name in ("forward", "inverse"):  # a compiled step's callables (compile_model) call
+            self.net.__dict__.pop(name, None)  # their own model's weights: the class's methods
         self.inverse_net = _Inverse(self.net)
+        self._step_forward, self._step_inverse = _step_functions(
+            vmap(self._forward), vmap(self._inverse), self.config.compile_step
+        )
         self.optimizer = self._make_optimizer(configs)
         self._import_optimizer_states()
         # the training data of every repeat, stacked once: [R, n_max, ...] (splits grouped by
@@ -189,9 +193,9 @@ class FusedRepeats:
                 ]
             )
         noise = self._noise(sizes, gens)
-        z_free, y_latent = vmap(self._forward)(self.params, xb)
+        z_free, y_latent = self._step_forward(self.params, xb)
         y_in = y_latent.detach() if c.detach_y_in_inverse else y_latent
-        x_gen = vmap(self._inverse)(self.params, noise, y_in)
+        x_gen = self._step_inverse(self.params, noise, y_in)
         # each member draws its own MMD sample; the others none (their latent term is off)
         draws = [g if on else None for g, on in zip(gens, self.mmd, strict=True)]
         if len(set(sizes)) > 1:
@@ -673,6 +677,22 @@ def _outcome(epoch: Callable[[], EpochRecord], collect: bool) -> Any:
         return epoch()
     except Exception as e:
         return e
+
+
+def _step_functions(
+    forward: Callable[..., Any], inverse: Callable[..., Any], mode: str
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The ensemble's vmapped forward and inverse for its training step, compiled as a lone
+    trial's are (`compiled.training_only`: `mode` is the members' shared `compile_step`;
+    evaluation runs them eagerly): one compiled graph for all members, so CUDA graphs
+    replay a pack's whole step. The graph is specialised to the number of members, so a
+    pack compiles again when members leave."""
+    if mode == "off":
+        return forward, inverse
+    return (
+        training_only(forward, mode, step_begins=True),
+        training_only(inverse, mode, step_begins=False),
+    )
 
 
 def _stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -24,3 +24,13 @@ def test_a_packed_study_is_measured_trial_by_trial(tmp_path: Path, synthetic_csv
     assert "error" not in run, run
     assert run["by_state"] == {"COMPLETED": 3} and run["pack"] == 2
     assert 6 <= run["trial_epochs"] <= 9 and run["trials_per_hour"] > 0
+
+
+def test_a_compiled_run_fixes_compile_step_in_a_copy_of_the_space(tmp_path: Path) -> None:
+    from revstudy.study.spaces import load_space
+
+    path = pack_throughput.compiled_space("quick", "reduce-overhead", tmp_path / "st")
+    space, quick = load_space(path), load_space("quick")
+    assert Path(path).parent == tmp_path / "st"
+    assert space.fixed == {**quick.fixed, "compile_step": "reduce-overhead"}
+    assert [p.name for p in space.params] == [p.name for p in quick.params]

@@ -1,6 +1,6 @@
 """The opt-in compiled training step (revstudy.training.compiled, `compile_step`): the same
 training through Dynamo, eager weights and checkpoints, CUDA graphs refused off a GPU, and
-compiled members never stepped as one ensemble."""
+a pack's members stepped as one compiled ensemble."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from revstudy.data.dataset import read_dataset
 from revstudy.errors import ConfigError
 from revstudy.training.compiled import training_only
 from revstudy.training.config import STEP_FIELDS, TrialConfig
-from revstudy.training.fused import Repeats, fusable
+from revstudy.training.fused import FusedRepeats, fusable
 from revstudy.training.splits import SplitTensors
 from revstudy.training.trainer import Trainer
 
@@ -57,17 +57,34 @@ def test_an_unknown_mode_is_refused() -> None:
         TrialConfig.from_dict({"compile_step": "fastest"})
 
 
-def test_compiled_members_train_one_after_another(synthetic_csv: Path) -> None:
-    """A compiled step calls its own model's weights, so members that compile it are never
-    stepped as one vmapped ensemble; the compile mode shapes the step like the network."""
+def test_compiled_members_step_as_one_ensemble_as_the_eager_one(synthetic_csv: Path) -> None:
+    """A pack's compiled step is its vmapped forward and inverse through torch.compile
+    (`eager`: Dynamo's capture, no code generation), one graph for every member: two epochs
+    of three members with their own learning rates give the eager ensemble's losses and
+    weights exactly, a member leaving after the first (the other two go on compiled, a new
+    graph for two). The compile mode shapes the step like the network."""
     assert "compile_step" in STEP_FIELDS
     ds = read_dataset(synthetic_csv)
-    cfg = TINY.replace(compile_step="eager")
-    trainers = [Trainer(cfg, SplitTensors.build(ds, cfg, r), seed=r) for r in range(2)]
-    assert fusable(trainers) == "the step is compiled (compile_step 'eager')"
-    group = Repeats(trainers, strategy="vmap")
-    assert not group.fused
-    assert len(group.train_epoch()) == 2
+
+    def members(cfg: TrialConfig) -> list[Trainer]:
+        return [
+            Trainer(cfg.replace(lr=1e-3 * (1 + r)), SplitTensors.build(ds, cfg, r), seed=r)
+            for r in range(3)
+        ]
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    plain = FusedRepeats(members(TINY))
+    through = FusedRepeats(members(TINY.replace(compile_step="eager")))
+    assert fusable(through.trainers) is None
+    for epoch in range(2):
+        if epoch == 1:
+            plain, through = plain.keep([0, 2]), through.keep([0, 2])
+        a, b = plain.train_epoch(), through.train_epoch()
+        assert [(r.train_loss, r.val_loss) for r in a] == [(r.train_loss, r.val_loss) for r in b]
+    for name, p in plain.params.items():
+        assert torch.equal(p, through.params[name]), name
+    assert torch._dynamo.utils.counters["frames"]["ok"] >= 2  # the step went through Dynamo
 
 
 def test_compiled_functions_run_only_where_a_backward_follows(
