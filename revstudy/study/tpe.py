@@ -188,10 +188,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         self, values: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]
     ) -> _ParzenEstimator:
         """What TPESampler._build_parzen_estimator builds for `above` from these values."""
-        observations = {name: np.asarray(v) for name, v in values.items()}
-        mpe = self._parzen_estimator_cls(
-            observations, search_space, self._parzen_estimator_parameters
-        )
+        mpe = self._parzen_estimator_cls(values, search_space, self._parzen_estimator_parameters)
         if not isinstance(mpe, _ParzenEstimator):
             raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
         return mpe

@@ -3,17 +3,18 @@
 TPE scores its 24 candidates by the log-density of the `above` mixture, one component per
 finished or running trial: at 10^4 trials a (24 x 10^4) array per parameter. Optuna 5.0's
 `_MixtureOfProductDistribution.log_pdf` builds the continuous parameters' terms as one
-(24 x n x d) array through `_truncnorm.logpdf` (a `np.select` over broadcast copies, its
-normalising masses recomputed on every call) and sums them over a length-d axis (one tiny
-reduction per candidate and component), and gathers each discrete parameter's terms with
-`np.ix_`: ~20 ms of numpy per call on 2 cores, most of an ask (benchmarks/driver_loop.py).
+(24 x n x d) array through `_truncnorm.logpdf` (a `np.select` over broadcast copies) and
+sums them over a length-d axis (one tiny reduction per candidate and component), finds each
+discrete parameter's distinct kernels with two sorts and gathers its terms with `np.ix_`,
+and takes `exp` of components so far away that it underflows (numpy's slow path): ~20 ms
+of numpy per call on 2 cores, most of an ask (benchmarks/driver_loop.py).
 
 `mixture_log_pdf` computes every element with the same floating-point operations in the
 same order, so the result is equal bit for bit (tests/study/test_tpe_density.py compares
 mixtures of every parameter kind; tests/study/test_tpe.py whole studies): one (24 x n)
-array per continuous parameter, updated in place; the terms that do not depend on the
-candidates (normalising masses, log-scales, log-weights) once per mixture; and Optuna's
-`np.select` replaced by a check that every candidate lies inside its parameter's bounds,
+array per continuous parameter, updated in place and summed in numpy's own order; the
+distinct kernels found by hashing; the underflowing `exp` (exactly 0.0) skipped; and
+Optuna's `np.select` replaced by a check that every candidate lies inside its bounds,
 which makes the select a no-op (for low <= x the rounded (x - mu) / sigma is never below
 the rounded (low - mu) / sigma: subtracting the same mu and dividing by the same positive
 sigma are monotone). Where a candidate lies outside, or a component has zero width, it
