@@ -111,3 +111,26 @@ def test_one_failing_run_keeps_the_phases_other_figures(
     assert checks == {"paper_inv_error_max_le_1e-5": True}
     assert gpu_check.identical(doc["paper"]["fp32"], {"figures": [{"f1": 0.1}]}) is True
     assert gpu_check.identical(doc["paper"]["fp32"], doc["paper"]["tf32"]) is None
+
+
+def test_the_packs_phase_runs_the_compiled_packs_after_the_eager_ones(
+    synthetic_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--pack-compile MODE` runs every space and size again with compile_step MODE, after
+    the eager ones (the figures the issue asks for first); without it none compiles."""
+    import pack_throughput
+
+    runs: list[tuple[str, int, str]] = []
+
+    def fake(data: str, storage: Path, space: str, pack: int, *a: object, **kw: object) -> dict:
+        runs.append((space, pack, str(kw["compile_step"])))
+        return {"pack": pack, "compile_step": kw["compile_step"]}
+
+    monkeypatch.setattr(pack_throughput, "study_run", fake)
+    argv = ["--data", str(synthetic_csv), "--pack-sizes", "1", "16"]
+    got = gpu_check.packs_phase(gpu_check.parse_args(argv), tmp_path, lambda: None, {})
+    assert runs == [("quick", 1, "off"), ("quick", 16, "off")] and len(got["quick"]) == 2
+    runs.clear()
+    argv += ["--pack-compile", "reduce-overhead"]
+    gpu_check.packs_phase(gpu_check.parse_args(argv), tmp_path, lambda: None, {})
+    assert [r[2] for r in runs] == ["off", "off", "reduce-overhead", "reduce-overhead"]
