@@ -27,6 +27,7 @@ private methods this class calls are those of Optuna 5.0.
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,14 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
-from optuna.samplers._tpe.sampler import _split_trials, default_gamma, default_gamma_multiobjective
+from optuna.samplers._tpe.sampler import (
+    _get_infeasible_trial_score,
+    _get_pruned_trial_score,
+    _split_trials,
+    default_gamma,
+    default_gamma_multiobjective,
+)
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from revstudy.study.tpe_density import mixture_log_pdf
@@ -66,6 +74,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         # each finished trial's parameters in each search space's representation, by number
         self._rows: dict[tuple, dict[int, list[Any] | None]] = {}  # (study id, space)
         self._split: tuple[list[FrozenTrial], list[FrozenTrial]] | None = None  # (below, above)
+        self._orders: SplitOrders | None = None  # a one-objective study's finished trials
         self.fits = 0  # fits made: one per finished set and search space (benchmarks, tests)
         self.splits = 0  # finished sets split into below and above
 
@@ -122,7 +131,13 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
                 multi = len(study.directions) > 1
                 self._gamma = default_gamma_multiobjective if multi else default_gamma
             # running trials would only join `above`, sorted in by number: added per ask
-            self._split = _split_trials(study, finished, self._gamma(len(finished)))
+            n_below = self._gamma(len(finished))
+            if len(study.directions) > 1:  # non-domination ranks: Optuna's own split
+                self._split = _split_trials(study, finished, n_below)
+            else:
+                if self._orders is None or self._orders.study_id != study._study_id:
+                    self._orders = SplitOrders(study)
+                self._split = self._orders.split(finished, n_below)
             self.splits += 1
         below_trials, above_trials = self._split
         rows = self._rows.setdefault((study._study_id, tuple(search_space.items())), {})
@@ -192,6 +207,53 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         if not isinstance(mpe, _ParzenEstimator):
             raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
         return mpe
+
+
+class SplitOrders:
+    """A one-objective study's finished trials kept in the orders `_split_trials` sorts them
+    in, so a new finished set is split without sorting every trial again (~20 ms at 10^4
+    trials, on every ask of lone trials, whose finished set grows between two asks).
+
+    Optuna's split: feasible complete trials by value (best first), then pruned trials by
+    `_get_pruned_trial_score`, then infeasible ones by their violation, each sort stable
+    (ties in trial order; `sorted(reverse=True)` keeps ties in their input order too), the
+    first `n_below` of that sequence below, the rest above, both in trial order. A finished
+    trial's state, value, intermediate values and constraints never change, so each is
+    classified and inserted in its order once, by (key, number)."""
+
+    def __init__(self, study: optuna.Study):
+        self.study_id = study._study_id
+        self._study = study
+        self._sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+        self._known: set[int] = set()
+        # (key, number, trial): the number breaks ties in trial order, never the trial
+        self._orders: tuple[list[tuple], list[tuple], list[tuple]] = ([], [], [])
+
+    def split(
+        self, finished: list[FrozenTrial], n_below: int
+    ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """`_split_trials(study, finished, n_below)`: the same trials in the same order."""
+        for t in finished:
+            if t.number not in self._known:
+                self._add(t)
+        below: list[FrozenTrial] = []
+        for order in self._orders:
+            below += [t for _, _, t in order[: max(0, n_below - len(below))]]
+        below.sort(key=lambda t: t.number)
+        chosen = {t.number for t in below}
+        above = [t for t in finished if t.number not in chosen]
+        above.sort(key=lambda t: t.number)
+        return below, above
+
+    def _add(self, t: FrozenTrial) -> None:
+        self._known.add(t.number)
+        violation = _get_infeasible_trial_score(t)
+        if violation > 0:
+            insort(self._orders[2], (violation, t.number, t))
+        elif t.state == TrialState.COMPLETE:
+            insort(self._orders[0], (self._sign * t.value, t.number, t))  # type: ignore[operator]
+        else:
+            insort(self._orders[1], (_get_pruned_trial_score(t, self._study), t.number, t))
 
 
 def _inserted(finished: np.ndarray, at: np.ndarray, running: list[Any]) -> np.ndarray:
