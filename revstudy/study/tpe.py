@@ -10,19 +10,21 @@ the running trials: the finished set only grows (finished Optuna trials are neve
 or deleted, so its size names it), and the constant liar puts running trials in `above`
 alone, never in `below`, and never counts them in the split.
 
-`FitOnceTPESampler` keeps, for the latest finished set: its split (whatever the search
-space), and for each search space (a pack's first member samples the whole space, the
-others the space left when its shape is fixed) the `below` estimator and `above`'s
-converted parameters in trial order; and each finished trial's converted parameters, by
-number, for the next finished set. Each ask adds its running trials to `above` in trial
-order, builds that estimator, draws candidates with the sampler's own random stream and
-scores them with `tpe_density.mixture_log_pdf` (Optuna's log-density, the same floats in a
-third of the time). It reads the trial list the ask's search space was inferred from
-instead of reading the storage again (see `_sample`). Its suggestions equal stock
-`TPESampler`'s for the same seed and history, bit for bit (tests/study/test_tpe.py runs both
-through asks, packs, pruned, infeasible and multi-objective trials); it changes how often
-TPE converts and splits, never what it suggests. Optuna is pinned (pyproject.toml): the
-private methods this class calls are those of Optuna 5.0.
+`FitOnceTPESampler` keeps, for the latest finished set: its split, whatever the search space
+(in a one-objective study taken from the finished trials kept in the split's orders,
+`SplitOrders`, so a lone trial's ask does not sort 10^4 trials again); for each search space
+(a pack's first member samples the whole space, the others the space left when its shape is
+fixed) the `below` estimator and `above`'s converted parameters in trial order; and each
+finished trial's converted parameters, by number, for the next finished set. Each ask adds
+its running trials to `above` in trial order, builds that estimator, draws candidates with
+the sampler's own random stream and scores them with `tpe_density.mixture_log_pdf` (Optuna's
+log-density, the same floats in a third of the time). It reads the trial list the ask's
+search space was inferred from instead of reading the storage again (see `_sample`). Its
+suggestions equal stock `TPESampler`'s for the same seed and history, bit for bit
+(tests/study/test_tpe.py runs both through asks, packs, pruned, infeasible and
+multi-objective trials); it changes how often TPE converts and splits, never what it
+suggests. Optuna is pinned (pyproject.toml): the private methods this class calls are those
+of Optuna 5.0.
 """
 
 from __future__ import annotations
