@@ -71,10 +71,11 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
 
     def __init__(self, *args: Any, **kw: Any):
         super().__init__(*args, **kw)
+        self._study: optuna.Study | None = None  # the study the caches below hold
         self._fits: dict[tuple, FinishedFit] = {}
-        self._fitted_on: tuple[int, int, int] | None = None  # (study id, finished, last)
+        self._fitted_on: tuple[int, int] | None = None  # (finished trials, last one's number)
         # each finished trial's parameters in each search space's representation, by number
-        self._rows: dict[tuple, dict[int, list[Any] | None]] = {}  # (study id, space)
+        self._rows: dict[tuple, dict[int, list[Any] | None]] = {}  # by search space
         self._split: tuple[list[FrozenTrial], list[FrozenTrial]] | None = None  # (below, above)
         self._orders: SplitOrders | None = None  # a one-objective study's finished trials
         self.fits = 0  # fits made: one per finished set and search space (benchmarks, tests)
@@ -88,6 +89,8 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         # constant liar (~3.5 ms at 10^4 trials on a journal), which returns the same list
         # while no one else writes the study between the two reads: the driver is its only
         # writer, under the study lock.
+        if study is not self._study:  # another study (in memory, it may have the same id)
+            self._forget(study)
         trials = study._get_trials(deepcopy=False, use_cache=True)
         finished = [t for t in trials if t.state in FINISHED]
         running = (
@@ -104,6 +107,15 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         best = optuna.samplers.TPESampler._compare(samples, acquisition)
         return {name: d.to_external_repr(best[name]) for name, d in search_space.items()}
 
+    def _forget(self, study: optuna.Study) -> None:
+        """Drop what the caches hold of another study's trials: they go by trial number."""
+        self._study = study
+        self._fits.clear()
+        self._fitted_on = None
+        self._rows.clear()
+        self._split = None
+        self._orders = None
+
     def _finished_fit(
         self,
         study: optuna.Study,
@@ -111,7 +123,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         search_space: dict[str, BaseDistribution],
     ) -> FinishedFit:
         """The cached fit of `finished` in `search_space`, made on first use."""
-        key = (study._study_id, len(finished), finished[-1].number if finished else -1)
+        key = (len(finished), finished[-1].number if finished else -1)
         if key != self._fitted_on:
             self._fits.clear()
             self._fitted_on = key
@@ -137,12 +149,12 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             if len(study.directions) > 1:  # non-domination ranks: Optuna's own split
                 self._split = _split_trials(study, finished, n_below)
             else:
-                if self._orders is None or self._orders.study_id != study._study_id:
+                if self._orders is None:
                     self._orders = SplitOrders(study)
                 self._split = self._orders.split(finished, n_below)
             self.splits += 1
         below_trials, above_trials = self._split
-        rows = self._rows.setdefault((study._study_id, tuple(search_space.items())), {})
+        rows = self._rows.setdefault(tuple(search_space.items()), {})
         numbers: list[int] = []
         kept: list[list[Any]] = []
         for t in above_trials:
@@ -224,7 +236,6 @@ class SplitOrders:
     classified and inserted in its order once, by (key, number)."""
 
     def __init__(self, study: optuna.Study):
-        self.study_id = study._study_id
         self._study = study
         self._sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         self._known: set[int] = set()

@@ -146,3 +146,24 @@ def test_a_pack_s_members_share_one_fit_per_search_space() -> None:
 
 def test_studies_get_it_for_tpe() -> None:
     assert type(make_sampler("tpe", 0, multi=False)) is FitOnceTPESampler
+
+
+def test_a_sampler_used_for_a_second_study_forgets_the_first() -> None:
+    """Its caches hold one study's trials by number; a second study (in memory, Optuna gives
+    it the same study id) gets suggestions of its own history, as stock TPE's."""
+
+    def two_studies(sampler: optuna.samplers.BaseSampler) -> list[dict[str, Any]]:
+        seen = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(2):
+                study = optuna.create_study(direction="maximize", sampler=sampler)
+                for i in range(30):
+                    t = study.ask()
+                    p = space(t)
+                    seen.append(p)
+                    outcome(study, t, p, i)
+        return seen
+
+    stock = two_studies(optuna.samplers.TPESampler(seed=5))
+    assert two_studies(FitOnceTPESampler(seed=5)) == stock
