@@ -31,7 +31,12 @@ it would there. Reported per size: the driver's seconds per trial (median and me
 into ask, tell, results and the callback) and its share of the paced wall time, the
 figure the issue bounds at 10 %. The run's first refresh of the tables reads every trial
 folder once (as a driver run's first does) and is reported apart (`first_refresh_s`): a
-run pays it once, not per trial. Ray Tune's own controller (trial objects, actor reuse,
+run pays it once, not per trial. The tables' later refreshes are spaced to take at most
+their share of a run (`LiveTables.share`, 1 %), which a window of a minute or two cannot
+show: it holds the run's second refresh, 5 s after the first, and a whole refresh costs
+~1.4 s at 10⁴ trials. So each row also gives the refreshes in the window (`tables_s`) and
+`share_of_wall_steady`: the driver's share without them plus the tables' cap, what a long
+run converges to. Ray Tune's own controller (trial objects, actor reuse,
 result routing) is not included: it is Ray's, measured by benchmarks/study_overhead.py.
 Results are written after every size.
 """
@@ -217,6 +222,17 @@ def measure(
         assert callback.tables is not None
         callback.tables.refresh(callback.ray_states(), force=True)  # the run's first: all
         first_refresh_s = time.perf_counter() - t0
+        refreshes: list[float] = []  # seconds of each tables refresh in the loop
+        live_refresh = callback.tables.refresh
+
+        def timed_refresh(*a: Any, **k: Any) -> bool:
+            t = time.perf_counter()
+            done = live_refresh(*a, **k)
+            if done:
+                refreshes.append(time.perf_counter() - t)
+            return done
+
+        callback.tables.refresh = timed_refresh  # type: ignore[method-assign]
         rng = np.random.default_rng(1)
         run = _pack if book is not None else _lone
         step = pack if book is not None else 1
@@ -253,6 +269,15 @@ def measure(
         "parts_s_mean": {k: round(v / args.rounds, 4) for k, v in parts.items()},
         "wall_s": round(wall, 2),
         "share_of_wall": round(sum(per_trial) / wall, 4),
+        # the tables' refreshes in the window (spaced to a share of the run: a short
+        # window holds the run's second refresh, 5 s after its first, whatever the share)
+        "tables_refreshes": len(refreshes),
+        "tables_s": round(sum(refreshes), 2),
+        "tables_share_cap": callback.tables.share,
+        # over a long run: the driver without the window's refreshes, plus the tables' cap
+        "share_of_wall_steady": round(
+            (sum(per_trial) - sum(refreshes)) / wall + callback.tables.share, 4
+        ),
         "kept_up": wall <= args.rounds / step * period * 1.05,
     }
 

@@ -94,7 +94,8 @@ def optuna_storage(study: Path, *, create: bool = False) -> Any:
     of the folder; `create` makes a new study's journal. One-line errors for a missing,
     linked or unreadable record."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend
+
+    from revstudy.journalstore import StudyJournalBackend, StudyJournalStorage
 
     path = optuna_path(study)
     if not os.path.lexists(path) and not create:
@@ -113,7 +114,7 @@ def optuna_storage(study: Path, *, create: bool = False) -> Any:
                 )
         return optuna.storages.RDBStorage(f"sqlite:///{path}")
     try:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return StudyJournalStorage(StudyJournalBackend(str(path)))
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSON or replay errors
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise RevstudyError(f"{path}: not a readable Optuna journal ({first})") from None

@@ -32,7 +32,7 @@ from ray.tune.search import Searcher
 
 from revstudy.study.callbacks import StudyCallback
 from revstudy.study.optuna_store import BASELINE_ATTR, Continuation, storage_id
-from revstudy.study.search import StudySearcher
+from revstudy.study.search import StudySearcher, one_write
 from revstudy.studyfolder import FAILED_KEY, FINAL_KEY, PACK_KEY, TRIAL_KEY
 
 __all__ = [
@@ -134,6 +134,7 @@ class PackSearcher(StudySearcher):
         baseline alone, the new trials `pack` at a time."""
         return len(self._groups) + 1 + -(-self._new // self.pack)
 
+    @one_write
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._groups:
             configs = [self._continue(c) for c in self._groups.pop(0)]
@@ -170,6 +171,7 @@ class PackSearcher(StudySearcher):
         self._new -= 1
         return {**self.ask_new(mid), TRIAL_KEY: mid}
 
+    @one_write
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         for view, row in self.book.rows(trial_id, result):
             outcome = self.book.settle(view, row)
@@ -178,6 +180,7 @@ class PackSearcher(StudySearcher):
             else:
                 super().on_trial_complete(view.trial_id, row, error=outcome == FAILED)
 
+    @one_write
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:

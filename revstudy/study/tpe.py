@@ -47,11 +47,25 @@ from optuna.samplers._tpe.sampler import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from revstudy.journalstore import StudyJournalStorage
 from revstudy.study.tpe_density import mixture_log_pdf
 
 __all__ = ["FitOnceTPESampler"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what TPE learns from
+RUNNING = (TrialState.RUNNING,)  # the constant liar's
+
+
+def _trials_in(study: optuna.Study, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+    """The study's trials in `states`, in trial order, as the ask's trial list holds them
+    (Optuna's per-ask cache, filled when the ask's search space was inferred). A study's
+    journal keeps these lists by state (`StudyJournalStorage`), where Optuna walks every
+    trial (~2-3 ms at 10^4 trials, twice an ask); both read the same operations while the
+    driver is the study's only writer, as the study lock makes it."""
+    storage = study._storage
+    if isinstance(storage, StudyJournalStorage):
+        return storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+    return study._get_trials(deepcopy=False, states=states, use_cache=True)
 
 
 @dataclass
@@ -74,9 +88,9 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         self._study: optuna.Study | None = None  # the study the caches below hold
         self._fits: dict[tuple, FinishedFit] = {}
         self._fitted_on: tuple[int, int] | None = None  # (finished trials, last one's number)
-        # each finished trial's parameters in each search space's representation, by number
-        self._rows: dict[tuple, dict[int, list[Any] | None]] = {}  # by search space
-        self._split: tuple[list[FrozenTrial], list[FrozenTrial]] | None = None  # (below, above)
+        # the finished trials' parameters in each search space's representation
+        self._tables: dict[tuple, SpaceTable] = {}  # by search space
+        self._below: list[FrozenTrial] | None = None  # the split's better trials
         self._orders: SplitOrders | None = None  # a one-objective study's finished trials
         self.fits = 0  # fits made: one per finished set and search space (benchmarks, tests)
         self.splits = 0  # finished sets split into below and above
@@ -84,17 +98,15 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
     def _sample(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        # The trial list this ask's search space was inferred from (Optuna's per-ask cache,
-        # filled after this trial was created); stock TPE re-reads the storage under the
-        # constant liar (~3.5 ms at 10^4 trials on a journal), which returns the same list
-        # while no one else writes the study between the two reads: the driver is its only
-        # writer, under the study lock.
+        # The trials by state as `_trials_in` reads them; stock TPE re-reads the storage
+        # under the constant liar (~3.5 ms at 10^4 trials on a stock journal), which returns
+        # the same lists while no one else writes the study during the ask: the driver is
+        # its only writer, under the study lock.
         if study is not self._study:  # another study (in memory, it may have the same id)
             self._forget(study)
-        trials = study._get_trials(deepcopy=False, use_cache=True)
-        finished = [t for t in trials if t.state in FINISHED]
+        finished = _trials_in(study, FINISHED)
         running = (
-            [t for t in trials if t.state is TrialState.RUNNING and t.number != trial.number]
+            [t for t in _trials_in(study, RUNNING) if t.number != trial.number]
             if self._constant_liar
             else []
         )  # the trial being sampled is not its own liar
@@ -107,13 +119,23 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         best = optuna.samplers.TPESampler._compare(samples, acquisition)
         return {name: d.to_external_repr(best[name]) for name, d in search_space.items()}
 
+    def _sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """TPESampler's, with its count of finished trials from `_trials_in`."""
+        if search_space == {}:
+            return {}
+        if len(_trials_in(study, FINISHED)) < self._n_startup_trials:
+            return {}  # Optuna's independent (random) sampling until then
+        return self._sample(study, trial, search_space)
+
     def _forget(self, study: optuna.Study) -> None:
         """Drop what the caches hold of another study's trials: they go by trial number."""
         self._study = study
         self._fits.clear()
         self._fitted_on = None
-        self._rows.clear()
-        self._split = None
+        self._tables.clear()
+        self._below = None
         self._orders = None
 
     def _finished_fit(
@@ -127,7 +149,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         if key != self._fitted_on:
             self._fits.clear()
             self._fitted_on = key
-            self._split = None
+            self._below = None
         space = tuple(search_space.items())
         fit = self._fits.get(space)
         if fit is None:
@@ -140,37 +162,36 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         finished: list[FrozenTrial],
         search_space: dict[str, BaseDistribution],
     ) -> FinishedFit:
-        if self._split is None:  # one split per finished set, whatever the search space
+        if self._below is None:  # one split per finished set, whatever the search space
             if self._gamma is None:  # as TPESampler sets it on its first sample
                 multi = len(study.directions) > 1
                 self._gamma = default_gamma_multiobjective if multi else default_gamma
             # running trials would only join `above`, sorted in by number: added per ask
             n_below = self._gamma(len(finished))
             if len(study.directions) > 1:  # non-domination ranks: Optuna's own split
-                self._split = _split_trials(study, finished, n_below)
+                self._below = _split_trials(study, finished, n_below)[0]
             else:
                 if self._orders is None:
                     self._orders = SplitOrders(study)
-                self._split = self._orders.split(finished, n_below)
+                self._below = self._orders.below(finished, n_below)
             self.splits += 1
-        below_trials, above_trials = self._split
-        rows = self._rows.setdefault(tuple(search_space.items()), {})
-        numbers: list[int] = []
-        kept: list[list[Any]] = []
-        for t in above_trials:
-            if t.number in rows:  # a finished trial's parameters never change: converted once
-                row = rows[t.number]
-            else:
-                row = rows[t.number] = _internal_row(t.params, search_space)
-            if row is not None:
-                numbers.append(t.number)
-                kept.append(row)
+        # `above` is every other finished trial: those with the space's parameters, in
+        # trial order, as TPESampler._get_internal_repr would convert them
+        table = self._tables.get(tuple(search_space.items()))
+        if table is None:
+            table = self._tables[tuple(search_space.items())] = SpaceTable(search_space)
+        table.add(finished)
+        keep = ~np.isin(table.numbers, [t.number for t in self._below])
+        numbers = table.numbers[keep]
         # the arrays `_ParzenEstimator` would make of the lists (np.asarray), made once
-        values = {name: np.asarray([row[i] for row in kept]) for i, name in enumerate(search_space)}
+        values = {
+            name: column[keep] if numbers.size else np.asarray([])
+            for name, column in table.values.items()
+        }
         self.fits += 1
         return FinishedFit(
-            below=self._build_parzen_estimator(study, search_space, below_trials, True),
-            above_numbers=np.asarray(numbers, dtype=np.int64),
+            below=self._build_parzen_estimator(study, search_space, self._below, True),
+            above_numbers=numbers,
             above_values=values,
         )
 
@@ -242,21 +263,16 @@ class SplitOrders:
         # (key, number, trial): the number breaks ties in trial order, never the trial
         self._orders: tuple[list[tuple], list[tuple], list[tuple]] = ([], [], [])
 
-    def split(
-        self, finished: list[FrozenTrial], n_below: int
-    ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-        """`_split_trials(study, finished, n_below)`: the same trials in the same order."""
-        for t in finished:
-            if t.number not in self._known:
-                self._add(t)
+    def below(self, finished: list[FrozenTrial], n_below: int) -> list[FrozenTrial]:
+        """`_split_trials(study, finished, n_below)[0]`: the same trials in the same order
+        (the rest of `finished` is above)."""
+        for t in new_finished(finished, self._known):
+            self._add(t)
         below: list[FrozenTrial] = []
         for order in self._orders:
             below += [t for _, _, t in order[: max(0, n_below - len(below))]]
         below.sort(key=lambda t: t.number)
-        chosen = {t.number for t in below}
-        above = [t for t in finished if t.number not in chosen]
-        above.sort(key=lambda t: t.number)
-        return below, above
+        return below
 
     def _add(self, t: FrozenTrial) -> None:
         self._known.add(t.number)
@@ -267,6 +283,50 @@ class SplitOrders:
             insort(self._orders[0], (self._sign * t.value, t.number, t))  # type: ignore[operator]
         else:
             insort(self._orders[1], (_get_pruned_trial_score(t, self._study), t.number, t))
+
+
+class SpaceTable:
+    """The finished trials' parameters in one search space's representation, in trial
+    order: one array per parameter, rows only for the trials that have every parameter of
+    the space (TPESampler._get_internal_repr leaves the others out). Each finished trial is
+    converted once and inserted by number (trials finish in any order)."""
+
+    def __init__(self, search_space: dict[str, BaseDistribution]):
+        self._space = search_space
+        self.known: set[int] = set()  # numbers of the finished trials added, with a row or not
+        self.numbers = np.empty(0, dtype=np.int64)
+        self.values: dict[str, np.ndarray] = {name: np.asarray([]) for name in search_space}
+
+    def add(self, finished: list[FrozenTrial]) -> None:
+        """Add the trials of `finished` (a superset of those added before) not added yet."""
+        rows = []
+        for t in new_finished(finished, self.known):
+            self.known.add(t.number)
+            row = _internal_row(t.params, self._space)
+            if row is not None:
+                rows.append((t.number, row))
+        if not rows:
+            return
+        rows.sort(key=lambda r: r[0])
+        at = np.searchsorted(self.numbers, [number for number, _ in rows])
+        self.numbers = np.insert(self.numbers, at, [number for number, _ in rows])
+        for i, name in enumerate(self._space):
+            self.values[name] = _inserted(self.values[name], at, [row[i] for _, row in rows])
+
+
+def new_finished(finished: list[FrozenTrial], known: set[int]) -> list[FrozenTrial]:
+    """The trials of `finished` whose numbers are not in `known` (a subset of theirs: a
+    finished trial stays finished), searched from the newest back until all are found:
+    a few trials, not a walk over 10^4 of them."""
+    missing = len(finished) - len(known)
+    new: list[FrozenTrial] = []
+    for t in reversed(finished):
+        if missing <= 0:
+            break
+        if t.number not in known:
+            new.append(t)
+            missing -= 1
+    return new
 
 
 def _inserted(finished: np.ndarray, at: np.ndarray, running: list[Any]) -> np.ndarray:

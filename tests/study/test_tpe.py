@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
+from revstudy.journalstore import batched
+from revstudy.optunafile import optuna_storage
 from revstudy.study.optuna_store import make_sampler
 from revstudy.study.tpe import FitOnceTPESampler
 
@@ -64,13 +68,15 @@ def run(
     directions: tuple[str, ...] = ("maximize",),
     pack: int = 4,
     packs: int = 6,
+    storage: Any = None,
 ) -> tuple[list[dict[str, Any]], optuna.samplers.BaseSampler]:
     """Every suggestion of a study: 14 trials one at a time (TPE's random start and its
     first fits), then `packs` packs of `pack` members asked together, one member of every
     other pack finishing before the others are asked, every third pack's members finishing
-    last first."""
+    last first. A pack's asks are one journal write where `storage` batches them (as the
+    driver's PackSearcher makes them)."""
     sampler = make()
-    study = optuna.create_study(directions=list(directions), sampler=sampler)
+    study = optuna.create_study(directions=list(directions), sampler=sampler, storage=storage)
     seen: list[dict[str, Any]] = []
     i = 0
     with warnings.catch_warnings():
@@ -86,13 +92,15 @@ def run(
             p0 = space(first)
             asked = [(first, p0)]
             study.sampler = optuna.samplers.PartialFixedSampler({n: p0[n] for n in SHAPE}, sampler)
-            for j in range(1, pack):
-                if k % 2 and j == 2:  # a trial finishes between two members' asks
-                    t, p = asked.pop(0)
-                    outcome(study, t, p, i)
-                    i += 1
-                t = study.ask()
-                asked.append((t, space(t)))
+            with batched(storage):
+                for j in range(1, pack):
+                    if k % 2 and j == 2:  # a trial finishes between two members' asks:
+                        # the first, or (pack 1) the newest, before older ones finish
+                        t, p = asked.pop(-1 if k == 1 else 0)
+                        outcome(study, t, p, i)
+                        i += 1
+                    t = study.ask()
+                    asked.append((t, space(t)))
             study.sampler = sampler
             for t, p in asked[::-1] if k % 3 == 2 else asked:  # some finish out of order
                 seen.append(p)
@@ -100,6 +108,41 @@ def run(
                 i += 1
             seen.append({"after": k})  # marks where the packs ended
     return seen, sampler
+
+
+class Recorded:
+    """A TPE sampler that keeps every acquisition array it computes (the candidates'
+    scores), so runs compare on every float, not only on the winning candidates."""
+
+    acquisitions: list[np.ndarray]
+
+    def _compute_acquisition_func(self, *args: Any) -> np.ndarray:
+        values = super()._compute_acquisition_func(*args)  # type: ignore[misc]
+        self.acquisitions.append(values.copy())
+        return values
+
+
+class RecordedStock(Recorded, optuna.samplers.TPESampler):
+    pass
+
+
+class RecordedOurs(Recorded, FitOnceTPESampler):
+    pass
+
+
+def recorded(cls: type, **options: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        sampler = cls(**options)
+        sampler.acquisitions = []
+        return sampler
+
+    return make
+
+
+def same_acquisitions(a: Any, b: Any) -> bool:
+    return len(a.acquisitions) == len(b.acquisitions) > 0 and all(
+        x.tobytes() == y.tobytes() for x, y in zip(a.acquisitions, b.acquisitions, strict=True)
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,10 +157,25 @@ def run(
     ids=["default", "minimize", "no-liar", "two-objectives", "univariate"],
 )
 def test_suggestions_equal_optuna_tpe(options: dict, directions: tuple[str, ...]) -> None:
-    stock, _ = run(lambda: optuna.samplers.TPESampler(seed=7, **options), directions=directions)
-    ours, sampler = run(lambda: FitOnceTPESampler(seed=7, **options), directions=directions)
+    stock, reference = run(recorded(RecordedStock, seed=7, **options), directions=directions)
+    ours, sampler = run(recorded(RecordedOurs, seed=7, **options), directions=directions)
     assert ours == stock  # every parameter of every trial, exactly
     assert isinstance(sampler, FitOnceTPESampler) and sampler.fits > 0
+    if options.get("multivariate", True):  # the univariate TPE is Optuna's own
+        assert same_acquisitions(sampler, reference)  # every candidate's score, bit for bit
+
+
+@pytest.mark.parametrize("directions", [("maximize",), ("minimize",), ("maximize", "minimize")])
+def test_suggestions_equal_optuna_tpe_on_a_study_journal(
+    directions: tuple[str, ...], tmp_path: Path
+) -> None:
+    """On the journal a study keeps (trial lists by state, a pack's asks in one write) the
+    suggestions are stock TPE's on Optuna's own in-memory storage."""
+    stock, reference = run(recorded(RecordedStock, seed=11), directions=directions)
+    storage = optuna_storage(tmp_path, create=True)
+    ours, sampler = run(recorded(RecordedOurs, seed=11), directions=directions, storage=storage)
+    assert ours == stock
+    assert same_acquisitions(sampler, reference)
 
 
 def test_a_pack_s_members_share_one_fit_per_search_space() -> None:
