@@ -176,7 +176,7 @@ class StudyCallback(tune.Callback):
         if self.trackers is not None:
             self.trackers.epoch(rid, result)
         self._refresh(rid)
-        self.panel.update(self.trials)
+        self.panel.update(self.trials, rid)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rid = record_id(trial)

@@ -3,8 +3,10 @@ include the trials of earlier driver runs."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from rich.console import Console
 
@@ -32,6 +34,7 @@ def test_panel_fits_80_columns_and_lists_running_trials(tmp_path: Path) -> None:
             config={"lr": 1e-3, "epochs": 5},
             last_result={"epoch": i + 1, "val_f1_skill": 0.1 * i},
         )
+        panel.update(trials, f"t{i}")
     panel.best = (0.1234, "t0", {f"param_{k}": 0.001 * k for k in range(10)})
     console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
     console.print(panel.render(trials))
@@ -63,10 +66,34 @@ def test_an_epoch_without_validation_shows_the_last_validated_value(tmp_path: Pa
     panel = LivePanel(StudyInfo.from_dict(INFO), live=False)
     trial = SimpleNamespace(status="RUNNING", config={"epochs": 5}, last_result={})
     lines = []
-    for epoch, value in ((2, 0.25), (3, float("nan"))):
+    for epoch, value in ((1, 0.2), (2, 0.25), (3, float("nan"))):
         trial.last_result = {"epoch": epoch, "val_f1_skill": value}
+        panel.update({"t": trial}, "t")  # each report, drawn or not
+        if epoch == 1:
+            continue  # the panel was not drawn after this one
         console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
         console.print(panel.render({"t": trial}))
         lines.append(console.export_text())
     assert "epoch 2/5  f1_macro_skill 0.25" in lines[0] and "(epoch" not in lines[0]
     assert "epoch 3/5  f1_macro_skill 0.25 (epoch 2)" in lines[1] and "nan" not in lines[1]
+
+
+def test_the_panel_is_drawn_at_its_rate_not_at_every_event() -> None:
+    """A drawing looks at every trial of the run; events come ~7 a trial at GPU rates: 200
+    events draw the panel a few times (its 2 Hz refresh, the first and the last state)."""
+    panel = LivePanel(StudyInfo.from_dict(INFO), live=False)
+    panel.console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    panel.enabled = True
+    draws: list[int] = []
+    render = panel.render
+    panel.render = lambda trials: (draws.append(len(trials)), render(trials))[1]  # type: ignore[method-assign]
+    trials: dict[str, Any] = {}
+    with panel.display(trials):
+        for i in range(200):
+            trials[f"t{i}"] = SimpleNamespace(
+                status="RUNNING", config={"epochs": 5}, last_result={"epoch": 1}
+            )
+            panel.say(f"trial t{i} started", trials)
+            panel.update(trials, f"t{i}")
+    assert 1 <= len(draws) <= 10 and draws[-1] == 200  # the last drawing: the last state
+    assert "200 running" in panel.console.file.getvalue()
