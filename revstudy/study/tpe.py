@@ -14,15 +14,18 @@ alone, never in `below`, and never counts them in the split.
 (in a one-objective study taken from the finished trials kept in the split's orders,
 `SplitOrders`, so a lone trial's ask does not sort 10^4 trials again); for each search space
 (a pack's first member samples the whole space, the others the space left when its shape is
-fixed) the `below` estimator and `above`'s converted parameters in trial order; and each
-finished trial's converted parameters, by number, for the next finished set. Each ask adds
-its running trials to `above` in trial order, builds that estimator, draws candidates with
-the sampler's own random stream and scores them with `tpe_density.mixture_log_pdf` (Optuna's
-log-density, the same floats in a third of the time). It reads the trial list the ask's
-search space was inferred from instead of reading the storage again (see `_sample`). Its
-suggestions equal stock `TPESampler`'s for the same seed and history, bit for bit
-(tests/study/test_tpe.py runs both through asks, packs, pruned, infeasible and
-multi-objective trials); it changes how often TPE converts and splits, never what it
+fixed) the `below` estimator and `above`'s converted parameters in trial order; and, per
+search space, every finished trial's converted parameters as arrays in trial order
+(`SpaceTable`, each trial converted once), of which `above` is all but the few `below`
+trials. Trials new to a finished set are found from the newest back, and the study's
+journal hands over its finished and running trials without walking every trial
+(`_trials_in`). Each ask adds its running trials to `above` in trial order, builds that
+estimator, draws candidates with the sampler's own random stream and scores them with
+`tpe_density.mixture_log_pdf` (Optuna's log-density, the same floats in a third of the
+time). Its suggestions, and every candidate's score, equal stock `TPESampler`'s for the
+same seed and history, bit for bit (tests/study/test_tpe.py runs both through asks, packs,
+trials finishing in any order, pruned, infeasible and multi-objective trials, in memory
+and on a study's journal); it changes how often TPE converts and splits, never what it
 suggests. Optuna is pinned (pyproject.toml): the private methods this class calls are those
 of Optuna 5.0.
 """
@@ -177,9 +180,10 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             self.splits += 1
         # `above` is every other finished trial: those with the space's parameters, in
         # trial order, as TPESampler._get_internal_repr would convert them
-        table = self._tables.get(tuple(search_space.items()))
+        space = tuple(search_space.items())
+        table = self._tables.get(space)
         if table is None:
-            table = self._tables[tuple(search_space.items())] = SpaceTable(search_space)
+            table = self._tables[space] = SpaceTable(search_space)
         table.add(finished)
         keep = ~np.isin(table.numbers, [t.number for t in self._below])
         numbers = table.numbers[keep]
