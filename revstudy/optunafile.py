@@ -9,7 +9,9 @@ one trial's ask, five reports and tell cost the driver 56 ms at 100 trials and 1
 rates (10,000 trials an hour: 0.36 s a trial) the driver's share of the wall time is what
 issue #31 bounds (benchmarks/driver_loop.py). Both keep what the study folder promises:
 one study id (foreign records refused), resume from the folder alone, and nothing
-unpickled (the journal is JSON; Optuna replays it into memory).
+unpickled (the journal is JSON; Optuna replays it into memory). A journal is opened as
+`revstudy.journalstore.StudyJournalStorage`: the same file and operations, with trial lists
+kept by state and a searcher call's operations written in one append.
 
 Light (no Ray, no torch; Optuna is imported when a storage is opened): the analysis
 package reads the study through it too.
