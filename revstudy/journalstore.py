@@ -30,7 +30,7 @@ import json
 import os
 from bisect import bisect_left
 from collections.abc import Container, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from optuna.storages import JournalStorage
@@ -227,11 +227,6 @@ class StudyJournalBackend(JournalFileBackend):
         )
 
 
-@contextmanager
-def batched(storage: Any) -> Iterator[None]:
+def batched(storage: Any) -> AbstractContextManager[None]:
     """`storage.batch()` where the storage batches its appends, else nothing."""
-    if isinstance(storage, StudyJournalStorage):
-        with storage.batch():
-            yield
-    else:
-        yield
+    return storage.batch() if isinstance(storage, StudyJournalStorage) else nullcontext()
