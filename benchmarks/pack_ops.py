@@ -13,6 +13,11 @@ operation; the backward's under autograd's events count) of one training step (b
 after a warm-up step) for packs of K = 1, 2, 4, 8, 16 members of the paper's shape, and
 divides by K; it also times the step on this CPU (arithmetic-bound here, so no speed-up is
 expected: the count is the figure that carries to a GPU). K = 1 is a lone `Trainer` step.
+Many top-level operations only make a view (reshape, permute, transpose, detach: new sizes
+and strides, no kernel on a GPU), and vmap adds hundreds of them, so each row also counts
+the *launching* operations: the top-level ones that are not views or bare allocations, and
+the views that copy (a reshape of a permuted tensor), read from each operation's schema
+(`launching_ops`; `is_view`, `launches`).
 The same for one validation of every member (`count_validation`: the members' validation
 libraries forwarded together, each member's own rows and figures after). Results:
 results/pack_ops.json.
@@ -21,6 +26,7 @@ results/pack_ops.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -84,7 +90,7 @@ def count_step(k: int, dataset: Any, threads: int, base: Any = None) -> dict[str
             group.optimizer.step()
 
     step()  # warm-up: lazily created optimiser state, first-call paths
-    ops = top_level_ops(step)
+    ops = op_counts(step)
     start = time.perf_counter()
     for _ in range(3):
         step()
@@ -118,41 +124,99 @@ def count_validation(k: int, dataset: Any, threads: int, base: Any = None) -> di
             t.given_logits, t.given_rows = {}, None
 
     validate()  # warm-up: the libraries and renumbered libraries are built once
-    ops = top_level_ops(validate)
+    ops = op_counts(validate)
     start = time.perf_counter()
     validate()
     return _counted(k, ops, time.perf_counter() - start, "validation_s")
 
 
-def _counted(k: int, ops: int, seconds: float, timed: str) -> dict[str, Any]:
-    """A pack of `k`'s record: its operations and seconds (`timed`), whole and per member."""
+def _counted(k: int, ops: tuple[int, int], seconds: float, timed: str) -> dict[str, Any]:
+    """A pack of `k`'s record: its operations (top-level, launching) and seconds (`timed`),
+    whole and per member."""
+    top, launching = ops
     return {
         "members": k,
-        "top_level_aten_ops": ops,
-        "ops_per_member": round(ops / k, 1),
+        "top_level_aten_ops": top,
+        "ops_per_member": round(top / k, 1),
+        "launching_ops": launching,
+        "launching_per_member": round(launching / k, 1),
         timed: round(seconds, 3),
         f"{timed}_per_member": round(seconds / k, 3),
     }
 
 
-def top_level_ops(fn: Callable[[], None]) -> int:
-    """The top-level ATen operations one call of `fn` issues (torch.profiler, CPU)."""
+def op_counts(fn: Callable[[], None]) -> tuple[int, int]:
+    """The top-level ATen operations one call of `fn` issues and how many of them launch
+    work (`launches`), from one torch.profiler trace on the CPU."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
-    return sum(1 for e in prof.events() if e.name.startswith("aten::") and not _under_aten(e))
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    children: dict[int, list[Any]] = {}
+    for e in events:
+        parent = _aten_parent(e)
+        if parent is not None:
+            children.setdefault(id(parent), []).append(e)
+    top = [e for e in events if _aten_parent(e) is None]
+    return len(top), sum(1 for e in top if launches(e, children))
 
 
-def _under_aten(event: Any) -> bool:
-    """Whether an ATen operation runs inside another (then it is not a top-level one):
-    backward operations sit under autograd's own events, which do not count."""
+# operations that allocate memory or answer from metadata, launching no kernel on a GPU
+NO_KERNEL = frozenset(
+    {
+        "aten::empty",
+        "aten::empty_like",
+        "aten::empty_strided",
+        "aten::new_empty",
+        "aten::new_empty_strided",
+        "aten::resize_",
+        "aten::result_type",
+        "aten::_unsafe_view",  # a view its schema does not mark as one (reshape's inner step)
+    }
+)
+
+
+def launches(event: Any, children: dict[int, list[Any]]) -> bool:
+    """Whether an ATen operation launches work on a GPU: not a bare allocation, and not a
+    view unless one of the operations inside it does (a reshape that has to copy)."""
+    if event.name in NO_KERNEL:
+        return False
+    if not is_view(event.name):
+        return True
+    return any(launches(c, children) for c in children.get(id(event), ()))
+
+
+@functools.cache
+def is_view(name: str) -> bool:
+    """Whether ATen operation `name` ("aten::reshape") returns views of its inputs: every
+    overload that returns tensors returns aliases (`Tensor(a)`, not written), by its schema.
+    Overloads that return no tensor (`aten::slice.str`) do not count."""
+    import torch
+
+    packet = getattr(torch.ops.aten, name.removeprefix("aten::"), None)
+    if packet is None:
+        return False
+    aliased = []
+    for overload in packet.overloads():
+        returns = getattr(packet, overload)._schema.returns
+        tensors = [r for r in returns if "Tensor" in str(r.type)]
+        if tensors:
+            aliased.append(
+                all(r.alias_info is not None and not r.alias_info.is_write for r in tensors)
+            )
+    return bool(aliased) and all(aliased)
+
+
+def _aten_parent(event: Any) -> Any:
+    """The ATen operation an event runs inside (None for a top-level one): backward
+    operations sit under autograd's own events, which do not count."""
     parent = event.cpu_parent
     while parent is not None:
         if parent.name.startswith("aten::"):
-            return True
+            return parent
         parent = parent.cpu_parent
-    return False
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,15 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"machine": machine_info(args.threads), "batch_size": 32, "packs": rows}
     for r in rows:
         print(
-            f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a step, "
-            f"{r['ops_per_member']:>7} per member, {r['step_s_per_member']:.3f} s per member"
+            f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a step "
+            f"({r['launching_ops']} launching), {r['ops_per_member']:>7} per member "
+            f"({r['launching_per_member']}), {r['step_s_per_member']:.3f} s per member"
         )
     doc["validation"] = [count_validation(k, dataset, args.threads) for k in sizes]
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     for r in doc["validation"]:
         print(
-            f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a validation, "
-            f"{r['ops_per_member']:>7} per member, {r['validation_s_per_member']:.3f} s per member"
+            f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a validation "
+            f"({r['launching_ops']} launching), {r['ops_per_member']:>7} per member "
+            f"({r['launching_per_member']}), {r['validation_s_per_member']:.3f} s per member"
         )
     return 0
 

@@ -54,3 +54,43 @@ def test_a_packs_validation_forwards_the_libraries_once_for_all_members(
     assert ops[4] / 4 < ops[2] / 2 < ops[1], ops  # measured: 371, 345, 273 per member
     assert ops[4] - ops[2] < 2 * ops[1], ops
     assert counts[4]["ops_per_member"] == round(ops[4] / 4, 1)
+
+
+def test_views_are_told_from_operations_that_launch_work() -> None:
+    """Independent facts about ATen: these return views of their input (new sizes and
+    strides over the same storage), those compute or copy."""
+    for name in ("aten::reshape", "aten::permute", "aten::t", "aten::detach", "aten::narrow"):
+        assert pack_ops.is_view(name), name
+    for name in ("aten::add", "aten::add_", "aten::conv2d", "aten::copy_", "aten::cat"):
+        assert not pack_ops.is_view(name), name
+    assert pack_ops.is_view("aten::slice")  # its `slice.str` overload returns no tensor
+
+
+def test_launching_operations_count_copies_not_views() -> None:
+    """A reshape of a contiguous tensor only views it; of a permuted one it copies, as
+    `Tensor.is_contiguous` and `data_ptr` confirm independently of the profiler."""
+    x = torch.randn(4, 6)
+    views = x.reshape(6, 4)
+    copied = x.t().reshape(24)
+    assert views.data_ptr() == x.data_ptr() and copied.data_ptr() != x.data_ptr()
+
+    def only_views() -> None:
+        x.reshape(6, 4).t().detach()
+
+    def copies() -> None:
+        x.t().reshape(24).add(1)
+
+    assert pack_ops.op_counts(only_views) == (3, 0)
+    assert pack_ops.op_counts(copies) == (3, 2)  # the copying reshape and the add
+
+
+def test_a_packs_extra_operations_are_mostly_views(synthetic_csv: Path) -> None:
+    """vmap reshapes and permutes around every layer; those launch nothing, so a pack's
+    step launches only a little more than a lone step does."""
+    counts = _counts(pack_ops.count_step, synthetic_csv)
+    for c in counts.values():
+        assert 0 < c["launching_ops"] < c["top_level_aten_ops"], c
+    launching = {k: c["launching_ops"] for k, c in counts.items()}
+    top = {k: c["top_level_aten_ops"] for k, c in counts.items()}
+    assert launching[4] - launching[1] < (top[4] - top[1]) / 2, (launching, top)
+    assert counts[4]["launching_per_member"] == round(launching[4] / 4, 1)
