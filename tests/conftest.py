@@ -11,6 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO.parent / "shared" / "data" / "reversibledata.csv"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, otherwise in collection order (a stable sort): with two workers
+    (pytest-xdist, `addopts`) the long Ray studies start early and the short tests fill in
+    around them, instead of a long study running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def real_csv() -> Path:
     if not SHARED_CSV.is_file():

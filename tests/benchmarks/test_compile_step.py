@@ -36,6 +36,7 @@ def test_defaults_per_device(synthetic_csv: Path, tmp_path: Path) -> None:
         compile_step.parse_args(["--data", str(tmp_path / "none.csv")])
 
 
+@pytest.mark.slow
 def test_an_eager_run_is_recorded(synthetic_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.json"
     argv = ["--data", str(synthetic_csv), "--modes", "eager", "--epochs", "2", "--out", str(out)]

@@ -133,6 +133,7 @@ def test_an_infeasible_trial_is_never_ranked_or_exported(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.slow
 def test_a_study_with_a_constraint_records_and_honours_it(tmp_path: Path) -> None:
     """End to end: `--constraint params_millions<=0.7` on a space whose last stage has 1-4
     blocks (0.42, 0.68, 0.95, 1.21 M parameters): study.json keeps it, Optuna has every

@@ -38,6 +38,7 @@ def _attrs(trial: dict) -> dict[str, Any]:
     return {a["key"]: a["value"] for a in trial["user_attrs"]}
 
 
+@pytest.mark.slow
 def test_the_dashboard_shows_a_running_study_live_and_changes_nothing(tmp_path: Path) -> None:
     from tests.conftest import synthetic_rows, write_csv
 

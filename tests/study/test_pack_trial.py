@@ -80,6 +80,7 @@ def _close(a: dict[str, Any], b: dict[str, Any]) -> None:
             assert x == y, key
 
 
+@pytest.mark.slow
 def test_members_follow_lone_trials_exactly_when_they_train_in_turn(
     tmp_path: Path, synthetic_csv: Path, space: Path
 ) -> None:
@@ -107,6 +108,7 @@ def test_members_follow_lone_trials_exactly_when_they_train_in_turn(
         assert doc["pack"] == "p"
 
 
+@pytest.mark.slow
 def test_members_stepped_as_one_ensemble_follow_lone_trials(
     tmp_path: Path, synthetic_csv: Path, space: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,6 +129,7 @@ class Killed(BaseException):
     """Stands for a SIGKILL between two epochs: nothing after it runs, nothing is recorded."""
 
 
+@pytest.mark.slow
 def test_an_interrupted_pack_resumes_every_member_bit_for_bit(
     tmp_path: Path, synthetic_csv: Path, space: Path
 ) -> None:

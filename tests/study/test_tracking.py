@@ -142,6 +142,7 @@ def test_a_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
         check_trackers(["mlflow"])
 
 
+@pytest.mark.slow
 def test_a_study_logged_to_both_trackers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end through the CLI: every trial (the baseline included) a nested MLflow run
     with per-epoch and final metrics, and a TensorBoard folder; growing the study adds runs

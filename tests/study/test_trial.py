@@ -49,6 +49,7 @@ def space(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(
     tmp_path: Path, synthetic_csv: Path, space: Path
 ) -> None:

@@ -263,6 +263,7 @@ def test_warm_trials_are_history_for_the_sampler_and_never_counted(tmp_path: Pat
     assert firsts[0] != firsts[1]
 
 
+@pytest.mark.slow
 def test_a_study_warm_started_through_the_cli(tmp_path: Path) -> None:
     """End to end: a source study, then one launched with --warm-start: study.json and
     optuna.db record the warm trials, the tables, status, report and dashboard hold only the

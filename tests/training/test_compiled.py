@@ -57,6 +57,7 @@ def test_an_unknown_mode_is_refused() -> None:
         TrialConfig.from_dict({"compile_step": "fastest"})
 
 
+@pytest.mark.slow
 def test_compiled_members_step_as_one_ensemble_as_the_eager_one(synthetic_csv: Path) -> None:
     """A pack's compiled step is its vmapped forward and inverse through torch.compile
     (`eager`: Dynamo's capture, no code generation), one graph for every member: two epochs
