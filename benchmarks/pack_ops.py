@@ -152,13 +152,15 @@ def op_counts(fn: Callable[[], None]) -> tuple[int, int]:
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
-    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    top: list[Any] = []
     children: dict[int, list[Any]] = {}
-    for e in events:
-        parent = _aten_parent(e)
-        if parent is not None:
-            children.setdefault(id(parent), []).append(e)
-    top = [e for e in events if _aten_parent(e) is None]
+    for e in prof.events():
+        if e.name.startswith("aten::"):
+            parent = _aten_parent(e)
+            if parent is None:
+                top.append(e)
+            else:
+                children.setdefault(id(parent), []).append(e)
     return len(top), sum(1 for e in top if launches(e, children))
 
 

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from revstudy.data.dataset import read_dataset
 from revstudy.training.config import TrialConfig
+from tests.conftest import synthetic_rows, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -32,10 +34,20 @@ def _counts(count: Callable[..., dict[str, Any]], csv: Path) -> dict[int, dict[s
         torch.set_num_threads(threads)
 
 
-def test_a_packs_step_costs_the_operations_of_one_step(synthetic_csv: Path) -> None:
+@pytest.fixture(scope="module")
+def step_counts(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
+    """`pack_ops.count_step` for packs of 1, 2 and 4 tiny members, counted once for the
+    tests below."""
+    csv = write_csv(tmp_path_factory.mktemp("pack_ops") / "synthetic.csv", synthetic_rows(60))
+    return _counts(pack_ops.count_step, csv)
+
+
+def test_a_packs_step_costs_the_operations_of_one_step(
+    step_counts: dict[int, dict[str, Any]],
+) -> None:
     """Counted, not timed: the count is deterministic for one torch version. Doubling the
     members adds only their own random draws; per member the count halves."""
-    counts = _counts(pack_ops.count_step, synthetic_csv)
+    counts = step_counts
     ops = {k: c["top_level_aten_ops"] for k, c in counts.items()}
     assert ops[4] - ops[2] <= 8, ops  # measured: +2 (two more members' noise draws)
     assert ops[4] < 2 * ops[1], ops  # four trials for less than two lone steps
@@ -68,7 +80,7 @@ def test_views_are_told_from_operations_that_launch_work() -> None:
 
 def test_launching_operations_count_copies_not_views() -> None:
     """A reshape of a contiguous tensor only views it; of a permuted one it copies, as
-    `Tensor.is_contiguous` and `data_ptr` confirm independently of the profiler."""
+    `data_ptr` confirms independently of the profiler."""
     x = torch.randn(4, 6)
     views = x.reshape(6, 4)
     copied = x.t().reshape(24)
@@ -84,10 +96,10 @@ def test_launching_operations_count_copies_not_views() -> None:
     assert pack_ops.op_counts(copies) == (3, 2)  # the copying reshape and the add
 
 
-def test_a_packs_extra_operations_are_mostly_views(synthetic_csv: Path) -> None:
+def test_a_packs_extra_operations_are_mostly_views(step_counts: dict[int, dict[str, Any]]) -> None:
     """vmap reshapes and permutes around every layer; those launch nothing, so a pack's
     step launches only a little more than a lone step does."""
-    counts = _counts(pack_ops.count_step, synthetic_csv)
+    counts = step_counts
     for c in counts.values():
         assert 0 < c["launching_ops"] < c["top_level_aten_ops"], c
     launching = {k: c["launching_ops"] for k, c in counts.items()}

@@ -401,7 +401,8 @@ def test_a_paper_sized_ensemble_step_is_the_sequential_step_up_to_round_off(
         moments = own["optimizer"]["state"]
         alone = tb.optimizer.state_dict()["state"]
         params = zip(ta.model.parameters(), tb.model.parameters(), w0, strict=True)
-        for i, (p, q, w) in enumerate((p.detach(), q.detach(), w) for p, q, w in params):
+        for i, (fused_w, seq_w, w) in enumerate(params):
+            p, q = fused_w.detach(), seq_w.detach()
             g = moments[i]["exp_avg"] / (1 - beta1)  # this step's gradient (Adam's moment)
             h = alone[i]["exp_avg"] / (1 - beta1)
             num += float(((g - h) ** 2).sum())
