@@ -159,6 +159,34 @@ def test_a_batch_writes_once_when_it_ends(tmp_path: Path, monkeypatch: Any) -> N
     assert len(fsyncs) >= 2
 
 
+def test_a_write_of_reports_alone_is_synced_with_the_next_write(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Per-epoch reports are written at once (a killed driver keeps them) but fsync'ed only
+    with the next write that holds anything else, which syncs the whole file."""
+    path = tmp_path / "optuna.journal"
+    storage = ours(path)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    with storage.batch():
+        t = study.ask()
+        t.suggest_float("x", 0, 1)
+    fsyncs: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real(fd))[1])
+    for epoch in (1, 2):
+        with storage.batch():
+            t.report(0.1 * epoch, epoch)
+        assert fsyncs == []
+        assert stock(path).get_all_trials(0)[0].intermediate_values == {
+            e: 0.1 * e for e in range(1, epoch + 1)
+        }  # in the file already
+    with storage.batch():
+        t.report(0.3, 3)
+        study.tell(t, 0.3)
+    assert len(fsyncs) == 1
+    assert stock(path).get_all_trials(0) == storage.get_all_trials(0)
+
+
 def test_a_failed_call_s_operations_are_written_too(tmp_path: Path) -> None:
     path = tmp_path / "optuna.journal"
     storage = ours(path)

@@ -18,10 +18,13 @@ Optuna's `np.select` replaced by a check that every candidate lies inside its bo
 which makes the select a no-op (for low <= x the rounded (x - mu) / sigma is never below
 the rounded (low - mu) / sigma: subtracting the same mu and dividing by the same positive
 sigma are monotone). Where a candidate lies outside, or a component has zero width, it
-falls back to Optuna's own method.
+falls back to Optuna's own method. Its (candidates x components) temporaries live in a
+`Workspace` the sampler keeps between asks, not in arrays mapped fresh every call.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -32,7 +35,7 @@ from optuna.samplers._tpe.probability_distributions import (
     _MixtureOfProductDistribution,
 )
 
-__all__ = ["mixture_log_pdf"]
+__all__ = ["Workspace", "mixture_log_pdf"]
 
 # below this, exp(x) is far under half the smallest subnormal: 0.0 in any exp (numpy's own
 # returns 0.0 from -745.14 on)
@@ -40,39 +43,74 @@ UNDERFLOW = -750.0
 PAIRWISE_BLOCK = 128  # numpy splits longer sums in halves (not emulated: stacked instead)
 
 
-def mixture_log_pdf(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> np.ndarray:
+class Workspace:
+    """Arrays `mixture_log_pdf` reuses from call to call. Each (24 x 10^4) float64
+    temporary is 1.9 MB, past the C allocator's threshold for mapping memory fresh from the
+    system, so every call would map it again and fault in its ~470 zeroed pages: ~4 ms of a
+    ~13 ms call at 10^4 trials (benchmarks/driver_loop.py), more than most of the
+    arithmetic. A sampler keeps one (calls are sequential) and hands it to every call."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+        """A C-contiguous array of `shape` named `name`, its content undefined."""
+        size = math.prod(shape)
+        held = self._arrays.get(name)
+        if held is None or held.size < size or held.dtype != dtype:
+            held = self._arrays[name] = np.empty(size, dtype=dtype)
+        return held[:size].reshape(shape)
+
+
+def mixture_log_pdf(
+    mixture: _MixtureOfProductDistribution, x: np.ndarray, workspace: Workspace | None = None
+) -> np.ndarray:
     """`mixture.log_pdf(x)`, the same floats: x is (candidates, parameters), internal
-    representation, as `_ParzenEstimator.log_pdf` passes it."""
+    representation, as `_ParzenEstimator.log_pdf` passes it. Temporaries live in
+    `workspace` (a fresh one when None); the result never does."""
     if not _inside(mixture, x):
         return mixture.log_pdf(x)
-    weighted = np.zeros((len(x), len(mixture.weights)), dtype=np.float64)
+    ws = workspace if workspace is not None else Workspace()
+    shape = (len(x), len(mixture.weights))
+    weighted = ws.get("weighted", shape)
+    weighted.fill(0.0)
+    log_masses = _continuous_log_masses(mixture)
     continuous: list[np.ndarray] = []
     for i, d in enumerate(mixture.distributions):
         xi = x[:, i]
         if isinstance(d, _BatchedCategoricalDistributions):
-            # log of the (components x choices) table once, then a row per candidate
-            log_weights = np.log(d.weights.T)
-            weighted += log_weights[xi.astype(np.int64)]
+            # log of the (components x choices) table once (contiguous, as Optuna's log
+            # runs), then each candidate's choice gathered from it
+            log_weights = np.log(d.weights, out=ws.get("log_weights", d.weights.shape))
+            picked = np.take(log_weights.T, xi.astype(np.int64), axis=0, out=ws.get("pick", shape))
+            weighted += picked
             continue
         if d.step == 0.0:
-            continuous.append(_continuous_terms(d, np.log(xi) if d.is_log else xi))
+            xi = np.log(xi) if d.is_log else xi
+            k = len(continuous)
+            continuous.append(_continuous_terms(d, xi, log_masses[:, k], ws.get(f"term{k}", shape)))
             continue
         step = d.step
         xi_uniq, xi_inv = np.unique(xi, return_inverse=True)
-        mu_uniq, sigma_uniq, mu_sigma_inv = _unique_pairs(d.mu, d.sigma)
+        mu_uniq, sigma_uniq, mu_sigma_inv = _unique_pairs(d.mu, d.sigma, ws)
         left = np.log(xi_uniq - step / 2) if d.is_log else (xi_uniq - step / 2)
         right = np.log(xi_uniq + step / 2) if d.is_log else (xi_uniq + step / 2)
-        mass = _log_gauss_mass_unique(
-            (left[:, np.newaxis] - mu_uniq) / sigma_uniq,
-            (right[:, np.newaxis] - mu_uniq) / sigma_uniq,
-        )[:, mu_sigma_inv]
+        mass = np.take(
+            _log_gauss_mass_unique(
+                (left[:, np.newaxis] - mu_uniq) / sigma_uniq,
+                (right[:, np.newaxis] - mu_uniq) / sigma_uniq,
+            ),
+            mu_sigma_inv,
+            axis=1,
+            out=ws.get("mass", (len(xi_uniq), shape[1])),
+        )
         for row, u in zip(weighted, xi_inv, strict=True):  # Optuna: mass[np.ix_(xi_inv, inv)]
             row += mass[u]
         weighted -= _truncnorm._log_gauss_mass(
             (d.adapted_low - mu_uniq) / sigma_uniq, (d.adapted_high - mu_uniq) / sigma_uniq
         )[mu_sigma_inv]
     if continuous:
-        weighted += _sum_last_axis(continuous)
+        weighted += _sum_last_axis(continuous, ws)
     weighted += np.log(mixture.weights[np.newaxis])
     max_ = weighted.max(axis=1)
     max_[np.isneginf(max_)] = 0  # as Optuna: no (-inf) - (-inf)
@@ -80,9 +118,9 @@ def mixture_log_pdf(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> np
         weighted -= max_[:, None]
         # exp of the far components is exactly 0.0 and costs numpy's slow path (~10x), so
         # it is skipped; the others are numpy's exp as Optuna calls it
-        near = weighted > UNDERFLOW
+        near = np.greater(weighted, UNDERFLOW, out=ws.get("near", shape, np.bool_))
         np.exp(weighted, out=weighted, where=near)
-        np.putmask(weighted, ~near, 0.0)
+        np.putmask(weighted, np.logical_not(near, out=ws.get("far", shape, np.bool_)), 0.0)
         return np.log(weighted.sum(axis=1)) + max_
 
 
@@ -101,25 +139,48 @@ def _inside(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> bool:
     return True
 
 
-def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unique_pairs(
+    a: np.ndarray, b: np.ndarray, ws: Workspace
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct (a, b) pairs and each element's index into them, as Optuna's
     `_unique_inverse_2d` finds them, by hashing instead of two sorts (4x faster at 10^4):
     the masses computed from them are elementwise, so their order does not matter."""
-    keys = np.empty(len(a), dtype=np.complex128)
+    keys = ws.get("pairs", (len(a),), np.complex128)
     keys.real, keys.imag = a, b
     codes, pairs = pd.factorize(keys)
     return pairs.real, pairs.imag, codes
 
 
-def _continuous_terms(d: object, xi: np.ndarray) -> np.ndarray:
+def _continuous_log_masses(mixture: _MixtureOfProductDistribution) -> np.ndarray:
+    """The truncation masses of every continuous parameter's kernels, (components x
+    continuous parameters), from one `_log_gauss_mass` call over all of them as Optuna
+    makes it: Optuna's `erf` takes `math.erf` element by element below 2,000 values and
+    its own polynomial (which differs in the last bit) from 2,000 on, so the masses of
+    1,000 components and two parameters must be computed together, as Optuna does, to be
+    Optuna's."""
+    cont = [
+        d
+        for d in mixture.distributions
+        if not isinstance(d, _BatchedCategoricalDistributions) and d.step == 0.0
+    ]
+    if not cont:
+        return np.empty((len(mixture.weights), 0))
+    mus = np.asarray([d.mu for d in cont]).T
+    sigmas = np.asarray([d.sigma for d in cont]).T
+    lows = np.asarray([d.adapted_low for d in cont])
+    highs = np.asarray([d.adapted_high for d in cont])
+    return _truncnorm._log_gauss_mass((lows - mus) / sigmas, (highs - mus) / sigmas)
+
+
+def _continuous_terms(
+    d: object, xi: np.ndarray, log_mass: np.ndarray, out: np.ndarray
+) -> np.ndarray:
     """One continuous parameter's (candidates x components) log-density terms, computed
-    as `_truncnorm.logpdf` does: norm_logpdf((x - mu) / sigma) - log_mass - log(sigma)."""
+    as `_truncnorm.logpdf` does: norm_logpdf((x - mu) / sigma) - log_mass - log(sigma),
+    in `out`."""
     mu, sigma = d.mu, d.sigma  # type: ignore[attr-defined]
-    a = (d.adapted_low - mu) / sigma  # type: ignore[attr-defined]
-    b = (d.adapted_high - mu) / sigma  # type: ignore[attr-defined]
-    log_mass = _truncnorm._log_gauss_mass(a, b)
     log_scale = np.log(sigma)
-    z = xi[:, np.newaxis] - mu
+    z = np.subtract(xi[:, np.newaxis], mu, out=out)
     z /= sigma
     np.square(z, out=z)  # what `x**2` computes
     z *= -0.5  # -(x**2) / 2.0: negating and halving are exact, so one rounding either way
@@ -129,26 +190,31 @@ def _continuous_terms(d: object, xi: np.ndarray) -> np.ndarray:
     return z
 
 
-def _sum_last_axis(terms: list[np.ndarray]) -> np.ndarray:
+def _sum_last_axis(terms: list[np.ndarray], ws: Workspace) -> np.ndarray:
     """`np.stack(terms, -1).sum(-1)`, the same floats, without the stacked copy and its
     one tiny reduction per element: numpy reduces a contiguous axis by its pairwise sum,
     which adds fewer than 8 terms in a plain loop and more (up to its block of 128) in 8
-    interleaved partial sums joined as a tree (numpy/_core/src/umath/loops_utils.h)."""
+    interleaved partial sums joined as a tree (numpy/_core/src/umath/loops_utils.h).
+    The sums go into the terms' own arrays and the workspace (the terms are consumed)."""
     n = len(terms)
     if n < 8:
-        total = terms[0] + 0.0
+        total = np.add(terms[0], 0.0, out=ws.get("total", terms[0].shape))
         for t in terms[1:]:
             total += t
         return total
     if n > PAIRWISE_BLOCK:
         return np.stack(terms, axis=-1).sum(axis=-1)
-    r = [t + 0.0 for t in terms[:8]]
+    r = [np.add(t, 0.0, out=t) for t in terms[:8]]
     i = 8
     while i + 8 <= n:
         for j in range(8):
             r[j] += terms[i + j]
         i += 8
-    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    # ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), each sum into its left operand
+    for step in (1, 2, 4):
+        for j in range(0, 8, 2 * step):
+            r[j] += r[j + step]
+    total = r[0]
     for t in terms[i:]:
         total += t
     return total

@@ -21,7 +21,7 @@ from optuna.distributions import (
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import default_weights
 
-from revstudy.study.tpe_density import mixture_log_pdf
+from revstudy.study.tpe_density import Workspace, mixture_log_pdf
 
 KINDS: list[BaseDistribution] = [
     FloatDistribution(0.0, 0.5),
@@ -69,17 +69,19 @@ def assert_same(
     rng: np.random.Generator,
     prior_weight: float = 1.0,
     candidates: dict[str, np.ndarray] | None = None,
-) -> None:
+    workspace: Workspace | None = None,
+) -> np.ndarray:
     mpe = _ParzenEstimator(obs, space, parameters(prior_weight))
     if candidates is None:
         candidates = mpe.sample(np.random.RandomState(int(rng.integers(1 << 30))), 24)
     x = mpe._transform(candidates)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # log(0) of a zero prior weight
-        ours = mixture_log_pdf(mpe._mixture_distribution, x)
+        ours = mixture_log_pdf(mpe._mixture_distribution, x, workspace)
         theirs = mpe._mixture_distribution.log_pdf(x)
     np.testing.assert_array_equal(ours, theirs)
     assert ours.dtype == theirs.dtype
+    return ours
 
 
 @pytest.mark.parametrize("n_continuous", [1, 2, 3, 7, 8, 9, 12])
@@ -123,3 +125,36 @@ def test_candidates_outside_the_bounds_use_optuna_s_method() -> None:
     obs = observations(space, 100, rng)
     outside = {"decay": np.array([-0.1, 0.2, 0.7]), "lr": np.array([1e-3, 1e-5, 1e-3])}
     assert_same(space, obs, rng, candidates=outside)
+
+
+def test_a_workspace_reused_across_mixtures_changes_nothing() -> None:
+    """One workspace through mixtures of growing, shrinking and other spaces (its arrays
+    are reused, sliced or replaced): every result equal to Optuna's, and no result lives in
+    the workspace (a later call would overwrite it)."""
+    rng = np.random.default_rng(4)
+    ws = Workspace()
+    wide = {f"c{i}": KINDS[i % 2] for i in range(9)} | {"k": KINDS[2], "w": KINDS[5]}
+    narrow = {"lr": KINDS[1], "blocks": KINDS[3]}
+    kept = []
+    for space, n in [(wide, 2000), (narrow, 30), (wide, 500), (narrow, 3000), (wide, 0)]:
+        out = assert_same(space, observations(space, n, rng), rng, workspace=ws)
+        kept.append((out, out.copy()))
+    for out, copy in kept:
+        np.testing.assert_array_equal(out, copy)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(15, 700), (16, 1200), (11, 1500)])
+def test_equal_where_the_masses_of_all_parameters_reach_optuna_s_erf_threshold(
+    seed: int, n: int
+) -> None:
+    """Optuna's `erf` is `math.erf` for fewer than 2,000 values and its own polynomial
+    (different in the last bit) from 2,000 on, and Optuna computes every continuous
+    parameter's truncation masses in one call: with 700-1,500 components and three
+    parameters that call takes the polynomial where one call per parameter would not.
+    Kernels clustered near the low bound put the masses in erf's small-argument range."""
+    rng = np.random.default_rng(seed)
+    space = {"c0": KINDS[0], "c1": KINDS[1], "c2": KINDS[0]}
+    obs = observations(space, n, rng, cluster=True)
+    mpe = _ParzenEstimator(obs, space, parameters())
+    candidates = mpe.sample(np.random.RandomState(seed), 24)
+    assert_same(space, obs, rng, candidates=candidates)
