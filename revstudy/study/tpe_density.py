@@ -80,10 +80,12 @@ def mixture_log_pdf(
         xi = x[:, i]
         if isinstance(d, _BatchedCategoricalDistributions):
             # log of the (components x choices) table once (contiguous, as Optuna's log
-            # runs), then each candidate's choice gathered from it
+            # runs), copied choice by choice, then each candidate's choice added
             log_weights = np.log(d.weights, out=ws.get("log_weights", d.weights.shape))
-            picked = np.take(log_weights.T, xi.astype(np.int64), axis=0, out=ws.get("pick", shape))
-            weighted += picked
+            by_choice = ws.get("by_choice", log_weights.shape[::-1])
+            np.copyto(by_choice, log_weights.T)
+            for row, choice in zip(weighted, xi.astype(np.int64), strict=True):
+                row += by_choice[choice]
             continue
         if d.step == 0.0:
             xi = np.log(xi) if d.is_log else xi
