@@ -32,6 +32,7 @@ of Optuna 5.0.
 
 from __future__ import annotations
 
+import weakref
 from bisect import insort
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from revstudy.journalstore import StudyJournalStorage
-from revstudy.study.tpe_density import Workspace, mixture_log_pdf
+from revstudy.study.tpe_density import MassMemo, Workspace, mixture_log_pdf
 from revstudy.study.tpe_estimator import ScatterParzenEstimator
 
 __all__ = ["FitOnceTPESampler"]
@@ -98,6 +99,12 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         self._below: list[FrozenTrial] | None = None  # the split's better trials
         self._orders: SplitOrders | None = None  # a one-objective study's finished trials
         self._workspace = Workspace()  # the log-densities' temporaries, kept between asks
+        # each `above` estimator's trial numbers (its components' but the prior's), and per
+        # search space the masses of the last `above` (MassMemo)
+        self._numbers: weakref.WeakKeyDictionary[_ParzenEstimator, np.ndarray] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._memos: dict[tuple, MassMemo] = {}
         self.fits = 0  # fits made: one per finished set and search space (benchmarks, tests)
         self.splits = 0  # finished sets split into below and above
 
@@ -153,6 +160,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         self._tables.clear()
         self._below = None
         self._orders = None
+        self._memos.clear()  # numbers name another study's trials
 
     def _finished_fit(
         self,
@@ -228,6 +236,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         if not rows:
             if fit.above is None:
                 fit.above = self._estimator(fit.above_values, search_space)
+                self._numbers[fit.above] = fit.above_numbers
             return fit.above
         rows.sort(key=lambda r: r[0])
         # where each running trial goes among the finished ones, in trial order: np.insert
@@ -237,7 +246,9 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             name: _inserted(fit.above_values[name], at, [row[i] for _, row in rows])
             for i, name in enumerate(search_space)
         }
-        return self._estimator(values, search_space)
+        above = self._estimator(values, search_space)
+        self._numbers[above] = np.insert(fit.above_numbers, at, [number for number, _ in rows])
+        return above
 
     def _compute_acquisition_func(
         self,
@@ -246,10 +257,18 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         mpe_above: _ParzenEstimator,
     ) -> np.ndarray:
         """TPESampler's, with the mixtures' log-densities by `mixture_log_pdf` (the same
-        floats, a quarter of the time at 10^4 trials)."""
+        floats, a quarter of the time at 10^4 trials); `above`'s masses found again by trial
+        number in what the previous ask in its search space computed."""
         ws = self._workspace
         below = mixture_log_pdf(mpe_below._mixture_distribution, mpe_below._transform(samples), ws)
-        above = mixture_log_pdf(mpe_above._mixture_distribution, mpe_above._transform(samples), ws)
+        memo = self._memos.setdefault(tuple(mpe_above._search_space.items()), MassMemo())
+        above = mixture_log_pdf(
+            mpe_above._mixture_distribution,
+            mpe_above._transform(samples),
+            ws,
+            numbers=self._numbers.get(mpe_above),
+            memo=memo,
+        )
         return below - above
 
     def _estimator(

@@ -8,6 +8,7 @@ components far enough from a candidate that their exp underflows (to a subnormal
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -18,10 +19,11 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.samplers._tpe._erf import erf as optuna_erf
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator, _ParzenEstimatorParameters
 from optuna.samplers._tpe.sampler import default_weights
 
-from revstudy.study.tpe_density import Workspace, mixture_log_pdf
+from revstudy.study.tpe_density import ERF_SERIES, MassMemo, Workspace, mixture_log_pdf
 
 KINDS: list[BaseDistribution] = [
     FloatDistribution(0.0, 0.5),
@@ -158,3 +160,49 @@ def test_equal_where_the_masses_of_all_parameters_reach_optuna_s_erf_threshold(
     mpe = _ParzenEstimator(obs, space, parameters())
     candidates = mpe.sample(np.random.RandomState(seed), 24)
     assert_same(space, obs, rng, candidates=candidates)
+
+
+def test_masses_found_again_by_trial_number_are_optuna_s() -> None:
+    """Consecutive asks' mixtures (trials added among the others, so that neighbours'
+    bandwidths change, and the erf method switching as the central intervals pass
+    ERF_SERIES) with a MassMemo: every density equal to Optuna's, and most masses found
+    rather than computed once the memo holds the previous mixture."""
+    rng = np.random.default_rng(5)
+    space = {"c0": KINDS[0], "c1": KINDS[1], "k": KINDS[2]}
+    obs = observations(space, 1200, rng, cluster=True)
+    numbers = np.sort(rng.choice(5000, size=1200, replace=False))
+    memo = MassMemo()
+    ws = Workspace()
+    keep = np.arange(0)
+    for step, n in enumerate([900, 930, 960, 1000, 1000, 1100, 1200]):
+        if n != len(keep):  # trials of the first n drawn anew; step 4 keeps step 3's
+            keep = np.sort(rng.choice(1200, size=n, replace=False))
+        part = {k: v[keep] for k, v in obs.items()}
+        mpe = _ParzenEstimator(part, space, parameters())
+        x = mpe._transform(mpe.sample(np.random.RandomState(step), 24))
+        before = memo.computed
+        ours = mixture_log_pdf(mpe._mixture_distribution, x, ws, numbers[keep], memo)
+        np.testing.assert_array_equal(ours, mpe._mixture_distribution.log_pdf(x))
+        if step == 4:  # the same trials as the step before: only the prior's kernel
+            assert memo.computed - before == 1
+    assert memo.last is not None and memo.last.series  # 1,200 x 2 central intervals
+    assert memo.computed < 7 * 1200 / 2
+    # few trials spread over the range: each new one changes its neighbours' bandwidths,
+    # and the smallest bandwidth shrinks with the trial count: those masses are recomputed
+    spread = observations(space, 60, rng)
+    small = MassMemo()
+    for step, n in enumerate([40, 41, 50, 60]):
+        mpe = _ParzenEstimator({k: v[:n] for k, v in spread.items()}, space, parameters())
+        x = mpe._transform(mpe.sample(np.random.RandomState(step), 24))
+        ours = mixture_log_pdf(mpe._mixture_distribution, x, ws, np.arange(n), small)
+        np.testing.assert_array_equal(ours, mpe._mixture_distribution.log_pdf(x))
+
+
+def test_optuna_s_erf_changes_method_at_erf_series_values() -> None:
+    """What MassMemo relies on: Optuna's erf is math.erf below ERF_SERIES values and its
+    polynomial from there on, which differs in the last bit for some arguments."""
+    xs = np.linspace(0.9, 2.5, 400)
+    below = np.array([optuna_erf(np.full(ERF_SERIES - 1, v))[0] for v in xs])
+    at = np.array([optuna_erf(np.full(ERF_SERIES, v))[0] for v in xs])
+    assert np.array_equal(below, [math.erf(v) for v in xs])
+    assert not np.array_equal(at, below)
