@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -117,9 +118,14 @@ def machine_conditions() -> dict[str, Any]:
     them."""
     import optuna
 
+    info = Path("/proc/cpuinfo")
+    found = (
+        re.search(r"^model name\s*:\s*(.+)$", info.read_text(), re.M) if info.is_file() else None
+    )
     return {
         "optuna": optuna.__version__,
         "machine": platform.processor() or platform.machine(),
+        "cpu_model": found.group(1).strip() if found else "",
         "cpus": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -35,3 +35,17 @@ def test_the_loop_finishes_every_new_trial(pack: int, tmp_path: Path) -> None:
     # (its first member's whole space, the others' with the shape fixed)
     assert row["tpe_fits"] == (8 if pack == 1 else 2 * 8 // pack)
     assert 0 < row["share_of_wall"] < 1 and row["driver_s_mean"] > 0
+
+
+def test_the_synthetic_results_are_a_working_model_s() -> None:
+    """The records the loop writes must take the callback's path for a completed trial:
+    figures that `numerical_problem` calls broken would make every new trial DIVERGED (its
+    inversion error was once drawn around 0.1, ten times the limit)."""
+    import numpy as np
+
+    from revstudy.studyfolder import numerical_problem
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        metrics = driver_loop._metrics(rng, 5)
+        assert numerical_problem(metrics, ("f1_macro_skill_relabelled",)) is None
