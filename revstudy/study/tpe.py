@@ -20,14 +20,15 @@ search space, every finished trial's converted parameters as arrays in trial ord
 trials. Trials new to a finished set are found from the newest back, and the study's
 journal hands over its finished and running trials without walking every trial
 (`_trials_in`). Each ask adds its running trials to `above` in trial order, builds that
-estimator, draws candidates with the sampler's own random stream and scores them with
-`tpe_density.mixture_log_pdf` (Optuna's log-density, the same floats in a third of the
-time). Its suggestions, and every candidate's score, equal stock `TPESampler`'s for the
-same seed and history, bit for bit (tests/study/test_tpe.py runs both through asks, packs,
-trials finishing in any order, pruned, infeasible and multi-objective trials, in memory
-and on a study's journal); it changes how often TPE converts and splits, never what it
-suggests. Optuna is pinned (pyproject.toml): the private methods this class calls are those
-of Optuna 5.0.
+estimator (`ScatterParzenEstimator`: Optuna's, one sort fewer), draws candidates with the
+sampler's own random stream and scores them with `tpe_density.mixture_log_pdf` (Optuna's
+log-density, the same floats in a quarter of the time: temporaries in a `Workspace` kept
+between asks, `above`'s truncation masses found again by trial number). Its suggestions,
+and every candidate's score, equal stock `TPESampler`'s for the same seed and history, bit
+for bit (tests/study/test_tpe.py runs both through asks, packs, trials finishing in any
+order, pruned, infeasible and multi-objective trials, in memory and on a study's journal);
+it changes how often TPE converts and splits, never what it suggests. Optuna is pinned
+(pyproject.toml): the private methods this class calls are those of Optuna 5.0.
 """
 
 from __future__ import annotations
