@@ -33,7 +33,6 @@ it changes how often TPE converts and splits, never what it suggests. Optuna is 
 
 from __future__ import annotations
 
-import weakref
 from bisect import insort
 from dataclasses import dataclass
 from typing import Any
@@ -100,12 +99,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
         self._below: list[FrozenTrial] | None = None  # the split's better trials
         self._orders: SplitOrders | None = None  # a one-objective study's finished trials
         self._workspace = Workspace()  # the log-densities' temporaries, kept between asks
-        # each `above` estimator's trial numbers (its components' but the prior's), and per
-        # search space the masses of the last `above` (MassMemo)
-        self._numbers: weakref.WeakKeyDictionary[_ParzenEstimator, np.ndarray] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._memos: dict[tuple, MassMemo] = {}
+        self._memos: dict[tuple, MassMemo] = {}  # per search space, the last `above`'s masses
         self.fits = 0  # fits made: one per finished set and search space (benchmarks, tests)
         self.splits = 0  # finished sets split into below and above
 
@@ -236,8 +230,7 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
                 rows.append((t.number, row))
         if not rows:
             if fit.above is None:
-                fit.above = self._estimator(fit.above_values, search_space)
-                self._numbers[fit.above] = fit.above_numbers
+                fit.above = self._estimator(fit.above_values, search_space, fit.above_numbers)
             return fit.above
         rows.sort(key=lambda r: r[0])
         # where each running trial goes among the finished ones, in trial order: np.insert
@@ -247,9 +240,8 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             name: _inserted(fit.above_values[name], at, [row[i] for _, row in rows])
             for i, name in enumerate(search_space)
         }
-        above = self._estimator(values, search_space)
-        self._numbers[above] = np.insert(fit.above_numbers, at, [number for number, _ in rows])
-        return above
+        numbers = np.insert(fit.above_numbers, at, [number for number, _ in rows])
+        return self._estimator(values, search_space, numbers)
 
     def _compute_acquisition_func(
         self,
@@ -267,18 +259,24 @@ class FitOnceTPESampler(optuna.samplers.TPESampler):
             mpe_above._mixture_distribution,
             mpe_above._transform(samples),
             ws,
-            numbers=self._numbers.get(mpe_above),
+            numbers=getattr(mpe_above, "numbers", None),
             memo=memo,
         )
         return below - above
 
     def _estimator(
-        self, values: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]
+        self,
+        values: dict[str, np.ndarray],
+        search_space: dict[str, BaseDistribution],
+        numbers: np.ndarray,
     ) -> _ParzenEstimator:
-        """What TPESampler._build_parzen_estimator builds for `above` from these values."""
+        """What TPESampler._build_parzen_estimator builds for `above` from these values,
+        told its components' trial `numbers` (for the masses' memo)."""
         mpe = self._parzen_estimator_cls(values, search_space, self._parzen_estimator_parameters)
         if not isinstance(mpe, _ParzenEstimator):
             raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
+        if isinstance(mpe, ScatterParzenEstimator):
+            mpe.numbers = numbers
         return mpe
 
 

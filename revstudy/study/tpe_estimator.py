@@ -31,7 +31,10 @@ __all__ = ["ScatterParzenEstimator"]
 
 
 class ScatterParzenEstimator(_ParzenEstimator):
-    """`_ParzenEstimator` whose numerical bandwidths are unsorted by a scatter."""
+    """`_ParzenEstimator` whose numerical bandwidths are unsorted by a scatter. `numbers`:
+    its components' trial numbers (but the prior's) where the sampler told them."""
+
+    numbers: np.ndarray | None = None
 
     def _calculate_numerical_distributions(
         self,

@@ -225,3 +225,22 @@ def test_a_sampler_used_for_a_second_study_forgets_the_first() -> None:
 
     stock = two_studies(optuna.samplers.TPESampler(seed=5))
     assert two_studies(FitOnceTPESampler(seed=5)) == stock
+
+
+def test_the_sampler_pickles_before_and_after_asks() -> None:
+    """Ray Tune pickles the search algorithm, its sampler with it, when a study starts (a
+    weak-reference table in the sampler once failed every study there). After asks, with
+    its caches full, an unpickled copy suggests what the original suggests."""
+    import pickle
+
+    sampler = FitOnceTPESampler(seed=3, n_startup_trials=5)
+    pickle.dumps(sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for i in range(20):
+            t = study.ask()
+            outcome(study, t, space(t), i)
+        copy = pickle.loads(pickle.dumps(study))
+        mine, theirs = study.ask(), copy.ask()
+        assert space(mine) == space(theirs)
