@@ -106,13 +106,14 @@ def mixture_log_pdf(
     `workspace` (a fresh one when None); the result never does. With the components'
     trial `numbers` (ascending, the prior's last component without one) and a `memo`, the
     continuous masses of kernels the memo holds are taken from it."""
-    if not _inside(mixture, x):
+    a, b = _standardised_bounds(mixture)
+    if not _inside(mixture, x, a, b):
         return mixture.log_pdf(x)
     ws = workspace if workspace is not None else Workspace()
     shape = (len(x), len(mixture.weights))
     weighted = ws.get("weighted", shape)
     weighted.fill(0.0)
-    log_masses = _continuous_log_masses(mixture, numbers, memo)
+    log_masses = _continuous_log_masses(a, b, numbers, memo)
     continuous: list[np.ndarray] = []
     for i, d in enumerate(mixture.distributions):
         xi = x[:, i]
@@ -150,7 +151,7 @@ def mixture_log_pdf(
             (d.adapted_low - mu_uniq) / sigma_uniq, (d.adapted_high - mu_uniq) / sigma_uniq
         )[mu_sigma_inv]
     if continuous:
-        weighted += _sum_last_axis(continuous, ws)
+        weighted += _sum_last_axis(continuous)
     weighted += np.log(mixture.weights[np.newaxis])
     max_ = weighted.max(axis=1)
     max_[np.isneginf(max_)] = 0  # as Optuna: no (-inf) - (-inf)
@@ -164,19 +165,40 @@ def mixture_log_pdf(
         return np.log(weighted.sum(axis=1)) + max_
 
 
-def _inside(mixture: _MixtureOfProductDistribution, x: np.ndarray) -> bool:
+def _inside(
+    mixture: _MixtureOfProductDistribution, x: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> bool:
     """Whether Optuna's `np.select` in `_truncnorm.logpdf` keeps every element: each
-    continuous candidate inside its bounds, every component of non-zero width."""
+    continuous candidate inside its bounds, every component of non-zero width (its
+    standardised bounds `a` and `b` differ)."""
     for i, d in enumerate(mixture.distributions):
         if isinstance(d, _BatchedCategoricalDistributions) or d.step != 0.0:
             continue
         xi = np.log(x[:, i]) if d.is_log else x[:, i]
-        low, high = d.adapted_low, d.adapted_high
-        if not (np.all(xi >= low) and np.all(xi <= high)):
+        if not (np.all(xi >= d.adapted_low) and np.all(xi <= d.adapted_high)):
             return False
-        if np.any((low - d.mu) / d.sigma == (high - d.mu) / d.sigma):
-            return False
-    return True
+    return not np.any(a == b)
+
+
+def _standardised_bounds(
+    mixture: _MixtureOfProductDistribution,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every continuous kernel's bounds in its own units, (low - mu) / sigma and
+    (high - mu) / sigma, as (components x continuous parameters) arrays, as Optuna's
+    `_MixtureOfProductDistribution.log_pdf` makes them."""
+    cont = [
+        d
+        for d in mixture.distributions
+        if not isinstance(d, _BatchedCategoricalDistributions) and d.step == 0.0
+    ]
+    if not cont:
+        empty = np.empty((len(mixture.weights), 0))
+        return empty, empty
+    mus = np.asarray([d.mu for d in cont]).T
+    sigmas = np.asarray([d.sigma for d in cont]).T
+    lows = np.asarray([d.adapted_low for d in cont])
+    highs = np.asarray([d.adapted_high for d in cont])
+    return (lows - mus) / sigmas, (highs - mus) / sigmas
 
 
 def _unique_pairs(
@@ -192,7 +214,8 @@ def _unique_pairs(
 
 
 def _continuous_log_masses(
-    mixture: _MixtureOfProductDistribution,
+    a: np.ndarray,
+    b: np.ndarray,
     numbers: np.ndarray | None = None,
     memo: MassMemo | None = None,
 ) -> np.ndarray:
@@ -201,20 +224,9 @@ def _continuous_log_masses(
     them: its `erf` takes `math.erf` below `ERF_SERIES` values and its polynomial from
     there on, so the masses of 1,000 components and two parameters are the polynomial's,
     which one call per parameter would not give. With `numbers` and a `memo`, kernels the
-    memo holds are taken from it (`MassMemo`)."""
-    cont = [
-        d
-        for d in mixture.distributions
-        if not isinstance(d, _BatchedCategoricalDistributions) and d.step == 0.0
-    ]
-    if not cont:
-        return np.empty((len(mixture.weights), 0))
-    mus = np.asarray([d.mu for d in cont]).T
-    sigmas = np.asarray([d.sigma for d in cont]).T
-    lows = np.asarray([d.adapted_low for d in cont])
-    highs = np.asarray([d.adapted_high for d in cont])
-    a = (lows - mus) / sigmas
-    b = (highs - mus) / sigmas
+    memo holds are taken from it (`MassMemo`). `a` and `b`: `_standardised_bounds`."""
+    if a.shape[1] == 0:
+        return a
     if memo is None or numbers is None or len(numbers) != len(a) - 1:
         return _truncnorm._log_gauss_mass(a, b)
     # the polynomial where Optuna's call has ERF_SERIES central values (its erf's input)
@@ -267,15 +279,15 @@ def _continuous_terms(
     return z
 
 
-def _sum_last_axis(terms: list[np.ndarray], ws: Workspace) -> np.ndarray:
+def _sum_last_axis(terms: list[np.ndarray]) -> np.ndarray:
     """`np.stack(terms, -1).sum(-1)`, the same floats, without the stacked copy and its
     one tiny reduction per element: numpy reduces a contiguous axis by its pairwise sum,
     which adds fewer than 8 terms in a plain loop and more (up to its block of 128) in 8
     interleaved partial sums joined as a tree (numpy/_core/src/umath/loops_utils.h).
-    The sums go into the terms' own arrays and the workspace (the terms are consumed)."""
+    The sums go into the terms' own arrays (the terms are consumed)."""
     n = len(terms)
     if n < 8:
-        total = np.add(terms[0], 0.0, out=ws.get("total", terms[0].shape))
+        total = np.add(terms[0], 0.0, out=terms[0])
         for t in terms[1:]:
             total += t
         return total
