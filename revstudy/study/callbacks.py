@@ -41,18 +41,28 @@ from revstudy.studyinfo import StudyInfo
 
 
 class StudyStopper(tune.Stopper):
-    """Stop everything once `threshold` trials failed and none succeeded."""
+    """Stop a study whose trials all fail. Once `threshold` trials failed and none
+    succeeded, no new trial starts (`holding`, which the searcher reads); the study stops
+    when the trials still running have ended, unless one of them succeeds, and then it goes
+    on: a trial still training when the failures arrive may be the one that works.
+    `succeeded` starts at the study's earlier successes (a setup known to work is never
+    stopped by its failures, e.g. by `resume --retry-failed`)."""
 
-    def __init__(self, threshold: int):
+    def __init__(self, threshold: int, succeeded: int = 0):
         self.threshold = max(1, threshold)
         self.failed = 0
-        self.succeeded = 0
+        self.succeeded = succeeded
+        self.running: set[str] = set()  # folder ids of this run's trials that started
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False
 
-    def stop_all(self) -> bool:
+    def holding(self) -> bool:
+        """Whether new trials wait: enough failures and no success yet."""
         return self.succeeded == 0 and self.failed >= self.threshold
+
+    def stop_all(self) -> bool:
+        return self.holding() and not self.running
 
 
 class StudyCallback(tune.Callback):
@@ -160,6 +170,7 @@ class StudyCallback(tune.Callback):
         rid = record_id(trial)
         self.trials[rid] = trial
         self._write_trial_json(rid, trial)
+        self.stopper.running.add(rid)
         if self.trackers is not None:
             meta = read_json(trial_dir(self.study, rid) / TRIAL_FILE) or {}
             tags = {k: meta.get(k) for k in ("number", "is_baseline")}
@@ -197,6 +208,7 @@ class StudyCallback(tune.Callback):
                 {"epoch": result.get("epoch"), "by": "scheduler"},
             )
         self.stopper.succeeded += 1
+        self.stopper.running.discard(rid)
         if self.trackers is not None:
             self.trackers.ended(rid, state, result)
         self.panel.ended(state, rid, result, public_params(dict(trial.config)))
@@ -211,6 +223,7 @@ class StudyCallback(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rid = record_id(trial)
+        self.stopper.running.discard(rid)
         if stopping.requested():  # its worker died as the study was stopped (SIGTERM):
             self.trials.pop(rid, None)  # interrupted, not failed; resume continues it
             self.panel.say(f"trial {rid} interrupted by the stop", self.trials)

@@ -16,7 +16,7 @@ import importlib.metadata
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from revstudy.study.optuna_store import (
     reconcile_optuna,
     recorded_states,
     retries,
+    succeeded_trials,
     unfinished,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
@@ -333,9 +334,9 @@ def _run(
     if lost:
         note = f"note: {lost} trial(s) the last run never started will be asked anew"
         print(note, file=sys.stderr)
-    searcher, scheduler, book = _search(study, info, space, ostudy, retry_failed)
+    stopper = StudyStopper(min(info.num_samples, 4), succeeded=len(succeeded_trials(ostudy)))
+    searcher, scheduler, book = _search(study, info, space, ostudy, retry_failed, stopper.holding)
     budget = remaining_budget(study, info)
-    stopper = StudyStopper(min(info.num_samples, 4))
     ended = len(counted_trials(ostudy)) - len(searcher.continuations)  # before this run
     callback = (
         StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
@@ -358,15 +359,22 @@ def _run(
         finally:
             if callback.trackers is not None:
                 callback.trackers.close()
-    return _summarise_run(study, info, ostudy, callback.ray_states(), clock.elapsed)
+    gave_up = stopper.failed if stopper.stop_all() else 0
+    return _summarise_run(study, info, ostudy, callback.ray_states(), clock.elapsed, gave_up)
 
 
 def _search(
-    study: Path, info: StudyInfo, space: SearchSpace, ostudy: Any, retry_failed: bool
+    study: Path,
+    info: StudyInfo,
+    space: SearchSpace,
+    ostudy: Any,
+    retry_failed: bool,
+    hold: Callable[[], bool],
 ) -> tuple[Any, Any, Any]:
-    """The searcher (Optuna's trials to continue, then new ones), the scheduler (ASHA, its
-    rungs seeded with the continued trials' epochs so far) and, for a study of packs, the
-    `PackBook` they share with the callback (None for lone trials)."""
+    """The searcher (Optuna's trials to continue, then new ones; none while `hold` says
+    so), the scheduler (ASHA, its rungs seeded with the continued trials' epochs so far)
+    and, for a study of packs, the `PackBook` they share with the callback (None for lone
+    trials)."""
     # these import Ray, which `ray_init` configures before Ray is first imported
     from revstudy.study.packs import PackBook, PackScheduler, PackSearcher
     from revstudy.study.scheduling import epoch_history, make_scheduler
@@ -398,6 +406,7 @@ def _search(
             shape=lambda params: step_shape(space.to_config(params)),
             shape_params=space.shape_params(),
             constraints=info.bounds,
+            hold=hold,
         )
         return packs, PackScheduler(book, asha), book
 
@@ -413,6 +422,7 @@ def _search(
         new=new,
         on_continue=on_continue,
         constraints=info.bounds,
+        hold=hold,
     )
     return searcher, scheduler, None
 
@@ -457,20 +467,29 @@ def _tuner(study: Path, info: StudyInfo, space: SearchSpace, dataset: Dataset, p
 
 
 def _summarise_run(
-    study: Path, info: StudyInfo, ostudy: Any, ray_states: dict[str, Any], elapsed: float
+    study: Path,
+    info: StudyInfo,
+    ostudy: Any,
+    ray_states: dict[str, Any],
+    elapsed: float,
+    gave_up: int = 0,
 ) -> dict[str, Any]:
     """After a run: tables from the trial folders and every trial's state, Optuna brought in
-    step with them, the summary; `StudyFailed` when every trial failed."""
+    step with them, the summary; `StudyFailed` when every trial failed, or when the run
+    stopped after `gave_up` failures and no success (`StudyStopper`)."""
     recorded = recorded_states(ostudy, info.metrics)  # Optuna's storage is read afresh
     table = refresh_tables(study, {**recorded, **ray_states})
     reconcile_optuna(study, info, ostudy)
     summary = summarise(study, info, table, elapsed)
-    if summary["by_state"].get("FAILED", 0) == len(table) and len(table) > 0:
-        reasons = sorted(set(table["failure_reason"].astype(str)))[:3]
-        raise StudyFailed(
-            f"all {len(table)} trials failed, e.g. {'; '.join(reasons)} "
-            f"(details: revstudy status {info.name})"
+    failed = table[table["state"] == "FAILED"] if len(table) else table
+    if len(failed) and (gave_up or len(failed) == len(table)):
+        reasons = "; ".join(sorted(set(failed["failure_reason"].astype(str)))[:3])
+        what = (
+            f"{gave_up} trials failed and none succeeded, so the study stopped"
+            if gave_up
+            else f"all {len(table)} trials failed"
         )
+        raise StudyFailed(f"{what}, e.g. {reasons} (details: revstudy status {info.name})")
     return summary
 
 

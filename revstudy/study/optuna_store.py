@@ -87,6 +87,11 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
+def succeeded_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Counted trials that trained to an outcome (COMPLETE, or PRUNED by the scheduler)."""
+    return [t for t in counted_trials(study) if t.state in (TS.COMPLETE, TS.PRUNED)]
+
+
 def retried_numbers(study: optuna.Study) -> set[int]:
     """Numbers of the FAIL trials that `resume --retry-failed` has run again."""
     out = set()

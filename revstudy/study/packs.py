@@ -136,6 +136,8 @@ class PackSearcher(StudySearcher):
 
     @one_write
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.hold is not None and self.hold():
+            return None  # Ray asks again later
         if self._groups:
             configs = [self._continue(c) for c in self._groups.pop(0)]
         elif self._new <= 0:

@@ -68,6 +68,7 @@ class StudySearcher(OptunaSearch):
         new: int,
         on_continue: Callable[[str, str], None] | None = None,
         constraints: Sequence[Constraint] = (),
+        hold: Callable[[], bool] | None = None,
     ):
         multi = len(objectives) > 1
         super().__init__(
@@ -85,6 +86,8 @@ class StudySearcher(OptunaSearch):
         self._new = max(0, new)
         self._told: set[str] = set()
         self._on_continue = on_continue
+        # while it says so, no trial starts (`StudyStopper.holding`: the trials so far failed)
+        self.hold = hold
 
     @property
     def total(self) -> int:
@@ -104,6 +107,8 @@ class StudySearcher(OptunaSearch):
 
     @one_write
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.hold is not None and self.hold():
+            return None  # Ray asks again later
         study = self.study
         if self._pending:
             c = self._pending.pop(0)

@@ -91,6 +91,47 @@ def test_failures_count_towards_stopping_the_study(callback: StudyCallback) -> N
     assert states["r0"]["status"] == "ERROR" and states["r0"]["config"] == {"lr": 1e-3}
 
 
+def test_a_trial_still_training_when_the_failures_arrive_can_keep_the_study_going(
+    callback: StudyCallback,
+) -> None:
+    """The threshold of failures holds new trials back while one is still training; that
+    one succeeding lets the study go on, and the study stops only once nothing runs."""
+    stopper = callback.stopper  # threshold 2
+    working = _trial("r0", {"epoch": 3, FINAL_KEY: 1, "f1_macro_skill": 0.2})
+    callback.on_trial_start(0, [], working)
+    for rid in ("r1", "r2"):
+        failing = _trial(rid)
+        failing.status = "ERROR"
+        callback.on_trial_start(0, [], failing)
+        callback.on_trial_error(0, [], failing)
+    assert stopper.holding() and not stopper.stop_all()  # r0 still runs: wait for it
+    callback.on_trial_complete(0, [], working)
+    assert not stopper.holding() and not stopper.stop_all() and stopper.running == set()
+
+
+def test_the_study_stops_once_the_last_running_trial_also_failed(
+    callback: StudyCallback,
+) -> None:
+    stopper = callback.stopper
+    trials = [_trial(rid) for rid in ("r0", "r1", "r2")]
+    for t in trials:
+        callback.on_trial_start(0, [], t)
+    for t in trials[:2]:
+        t.status = "ERROR"
+        callback.on_trial_error(0, [], t)
+    assert stopper.holding() and not stopper.stop_all()
+    trials[2].status = "ERROR"
+    callback.on_trial_error(0, [], trials[2])
+    assert stopper.stop_all() and stopper.failed == 3
+
+
+def test_earlier_successes_keep_a_resumed_study_from_stopping() -> None:
+    """`resume --retry-failed` runs only failures again; the study worked before."""
+    stopper = StudyStopper(2, succeeded=1)
+    stopper.failed = 5
+    assert not stopper.holding() and not stopper.stop_all()
+
+
 def test_after_a_stop_request_a_trial_error_is_an_interruption(
     callback: StudyCallback, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,3 +156,21 @@ def test_after_a_stop_request_a_trial_error_is_an_interruption(
     monkeypatch.setattr(stopping, "requested", lambda: False)
     searcher.on_trial_complete("r1", None, error=True)  # no stop asked: a real failure
     assert ostudy.trials[1].state.name == "FAIL"
+
+
+def test_the_searcher_starts_nothing_while_the_stopper_holds(callback: StudyCallback) -> None:
+    """Ray reads None as "nothing now, ask again": the held trial is asked later, not lost."""
+    from revstudy.study.search import StudySearcher
+
+    space = load_space(str(callback.study / "space.yaml"))
+    ostudy = optuna.load_study(study_name="s1", storage=optuna_storage(callback.study))
+    held = [True]
+    searcher = StudySearcher(
+        ostudy, space, [Objective("f1_macro_skill")], continuations=[], new=1,
+        hold=lambda: held[0],
+    )  # fmt: skip
+    trials_before = len(ostudy.trials)
+    assert searcher.suggest("r9") is None and len(ostudy.trials) == trials_before
+    held[0] = False
+    params = searcher.suggest("r9")
+    assert params is not None and "lr" in params and len(ostudy.trials) == trials_before + 1
