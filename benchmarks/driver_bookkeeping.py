@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from train_speed import cpu_model  # noqa: E402  (one description of the machine)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,14 +120,10 @@ def machine_conditions() -> dict[str, Any]:
     them."""
     import optuna
 
-    info = Path("/proc/cpuinfo")
-    found = (
-        re.search(r"^model name\s*:\s*(.+)$", info.read_text(), re.M) if info.is_file() else None
-    )
     return {
         "optuna": optuna.__version__,
         "machine": platform.processor() or platform.machine(),
-        "cpu_model": found.group(1).strip() if found else "",
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -375,18 +375,24 @@ def repeats_main(args: argparse.Namespace, data: str) -> None:
 
 
 # ------------------------------------------------------------------------------ reporting
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none): timings on an
+    Intel and an AMD machine are not comparable, so every benchmark records it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return ""
+    names = [
+        ln.split(":", 1)[1].strip()
+        for ln in cpuinfo.read_text().splitlines()
+        if ln.startswith("model name")
+    ]
+    return names[0] if names else ""
+
+
 def machine_info(threads: int) -> dict[str, Any]:
     import torch
 
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        model = names[0] if names else ""
+    model = cpu_model()
     try:
         git = ["git", "-C", str(REPO)]
         commit = subprocess.run(
