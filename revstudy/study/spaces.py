@@ -81,7 +81,7 @@ class SearchSpace:
 
     def to_config(self, params: dict[str, Any], base: TrialConfig | None = None) -> TrialConfig:
         """TrialConfig for one trial: defaults ← fixed ← searched params."""
-        values = {**(base or TrialConfig()).to_dict(), **self.fixed}
+        values = {**(base.to_dict() if base else _default_values()), **self.fixed}
         blocks = list(values["blocks"])
         for key, value in params.items():
             if key in BLOCK_PARAMS:
@@ -339,16 +339,24 @@ def _numeric_range(
 
 
 @functools.cache
-def _paper_config() -> TrialConfig:
-    """The packaged paper configuration, read once: `to_config` asks for the baseline point
-    on every call where a space has `baseline:` settings (reading the file took ~7 ms)."""
-    return load_fixed_config("paper")
+def _paper_values() -> dict[str, Any]:
+    """The packaged paper configuration's fields, read once and never changed: `to_config`
+    asks for the baseline point on every call where a space has `baseline:` settings
+    (reading the file took ~7 ms, `to_dict` ~0.2 ms)."""
+    return load_fixed_config("paper").to_dict()
+
+
+@functools.cache
+def _default_values() -> dict[str, Any]:
+    """`TrialConfig()`'s fields, made once and never changed (callers copy): `to_config`
+    runs for every trial start (`to_dict` deep-copies, ~0.3 ms)."""
+    return TrialConfig().to_dict()
 
 
 def baseline_params(space: SearchSpace) -> dict[str, Any] | None:
     """The paper configuration (search_spaces/paper.yaml) in the space's parameters; None
     when a categorical parameter cannot take its value."""
-    values = _paper_config().to_dict()
+    values = _paper_values()
     point: dict[str, Any] = {}
     for p in space.params:
         if p.condition and point.get(p.condition[0]) not in p.condition[1]:
