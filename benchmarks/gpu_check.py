@@ -591,9 +591,9 @@ def run_phase(
     """One phase into `doc` (saved after each of its runs) and its checks into `checks`."""
     if phase == "packs":
         doc["packs"] = packs_phase(args, work, save, doc)
-        runs = [r for space in doc["packs"].values() for r in space]
-        checks["packs_no_failures"] = bool(runs) and all(
-            "error" not in r and not r.get("by_state", {}).get("FAILED") for r in runs
+        pack_runs = [r for space in doc["packs"].values() for r in space]
+        checks["packs_no_failures"] = bool(pack_runs) and all(
+            "error" not in r and not r.get("by_state", {}).get("FAILED") for r in pack_runs
         )
     elif phase == "paper":
         runs = doc["paper"] = {}

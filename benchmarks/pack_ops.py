@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = read_dataset(args.data)
     sizes = [int(k) for k in args.members.split(",")]
     rows = [count_step(k, dataset, args.threads) for k in sizes]
-    doc = {"machine": machine_info(args.threads), "batch_size": 32, "packs": rows}
+    doc: dict[str, Any] = {"machine": machine_info(args.threads), "batch_size": 32, "packs": rows}
     for r in rows:
         print(
             f"K={r['members']:>2}: {r['top_level_aten_ops']:>5} ops a step "

@@ -192,8 +192,8 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
         "target_met": all(r is not None and r <= half for r in reach),
         # the means over seeds: warm after half the trials against cold after all of them
         "target_met_on_means": final is not None
-        and warm[half] is not None
-        and (warm[half] >= final),
+        and (at_half := warm[half]) is not None
+        and at_half >= final,
     }
 
 
