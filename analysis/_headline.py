@@ -72,6 +72,7 @@ def headline_data(study: Study) -> dict[str, Any]:
         "best": None,
         "baseline": None,
         "fixed": study.fixed,
+        "baseline_settings": study.baseline_settings,
         "numbering": None,
         "data_path": study.study_info.data.path if study.study_info.data else None,
         "constraints": list(study.study_info.constraints),
@@ -312,14 +313,29 @@ def _pool(d: dict[str, Any]) -> str:
 
 def _caveat(d: dict[str, Any]) -> str:
     """Why the lead is optimistic (winner's curse) and what confirms it; plain text."""
-    fixed = ", ".join(f"{k} {v}" for k, v in d.get("fixed", {}).items())
     return (
-        (f"The paper baseline runs with this space's fixed settings ({fixed}). " if fixed else "")
+        _baseline_settings(d)
         + "Chosen as the best of many trials on the validation splits, its lead is optimistic; "
         "the held-out test split"
         + (f" ({d['test_fraction']:.0%} of the structures)" if d.get("test_fraction") else "")
         + " was not used by any trial. Confirm on fresh splits and the test split:"
     )
+
+
+def _baseline_settings(d: dict[str, Any]) -> str:
+    """What the paper baseline runs with besides its searched values: the space's fixed
+    settings, except those its `baseline:` block sets (the paper's protocol); plain text."""
+    own = d.get("baseline_settings", {})
+    fixed = {k: v for k, v in d.get("fixed", {}).items() if k not in own}
+    parts = [
+        f"{', '.join(f'{k} {v}' for k, v in group.items())} ({why})"
+        for group, why in (
+            (fixed, "this space's fixed settings"),
+            (own, "the paper's protocol, as the space's baseline block asks"),
+        )
+        if group
+    ]
+    return f"The paper baseline runs with {' and '.join(parts)}. " if parts else ""
 
 
 def _params_table(best: dict[str, Any], base: dict[str, Any] | None) -> str:

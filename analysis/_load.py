@@ -133,9 +133,16 @@ class Study:
 
     @property
     def fixed(self) -> dict[str, Any]:
-        """The space's fixed settings (every trial, the paper baseline too, runs with them)."""
+        """The space's fixed settings (every searched trial runs with them)."""
         fixed = self.study_info.space.get("fixed")
         return dict(fixed) if isinstance(fixed, dict) else {}
+
+    @property
+    def baseline_settings(self) -> dict[str, Any]:
+        """The space's `baseline:` block: settings the paper baseline runs with instead of
+        the fixed ones (quick: the data file's atom order, the paper's protocol)."""
+        own = self.study_info.space.get("baseline")
+        return dict(own) if isinstance(own, dict) else {}
 
     @staticmethod
     def trial_params(row: pd.Series) -> dict[str, Any]:
@@ -151,12 +158,16 @@ class Study:
 
     def setting(self, row: pd.Series, key: str, default: Any) -> Any:
         """The value of config field `key` a trial ran with: as its record states it (the
-        `config/<key>` column of the trials table), else searched, else fixed by the space,
-        else `default` (TrialConfig's)."""
+        `config/<key>` column of the trials table), else searched, else fixed by the space
+        (for the paper baseline, its `baseline:` block first), else `default`
+        (TrialConfig's)."""
         recorded = row.get(f"config/{key}")
         if recorded is not None and not (isinstance(recorded, float) and math.isnan(recorded)):
             return recorded.item() if isinstance(recorded, np.generic) else recorded
-        return self.trial_params(row).get(key, self.fixed.get(key, default))
+        unsearched = self.fixed
+        if bool(row.get("is_baseline", False)):
+            unsearched = {**unsearched, **self.baseline_settings}
+        return self.trial_params(row).get(key, unsearched.get(key, default))
 
     def arrays(self, trial_id: str) -> dict[str, np.ndarray] | None:
         """The trial's arrays.npz as a dict, or None when the trial wrote none.

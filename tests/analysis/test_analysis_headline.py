@@ -248,3 +248,30 @@ def test_an_infeasible_trial_is_never_the_answer(study_dir) -> None:
     d = headline_data(s)
     assert d["best"] is None
     assert "meets inv_error_max&lt;=1e-05: nothing to recommend" in render_headline(d, "s", "")
+
+
+def test_the_baseline_is_said_to_run_with_its_own_settings_not_the_fixed_ones(study_dir) -> None:
+    """The quick space fixes atom_order canonical for its trials and gives the paper
+    baseline the data file's numbering (`baseline:`): the answer must say source."""
+    s = analysis.load_study(study_dir("single"))
+    s.info["space"] = {
+        **s.info["space"],
+        "fixed": {"hidden_ratio": 0.25, "atom_order": "canonical"},
+        "baseline": {"atom_order": "source"},
+    }
+    page = render_headline(headline_data(s), "single", "")
+    assert (
+        "The paper baseline runs with hidden_ratio 0.25 (this space&#x27;s fixed settings) and "
+        "atom_order source (the paper&#x27;s protocol, as the space&#x27;s baseline block asks)."
+    ) in page
+    assert "atom_order canonical" not in page
+    rows = s.trials.drop(columns=[c for c in s.trials if c == "config/atom_order"])
+    base = rows[rows["is_baseline"].astype(bool)].iloc[0]
+    other = rows[~rows["is_baseline"].astype(bool)].iloc[0]
+    assert s.setting(base, "atom_order", "?") == "source"
+    assert s.setting(other, "atom_order", "?") == "canonical"
+    # a space without a baseline block: the fixed settings alone, as before
+    plain = analysis.load_study(study_dir("single"))  # study_info is read once a study
+    plain.info["space"] = {**s.info["space"], "baseline": {}}
+    page = render_headline(headline_data(plain), "single", "")
+    assert "runs with hidden_ratio 0.25, atom_order canonical (this space&#x27;s fixed" in page
