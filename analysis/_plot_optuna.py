@@ -128,20 +128,37 @@ def as_categories(fig: go.Figure, choices: dict[str, list[Any]]) -> go.Figure:
 
     Optuna draws a categorical parameter whose choices are all numbers (`y_dim`: 32, 64,
     128, 256, 512) on a numeric axis, as if 96 bits lay between 64 and 128 and 512 were
-    far away; it is a set of choices, and the axis says so."""
-    for axis in [k for k in fig.layout if k.startswith(("xaxis", "yaxis"))]:
-        title = fig.layout[axis].title.text
+    far away; it is a set of choices, and the axis says so. A contour matrix titles only
+    its outer row and column; every other axis `matches` one of those, and is converted
+    with it. Two plotly.js limits leave a whole figure blank, so both are kept clear of: a
+    category axis matched to a numeric one, and a contour on a category axis that declares
+    a category its grid lacks (the untried choices are left out of a contour's axes)."""
+    axes = [k for k in fig.layout if k.startswith(("xaxis", "yaxis"))]
+    titles = {a[0] + a[5:]: fig.layout[a].title.text for a in axes}  # "xaxis2" -> "x2"
+    params = {a: titles[a[0] + a[5:]] or titles.get(fig.layout[a].matches or "") for a in axes}
+    gridded: dict[str, set[str]] = {}  # a parameter's labels on contour grids
+    for axis, title in params.items():
+        if title not in choices:
+            continue
+        letter, ref = axis[0], axis[0] + axis[5:]  # the traces drawn on this axis name it so
+        for trace in fig.data:
+            if getattr(trace, f"{letter}axis", None) in (ref, None if ref in "xy" else "-"):
+                _to_labels(trace, letter, choices[title])
+                if trace.type == "contour" and getattr(trace, letter) is not None:
+                    gridded.setdefault(title, set()).update(getattr(trace, letter))
+    for axis, title in params.items():
         if title in choices:
+            labels = [str(c) for c in choices[title]]
+            if title in gridded:
+                labels = [c for c in labels if c in gridded[title]]
             fig.layout[axis].update(
                 type="category",
                 categoryorder="array",
-                categoryarray=[str(c) for c in choices[title]],
+                categoryarray=labels,
+                # every category shown, half a slot either side (Optuna's numeric range,
+                # padded, means nothing here; autorange would hide untried choices)
+                range=[-0.5, len(labels) - 0.5],
             )
-            letter = axis[0]
-            ref = letter + axis[5:]  # "xaxis2" -> "x2": the traces drawn on this axis
-            for trace in fig.data:
-                if getattr(trace, f"{letter}axis", None) in (ref, None if ref in "xy" else "-"):
-                    _to_labels(trace, letter, choices[title])
     return fig
 
 

@@ -110,3 +110,22 @@ def test_report_renders_offline(study_dir, tmp_path: Path, kind: str) -> None:
     assert counter.drawn == n_fig
     if kind != "failed":
         assert n_fig >= 10
+
+
+def test_a_contour_matrix_with_a_numeric_categorical_parameter_draws(tmp_path: Path) -> None:
+    """A quick study's contour (lr, y_dim, blocks_3; y_dim 256 untried) once drew a blank
+    square with an uncaught TypeError in plotly.js."""
+    from analysis._plot_optuna import _contour
+    from revstudy.studyfolder import Objective
+    from tests.analysis.test_analysis_optuna import matrix_study
+
+    fig = _contour(matrix_study(), [Objective("m")], ["lr", "y_dim", "blocks"])[0]
+    page = tmp_path / "contour.html"
+    page.write_text(fig.to_html(include_plotlyjs=True).replace("<head>", "<head>" + _PROBE, 1))
+    res = run_chromium(page, tmp_path / "profile", "--dump-dom")
+    m = re.search(r'<pre id="__probe">(.*?)</pre>', res.stdout, re.S)
+    assert m, "probe did not run (page never finished loading?)"
+    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert probe["errors"] == []
+    drawn = len(re.findall(r'class="contourlevel"|class="contourfill"', res.stdout))
+    assert drawn > 0, "no contour drawn"

@@ -55,3 +55,39 @@ def test_the_contour_keeps_only_real_choices(ostudy: optuna.Study) -> None:
     assert labels == [str(c) for c in used]  # Optuna's padding rows are gone
     z = np.asarray(contour.z)
     assert z.shape[0 if letter == "y" else 1] == len(labels)
+
+
+def matrix_study() -> optuna.Study:
+    """Three parameters, so the contour is a matrix; y_dim's choice 256 never tried."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    st = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(1))
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        st.enqueue_trial(
+            {"y_dim": [64, 128][i % 2], "lr": float(10 ** rng.uniform(-3, -2)), "blocks": i + 1}
+        )
+
+    def f(t: optuna.Trial) -> float:
+        y = t.suggest_categorical("y_dim", [64, 128, 256])
+        return y / 256 + t.suggest_float("lr", 1e-4, 1e-2, log=True) + t.suggest_int("blocks", 1, 6)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st.optimize(f, n_trials=6)
+    return st
+
+
+def test_every_axis_of_a_contour_matrix_row_or_column_is_one_kind() -> None:
+    """Optuna titles only the matrix's outer axes; the inner ones `match` them. Converting
+    the titled axis alone left the others numeric, and plotly.js then drew nothing."""
+    fig = _contour(matrix_study(), [Objective("m")], ["lr", "y_dim", "blocks"])[0]
+    axes = {k: fig.layout[k] for k in fig.layout if k.startswith(("xaxis", "yaxis"))}
+    titled = {k[0] + k[5:]: a.title.text for k, a in axes.items() if a.title.text}
+    of_y_dim = [k for k, a in axes.items() if titled.get(a.matches or k[0] + k[5:]) == "y_dim"]
+    assert len(of_y_dim) == 6  # a row and a column of three
+    for k in of_y_dim:
+        # only the tried choices: a contour on a category its grid lacks crashes plotly.js
+        assert axes[k].type == "category" and list(axes[k].categoryarray) == ["64", "128"]
+        assert list(axes[k].range) == [-0.5, 1.5]
+    others = [a for k, a in axes.items() if k not in of_y_dim]
+    assert others and all(a.type != "category" for a in others)
