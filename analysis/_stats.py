@@ -271,6 +271,28 @@ def count_correlations(study: Study, top: int = 3, n_resamples: int = 999) -> pd
     return _concat(frames, "trial_id", "quantity")
 
 
+GENERATION_VARIANTS = {  # metric suffix -> how the generated structure was made
+    "_from_code": "from the spectrum code alone",
+    "": "own Y_latent, sampled Z_free (the paper's)",
+    "_true_z": "own Y_latent and Z_free (invertibility)",
+}
+
+
+def generation_variants(study: Study, top: int = 3) -> pd.DataFrame:
+    """The recorded real-vs-generated Pearson r of the `top` best trials, one row per trial
+    and way of generating, for bond counts and aromatic counts: only the code-alone row
+    tests generation; the others invert a structure's own latents. Empty where no trial
+    recorded them."""
+    rows = []
+    for _, t in best_trials(study, k=top).iterrows():
+        for suffix, how in GENERATION_VARIANTS.items():
+            r = {q: t.get(f"{q}_corr{suffix}") for q in ("bond_count", "aromatic")}
+            if all(v is None or pd.isna(v) for v in r.values()):
+                continue
+            rows.append({"trial_id": t["trial_id"], "generated": how, **r})
+    return pd.DataFrame(rows, columns=["trial_id", "generated", "bond_count", "aromatic"])
+
+
 def compare_groups(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     """Welch's t-test, Mann–Whitney U and Cohen's d / Hedges' g of a against b.
 

@@ -135,3 +135,35 @@ def test_raw_f1_is_compared_only_at_the_baselines_code_size(study_dir) -> None:
     assert "f1_macro" not in set(res.loc[res["trial_id"] == top[0], "metric"])
     assert "f1_macro" in set(res.loc[res["trial_id"] == top[1], "metric"])
     assert len(res[res["trial_id"] == top[0]]) == 3  # the other figures stay
+
+
+def test_generation_variants_name_each_trials_recorded_correlations(study_dir) -> None:
+    """The report's table of how each structure was generated: the trials' own recorded
+    figures, the best trial first, the code-alone test first within a trial."""
+    from analysis._stats import generation_variants
+
+    s = analysis.load_study(study_dir("single"))
+    s.trials = s.trials.drop(columns=[c for c in s.trials if "_corr" in c]).copy()
+    assert generation_variants(s).empty  # nothing recorded: no table
+    n = len(s.trials)
+    s.trials = s.trials.assign(
+        bond_count_corr=np.linspace(0.1, 0.2, n),
+        aromatic_corr=np.linspace(0.3, 0.4, n),
+        bond_count_corr_from_code=np.linspace(-0.1, 0.0, n),
+        aromatic_corr_from_code=np.nan,  # a variant recorded for one quantity only
+        bond_count_corr_true_z=1.0,
+        aromatic_corr_true_z=1.0,
+    ).copy()  # one block again (pandas warns of a fragmented frame otherwise)
+    table = generation_variants(s, top=2)
+    best = analysis.best_trials(s, k=2)["trial_id"].tolist()
+    assert table["trial_id"].tolist() == [best[0]] * 3 + [best[1]] * 3
+    assert table["generated"].tolist()[:3] == [
+        "from the spectrum code alone",
+        "own Y_latent, sampled Z_free (the paper's)",
+        "own Y_latent and Z_free (invertibility)",
+    ]
+    row = s.trials.set_index("trial_id").loc[best[1]]
+    got = table[table.trial_id == best[1]].set_index("generated")
+    assert got.loc["from the spectrum code alone", "bond_count"] == row["bond_count_corr_from_code"]
+    assert np.isnan(got.loc["from the spectrum code alone", "aromatic"])
+    assert got.loc["own Y_latent, sampled Z_free (the paper's)", "aromatic"] == row["aromatic_corr"]
