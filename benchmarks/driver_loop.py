@@ -203,7 +203,7 @@ def measure(
 
     from revstudy.study.callbacks import StudyCallback, StudyStopper
     from revstudy.study.driver import _search
-    from revstudy.study.optuna_store import open_optuna, succeeded_trials
+    from revstudy.study.optuna_store import counted_trials, open_optuna, succeeded
     from revstudy.study.packs import PackCallback
 
     with tempfile.TemporaryDirectory(prefix="driver_loop-") as tmp:
@@ -212,7 +212,7 @@ def measure(
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         ostudy = open_optuna(study, info)
-        stopper = StudyStopper(4, succeeded=len(succeeded_trials(ostudy)))  # as the driver
+        stopper = StudyStopper(4, succeeded=succeeded(counted_trials(ostudy)))  # as the driver
         searcher, scheduler, book = _search(study, info, space, ostudy, False, stopper.holding)
         if book is None:
             callback = StudyCallback(study, info, stopper, live=False, done_before=n)

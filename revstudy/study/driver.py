@@ -45,7 +45,7 @@ from revstudy.study.optuna_store import (
     reconcile_optuna,
     recorded_states,
     retries,
-    succeeded_trials,
+    succeeded,
     unfinished,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
@@ -334,10 +334,11 @@ def _run(
     if lost:
         note = f"note: {lost} trial(s) the last run never started will be asked anew"
         print(note, file=sys.stderr)
-    stopper = StudyStopper(min(info.num_samples, 4), succeeded=len(succeeded_trials(ostudy)))
+    counted = counted_trials(ostudy)  # before this run
+    stopper = StudyStopper(min(info.num_samples, 4), succeeded=succeeded(counted))
     searcher, scheduler, book = _search(study, info, space, ostudy, retry_failed, stopper.holding)
     budget = remaining_budget(study, info)
-    ended = len(counted_trials(ostudy)) - len(searcher.continuations)  # before this run
+    ended = len(counted) - len(searcher.continuations)
     callback = (
         StudyCallback(study, info, stopper, live=progress, done_before=max(0, ended))
         if book is None

@@ -87,9 +87,10 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
-def succeeded_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Counted trials that trained to an outcome (COMPLETE, or PRUNED by the scheduler)."""
-    return [t for t in counted_trials(study) if t.state in (TS.COMPLETE, TS.PRUNED)]
+def succeeded(counted: list[optuna.trial.FrozenTrial]) -> int:
+    """How many of the `counted_trials` trained to an outcome (COMPLETE, or PRUNED by the
+    scheduler)."""
+    return sum(t.state in (TS.COMPLETE, TS.PRUNED) for t in counted)
 
 
 def retried_numbers(study: optuna.Study) -> set[int]:
