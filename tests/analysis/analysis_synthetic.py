@@ -133,7 +133,7 @@ def make_study(root: Path, kind: str = "single", n_trials: int = 14, seed: int =
                         "val_loss": 0.1 + 0.002 * ep, "val_loss_y": 0.1,
                         "val_f1_macro": f1 * (1 - np.exp(-ep)), "seconds": 6.0,
                     })  # fmt: skip
-            _write_arrays(path / "trials" / tid, rng, f1, i == 0)
+            _write_arrays(path / "trials" / tid, rng, f1, i == 0, from_code=kind != "multi")
         ostate = {"COMPLETED": "COMPLETE", "STOPPED_EARLY": "PRUNED", "FAILED": "FAIL",
                   "RUNNING": "RUNNING", "PENDING": "WAITING"}[state]  # fmt: skip
         values = [f1] + ([inv] if kind == "multi" else [])
@@ -152,13 +152,25 @@ def make_study(root: Path, kind: str = "single", n_trials: int = 14, seed: int =
     return path
 
 
-def _write_arrays(d: Path, rng: np.random.Generator, f1: float, baseline: bool) -> None:
+def _write_arrays(
+    d: Path, rng: np.random.Generator, f1: float, baseline: bool, from_code: bool
+) -> None:
+    """from_code=False writes a trial as revstudy recorded it before it kept the counts
+    generated from the code alone (the multi study stands for such an older study)."""
     d.mkdir(parents=True)
     n_val = 250
     real = rng.poisson(20, n_val).astype(float)
     arom = rng.poisson(6, n_val).astype(float)
+    extra = {}
+    if from_code:  # its own generator: the other arrays and the trials' params stay as they were
+        code_rng = np.random.default_rng(int(real.sum()))
+        extra = {
+            "bond_count_generated_from_code": 0.1 * real + code_rng.normal(0, 3, n_val),
+            "aromatic_generated_from_code": code_rng.poisson(5, n_val).astype(float),
+        }
     np.savez(
         d / "arrays.npz",
+        **extra,
         z_free_sample=rng.normal(0.0858, 0.5861, 3000),  # Table 3: std clearly below 1
         z_free_sample_means=rng.normal(0.0858, 0.0334, n_val),
         z_free_sample_stds=rng.normal(0.5861, 0.0795, n_val),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import analysis
@@ -92,7 +93,38 @@ def test_data_functions(study_dir) -> None:
     qq = analysis.zfree_qq_data(s.arrays("t000")["z_free_sample"])
     assert qq["theoretical"].is_monotonic_increasing and len(qq) <= 2000
     sc = analysis.count_scatter_data(s.arrays("t000"))
-    assert sc.groupby("quantity").size().to_dict() == {"aromatic": 250, "bond_count": 250}
+    assert sc.groupby(["quantity", "generated_by"], sort=False).size().to_dict() == {
+        ("bond_count", "from the spectrum code alone"): 250,
+        ("bond_count", "own Y_latent, sampled Z_free (the paper's)"): 250,
+        ("aromatic", "from the spectrum code alone"): 250,
+        ("aromatic", "own Y_latent, sampled Z_free (the paper's)"): 250,
+    }
+
+
+def test_the_count_scatter_draws_the_code_alone_test_first_with_scipys_r(study_dir) -> None:
+    arr = analysis.load_study(study_dir("single")).arrays("t000")
+    fig = analysis.count_scatter_figure(analysis.count_scatter_data(arr), "t000")
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0] == "bonds (count of ones), from the spectrum code alone"
+    assert titles[2].endswith("own Y_latent, sampled Z_free (the paper's)")
+    fits = {t.name: t for t in fig.data if t.mode == "lines"}
+    for q, suffix, way in (
+        ("bond_count", "_from_code", "from the spectrum code alone"),
+        ("aromatic", "", "own Y_latent, sampled Z_free (the paper's)"),
+    ):
+        r = np.corrcoef(arr[f"{q}_real"], arr[f"{q}_generated{suffix}"])[0, 1]
+        assert f"{q}, {way}: r = {r:.3f}" in fits
+
+
+def test_a_trial_without_code_alone_counts_is_said_and_drawn_from_what_it_has(
+    study_dir, tmp_path: Path, single_html: str
+) -> None:
+    html = analysis.write_report(study_dir("multi"), tmp_path / "m.html").read_text()
+    assert "recorded before revstudy kept the structures generated from the code alone" in html
+    assert "kept the structures generated" not in single_html
+    arr = analysis.load_study(study_dir("multi")).arrays("t000")
+    sc = analysis.count_scatter_data(arr)
+    assert set(sc["generated_by"]) == {"own Y_latent, sampled Z_free (the paper's)"}
 
 
 def test_tf32_trials_are_flagged_beside_the_inversion_error(study_dir, single_html: str) -> None:

@@ -103,7 +103,14 @@ def test_study_level_stats(study_dir) -> None:
     assert norm["trial_id"].nunique() == 2
     assert (norm[norm["test"] == "ks_n01"]["pvalue"] < 1e-6).all()
     corr = analysis.count_correlations(s, top=1, n_resamples=199)
-    assert set(corr["quantity"]) == {"bond_count", "aromatic"} and (corr["r"] > 0.3).all()
+    paper = corr[corr["generated"] == "own Y_latent, sampled Z_free (the paper's)"]
+    assert set(paper["quantity"]) == {"bond_count", "aromatic"} and (paper["r"] > 0.3).all()
+    code = corr[(corr["generated"] == "from the spectrum code alone")]
+    assert len(code) == 2 * 2  # pearson and spearman of both quantities
+    arr = s.arrays(code["trial_id"].iloc[0])
+    pearson = code[(code["method"] == "pearson") & (code["quantity"] == "bond_count")]
+    r = np.corrcoef(arr["bond_count_real"], arr["bond_count_generated_from_code"])[0, 1]
+    assert pearson["r"].iloc[0] == pytest.approx(r, abs=1e-12)
     assert len(analysis.zfree_summary(s, top=1)) == 2
 
 

@@ -100,6 +100,18 @@ def test_evaluate_returns_every_paper_metric() -> None:
         assert key in m
     assert m["inv_error_max"] < 1e-4
     assert ev.arrays["cd_local"].shape == (6,) and len(ev.arrays["bond_count_real"]) == 24
+    # the report's scatter redraws the recorded r from the stored counts, code-alone included
+    compared = 0
+    for q in ("bond_count", "aromatic"):
+        for suffix in ("", "_from_code"):
+            real, generated = ev.arrays[f"{q}_real"], ev.arrays[f"{q}_generated{suffix}"]
+            assert len(generated) == 24
+            if real.std() > 0 and generated.std() > 0:  # else r is undefined (recorded NaN)
+                r = np.corrcoef(real, generated)[0, 1]
+                assert m[f"{q}_corr{suffix}"] == pytest.approx(r, abs=1e-6)  # float32 counts
+                compared += 1
+    assert compared >= 2, "no count varied: the check above compared nothing"
+    assert not any(k.endswith("_true_z") for k in ev.arrays)
     # the paper's 2.4 statistic is the spread of the (reconstructed) inputs around their mean
     flat = x.reshape(24, -1)
     spread = (flat - flat.mean(dim=0)).norm(dim=1)
