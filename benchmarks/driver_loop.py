@@ -212,8 +212,11 @@ def measure(
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         ostudy = open_optuna(study, info)
-        stopper = StudyStopper(4, succeeded=succeeded(counted_trials(ostudy)))  # as the driver
-        searcher, scheduler, book = _search(study, info, space, ostudy, False, stopper.holding)
+        counted = counted_trials(ostudy)  # as the driver
+        stopper = StudyStopper(4, succeeded=succeeded(counted))
+        searcher, scheduler, book = _search(
+            study, info, space, ostudy, False, stopper.holding, counted=len(counted)
+        )
         if book is None:
             callback = StudyCallback(study, info, stopper, live=False, done_before=n)
         else:

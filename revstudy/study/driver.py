@@ -336,7 +336,9 @@ def _run(
         print(note, file=sys.stderr)
     counted = counted_trials(ostudy)  # before this run
     stopper = StudyStopper(min(info.num_samples, 4), succeeded=succeeded(counted))
-    searcher, scheduler, book = _search(study, info, space, ostudy, retry_failed, stopper.holding)
+    searcher, scheduler, book = _search(
+        study, info, space, ostudy, retry_failed, stopper.holding, counted=len(counted)
+    )
     budget = remaining_budget(study, info)
     ended = len(counted) - len(searcher.continuations)
     callback = (
@@ -371,9 +373,12 @@ def _search(
     ostudy: Any,
     retry_failed: bool,
     hold: Callable[[], bool],
+    *,
+    counted: int,
 ) -> tuple[Any, Any, Any]:
-    """The searcher (Optuna's trials to continue, then new ones; none while `hold` says
-    so), the scheduler (ASHA, its rungs seeded with the continued trials' epochs so far)
+    """The searcher (Optuna's trials to continue, then new ones up to `num_samples` beyond
+    the `counted` trials, which the caller has read; none while `hold` says so), the
+    scheduler (ASHA, its rungs seeded with the continued trials' epochs so far)
     and, for a study of packs, the `PackBook` they share with the callback (None for lone
     trials)."""
     # these import Ray, which `ray_init` configures before Ray is first imported
@@ -382,7 +387,7 @@ def _search(
     from revstudy.study.search import StudySearcher
 
     continuations = unfinished(ostudy) + (retries(ostudy) if retry_failed else [])
-    new = max(0, info.num_samples - len(counted_trials(ostudy)))
+    new = max(0, info.num_samples - counted)
     history = epoch_history(read_epochs(study), info.metrics)
     packed = info.pack > 1
     # a lone continued trial runs under a new Ray id, a pack member under its folder id
