@@ -9,6 +9,7 @@ from ._html import Section
 from ._load import (
     FINISHED_STATES,
     PENDING_STATES,
+    DamagedFile,
     NotAStudyError,
     Objective,
     Study,
@@ -61,6 +62,7 @@ __all__ = [
     "PAPER_ZFREE",
     "PENDING_STATES",
     "REPEAT_METRICS",
+    "DamagedFile",
     "NotAStudyError",
     "Objective",
     "Section",

@@ -20,23 +20,27 @@ import numpy as np
 import pandas as pd
 
 from revstudy.errors import RevstudyError
-from revstudy.files import ARRAYS_LIMIT, UnsafeFileError, read_regular, regular_file
+from revstudy.files import (
+    ARRAYS_LIMIT,
+    UnsafeFileError,
+    check_inflation,
+    read_regular,
+    regular_file,
+)
 from revstudy.optunafile import optuna_path, optuna_storage
 from revstudy.studyfolder import (
     ARRAYS_FILE,
-    EPOCHS_TABLE,
     FINISHED_STATES,
     PENDING_STATES,
     STUDY_FILE,
-    TRIALS_TABLE,
+    TRIALS_DIR,
     Objective,
     pareto_fronts,
     rank_finished,
-    read_table,
     trial_dir,
 )
 from revstudy.studyinfo import StudyInfo, foreign_database
-from revstudy.trialtable import load_trials
+from revstudy.trialtable import load_epochs, load_trials
 
 __all__ = [
     "FINISHED_STATES",
@@ -78,6 +82,11 @@ class NotAStudyError(FileNotFoundError):
     """The folder is not a study directory (no study.json)."""
 
 
+class DamagedFile(UserWarning):
+    """A study file the report leaves out because it is torn, corrupt or refused: shown
+    even where the report silences the libraries' numerical warnings."""
+
+
 @dataclass
 class Study:
     """Everything the report needs from one study directory, already parsed.
@@ -92,6 +101,8 @@ class Study:
     epochs: pd.DataFrame
     optuna_file: Path | None = None  # optuna.journal (optuna.db in older studies), if any
     _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict, repr=False)
+    #: trial id -> why `arrays` left its arrays.npz out (torn, corrupt, a link)
+    damaged: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -170,20 +181,31 @@ class Study:
         return self.trial_params(row).get(key, unsearched.get(key, default))
 
     def arrays(self, trial_id: str) -> dict[str, np.ndarray] | None:
-        """The trial's arrays.npz as a dict, or None when the trial wrote none.
+        """The trial's arrays.npz as a dict, or None when the trial wrote none or it is
+        damaged (then `damaged` says why, with a `DamagedFile` warning).
 
         Loaded lazily and cached: a study can have hundreds of trials but the report
         only needs arrays for a few of the best.
         """
         if trial_id not in self._arrays:
             data: dict[str, np.ndarray] | None = None
+            f = self.path / TRIALS_DIR / str(trial_id) / ARRAYS_FILE  # named in a warning
             try:  # ids come from tables a hostile copy may have edited: plain names only
                 f = trial_dir(self.path, str(trial_id)) / ARRAYS_FILE
                 regular_file(f, ARRAYS_LIMIT)  # no link out of the folder, no FIFO or device
+                check_inflation(f, ARRAYS_LIMIT, "a trial's arrays")
                 with np.load(f, allow_pickle=False) as npz:
                     data = {k: np.asarray(npz[k]) for k in npz.files}
-            except (OSError, ValueError, RevstudyError):
-                data = None  # absent, half-written, corrupt or not ours: treat as absent
+            except FileNotFoundError:
+                pass  # a trial that has not finished, or failed, wrote none
+            except Exception as exc:
+                # torn, corrupt, linked, a bomb or not ours: said, and never drawn from. A
+                # damaged npz raises BadZipFile, zlib.error, EOFError, ValueError, or
+                # tokenize.TokenError from a mangled array header
+                why = str(exc).removeprefix(f"{f}: ")  # ours name the file; it is named below
+                kind = "" if isinstance(exc, RevstudyError) else f"{type(exc).__name__}: "
+                self.damaged[trial_id] = f"{kind}{why}"
+                warnings.warn(f"{f}: left out ({self.damaged[trial_id]})", DamagedFile, 2)
             self._arrays[trial_id] = data
         return self._arrays[trial_id]
 
@@ -213,18 +235,8 @@ class Study:
         return ostudy
 
 
-def _read_table(
-    f: Path, columns: list[str], missing: object, found: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """A study table with at least `columns` (absent ones filled with `missing`); `found`:
-    the table already read."""
-    if found is None:
-        try:
-            found = read_table(f)
-        except RevstudyError as exc:  # a cache of the trial folders; the report says so
-            warnings.warn(str(exc), stacklevel=2)
-            found = None
-    df = pd.DataFrame(columns=columns) if found is None else found
+def _with_columns(df: pd.DataFrame, columns: list[str], missing: object) -> pd.DataFrame:
+    """A study table with at least `columns` (absent ones filled with `missing`)."""
     for col in columns:
         if col not in df.columns:
             df[col] = missing
@@ -234,11 +246,9 @@ def _read_table(
 
 def _read_trials(path: Path) -> pd.DataFrame:
     # the engine's own reader: a missing or damaged trials.parquet is rebuilt from the trial
-    # folders, so the report and `revstudy status` show the same states
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = load_trials(path)
-    df = _read_table(path / TRIALS_TABLE, _TRIAL_BASE_COLUMNS, pd.NA, table)
+    # folders (with a warning), so the report and `revstudy status` show the same states
+    table = load_trials(path)
+    df = _with_columns(table, _TRIAL_BASE_COLUMNS, pd.NA)
     df["state"] = df["state"].astype(str).str.upper()
     df["failure_reason"] = df["failure_reason"].fillna("").astype(str)
     df["is_baseline"] = df["is_baseline"].fillna(False).astype(bool)
@@ -247,7 +257,9 @@ def _read_trials(path: Path) -> pd.DataFrame:
 
 
 def _read_epochs(path: Path) -> pd.DataFrame:
-    df = _read_table(path / EPOCHS_TABLE, _EPOCH_COLUMNS, np.nan)
+    # as the trials: a missing or damaged epochs.parquet is rebuilt from the trial folders
+    table = load_epochs(path)
+    df = _with_columns(table, _EPOCH_COLUMNS, np.nan)
     return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
 
 

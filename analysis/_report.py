@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from revstudy.paper import PAPER_FIGURES
+from revstudy.studyfolder import ARRAYS_FILE, TRIALS_DIR
 
 from . import _stats
 from ._headline import (
@@ -26,7 +27,7 @@ from ._headline import (
     warm_start_note,
 )
 from ._html import Section, render_page
-from ._load import Study, best_trials, load_study
+from ._load import DamagedFile, Study, best_trials, load_study
 from ._plot_generation import count_scatter_data, count_scatter_figure
 from ._plot_latent import (
     cd_curve_data,
@@ -71,6 +72,7 @@ def _guard(section: Section, build: Callable[[Section], None]) -> Section:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            warnings.simplefilter("default", DamagedFile)  # the one warning a reader needs
             build(section)
     except Unavailable as exc:
         section.add_reason(f"Not available: {exc}")
@@ -447,6 +449,7 @@ def write_report(
         raise IsADirectoryError(
             f"--out {dest}: is a directory; give a file name such as {dest / 'report.html'}"
         )
+    sections = build_sections(study)  # first: it finds the damaged arrays the banner names
     banner = ""
     if study.partial:
         counts = study.state_counts
@@ -457,8 +460,16 @@ def write_report(
         )
     elif not study.trials.empty and study.finished.empty:
         banner = "No trial finished: see the failed-trials table in the study summary."
+    if study.damaged:
+        left_out = "; ".join(
+            f"{TRIALS_DIR}/{tid}/{ARRAYS_FILE} ({why})"
+            for tid, why in sorted(study.damaged.items())
+        )
+        banner = (
+            f"{banner} Damaged files left out: {left_out}. The figures that need a trial's "
+            "arrays show the best trial whose arrays are intact."
+        ).strip()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    sections = build_sections(study)
     if others:
         sections.insert(
             1, _guard(Section("compare", "Studies side by side"), _compare(study, others))

@@ -1,4 +1,4 @@
-"""The trials table, built from the trial folders: the one reader of trial state.
+"""The trials and epochs tables, built from the trial folders: the one reader of trial state.
 
 `revstudy status`, `list`, `export`, the driver's tables and the report all read trial
 states from here, so a study whose `trials.parquet` is missing or damaged shows the same
@@ -18,13 +18,16 @@ from typing import Any
 import pandas as pd
 
 from revstudy.errors import RevstudyError
-from revstudy.files import read_json
+from revstudy.files import UnsafeFileError, read_json, read_regular
 from revstudy.studyfolder import (
+    EPOCHS_FILE,
+    EPOCHS_TABLE,
     FAILURE_FILE,
     RESULT_FILE,
     STATE_FILE,
     STOPPED_FILE,
     TRIAL_FILE,
+    TRIALS_DIR,
     TRIALS_TABLE,
     Constraint,
     numerical_problem,
@@ -35,7 +38,18 @@ from revstudy.studyfolder import (
 )
 from revstudy.studyinfo import read_study
 
-__all__ = ["TableRules", "assemble_table", "build_trials_table", "load_trials", "trial_row"]
+__all__ = [
+    "TableRules",
+    "assemble_table",
+    "build_trials_table",
+    "epochs_table",
+    "load_epochs",
+    "load_trials",
+    "read_epochs",
+    "read_jsonl",
+    "trial_epochs",
+    "trial_row",
+]
 
 
 def build_trials_table(study: Path, ray_states: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -186,6 +200,72 @@ def _cut_off(tdir: Path, epochs_done: int) -> str:
     if (tdir / STATE_FILE).is_file() or epochs_done == 0:
         return "INTERRUPTED"
     return "STOPPED_EARLY"
+
+
+# epochs.jsonl: one line per repeat and epoch (~2 KB); far beyond any real trial
+JSONL_LIMIT = 256 * 2**20
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a damaged line (a torn last line after a kill) is skipped
+    with a warning that names the file and line, never silently. A file that is not a
+    regular one of bounded size (a link, FIFO, /dev/zero) gives no rows and a warning."""
+    rows: list[dict[str, Any]] = []
+    try:
+        text = read_regular(path, JSONL_LIMIT).decode(errors="replace")
+    except (OSError, UnsafeFileError) as e:
+        warnings.warn(f"{path}: not read ({e})", stacklevel=2)
+        return rows
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            warnings.warn(f"{path}:{n}: skipped a damaged line", stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
+
+
+def read_epochs(study: Path) -> pd.DataFrame:
+    """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
+    ids, _ = trial_entries(study)
+    return epochs_table({tid: trial_epochs(study, tid) for tid in ids})
+
+
+def trial_epochs(study: Path, tid: str) -> list[dict[str, Any]]:
+    """A trial folder's epoch rows (none when it has no epochs.jsonl yet)."""
+    path = study / TRIALS_DIR / tid / EPOCHS_FILE
+    return read_jsonl(path) if path.exists() else []
+
+
+def epochs_table(rows: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """The epochs table of {trial id: its epoch rows}: the trial id first, a repeated
+    (repeat, epoch) keeping its last row, sorted by trial, repeat and epoch."""
+    records = [
+        {"trial_id": tid, **{k: v for k, v in row.items() if k != "trial_id"}}
+        for tid in sorted(rows)
+        for row in rows[tid]
+    ]
+    if not records:
+        return pd.DataFrame(columns=["trial_id", "repeat", "epoch"])
+    df = pd.DataFrame(records)
+    df = df.drop_duplicates(["trial_id", "repeat", "epoch"], keep="last")
+    return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
+
+
+def load_epochs(study: Path) -> pd.DataFrame:
+    """The epochs table, rebuilt from the trial folders' epochs.jsonl when no parquet exists
+    yet or the one there is damaged (a cache of those files, as trials.parquet is)."""
+    try:
+        table = read_table(study / EPOCHS_TABLE)
+    except RevstudyError as e:
+        warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
+        table = None
+    return read_epochs(study) if table is None else table
 
 
 def load_trials(study: Path) -> pd.DataFrame:

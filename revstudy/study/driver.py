@@ -49,12 +49,7 @@ from revstudy.study.optuna_store import (
     unfinished,
 )
 from revstudy.study.ray_runtime import check_resources, ray_init, trainable
-from revstudy.study.records import (
-    drop_finished_checkpoints,
-    read_epochs,
-    refresh_tables,
-    remove_stale_temps,
-)
+from revstudy.study.records import drop_finished_checkpoints, refresh_tables, remove_stale_temps
 from revstudy.study.spaces import SearchSpace, baseline_params, load_space
 from revstudy.study.summary import summarise
 from revstudy.study.tracking import StudyTrackers, check_trackers
@@ -72,6 +67,7 @@ from revstudy.studyfolder import (
 )
 from revstudy.studyinfo import DataRecord, StudyInfo, WarmSource, read_study
 from revstudy.training.config import step_shape
+from revstudy.trialtable import read_epochs
 from revstudy.version import __version__
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from revstudy.errors import RevstudyError
-from revstudy.files import UnsafeFileError, json_safe, read_json, read_regular, replaced_atomically
+from revstudy.files import UnsafeFileError, json_safe, read_json, replaced_atomically
 from revstudy.studyfolder import (
     EPOCHS_FILE,
     EPOCHS_TABLE,
@@ -31,15 +31,20 @@ from revstudy.studyfolder import (
     trial_dir,
     trial_entries,
 )
-from revstudy.trialtable import TableRules, assemble_table, build_trials_table, trial_row
+from revstudy.trialtable import (
+    TableRules,
+    assemble_table,
+    build_trials_table,
+    epochs_table,
+    read_epochs,
+    trial_epochs,
+    trial_row,
+)
 
 __all__ = [
     "LiveTables",
     "append_epochs",
     "drop_finished_checkpoints",
-    "epochs_table",
-    "read_epochs",
-    "read_jsonl",
     "refresh_tables",
     "remove_stale_temps",
     "write_parquet_atomic",
@@ -123,61 +128,6 @@ def _last_newline(fd: int, size: int) -> int:
     return 0
 
 
-# epochs.jsonl: one line per repeat and epoch (~2 KB); far beyond any real trial
-JSONL_LIMIT = 256 * 2**20
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file; a damaged line (a torn last line after a kill) is skipped
-    with a warning that names the file and line, never silently. A file that is not a
-    regular one of bounded size (a link, FIFO, /dev/zero) gives no rows and a warning."""
-    rows: list[dict[str, Any]] = []
-    try:
-        text = read_regular(path, JSONL_LIMIT).decode(errors="replace")
-    except (OSError, UnsafeFileError) as e:
-        warnings.warn(f"{path}: not read ({e})", stacklevel=2)
-        return rows
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if not isinstance(row, dict):
-            warnings.warn(f"{path}:{n}: skipped a damaged line", stacklevel=2)
-            continue
-        rows.append(row)
-    return rows
-
-
-def read_epochs(study: Path) -> pd.DataFrame:
-    """All trials' epoch rows; a resumed trial's repeated epochs keep their last record."""
-    ids, _ = trial_entries(study)
-    return epochs_table({tid: _trial_epochs(study, tid) for tid in ids})
-
-
-def _trial_epochs(study: Path, tid: str) -> list[dict[str, Any]]:
-    """A trial folder's epoch rows (none when it has no epochs.jsonl yet)."""
-    path = study / TRIALS_DIR / tid / EPOCHS_FILE
-    return read_jsonl(path) if path.exists() else []
-
-
-def epochs_table(rows: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
-    """The epochs table of {trial id: its epoch rows}: the trial id first, a repeated
-    (repeat, epoch) keeping its last row, sorted by trial, repeat and epoch."""
-    records = [
-        {"trial_id": tid, **{k: v for k, v in row.items() if k != "trial_id"}}
-        for tid in sorted(rows)
-        for row in rows[tid]
-    ]
-    if not records:
-        return pd.DataFrame(columns=["trial_id", "repeat", "epoch"])
-    df = pd.DataFrame(records)
-    df = df.drop_duplicates(["trial_id", "repeat", "epoch"], keep="last")
-    return df.sort_values(["trial_id", "repeat", "epoch"]).reset_index(drop=True)
-
-
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
     with replaced_atomically(path) as tmp:
         df.to_parquet(tmp, index=False)
@@ -257,7 +207,7 @@ class LiveTables:
         for tid in stale:
             self._rows[tid] = trial_row(self.study, tid, ray_states.get(tid, {}), self._rules)
             try:
-                self._epochs[tid] = _trial_epochs(self.study, trial_dir(self.study, tid).name)
+                self._epochs[tid] = trial_epochs(self.study, trial_dir(self.study, tid).name)
             except RevstudyError:  # an id the folder cannot be trusted for: its row says so
                 self._epochs[tid] = []
         write_parquet_atomic(assemble_table(self._refused, self._rows), self.study / TRIALS_TABLE)

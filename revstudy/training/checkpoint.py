@@ -10,7 +10,6 @@ random generator's state to the GPU, where `Generator.set_state` rejects it.
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 
 from revstudy.errors import RevstudyError
-from revstudy.files import UnsafeFileError, regular_file, replaced_atomically
+from revstudy.files import UnsafeFileError, check_inflation, regular_file, replaced_atomically
 
 __all__ = [
     "ARCHIVE_LIMIT",
@@ -51,21 +50,11 @@ ARCHIVE_LIMIT = 8 * 2**30
 
 def check_archive(path: Path, limit: int | None = None) -> None:
     """Refuse, before `torch.load` inflates anything, a file that is not a regular one (a
-    link, FIFO, device) or whose zip entries would inflate past `limit` bytes (a zip bomb:
-    1.9 MB on disk made 2.4 GB in memory). torch's own files are zips of stored entries.
-    `limit`: default `ARCHIVE_LIMIT`."""
+    link, FIFO, device) or whose zip entries would inflate past `limit` bytes (a zip bomb).
+    torch's own files are zips of stored entries. `limit`: default `ARCHIVE_LIMIT`."""
     limit = ARCHIVE_LIMIT if limit is None else limit
     regular_file(path, limit)
-    try:
-        with zipfile.ZipFile(path) as z:
-            total = sum(i.file_size for i in z.infolist())
-    except zipfile.BadZipFile:
-        return  # not a zip (legacy pickle or damaged): torch.load refuses it below
-    if total > limit:
-        raise UnsafeFileError(
-            f"{path}: would inflate to {total / 2**30:.1f} GiB, over the "
-            f"{limit / 2**30:.0f} GiB a checkpoint or model may hold: refused"
-        )
+    check_inflation(path, limit, "a checkpoint or model")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,72 @@ def test_minimal_without_epochs_and_arrays(study_dir) -> None:
     s = analysis.load_study(study_dir("minimal"))
     assert s.epochs.empty and "val_f1_macro" in s.epochs.columns
     assert s.arrays("t001") is None
+
+
+def _truncate(f: Path) -> None:
+    f.write_bytes(f.read_bytes()[:1000])
+
+
+def _flip_bytes(f: Path) -> None:  # a member's bytes: Bad CRC-32
+    b = bytearray(f.read_bytes())
+    b[200:250] = bytes(x ^ 0xFF for x in b[200:250])
+    f.write_bytes(bytes(b))
+
+
+def _link_outside(f: Path) -> None:
+    outside = f.parents[3] / "outside.npz"
+    f.rename(outside)
+    f.symlink_to(outside)
+
+
+def _bomb(f: Path) -> None:  # 2 GiB of zeros declared, a few MB on disk
+    import zipfile
+
+    f.unlink()
+    with (
+        zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z,
+        z.open("x.npy", "w", force_zip64=True) as m,
+    ):
+        chunk = bytes(2**24)
+        for _ in range(128):
+            m.write(chunk)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_bytes, _link_outside, _bomb])
+def test_damaged_arrays_are_named_and_the_next_best_trial_is_drawn(tmp_path: Path, damage) -> None:
+    from analysis_synthetic import make_study
+
+    folder = make_study(tmp_path, "single")
+    s = analysis.load_study(folder)
+    best, second = analysis.best_trials(s, k=2)["trial_id"]
+    damage(folder / "trials" / best / "arrays.npz")
+    s = analysis.load_study(folder)
+    with pytest.warns(analysis.DamagedFile, match=f"trials/{best}/arrays.npz: left out"):
+        assert s.arrays(best) is None
+    assert list(s.damaged) == [best]
+    assert s.arrays(second) is not None and list(s.damaged) == [best]
+    with pytest.warns(analysis.DamagedFile, match=f"trials/{best}/arrays.npz: left out"):
+        html = analysis.write_report(folder, tmp_path / "r.html").read_text()
+    banner = f"Damaged files left out: trials/{best}/arrays.npz ({s.damaged[best]})"
+    assert html_escape(banner) in html
+    assert str(folder) not in s.damaged[best]  # the banner names the file once
+    assert 'class="reason"' not in html  # every section drawn, from the next best trial
+    assert f"Real vs generated structures, trial {second}" in html
+
+
+def test_a_damaged_epochs_table_is_rebuilt_from_the_trial_folders(tmp_path: Path) -> None:
+    from analysis_synthetic import make_study
+
+    folder = make_study(tmp_path, "single")
+    rows = [{"repeat": 0, "epoch": e, "val_f1_macro": 0.1 * e, "train_loss": 1.0} for e in (1, 2)]
+    (folder / "trials" / "t001" / "epochs.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows)
+    )
+    (folder / "epochs.parquet").write_bytes(b"PAR1 torn")
+    with pytest.warns(UserWarning, match="epochs.parquet: damaged .*rebuilt from the trial"):
+        s = analysis.load_study(folder)
+    assert s.epochs[["trial_id", "epoch"]].values.tolist() == [["t001", 1], ["t001", 2]]
+    assert s.epochs["val_f1_macro"].tolist() == [0.1, 0.2]
 
 
 def test_not_a_study(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ import torch
 from revstudy.errors import RevstudyError
 from revstudy.files import UnsafeFileError, read_json, read_regular, write_json_atomic
 from revstudy.optunafile import optuna_storage
-from revstudy.study.records import append_epochs, drop_finished_checkpoints, read_epochs
+from revstudy.study.records import append_epochs, drop_finished_checkpoints
 from revstudy.studyfolder import trial_dir
 from revstudy.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from revstudy.trialtable import build_trials_table
+from revstudy.trialtable import build_trials_table, read_epochs
 from revstudy.yamlfile import YamlRefused, read_yaml
 from tests.faults.conftest import one_line_error, run, synthetic_study
 

@@ -13,9 +13,9 @@ import pytest
 
 from revstudy.errors import RevstudyError
 from revstudy.study.options import LaunchOptions, check_address, relaunch_changes
-from revstudy.study.records import append_epochs, read_epochs
+from revstudy.study.records import append_epochs
 from revstudy.studyinfo import read_study
-from revstudy.trialtable import build_trials_table
+from revstudy.trialtable import build_trials_table, read_epochs
 from tests.faults.conftest import one_line_error, plant, run, synthetic_study
 
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from revstudy.study import records
-from revstudy.study.records import LiveTables, append_epochs, read_epochs
+from revstudy.study.records import LiveTables, append_epochs
 from revstudy.studyfolder import EPOCHS_TABLE, STOPPED_FILE, TRIALS_TABLE
-from revstudy.trialtable import build_trials_table
+from revstudy.trialtable import build_trials_table, read_epochs
 
 
 class FakeClock:
