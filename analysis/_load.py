@@ -101,7 +101,8 @@ class Study:
     epochs: pd.DataFrame
     optuna_file: Path | None = None  # optuna.journal (optuna.db in older studies), if any
     _arrays: dict[str, dict[str, np.ndarray] | None] = field(default_factory=dict, repr=False)
-    #: trial id -> why `arrays` left its arrays.npz out (torn, corrupt, a link)
+    #: damaged files the report leaves out or draws only in part: path in the study folder
+    #: -> why (a trial's torn arrays.npz, an Optuna record cut short)
     damaged: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -189,7 +190,8 @@ class Study:
         """
         if trial_id not in self._arrays:
             data: dict[str, np.ndarray] | None = None
-            f = self.path / TRIALS_DIR / str(trial_id) / ARRAYS_FILE  # named in a warning
+            name = f"{TRIALS_DIR}/{trial_id}/{ARRAYS_FILE}"
+            f = self.path / name  # named in a warning
             try:  # ids come from tables a hostile copy may have edited: plain names only
                 f = trial_dir(self.path, str(trial_id)) / ARRAYS_FILE
                 regular_file(f, ARRAYS_LIMIT)  # no link out of the folder, no FIFO or device
@@ -204,8 +206,11 @@ class Study:
                 # tokenize.TokenError from a mangled array header
                 why = str(exc).removeprefix(f"{f}: ")  # ours name the file; it is named below
                 kind = "" if isinstance(exc, RevstudyError) else f"{type(exc).__name__}: "
-                self.damaged[trial_id] = f"{kind}{why}"
-                warnings.warn(f"{f}: left out ({self.damaged[trial_id]})", DamagedFile, 2)
+                self._damage(
+                    name,
+                    f"left out ({kind}{why}); the figures drawn from a trial's arrays show "
+                    "the best trial whose arrays are intact",
+                )
             self._arrays[trial_id] = data
         return self._arrays[trial_id]
 
@@ -228,11 +233,33 @@ class Study:
             storage = optuna_storage(self.path)
         except RevstudyError as e:  # linked, damaged: said, never drawn from
             raise ValueError(str(e)) from None
-        ostudy = OwnTrials(study_name=self.optuna_study_name, storage=storage)
+        try:
+            ostudy = OwnTrials(study_name=self.optuna_study_name, storage=storage)
+        except KeyError:  # Optuna's "Record does not exist."
+            raise ValueError(
+                f"{self.optuna_file.name}: holds no study {self.optuna_study_name!r}: "
+                "damaged, or not this study's record"
+            ) from None
         why = foreign_database(ostudy, self.study_info)
         if why is not None:  # another study's trials must not be drawn as this one's
             raise ValueError(f"{self.optuna_file.name} {why}")
+        recorded = {t.number for t in ostudy.get_trials(deepcopy=False)}
+        lost = self.trials[~self.trials["number"].isin(recorded) & self.trials["number"].notna()]
+        if len(lost):  # every trial folder's Optuna trial is asked before the folder exists
+            first = lost.sort_values("number").iloc[0]
+            self._damage(
+                self.optuna_file.name,
+                f"holds no record of {len(lost)} trial(s) the trial folders hold (e.g. "
+                f"{TRIALS_DIR}/{first['trial_id']}, Optuna trial {first['number']}): cut short "
+                "or damaged; the Optuna figures leave them out",
+            )
         return ostudy
+
+    def _damage(self, name: str, why: str) -> None:
+        """Record a damaged file (`name` in the study folder) and warn once naming it."""
+        if name not in self.damaged:
+            self.damaged[name] = why
+            warnings.warn(f"{self.path / name}: {why}", DamagedFile, 3)
 
 
 def _with_columns(df: pd.DataFrame, columns: list[str], missing: object) -> pd.DataFrame:

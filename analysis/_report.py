@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from revstudy.paper import PAPER_FIGURES
-from revstudy.studyfolder import ARRAYS_FILE, TRIALS_DIR
 
 from . import _stats
 from ._headline import (
@@ -402,6 +401,7 @@ def build_sections(study: Study) -> list[Section]:
     """All report sections in page order (a failing one carries its reason)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        warnings.simplefilter("default", DamagedFile)  # the one warning a reader needs
         try:
             importances = _stats.param_importances(study)
         except Exception as exc:
@@ -461,14 +461,8 @@ def write_report(
     elif not study.trials.empty and study.finished.empty:
         banner = "No trial finished: see the failed-trials table in the study summary."
     if study.damaged:
-        left_out = "; ".join(
-            f"{TRIALS_DIR}/{tid}/{ARRAYS_FILE} ({why})"
-            for tid, why in sorted(study.damaged.items())
-        )
-        banner = (
-            f"{banner} Damaged files left out: {left_out}. The figures that need a trial's "
-            "arrays show the best trial whose arrays are intact."
-        ).strip()
+        damaged = "; ".join(f"{name}: {why}" for name, why in sorted(study.damaged.items()))
+        banner = f"{banner} Damaged files: {damaged}.".strip()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if others:
         sections.insert(

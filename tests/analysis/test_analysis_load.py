@@ -76,17 +76,71 @@ def test_damaged_arrays_are_named_and_the_next_best_trial_is_drawn(tmp_path: Pat
     best, second = analysis.best_trials(s, k=2)["trial_id"]
     damage(folder / "trials" / best / "arrays.npz")
     s = analysis.load_study(folder)
-    with pytest.warns(analysis.DamagedFile, match=f"trials/{best}/arrays.npz: left out"):
+    name = f"trials/{best}/arrays.npz"
+    with pytest.warns(analysis.DamagedFile, match=f"{name}: left out"):
         assert s.arrays(best) is None
-    assert list(s.damaged) == [best]
-    assert s.arrays(second) is not None and list(s.damaged) == [best]
-    with pytest.warns(analysis.DamagedFile, match=f"trials/{best}/arrays.npz: left out"):
+    assert list(s.damaged) == [name]
+    assert s.arrays(second) is not None and list(s.damaged) == [name]
+    with pytest.warns(analysis.DamagedFile, match=f"{name}: left out"):
         html = analysis.write_report(folder, tmp_path / "r.html").read_text()
-    banner = f"Damaged files left out: trials/{best}/arrays.npz ({s.damaged[best]})"
-    assert html_escape(banner) in html
-    assert str(folder) not in s.damaged[best]  # the banner names the file once
+    assert html_escape(f"Damaged files: {name}: {s.damaged[name]}") in html
+    assert str(folder) not in s.damaged[name]  # the banner names the file once
     assert 'class="reason"' not in html  # every section drawn, from the next best trial
     assert f"Real vs generated structures, trial {second}" in html
+
+
+def _journal_study(tmp_path: Path) -> Path:
+    """The synthetic single study with its Optuna record as a journal, as launch writes."""
+    import optuna
+    from analysis_synthetic import make_study
+
+    from revstudy.optunafile import optuna_storage
+
+    folder = make_study(tmp_path, "single")
+    name = json.loads((folder / "study.json").read_text())["name"]
+    db = (folder / "optuna.db").rename(tmp_path / "old.db")
+    optuna.copy_study(
+        from_study_name=name,
+        from_storage=f"sqlite:///{db}",
+        to_storage=optuna_storage(folder, create=True),
+    )
+    return folder
+
+
+def test_an_optuna_record_cut_short_is_named_with_the_trials_it_lost(tmp_path: Path) -> None:
+    folder = _journal_study(tmp_path)
+    journal = folder / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    first_trial = next(i for i, line in enumerate(lines) if b'"op_code":4,' in line)
+    journal.write_bytes(b"".join(lines[: first_trial + 8]))  # the first few trials survive
+    s = analysis.load_study(folder)
+    with pytest.warns(analysis.DamagedFile, match="optuna.journal: holds no record of"):
+        ostudy = s.load_optuna()
+    kept = {t.number for t in ostudy.trials}
+    lost = sorted(set(s.trials["number"].dropna()) - kept)
+    assert lost and min(lost) > max(kept)
+    first = s.trials.loc[s.trials["number"] == lost[0], "trial_id"].iloc[0]
+    assert s.damaged["optuna.journal"].startswith(
+        f"holds no record of {len(lost)} trial(s) the trial folders hold "
+        f"(e.g. trials/{first}, Optuna trial {lost[0]})"
+    )
+    with pytest.warns(analysis.DamagedFile):
+        html = analysis.write_report(folder, tmp_path / "r.html").read_text()
+    assert "Damaged files: optuna.journal: holds no record of" in html
+    assert '<section id="history">' in html
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage"])  # no whole line: Optuna reads nothing
+def test_a_journal_without_the_study_is_named_not_a_key_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    folder = _journal_study(tmp_path)
+    (folder / "optuna.journal").write_bytes(content)
+    s = analysis.load_study(folder)
+    with pytest.raises(ValueError, match=r"^optuna.journal: holds no study 'synthetic-single'"):
+        s.load_optuna()
+    html = analysis.write_report(folder, tmp_path / "r.html").read_text()
+    assert "KeyError" not in html and "holds no study" in html
 
 
 def test_a_damaged_epochs_table_is_rebuilt_from_the_trial_folders(tmp_path: Path) -> None:
