@@ -27,7 +27,7 @@ from revstudy.files import (
     read_regular,
     regular_file,
 )
-from revstudy.optunafile import optuna_path, optuna_storage
+from revstudy.optunafile import optuna_path, optuna_storage, record_gaps
 from revstudy.studyfolder import (
     ARRAYS_FILE,
     FINISHED_STATES,
@@ -243,16 +243,13 @@ class Study:
         why = foreign_database(ostudy, self.study_info)
         if why is not None:  # another study's trials must not be drawn as this one's
             raise ValueError(f"{self.optuna_file.name} {why}")
-        recorded = {t.number for t in ostudy.get_trials(deepcopy=False)}
-        lost = self.trials[~self.trials["number"].isin(recorded) & self.trials["number"].notna()]
-        if len(lost):  # every trial folder's Optuna trial is asked before the folder exists
-            first = lost.sort_values("number").iloc[0]
-            self._damage(
-                self.optuna_file.name,
-                f"holds no record of {len(lost)} trial(s) the trial folders hold (e.g. "
-                f"{TRIALS_DIR}/{first['trial_id']}, Optuna trial {first['number']}): cut short "
-                "or damaged; the Optuna figures leave them out",
-            )
+        numbered = self.trials.dropna(subset=["number"])
+        why = record_gaps(
+            dict(zip(numbered["trial_id"], numbered["number"].astype(int), strict=True)),
+            {t.number for t in ostudy.get_trials(deepcopy=False)},
+        )
+        if why is not None:
+            self._damage(self.optuna_file.name, f"{why}; the Optuna figures leave them out")
         return ostudy
 
     def _damage(self, name: str, why: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "mend_journal",
     "optuna_path",
     "optuna_storage",
+    "record_gaps",
 ]
 
 OPTUNA_JOURNAL = "optuna.journal"  # a new study's Optuna record (JSON lines)
@@ -120,3 +122,20 @@ def optuna_storage(study: Path, *, create: bool = False) -> Any:
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSON or replay errors
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise RevstudyError(f"{path}: not a readable Optuna journal ({first})") from None
+
+
+def record_gaps(folders: Mapping[str, int], recorded: Container[int]) -> str | None:
+    """Why a study's Optuna record does not cover its trial folders ({trial id: the Optuna
+    number its trial.json names}; `recorded`: the numbers the record holds), or None.
+
+    Every trial's ask is written, and fsynced, before its folder exists, so a folder whose
+    trial the record lacks means the record was cut short or replaced: obeyed, a resume
+    would count those trials as never run and run others in their place."""
+    lost = sorted((n, tid) for tid, n in folders.items() if n not in recorded)
+    if not lost:
+        return None
+    n, tid = lost[0]
+    return (
+        f"holds no record of {len(lost)} trial folder(s) (e.g. trials/{tid}, Optuna trial "
+        f"{n}): cut short or replaced"
+    )

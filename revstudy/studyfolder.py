@@ -354,7 +354,9 @@ def find_study(name_or_path: str, storage: str | None = None) -> Path:
             return p.resolve()
         if not NAME_RE.fullmatch(name_or_path) and len(p.parts) > 1:  # a path, not a name
             what = f"it has no {STUDY_FILE}" if p.is_dir() else "no such folder"
-            raise RevstudyError(f"{p} is not a study folder: {what} (see `revstudy list`)")
+            raise RevstudyError(
+                f"study {name_or_path!r}: not a study folder ({what}; see `revstudy list`)"
+            )
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         pass
     check_name(name_or_path, "study")

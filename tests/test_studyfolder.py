@@ -105,9 +105,9 @@ def test_storage_root_honours_flag_env_and_file_uri(
 
 def test_a_path_that_is_no_study_folder_is_told_as_such(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RevstudyError, match=r"empty is not a study folder: it has no study.json"):
+    with pytest.raises(RevstudyError, match=r"empty': not a study folder \(it has no study.json;"):
         find_study(str(tmp_path / "empty"))
-    with pytest.raises(RevstudyError, match=r"gone is not a study folder: no such folder"):
+    with pytest.raises(RevstudyError, match=r"gone': not a study folder \(no such folder;"):
         find_study(str(tmp_path / "gone"))
     with pytest.raises(RevstudyError, match="a study name is 1-128"):  # one part: a name
         find_study("bad name")

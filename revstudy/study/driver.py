@@ -39,6 +39,7 @@ from revstudy.study.options import (
 )
 from revstudy.study.optuna_store import (
     BASELINE_ATTR,
+    check_covers_folders,
     counted_trials,
     discard_unstarted,
     open_optuna,
@@ -292,8 +293,8 @@ def resume(
             print(
                 f"note: removed {removed} temporary file(s) of an interrupted run", file=sys.stderr
             )
-        # a missing or damaged Optuna record stops here, before Ray
-        open_optuna(study, info, mend=True)
+        # a missing, damaged or cut-short Optuna record stops here, before Ray
+        check_covers_folders(study, open_optuna(study, info, mend=True))
         if num_samples is not None and num_samples > info.num_samples:
             print(
                 f"note: study {info.name} grows from {info.num_samples} to {num_samples} trials",

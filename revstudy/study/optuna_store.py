@@ -21,16 +21,24 @@ import optuna
 
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
-from revstudy.optunafile import OPTUNA_JOURNAL, mend_journal, optuna_path, optuna_storage
+from revstudy.optunafile import (
+    OPTUNA_JOURNAL,
+    mend_journal,
+    optuna_path,
+    optuna_storage,
+    record_gaps,
+)
 from revstudy.study.options import SAMPLERS
 from revstudy.study.tpe import FitOnceTPESampler
 from revstudy.studyfolder import (
     FINAL_KEY,
     RESULT_FILE,
+    TRIAL_FILE,
     Constraint,
     Objective,
     numerical_problem,
     trial_dir,
+    trial_entries,
 )
 from revstudy.studyinfo import STUDY_ID_ATTR, WARM_START_ATTR, StudyInfo, foreign_database
 
@@ -40,6 +48,7 @@ __all__ = [
     "RAY_ID_ATTR",
     "RETRY_OF_ATTR",
     "Continuation",
+    "check_covers_folders",
     "check_owner",
     "counted_trials",
     "discard_unstarted",
@@ -283,6 +292,24 @@ def open_optuna(study: Path, info: StudyInfo, *, create: bool = False, mend: boo
         raise RevstudyError(
             f"{path}: not a readable Optuna study {info.optuna_name!r} ({first})"
         ) from None
+
+
+def check_covers_folders(study: Path, ostudy: Any) -> None:
+    """Refuse, before anything runs, an Optuna record that lacks trials the study's folders
+    hold (`optunafile.record_gaps`): cut short (a copy taken mid-write, a full disk) or
+    replaced by an older copy."""
+    ids, _ = trial_entries(study)
+    folders = {}
+    for tid in ids:
+        number = (read_json(trial_dir(study, tid) / TRIAL_FILE) or {}).get("number")
+        if isinstance(number, int) and not isinstance(number, bool):
+            folders[tid] = number
+    why = record_gaps(folders, {t.number for t in ostudy.get_trials(deepcopy=False)})
+    if why is not None:
+        raise RevstudyError(
+            f"{optuna_path(study)}: {why}; restore it from a copy (revstudy only appends to "
+            "it), or launch a new study: the trial folders and `revstudy report` are intact"
+        )
 
 
 def check_owner(record: Path, ostudy: Any, info: StudyInfo) -> None:

@@ -121,8 +121,8 @@ def test_an_optuna_record_cut_short_is_named_with_the_trials_it_lost(tmp_path: P
     assert lost and min(lost) > max(kept)
     first = s.trials.loc[s.trials["number"] == lost[0], "trial_id"].iloc[0]
     assert s.damaged["optuna.journal"].startswith(
-        f"holds no record of {len(lost)} trial(s) the trial folders hold "
-        f"(e.g. trials/{first}, Optuna trial {lost[0]})"
+        f"holds no record of {len(lost)} trial folder(s) "
+        f"(e.g. trials/{first}, Optuna trial {lost[0]}): cut short or replaced"
     )
     with pytest.warns(analysis.DamagedFile):
         html = analysis.write_report(folder, tmp_path / "r.html").read_text()

@@ -424,3 +424,22 @@ def test_records_written_through_temp_files_keep_the_usual_permissions(tmp_path:
         os.umask(old)
     for name in ("result.json", "state.pt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_an_optuna_record_cut_short_is_refused_before_ray(study: Path) -> None:
+    """A trial folder whose Optuna trial the record lacks: resuming would count it as never
+    run and run another in its place (seen: a journal cut to 40 lines resumed to 13/8)."""
+    import optuna
+
+    from revstudy.optunafile import optuna_storage
+
+    ostudy = optuna.load_study(study_name="s1", storage=optuna_storage(study))
+    ostudy.ask()  # Optuna trial 0 is recorded; 1 and 2 are not
+    for tid, number in (("t0", 0), ("t2", 2), ("t1", 1)):
+        (study / "trials" / tid).mkdir(parents=True)
+        (study / "trials" / tid / "trial.json").write_text(json.dumps({"number": number}))
+    res = run("resume", "s1", "--storage", str(study.parent))
+    one_line_error(
+        res, "optuna.journal: holds no record of 2 trial folder(s) (e.g. trials/t1, Optuna trial 1)"
+    )
+    assert not (study / "ray").exists() and not (study / "trials.parquet").exists()
