@@ -26,9 +26,11 @@ def count_scatter_data(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
     frames = []
     for q, _ in _QUANTITIES:
         real = arrays.get(f"{q}_real")
+        if real is None:
+            continue
         for suffix in STORED_GENERATION_VARIANTS:
             gen = arrays.get(f"{q}_generated{suffix}")
-            if real is None or gen is None:
+            if gen is None:
                 continue
             n = min(len(real), len(gen))
             frames.append(
