@@ -105,7 +105,11 @@ def trial_row(study: Path, tid: str, ray: dict[str, Any], rules: TableRules) -> 
         return {"trial_id": tid, "state": "DAMAGED", "failure_reason": str(e)}
     result = read_json(tdir / RESULT_FILE)
     failure = read_json(tdir / FAILURE_FILE)
-    meta = read_json(tdir / TRIAL_FILE) or {}
+    meta = read_json(tdir / TRIAL_FILE)
+    # a torn or edited trial.json would drop the trial's number, params and baseline flag:
+    # the paper baseline could then be ranked as a winner
+    bad_meta = _bad_trial_file(meta) if meta is not None or (tdir / TRIAL_FILE).exists() else None
+    meta = meta or {}
     row: dict[str, Any] = {"trial_id": tid, "number": meta.get("number")}
     row["is_baseline"] = bool(meta.get("is_baseline", False))
     config = (result or {}).get("config") or meta.get("config") or {}
@@ -115,7 +119,7 @@ def trial_row(study: Path, tid: str, ray: dict[str, Any], rules: TableRules) -> 
     epochs_done = int(last.get("epoch", 0) or 0)
     damaged = result is None and (tdir / RESULT_FILE).exists()
     wrong = _not_a_number(last, objectives) if result is not None else None
-    if damaged or wrong:  # reported, never silently demoted to pending or re-ranked
+    if damaged or wrong or bad_meta:  # reported, never silently demoted or re-ranked
         state = "DAMAGED"
     elif result is not None:
         state = "COMPLETED"
@@ -146,6 +150,8 @@ def trial_row(study: Path, tid: str, ray: dict[str, Any], rules: TableRules) -> 
     )
     if damaged:
         row["failure_reason"] = f"{tdir / 'result.json'}: damaged (not a JSON object)"
+    elif bad_meta:
+        row["failure_reason"] = f"{tdir / TRIAL_FILE}: {bad_meta}"
     elif wrong:
         row["failure_reason"] = f"{tdir / 'result.json'}: {wrong}"
     if constraints:  # judged on its final figures; diverged or unmeasured: infeasible
@@ -170,6 +176,19 @@ def trial_row(study: Path, tid: str, ray: dict[str, Any], rules: TableRules) -> 
         if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
             row[k] = v
     return row
+
+
+def _bad_trial_file(meta: dict[str, Any] | None) -> str | None:
+    """Why a trial folder's trial.json cannot be trusted (None: it can): damaged, or its
+    Optuna number or baseline flag of the wrong type."""
+    if meta is None:
+        return "damaged (not a JSON object)"
+    number, baseline = meta.get("number"), meta.get("is_baseline", False)
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+        return f"number is {str(number)[:40]!r}, not an integer"
+    if not isinstance(baseline, bool):
+        return f"is_baseline is {str(baseline)[:40]!r}, not true or false"
+    return None
 
 
 def _not_a_number(metrics: dict[str, Any], objectives: tuple[str, ...]) -> str | None:

@@ -90,6 +90,32 @@ def test_damaged_result_is_flagged_and_not_ranked(tmp_path: Path) -> None:
     assert "resume does not re-run it" in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"number": 3, "is_baseline": tr', "trial.json: damaged (not a JSON object)"),
+        ('{"number": "3"}', "trial.json: number is '3', not an integer"),
+        ('{"number": 3, "is_baseline": "no"}', "trial.json: is_baseline is 'no', not true or"),
+    ],
+)
+def test_a_damaged_trial_file_is_flagged_and_not_ranked(
+    tmp_path: Path, content: str, why: str
+) -> None:
+    """A trial.json that cannot be trusted would lose the trial's number and baseline flag
+    (the paper baseline ranked as a winner): DAMAGED, as a damaged result.json is."""
+    folder = synthetic_study(tmp_path / "st")
+    tdir = folder / "trials" / "tx"
+    tdir.mkdir(parents=True)
+    result = {"config": {"epochs": 1}, "metrics": {"f1_macro": 0.9, "epoch": 1}, "report": {}}
+    (tdir / "result.json").write_text(json.dumps(result))
+    (tdir / "trial.json").write_text('{"number": 3, "is_baseline": true}')
+    row = build_trials_table(folder, {}).set_index("trial_id").loc["tx"]
+    assert row.state == "COMPLETED" and row.is_baseline  # intact: as recorded
+    (tdir / "trial.json").write_text(content)
+    row = build_trials_table(folder, {}).set_index("trial_id").loc["tx"]
+    assert row.state == "DAMAGED" and why in row.failure_reason
+
+
 def test_resume_with_missing_optuna_record_is_refused_before_ray(study: Path) -> None:
     (study / "optuna.journal").unlink()
     t0 = time.time()
