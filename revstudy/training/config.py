@@ -132,9 +132,13 @@ class TrialConfig:
             tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     @classmethod
-    def load_yaml(cls, path: str | Path, follow_links: bool = True) -> TrialConfig:
+    def load_yaml(
+        cls, path: str | Path, follow_links: bool = True, allow_empty: bool = True
+    ) -> TrialConfig:
         """Read a config file: either a bare mapping of fields or `{config: {...}, ...}`.
-        `follow_links=False` for a config.yaml inside a model folder (untrusted input)."""
+        `follow_links=False` for a config.yaml inside a model folder (untrusted input);
+        `allow_empty=False` there too: `train` writes every field, so an empty file is a
+        damaged one, which would otherwise be read as the defaults."""
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
@@ -148,6 +152,8 @@ class TrialConfig:
             raise ConfigError(f"{p}: expected a mapping of config fields")
         if "config" in doc and isinstance(doc["config"], dict):
             doc = doc["config"]
+        if not doc and not allow_empty:
+            raise ConfigError(f"{p}: empty, holds no configuration")
         return cls.from_dict(doc, source=str(p))
 
 

@@ -149,18 +149,19 @@ def load_model(model_dir: str | Path) -> SavedModel:
             "(write one with `revstudy train --out DIR`)",
         )
     try:
-        config = TrialConfig.load_yaml(path / "config.yaml", follow_links=False)
+        config = TrialConfig.load_yaml(path / "config.yaml", follow_links=False, allow_empty=False)
     except RevstudyError as e:
         raise _bad(path, f"config.yaml from another revstudy version? {e}") from None
-    try:
-        for name in ("model.pt", "prior.pt"):  # links, FIFOs and zip bombs refused unread
-            check_archive(path / name, MODEL_LIMIT)
-        state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-        prior = torch.load(path / "prior.pt", map_location="cpu", weights_only=True)
-    except UnsafeFileError as e:
-        raise RevstudyError(str(e)) from None
-    except Exception as e:  # torch raises many types for truncated or foreign files
-        raise _bad(path, f"model.pt/prior.pt unreadable ({type(e).__name__})") from None
+    loaded = {}
+    for name in ("model.pt", "prior.pt"):
+        try:
+            check_archive(path / name, MODEL_LIMIT)  # links, FIFOs and zip bombs refused unread
+            loaded[name] = torch.load(path / name, map_location="cpu", weights_only=True)
+        except UnsafeFileError as e:
+            raise RevstudyError(str(e)) from None
+        except Exception as e:  # torch raises many types for truncated or foreign files
+            raise _bad(path, f"{name} unreadable ({type(e).__name__}); retrain") from None
+    state, prior = loaded["model.pt"], loaded["prior.pt"]
     if not isinstance(prior, dict) or prior.get("format") != PRIOR_FORMAT:
         got = prior.get("format") if isinstance(prior, dict) else None
         raise _bad(

@@ -124,8 +124,9 @@ def _other_network(folder: Path) -> None:
     [
         (lambda f: (f / "prior.pt").unlink(), "missing prior.pt (write one with"),
         (lambda f: (f / "config.yaml").write_text("nonsense_field: 1\n"), "another revstudy"),
-        (_garbage("model.pt"), "model.pt/prior.pt unreadable"),
-        (_garbage("prior.pt"), "model.pt/prior.pt unreadable"),
+        (lambda f: (f / "config.yaml").write_text(""), "config.yaml: empty, holds no config"),
+        (_garbage("model.pt"), ": model.pt unreadable ("),
+        (_garbage("prior.pt"), ": prior.pt unreadable ("),
         (lambda f: torch.save(torch.zeros(3), f / "prior.pt"), "prior.pt has format None"),
         (_prior_with(format=2), "prior.pt has format 2, this revstudy reads format 1"),
         (_without("topk"), "prior.pt lacks topk"),
