@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,12 +67,20 @@ _KEY_METRICS = [
 ]
 
 
+@contextmanager
+def _only_damage_warnings() -> Iterator[None]:
+    """The libraries' numerical warnings silenced, `DamagedFile` (the one a reader needs)
+    shown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("default", DamagedFile)
+        yield
+
+
 def _guard(section: Section, build: Callable[[Section], None]) -> Section:
     """Run a section builder; turn any failure into a short reason in the page."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            warnings.simplefilter("default", DamagedFile)  # the one warning a reader needs
+        with _only_damage_warnings():
             build(section)
     except Unavailable as exc:
         section.add_reason(f"Not available: {exc}")
@@ -399,9 +408,7 @@ def _baseline(study: Study) -> Callable[[Section], None]:
 
 def build_sections(study: Study) -> list[Section]:
     """All report sections in page order (a failing one carries its reason)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("default", DamagedFile)  # the one warning a reader needs
+    with _only_damage_warnings():
         try:
             importances = _stats.param_importances(study)
         except Exception as exc:
