@@ -27,7 +27,8 @@ from revstudy.files import (
     read_regular,
     regular_file,
 )
-from revstudy.optunafile import optuna_path, optuna_storage, record_gaps
+from revstudy.optunafile import optuna_path, record_gaps
+from revstudy.optunarecord import open_record
 from revstudy.studyfolder import (
     ARRAYS_FILE,
     FINISHED_STATES,
@@ -39,7 +40,7 @@ from revstudy.studyfolder import (
     rank_finished,
     trial_dir,
 )
-from revstudy.studyinfo import StudyInfo, foreign_database
+from revstudy.studyinfo import StudyInfo
 from revstudy.trialtable import load_epochs, load_trials
 
 __all__ = [
@@ -229,20 +230,10 @@ class Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # warm-start trials (launch --warm-start) are sampler history, not this study's:
         # every figure and importance drawn from the record leaves them out
-        try:
-            storage = optuna_storage(self.path)
-        except RevstudyError as e:  # linked, damaged: said, never drawn from
+        try:  # missing, linked, damaged or another study's: said, never drawn from
+            ostudy = open_record(self.path, self.study_info, OwnTrials)
+        except RevstudyError as e:
             raise ValueError(str(e)) from None
-        try:
-            ostudy = OwnTrials(study_name=self.optuna_study_name, storage=storage)
-        except KeyError:  # Optuna's "Record does not exist."
-            raise ValueError(
-                f"{self.optuna_file.name}: holds no study {self.optuna_study_name!r}: "
-                "damaged, or not this study's record"
-            ) from None
-        why = foreign_database(ostudy, self.study_info)
-        if why is not None:  # another study's trials must not be drawn as this one's
-            raise ValueError(f"{self.optuna_file.name} {why}")
         numbered = self.trials.dropna(subset=["number"])
         why = record_gaps(
             dict(zip(numbered["trial_id"], numbered["number"].astype(int), strict=True)),

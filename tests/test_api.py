@@ -41,7 +41,6 @@ def test_api_refuses_bad_options_before_starting(tmp_path: Path, synthetic_csv: 
 
 
 def test_status_and_report_of_a_study_folder(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parent / "analysis"))
     from analysis_synthetic import make_study
 
     folder = make_study(tmp_path, "single")

@@ -26,8 +26,8 @@ from revstudy.optunafile import (
     mend_journal,
     optuna_path,
     optuna_storage,
-    record_gaps,
 )
+from revstudy.optunarecord import open_record, uncovered_folders
 from revstudy.study.options import SAMPLERS
 from revstudy.study.tpe import FitOnceTPESampler
 from revstudy.studyfolder import (
@@ -268,25 +268,24 @@ def open_optuna(study: Path, info: StudyInfo, *, create: bool = False, mend: boo
     if mend and not create and path.name == OPTUNA_JOURNAL and path.is_file():
         mend_journal(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress has its own display
-    storage = optuna_storage(study, create=create)
+    multi = len(info.objectives) > 1
     try:
-        multi = len(info.objectives) > 1
-        if create:
-            created = optuna.create_study(
-                study_name=info.optuna_name,
-                storage=storage,
-                directions=["maximize" if o.mode == "max" else "minimize" for o in info.objectives],
-                sampler=make_sampler(info.sampler, info.seed, multi),
-            )
-            if info.study_id:
-                created.set_user_attr(STUDY_ID_ATTR, info.study_id)
-            return created
-        s = optuna.load_study(study_name=info.optuna_name, storage=storage)
-        check_owner(path, s, info)
-        waiting = (optuna.trial.TrialState.WAITING,)  # enqueued (the baseline), not yet asked
-        done = len(s.get_trials(deepcopy=False)) - len(s.get_trials(deepcopy=False, states=waiting))
-        s.sampler = make_sampler(info.sampler, info.seed + done, multi)
-        return s
+        if not create:
+            s = open_record(study, info)  # one-line errors; another study's record refused
+            waiting = (optuna.trial.TrialState.WAITING,)  # enqueued (the baseline), not asked
+            done = len(s.get_trials(deepcopy=False))
+            done -= len(s.get_trials(deepcopy=False, states=waiting))
+            s.sampler = make_sampler(info.sampler, info.seed + done, multi)
+            return s
+        created = optuna.create_study(
+            study_name=info.optuna_name,
+            storage=optuna_storage(study, create=True),
+            directions=["maximize" if o.mode == "max" else "minimize" for o in info.objectives],
+            sampler=make_sampler(info.sampler, info.seed, multi),
+        )
+        if info.study_id:
+            created.set_user_attr(STUDY_ID_ATTR, info.study_id)
+        return created
     except (sqlalchemy.exc.SQLAlchemyError, KeyError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise RevstudyError(
@@ -296,20 +295,17 @@ def open_optuna(study: Path, info: StudyInfo, *, create: bool = False, mend: boo
 
 def check_covers_folders(study: Path, ostudy: Any) -> None:
     """Refuse, before anything runs, an Optuna record that lacks trials the study's folders
-    hold (`optunafile.record_gaps`): cut short (a copy taken mid-write, a full disk) or
-    replaced by an older copy."""
+    hold (`optunarecord.uncovered_folders`): cut short (a copy taken mid-write, a full
+    disk) or replaced by an older copy."""
     ids, _ = trial_entries(study)
     folders = {}
     for tid in ids:
         number = (read_json(trial_dir(study, tid) / TRIAL_FILE) or {}).get("number")
         if isinstance(number, int) and not isinstance(number, bool):
             folders[tid] = number
-    why = record_gaps(folders, {t.number for t in ostudy.get_trials(deepcopy=False)})
+    why = uncovered_folders(study, ostudy, folders)
     if why is not None:
-        raise RevstudyError(
-            f"{optuna_path(study)}: {why}; restore it from a copy (revstudy only appends to "
-            "it), or launch a new study: the trial folders and `revstudy report` are intact"
-        )
+        raise RevstudyError(why)
 
 
 def check_owner(record: Path, ostudy: Any, info: StudyInfo) -> None:

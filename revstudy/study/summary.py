@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from revstudy.errors import RevstudyError
+from revstudy.optunarecord import open_record, uncovered_folders
 from revstudy.studyfolder import STUDY_FILE, find_study, rank_finished, storage_root
 from revstudy.studyinfo import StudyInfo, read_study
 from revstudy.trialtable import load_trials
@@ -19,7 +20,25 @@ from revstudy.trialtable import load_trials
 def study_summary(study: str, storage: str | None = None) -> dict[str, Any]:
     """`revstudy status`: a study (name or folder) summarised without starting Ray."""
     path = find_study(study, storage)
-    return summarise(path, read_study(path), load_trials(path))
+    info, table = read_study(path), load_trials(path)
+    out = summarise(path, info, table)
+    why = record_problem(path, info, table)
+    if why is not None:
+        out["problems"].append(why)
+    return out
+
+
+def record_problem(study: Path, info: StudyInfo, table: Any) -> str | None:
+    """Why `resume` would refuse the study's Optuna record, or None: missing, unreadable,
+    another study's, or lacking trials its folders hold. Said by `status` before a resume
+    finds it; read only (a torn last line is mended by the next driver, not here)."""
+    try:
+        ostudy = open_record(study, info)
+    except RevstudyError as e:
+        return str(e)
+    numbered = table.dropna(subset=["number"]) if len(table) else table
+    folders = dict(zip(numbered["trial_id"], numbered["number"].astype(int), strict=True))
+    return uncovered_folders(study, ostudy, folders)
 
 
 def list_studies(storage: str | None = None) -> list[dict[str, Any]]:

@@ -192,3 +192,27 @@ if __name__ == "__main__":
     kind = sys.argv[2] if len(sys.argv) > 2 else "single"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(make_study(out, kind))
+
+
+def journal_study(root: Path) -> Path:
+    """The synthetic single study (root/single) with its Optuna record as a journal, as
+    launch writes it."""
+    from revstudy.optunafile import optuna_storage
+
+    folder = make_study(root, "single")
+    name = json.loads((folder / "study.json").read_text())["name"]
+    db = (folder / "optuna.db").rename(root / "old.db")
+    optuna.copy_study(
+        from_study_name=name,
+        from_storage=f"sqlite:///{db}",
+        to_storage=optuna_storage(folder, create=True),
+    )
+    return folder
+
+
+def cut_journal_short(journal: Path) -> None:
+    """Cut an Optuna journal a few trials in, as a copy taken mid-write leaves it: the
+    first trials survive, the trial folders of the later ones are not in it."""
+    lines = journal.read_bytes().splitlines(keepends=True)
+    first_trial = next(i for i, line in enumerate(lines) if b'"op_code":4,' in line)
+    journal.write_bytes(b"".join(lines[: first_trial + 8]))

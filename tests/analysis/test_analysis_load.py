@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from analysis_synthetic import cut_journal_short, journal_study
 
 import analysis
 
@@ -89,30 +91,9 @@ def test_damaged_arrays_are_named_and_the_next_best_trial_is_drawn(tmp_path: Pat
     assert f"Real vs generated structures, trial {second}" in html
 
 
-def _journal_study(tmp_path: Path) -> Path:
-    """The synthetic single study with its Optuna record as a journal, as launch writes."""
-    import optuna
-    from analysis_synthetic import make_study
-
-    from revstudy.optunafile import optuna_storage
-
-    folder = make_study(tmp_path, "single")
-    name = json.loads((folder / "study.json").read_text())["name"]
-    db = (folder / "optuna.db").rename(tmp_path / "old.db")
-    optuna.copy_study(
-        from_study_name=name,
-        from_storage=f"sqlite:///{db}",
-        to_storage=optuna_storage(folder, create=True),
-    )
-    return folder
-
-
 def test_an_optuna_record_cut_short_is_named_with_the_trials_it_lost(tmp_path: Path) -> None:
-    folder = _journal_study(tmp_path)
-    journal = folder / "optuna.journal"
-    lines = journal.read_bytes().splitlines(keepends=True)
-    first_trial = next(i for i, line in enumerate(lines) if b'"op_code":4,' in line)
-    journal.write_bytes(b"".join(lines[: first_trial + 8]))  # the first few trials survive
+    folder = journal_study(tmp_path)
+    cut_journal_short(folder / "optuna.journal")
     s = analysis.load_study(folder)
     with pytest.warns(analysis.DamagedFile, match="optuna.journal: holds no record of"):
         ostudy = s.load_optuna()
@@ -134,10 +115,11 @@ def test_an_optuna_record_cut_short_is_named_with_the_trials_it_lost(tmp_path: P
 def test_a_journal_without_the_study_is_named_not_a_key_error(
     tmp_path: Path, content: bytes
 ) -> None:
-    folder = _journal_study(tmp_path)
+    folder = journal_study(tmp_path)
     (folder / "optuna.journal").write_bytes(content)
     s = analysis.load_study(folder)
-    with pytest.raises(ValueError, match=r"^optuna.journal: holds no study 'synthetic-single'"):
+    named = re.escape(f"{folder / 'optuna.journal'}: holds no study 'synthetic-single'")
+    with pytest.raises(ValueError, match=f"^{named}"):
         s.load_optuna()
     html = analysis.write_report(folder, tmp_path / "r.html").read_text()
     assert "KeyError" not in html and "holds no study" in html

@@ -3,7 +3,6 @@ small things a user hits first (issue 12, point 7), each checked."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,6 @@ def test_data_info_takes_a_path(synthetic_csv: Path) -> None:
 def test_open_without_a_browser_says_where_the_report_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "analysis"))
     from analysis_synthetic import make_study
 
     folder = make_study(tmp_path, "single")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,6 @@ def study(tmp_path: Path, csv: Path) -> Path:
 
 def synthetic_study(root: Path, kind: str = "single") -> Path:
     """A finished study folder with known numbers (tests/analysis/analysis_synthetic.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
     from analysis_synthetic import make_study
 
     return make_study(root, kind)

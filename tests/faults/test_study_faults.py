@@ -125,15 +125,19 @@ def test_resume_with_missing_optuna_record_is_refused_before_ray(study: Path) ->
 
 
 @pytest.mark.parametrize(
-    "garbage",
-    [b"garbage, not a journal" * 10, b"garbage\n" * 3 + b"{torn", b'{"op_code": 0}\n' + b"x" * 9],
+    ("garbage", "said"),
+    [
+        (b"garbage, not a journal" * 10, "holds no study 's1'"),  # no whole line: reads empty
+        (b"garbage\n" * 3 + b"{torn", "not a readable Optuna journal"),
+        (b'{"op_code": 0}\n' + b"x" * 9, "not a readable Optuna journal"),
+    ],
 )
 def test_resume_with_a_garbage_journal_is_refused_and_left_as_found(
-    study: Path, garbage: bytes
+    study: Path, garbage: bytes, said: str
 ) -> None:
     (study / "optuna.journal").write_bytes(garbage)
     res = run("resume", "s1", "--storage", str(study.parent))
-    one_line_error(res, "optuna.journal: not a readable Optuna")
+    one_line_error(res, f"optuna.journal: {said}")
     assert (study / "optuna.journal").read_bytes() == garbage  # never cut or emptied
 
 

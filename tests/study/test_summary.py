@@ -4,10 +4,13 @@ state, the best trial by the one ranking, problems, a damaged study as a row."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from analysis_synthetic import cut_journal_short, journal_study
 
 from revstudy.errors import RevstudyError
 from revstudy.study.summary import list_studies, study_summary, summarise
@@ -76,3 +79,41 @@ def test_status_and_list_find_studies_and_report_a_damaged_one(
         study_summary("broken", str(tmp_path))
     with pytest.raises(RevstudyError, match="no study 'nope'"):
         study_summary("nope", str(tmp_path))
+
+
+def _foreign(journal: Path) -> None:
+    """Make the record another study's: its id differs from study.json's."""
+    import optuna
+
+    from revstudy.optunafile import optuna_storage
+    from revstudy.studyinfo import STUDY_ID_ATTR
+
+    info = json.loads((journal.parent / "study.json").read_text())
+    (journal.parent / "study.json").write_text(json.dumps({**info, "study_id": "f" * 32}))
+    study = optuna.load_study(study_name=None, storage=optuna_storage(journal.parent))
+    study.set_user_attr(STUDY_ID_ATTR, "e" * 32)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (cut_journal_short, r": holds no record of \d+ trial folder\(s\) \(e\.g\. trials/"),
+        (lambda j: j.write_bytes(b"garbage"), ": holds no study 'synthetic-single'"),
+        (_foreign, ": belongs to another study"),
+        (lambda j: j.unlink(), ": missing"),
+    ],
+)
+def test_status_names_an_optuna_record_resume_would_refuse_and_leaves_it_as_found(
+    tmp_path: Path, damage: Callable[[Path], object], said: str
+) -> None:
+    """Before, `status` read only the trial folders and called such a study healthy; the
+    first to say otherwise was `resume`, refusing it."""
+    folder = journal_study(tmp_path)
+    journal = folder / "optuna.journal"
+    assert not [p for p in study_summary(str(folder))["problems"] if "optuna.journal" in p]
+    damage(journal)
+    before = journal.read_bytes() if journal.exists() else None
+    problems = [p for p in study_summary(str(folder))["problems"] if "optuna.journal" in p]
+    assert len(problems) == 1
+    assert re.match(re.escape(str(journal)) + said, problems[0]), problems[0]
+    assert (journal.read_bytes() if journal.exists() else None) == before  # read only
