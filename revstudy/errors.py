@@ -17,6 +17,11 @@ class ConfigError(RevstudyError):
     """A configuration or search-space file is invalid: the message names file and field."""
 
 
+class UnknownFieldsError(ConfigError):
+    """A configuration names fields this version does not know: most likely written by
+    another revstudy version (a reader may say so; other config errors are not that)."""
+
+
 class NonFiniteLossError(RevstudyError):
     """Training produced NaN or inf; a study records the trial as failed with this reason."""
 

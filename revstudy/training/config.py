@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from revstudy.data.numbering import AtomOrder
-from revstudy.errors import ConfigError, RevstudyError
+from revstudy.errors import ConfigError, RevstudyError, UnknownFieldsError
 from revstudy.files import replaced_atomically
 from revstudy.yamlfile import read_yaml
 
@@ -115,7 +115,7 @@ class TrialConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+            raise UnknownFieldsError(f"{source}: unknown field(s) {', '.join(unknown)}")
         hints = _field_hints() if cls is TrialConfig else typing.get_type_hints(cls)
         kwargs = {name: _coerce(source, name, value, hints[name]) for name, value in data.items()}
         try:

@@ -18,7 +18,7 @@ import torch
 
 from revstudy.data.dataset import Dataset, Split, coarsen, encode_structures
 from revstudy.data.numbering import in_order, molecule_keys, order_inputs, relabel, relabelled
-from revstudy.errors import RevstudyError
+from revstudy.errors import RevstudyError, UnknownFieldsError
 from revstudy.files import UnsafeFileError, read_regular
 from revstudy.training.checkpoint import check_archive
 from revstudy.training.config import TrialConfig
@@ -150,8 +150,10 @@ def load_model(model_dir: str | Path) -> SavedModel:
         )
     try:
         config = TrialConfig.load_yaml(path / "config.yaml", follow_links=False, allow_empty=False)
-    except RevstudyError as e:
-        raise _bad(path, f"config.yaml from another revstudy version? {e}") from None
+    except UnknownFieldsError as e:
+        raise RevstudyError(f"{e} (written by another revstudy version? retrain)") from None
+    except RevstudyError as e:  # damaged or edited: the weights were trained under another
+        raise RevstudyError(f"{e}; restore it or retrain") from None
     loaded = {}
     for name in ("model.pt", "prior.pt"):
         try:

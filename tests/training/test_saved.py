@@ -5,6 +5,7 @@ the rows `evaluate` scores, and the evaluation document."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -119,12 +120,24 @@ def _other_network(folder: Path) -> None:
                folder / "model.pt")  # fmt: skip
 
 
+def _lr_edited(folder: Path) -> None:
+    text = (folder / "config.yaml").read_text()
+    (folder / "config.yaml").write_text(re.sub(r"(?m)^(\s*)lr: .*$", r"\1lr: -1", text))
+
+
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [
         (lambda f: (f / "prior.pt").unlink(), "missing prior.pt (write one with"),
-        (lambda f: (f / "config.yaml").write_text("nonsense_field: 1\n"), "another revstudy"),
-        (lambda f: (f / "config.yaml").write_text(""), "config.yaml: empty, holds no config"),
+        (
+            lambda f: (f / "config.yaml").write_text("nonsense_field: 1\n"),
+            "config.yaml: unknown field(s) nonsense_field (written by another revstudy version? ",
+        ),
+        (
+            lambda f: (f / "config.yaml").write_text(""),
+            "config.yaml: empty, holds no configuration; restore it or retrain",
+        ),
+        (_lr_edited, "config.yaml: field lr: -1.0 is outside (0, 10]; restore it or retrain"),
         (_garbage("model.pt"), ": model.pt unreadable ("),
         (_garbage("prior.pt"), ": prior.pt unreadable ("),
         (lambda f: torch.save(torch.zeros(3), f / "prior.pt"), "prior.pt has format None"),
@@ -147,6 +160,8 @@ def test_a_damaged_folder_is_one_line_naming_it(tmp_path: Path, damage, needle: 
         load_model(folder)
     text = str(e.value)
     assert text.startswith(str(folder)) and needle in text and "\n" not in text
+    # only a field this version does not know suggests another version wrote the folder
+    assert ("another revstudy version" in text) == ("unknown field" in text)
 
 
 def test_no_folder_is_named_too(tmp_path: Path) -> None:
