@@ -222,6 +222,7 @@ def epoch_history(epochs: pd.DataFrame, objectives: Sequence[str]) -> History:
         return {}
     means = epochs.groupby(["trial_id", "epoch"])[keys].mean().dropna()
     out: History = {}
-    for (tid, epoch), row in means.iterrows():
+    # one float array, not a Series a row (iterrows took 1.8 s of a resume at 3,000 trials)
+    for (tid, epoch), row in zip(means.index, means.to_numpy(dtype=float), strict=True):
         out.setdefault(str(tid), []).append((int(epoch), tuple(float(v) for v in row)))
     return out
