@@ -454,7 +454,8 @@ def build_csv_from_sdf(
 
     Applies the paper's filter: only `elements`, at most `max_carbons` carbons, at least one
     parsable 13C spectrum. The output appears atomically, so a failed build leaves no
-    half-written CSV.
+    half-written CSV; a build that keeps no record is an error naming why each was skipped
+    (a header alone is a file no reader takes).
     """
     chem = require_rdkit("building a CSV from an SD file")
     sdf = Path(sdf_path)
@@ -495,6 +496,12 @@ def build_csv_from_sdf(
                 report.molecules_written += 1 if fresh else 0
         if report.records == 0:
             raise DataError(f"{sdf}: no SD records found")
+        if report.rows_written == 0:  # a header alone: every reader refuses it ("no data rows")
+            why = "; ".join(f"{n} {reason}" for reason, n in report.skipped.items() if n)
+            raise DataError(
+                f"{sdf}: none of its {report.records} SD record(s) gave a row (skipped: "
+                f"{why}); {out} not written"
+            )
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -289,8 +289,11 @@ def test_build_filters(tmp_path: Path) -> None:
     sdf.write_text(
         _record(Chem.MolFromSmiles("CCCC"), {"nmrshiftdb2 ID": "1", "Spectrum 13C 0": "1;0;0|"})
     )
-    report = build_csv_from_sdf(sdf, tmp_path / "o.csv", max_carbons=3)
-    assert report.skipped[TOO_MANY_CARBONS] == 1 and report.rows_written == 0
+    # nothing kept: an error naming why, and no header-only file (read_dataset refuses one)
+    said = rf"d\.sdf: none of its 1 SD record\(s\) gave a row \(skipped: 1 {TOO_MANY_CARBONS}\); "
+    with pytest.raises(DataError, match=said + r".*o\.csv not written$"):
+        build_csv_from_sdf(sdf, tmp_path / "o.csv", max_carbons=3)
+    assert sorted(tmp_path.iterdir()) == [sdf]  # neither the CSV nor its temporary file
     with pytest.raises(DataError, match="elements"):
         build_csv_from_sdf(sdf, tmp_path / "o.csv", elements=["C", "O"])
     with pytest.raises(DataError, match="not found"):
