@@ -78,6 +78,13 @@ def read_dataset(path: str | Path) -> Dataset:
         raise DataError(f"{p}:1: header: expected columns A,B,C,D, found {','.join(cols)}")
     if len(df) == 0:
         raise DataError(f"{p}: no data rows")
+    if not isinstance(df.index, pd.RangeIndex):  # pandas took a first row's extra fields
+        # for an index column, so every field would be read one column off (a later row of
+        # the wrong length is a ParserError, above)
+        raise DataError(
+            f"{p}:2: {len(COLUMNS) + df.index.nlevels} fields where the header names "
+            f"{len(COLUMNS)} (A,B,C,D)"
+        )
     df.columns = list(COLUMNS)
     ids: dict[str, list[int]] = {"A": [], "B": []}
     seen: dict[tuple[int, int], int] = {}

@@ -12,12 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from revstudy.data.chem import AROMATIC_OFFSET  # (chem imports RDKit only when it runs)
 from revstudy.data.dataset import GRID, SPECTRUM_BITS, Dataset, coarsen
 
 COARSE_DIMS = (512, 256, 128, 64, 32)
 BOND_DIGITS = {"single": (1,), "double": (2,), "triple": (3,), "aromatic": (6, 7)}
 TOO_MANY_PEAKS = "more peaks than carbons"
 HIGH_SHIFT = "peak in bin 1023 (>= 204.6 ppm), no sp or cumulated carbon"
+# no such molecule: `atom_order: canonical` refuses the row, `source` would train on it
+OVER_VALENT = "a carbon with more than 4 bonds (Kekulé orders summed)"
 
 # M[i, k] = the higher carbon index of the bond at grid[i, k], i.e. max(i, k + 1) = k + 1 on
 # the upper triangle; the lower triangle is always zero in valid data.
@@ -73,14 +76,22 @@ def binary_entropy_bits(x: np.ndarray) -> float:
     return float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p)).sum())
 
 
+def _per_carbon(weights: np.ndarray) -> np.ndarray:
+    """Per-bond weights [N, 16, 16] summed over each carbon's bonds [N, 17]."""
+    per_carbon = np.zeros((len(weights), GRID + 1), dtype=np.int16)
+    per_carbon[:, :GRID] += weights.sum(axis=2, dtype=np.int16)  # carbon i, the row
+    per_carbon[:, 1:] += weights.sum(axis=1, dtype=np.int16)  # carbon k + 1, the column
+    return per_carbon
+
+
 def _double_bond_counts(grids: np.ndarray) -> np.ndarray:
     """Kekulé double bonds per carbon [N, 17] (aromatic order-2 digits count too)."""
-    n = len(grids)
-    doubles = ((grids == 2) | (grids == 7)).astype(np.int16)
-    per_carbon = np.zeros((n, GRID + 1), dtype=np.int16)
-    per_carbon[:, :GRID] += doubles.sum(axis=2)  # carbon i, the row
-    per_carbon[:, 1:] += doubles.sum(axis=1)  # carbon k + 1, the column
-    return per_carbon
+    return _per_carbon((grids == 2) | (grids == 7))
+
+
+def _valences(grids: np.ndarray) -> np.ndarray:
+    """Bonds per carbon [N, 17], each counted by its Kekulé order (digits 6/7: 1/2)."""
+    return _per_carbon(np.where(grids > AROMATIC_OFFSET, grids - AROMATIC_OFFSET, grids))
 
 
 def compute_info(ds: Dataset) -> DataInfo:
@@ -111,6 +122,7 @@ def compute_info(ds: Dataset) -> DataInfo:
     reasons = {
         TOO_MANY_PEAKS: peaks > carbons,
         HIGH_SHIFT: (y[:, SPECTRUM_BITS - 1] > 0) & ~sp_or_cumulated,
+        OVER_VALENT: (_valences(grids) > 4).any(axis=1),
     }
     suspicious = []
     for row in np.flatnonzero(np.logical_or.reduce(list(reasons.values()))):

@@ -92,6 +92,21 @@ def test_bad_inputs_name_file_line_and_field(tmp_path: Path) -> None:
     assert ":4: fields A,B: pair" in _bad(tmp_path, dup) and "repeats line 2" in _bad(tmp_path, dup)
     ids = [("x1", *good[0][1:])]
     assert ":2: field A" in _bad(tmp_path, ids)
+    # a first row with extra fields: pandas would take them for an index column and read
+    # every field one column off ("field B: … got '000…'", the structure)
+    lines = ["A,B,C,D", *(",".join(map(str, row)) for row in good)]
+    for extra in (1, 2):
+        (tmp_path / "long.csv").write_text(
+            "\n".join([lines[0], lines[1] + ",x" * extra, *lines[2:]])
+        )
+        with pytest.raises(DataError) as e:
+            read_dataset(tmp_path / "long.csv")
+        assert str(e.value) == (
+            f"{tmp_path / 'long.csv'}:2: {4 + extra} fields where the header names 4 (A,B,C,D)"
+        )
+    (tmp_path / "late.csv").write_text("\n".join([*lines[:2], lines[2] + ",x", lines[3]]))
+    with pytest.raises(DataError, match=r"late\.csv: not a readable CSV file: Error tokenizing"):
+        read_dataset(tmp_path / "late.csv")  # a later row: pandas' own error, the file named
     missing = tmp_path / "nope.csv"
     with pytest.raises(DataError, match="not found"):
         read_dataset(missing)

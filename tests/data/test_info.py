@@ -11,6 +11,7 @@ import pytest
 from revstudy.data.dataset import digits_to_string, read_dataset
 from revstudy.data.info import (
     HIGH_SHIFT,
+    OVER_VALENT,
     TOO_MANY_PEAKS,
     binary_entropy_bits,
     carbon_counts,
@@ -82,7 +83,7 @@ def test_compute_info(tmp_path: Path) -> None:
         "structures_with_different_spectra": 1,
         "rows_repeating_structure_and_spectrum": 1,
     }
-    assert info.suspicious_counts == {TOO_MANY_PEAKS: 1, HIGH_SHIFT: 1}
+    assert info.suspicious_counts == {TOO_MANY_PEAKS: 1, HIGH_SHIFT: 1, OVER_VALENT: 0}
     assert [(r["line"], r["reasons"]) for r in info.suspicious] == [
         (4, [TOO_MANY_PEAKS]),
         (5, [HIGH_SHIFT]),
@@ -91,6 +92,40 @@ def test_compute_info(tmp_path: Path) -> None:
         binary_entropy_bits(read_dataset(tmp_path / "d.csv").x())
     )
     json.dumps(info.as_dict())  # JSON-able
+
+
+def test_a_carbon_with_more_than_four_bonds_is_suspicious_as_rdkit_refuses_it(
+    tmp_path: Path,
+) -> None:
+    """Flagged exactly where RDKit cannot sanitize the molecule (an independent valence
+    check), over random skeletons of single, double and triple bonds; aromatic digits
+    count their Kekulé order (a benzene carbon is 4, with a methyl on it still 4)."""
+    from revstudy.data.chem import grid_to_mol
+    from revstudy.errors import DataError
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(300):
+        g = np.triu(rng.choice(4, size=(16, 16), p=[0.9, 0.06, 0.025, 0.015]))[:5, :5]
+        rows.append({(a, b + 1): int(g[a, b]) for a, b in zip(*np.nonzero(g), strict=True)})
+    toluene = {(0, 1): 7, (1, 2): 6, (2, 3): 7, (3, 4): 6, (4, 5): 7, (0, 5): 6, (0, 6): 1}
+    rows += [toluene, {**toluene, (0, 7): 1}]  # the second: a fifth bond on carbon 0
+    path = tmp_path / "v.csv"
+    lines = ["A,B,C,D"] + [f"{i},1,{structure(r)},{spectrum(1)}" for i, r in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    info = compute_info(read_dataset(path))
+    flagged = {r["line"] - 2 for r in info.suspicious if OVER_VALENT in r["reasons"]}
+    refused = set()
+    for i, r in enumerate(rows):
+        g = np.zeros((16, 16), dtype=np.int8)
+        for (a, b), d in r.items():
+            g[a, b - 1] = d
+        try:
+            grid_to_mol(g)
+        except DataError:
+            refused.add(i)
+    assert flagged == refused and len(flagged) > 20 and len(rows) - 2 not in flagged
+    assert len(rows) - 1 in flagged and info.suspicious_counts[OVER_VALENT] == len(flagged)
 
 
 def test_print_info(tmp_path: Path) -> None:
