@@ -193,7 +193,7 @@ def predict(
             bar.advance(task, len(rows))
     out.close()
     for r in errors:
-        print(f"error: {r['input']}: {r['error']}", file=sys.stderr)
+        print(f"error: {r['input'] or repr(r['input'])}: {r['error']}", file=sys.stderr)
     if errors:
         raise typer.Exit(2)
 
@@ -238,7 +238,7 @@ class _PredictionOutput:
     def close(self) -> None:
         if self.as_json:
             print("\n]}")
-        elif not self.lines:
+        elif not self.lines and self.rows:  # none read: the errors below say why, alone
             t = Table(title=f"predicted {self.y_dim}-bit codes")
             for col in ("input", "SMILES", "set bins (ppm)"):
                 t.add_column(col, overflow="fold")

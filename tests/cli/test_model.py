@@ -64,6 +64,13 @@ def test_predict_table_json_and_per_row_errors(run_dir: tuple[Path, Path], tmp_p
     assert [("error" in r) for r in rows] == [False, True, True, True, False]
     assert "not parsable" in rows[1]["error"] and "not a hydrocarbon" in rows[2]["error"]
     assert "18 carbons" in rows[3]["error"]
+    # nothing readable: the errors alone (no empty table), an empty SMILES named as ''
+    res = runner.invoke(app, ["predict", "--model", str(run), "--smiles", "", "--smiles", "O"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("error")] == [
+        "error: '': no carbon atoms",
+        "error: O: not a hydrocarbon (has element O)",
+    ]
 
 
 def test_elucidate_generation_and_library(run_dir: tuple[Path, Path]) -> None:
