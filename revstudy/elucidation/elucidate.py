@@ -61,6 +61,8 @@ def parse_query_spectrum(text: str) -> np.ndarray:
     body = text.strip()
     compact = re.sub(r"\s", "", body)
     if len(compact) == SPECTRUM_BITS and set(compact) <= {"0", "1"}:
+        if "1" not in compact:  # as an empty list of shifts: nothing to elucidate
+            raise DataError(f"{where}: no peaks given (a bit string of {SPECTRUM_BITS} zeros)")
         return encode_spectra([compact])[0]
     if len(compact) > 8 and set(compact) <= {"0", "1"}:  # no ppm value looks like this
         raise DataError(

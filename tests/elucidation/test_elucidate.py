@@ -79,6 +79,7 @@ def test_a_file_of_either(tmp_path: Path) -> None:
         ("inf", "shift inf ppm is outside"),
         ("", "spectrum: no peaks given"),
         (" , ; ", "spectrum: no peaks given"),
+        ("0" * 1024, "spectrum: no peaks given (a bit string of 1024 zeros)"),
         ("1" * 1023 + "x", "is not a ppm value"),  # 1024 characters, but not bits
     ],
 )
