@@ -41,7 +41,7 @@ from revstudy.studyfolder import (
     trial_dir,
 )
 from revstudy.studyinfo import StudyInfo
-from revstudy.trialtable import load_epochs, load_trials
+from revstudy.trialtable import folder_numbers, load_epochs, load_trials
 
 __all__ = [
     "FINISHED_STATES",
@@ -234,10 +234,8 @@ class Study:
             ostudy = open_record(self.path, self.study_info, OwnTrials)
         except RevstudyError as e:
             raise ValueError(str(e)) from None
-        numbered = self.trials.dropna(subset=["number"])
         why = record_gaps(
-            dict(zip(numbered["trial_id"], numbered["number"].astype(int), strict=True)),
-            {t.number for t in ostudy.get_trials(deepcopy=False)},
+            folder_numbers(self.trials), {t.number for t in ostudy.get_trials(deepcopy=False)}
         )
         if why is not None:
             self._damage(self.optuna_file.name, f"{why}; the Optuna figures leave them out")

@@ -43,6 +43,7 @@ __all__ = [
     "assemble_table",
     "build_trials_table",
     "epochs_table",
+    "folder_numbers",
     "load_epochs",
     "load_trials",
     "read_epochs",
@@ -285,6 +286,13 @@ def load_epochs(study: Path) -> pd.DataFrame:
         warnings.warn(f"{e}; rebuilt from the trial folders", stacklevel=2)
         table = None
     return read_epochs(study) if table is None else table
+
+
+def folder_numbers(table: pd.DataFrame) -> dict[str, int]:
+    """{trial id: the Optuna number its trial.json names} of a trials table, trials without
+    one left out: what `optunafile.record_gaps` checks the Optuna record against."""
+    numbered = table.dropna(subset=["number"]) if len(table) else table
+    return dict(zip(numbered["trial_id"], numbered["number"].astype(int), strict=True))
 
 
 def load_trials(study: Path) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from revstudy.errors import RevstudyError
 from revstudy.optunarecord import open_record, uncovered_folders
 from revstudy.studyfolder import STUDY_FILE, find_study, rank_finished, storage_root
 from revstudy.studyinfo import StudyInfo, read_study
-from revstudy.trialtable import load_trials
+from revstudy.trialtable import folder_numbers, load_trials
 
 
 def study_summary(study: str, storage: str | None = None) -> dict[str, Any]:
@@ -36,9 +36,7 @@ def record_problem(study: Path, info: StudyInfo, table: Any) -> str | None:
         ostudy = open_record(study, info)
     except RevstudyError as e:
         return str(e)
-    numbered = table.dropna(subset=["number"]) if len(table) else table
-    folders = dict(zip(numbered["trial_id"], numbered["number"].astype(int), strict=True))
-    return uncovered_folders(study, ostudy, folders)
+    return uncovered_folders(study, ostudy, folder_numbers(table))
 
 
 def list_studies(storage: str | None = None) -> list[dict[str, Any]]:
