@@ -222,7 +222,7 @@ def epoch_history(epochs: pd.DataFrame, objectives: Sequence[str]) -> History:
         return {}
     means = epochs.groupby(["trial_id", "epoch"])[keys].mean().dropna()
     out: History = {}
-    # one float array, not a Series a row (iterrows took 1.8 s of a resume at 3,000 trials)
+    # one float array, not a Series a row (iterrows: 1.5 s of a resume at 10⁴ trials, now 0.2)
     for (tid, epoch), row in zip(means.index, means.to_numpy(dtype=float), strict=True):
         out.setdefault(str(tid), []).append((int(epoch), tuple(float(v) for v in row)))
     return out
