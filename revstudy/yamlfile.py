@@ -1,4 +1,5 @@
-"""YAML read from a file someone else may have written: no aliases, bounded size.
+"""YAML read from a file someone else may have written: no aliases, no repeated keys,
+bounded size.
 
 `yaml.safe_load` builds no objects, but it still expands aliases: a "billion laughs" of nine
 nested aliases in a search space or a model's config.yaml took over a minute and gigabytes
@@ -26,7 +27,9 @@ class YamlRefused(yaml.YAMLError):
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that stops at the first alias (`*name`), where expansion would begin."""
+    """SafeLoader that stops at the first alias (`*name`), where expansion would begin, and
+    at a key given twice in one mapping (YAML keeps the last silently: a search space with
+    `epochs:` twice searched only the second range)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -35,6 +38,22 @@ class _NoAliasLoader(yaml.SafeLoader):
                 f"line {mark.line + 1}: aliases (*name) are not allowed in revstudy files"
             )
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<:` merges; an explicit key may override a merged one
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the constructor below says so
+            if first is not None:
+                raise YamlRefused(f"line {line}: {key!r} is given twice (first on line {first})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: str | Path, follow_links: bool = False) -> Any:

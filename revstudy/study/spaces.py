@@ -176,9 +176,14 @@ def load_space(name_or_path: str) -> SearchSpace:
     path = resolve_space_path(name_or_path)
     src = str(path)
     try:
-        doc = read_yaml(path, follow_links=True) or {}  # a file the user named
+        doc = read_yaml(path, follow_links=True)  # a file the user named
     except yaml.YAMLError as e:
         raise ConfigError(f"{src}: not valid YAML: {yaml_error(e)}") from None
+    if doc is None:  # read as {}, it ran a study of the defaults: an empty file is a mistake
+        raise ConfigError(
+            f"{src}: empty, holds no search space (a space that searches nothing names its "
+            "settings under fixed:, as the built-in `paper` space does)"
+        )
     if not isinstance(doc, dict):
         raise ConfigError(f"{src}: expected a mapping with fixed/params/objectives")
     unknown = set(doc) - {

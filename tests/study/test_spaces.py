@@ -80,6 +80,14 @@ def test_space_suggest_respects_conditions() -> None:
         ("foo: 1\n", "unknown top-level key"),
         ("repeats: 0\n", "repeats: expected a whole number >= 1"),
         ("repeats: two\n", "repeats: expected a whole number >= 1"),
+        # read as {}, an empty file ran a study of the defaults
+        ("", "empty, holds no search space"),
+        ("# a comment alone\n", "empty, holds no search space"),
+        (  # YAML keeps the last silently: only the second range was searched
+            "params:\n  epochs: {type: int, low: 1, high: 2}\n"
+            "  epochs: {type: int, low: 1, high: 9}\n",
+            "not valid YAML: line 3: 'epochs' is given twice (first on line 2)",
+        ),
     ],
 )
 def test_bad_spaces_name_file_parameter_and_reason(tmp_path: Path, body: str, needle: str) -> None:
