@@ -308,12 +308,10 @@ def list_studies(
             continue
         m = s["objectives"][0]["metric"]
         best = f"{s['best']['metrics'].get(m):.4g}" if s["best"] else "—"
-        t.add_row(
-            label,
-            f"{s['trials']}/{s['requested']}",
-            ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items())),
-            best,
-        )
+        states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s["by_state"].items()))
+        if s["problems"]:  # damaged trials, an Optuna record resume would refuse
+            states += f"; [yellow]{len(s['problems'])} problem(s)[/]: see `revstudy status`"
+        t.add_row(label, f"{s['trials']}/{s['requested']}", states, best)
     Console().print(t)  # built now: the terminal's width (or $COLUMNS) at this call
 
 

@@ -394,6 +394,14 @@ def test_list_tells_copied_folders_apart(tmp_path: Path) -> None:
     assert sorted(r["folder"] for r in rows) == sorted(["copy", folder.name])
     res = runner_wide("list", "--storage", str(folder.parent))
     assert "copy (recorded as synthetic-single)" in res.stdout
+    assert "problem(s)" not in res.stdout
+    (folder.parent / "copy" / "optuna.db").write_bytes(b"not a database")  # status names it
+    assert len(json.loads(run("list", "--storage", str(folder.parent), "--json").stdout)) == 2
+    copy_row = next(
+        ln for ln in runner_wide("list", "--storage", str(folder.parent)).stdout.splitlines()
+        if ln.startswith("│ copy")
+    )  # fmt: skip
+    assert "1 problem(s): see `revstudy status`" in copy_row
 
 
 def test_status_and_report_read_trial_states_the_same_way(tmp_path: Path) -> None:
