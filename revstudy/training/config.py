@@ -136,9 +136,10 @@ class TrialConfig:
         cls, path: str | Path, follow_links: bool = True, allow_empty: bool = True
     ) -> TrialConfig:
         """Read a config file: either a bare mapping of fields or `{config: {...}, ...}`.
-        `follow_links=False` for a config.yaml inside a model folder (untrusted input);
-        `allow_empty=False` there too: `train` writes every field, so an empty file is a
-        damaged one, which would otherwise be read as the defaults."""
+        An empty file is refused (read as the defaults, a truncated or wrong file would
+        train under settings nobody chose); `{}` asks for the defaults. `follow_links=False`
+        for a config.yaml inside a model folder (untrusted input); `allow_empty=False`
+        there too: `train` writes every field, so even `{}` is a damaged file."""
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
@@ -146,8 +147,8 @@ class TrialConfig:
             doc = read_yaml(p, follow_links)
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {yaml_error(e)}") from None
-        if doc is None:
-            doc = {}
+        if doc is None:  # no document: an empty file, or comments alone
+            raise ConfigError(f"{p}: empty, holds no configuration")
         if not isinstance(doc, dict):
             raise ConfigError(f"{p}: expected a mapping of config fields")
         if "config" in doc and isinstance(doc["config"], dict):

@@ -32,6 +32,9 @@ def test_bare_mapping_and_yaml_number_strings(tmp_path: Path) -> None:
         ("blocks: [1, 2]\n", "field blocks"),
         ("latent_weight: 0.1\n", "latent_loss"),
         ("- 1\n", "expected a mapping"),
+        # read as the defaults, a truncated or wrong file trained under settings nobody chose
+        ("", "empty, holds no configuration"),
+        ("# comments alone\n", "empty, holds no configuration"),
     ],
 )
 def test_bad_configs_name_file_and_field(tmp_path: Path, text: str, needle: str) -> None:
@@ -40,6 +43,11 @@ def test_bad_configs_name_file_and_field(tmp_path: Path, text: str, needle: str)
     with pytest.raises(ConfigError) as e:
         TrialConfig.load_yaml(path)
     assert needle in str(e.value) and str(path) in str(e.value)
+
+
+def test_an_explicit_empty_mapping_asks_for_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("{}\n")
+    assert TrialConfig.load_yaml(tmp_path / "c.yaml") == TrialConfig()
 
 
 def test_paper_config_holds_the_papers_settings() -> None:
