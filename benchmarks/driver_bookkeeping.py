@@ -129,6 +129,17 @@ def machine_conditions() -> dict[str, Any]:
     }
 
 
+def start_record(**conditions: Any) -> dict[str, Any]:
+    """A driver benchmark's record, before its first row: `conditions` and the machine's
+    (`machine_conditions`), no runs yet. Optuna is quieted first: its INFO line per study
+    and its experimental-feature warnings would bury the rows printed."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return {"conditions": {**conditions, **machine_conditions()}, "runs": []}
+
+
 def record(doc: dict[str, Any], row: dict[str, Any], out: Path) -> None:
     """Print `row`, add it to `doc` and write `doc` at once: a long run loses nothing
     measured."""
@@ -139,23 +150,13 @@ def record(doc: dict[str, Any], row: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import optuna
-
     from revstudy.study.spaces import load_space
 
     args = parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    doc = start_record(
+        space="quick (its define-by-run suggestions)", sampler="TPE, seed 0", rounds=args.rounds
+    )
     space = load_space("quick")
-    doc: dict[str, Any] = {
-        "conditions": {
-            "space": "quick (its define-by-run suggestions)",
-            "sampler": "TPE, seed 0",
-            "rounds": args.rounds,
-            **machine_conditions(),
-        },
-        "runs": [],
-    }
     out = Path(args.out)
     for n in args.sizes:
         for kind in args.storages:

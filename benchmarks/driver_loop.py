@@ -48,7 +48,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -57,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from driver_bookkeeping import machine_conditions, record  # noqa: E402  (one record format)
+from driver_bookkeeping import record, start_record  # noqa: E402  (one record format)
 
 EPOCHS = 5
 
@@ -360,21 +359,10 @@ def _pack(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import optuna
-
     args = parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    doc: dict[str, Any] = {
-        "conditions": {
-            "space": "quick",
-            "scheduler": "asha",
-            "epochs_per_trial": EPOCHS,
-            "paced_at_trials_per_hour": args.rate,
-            **machine_conditions(),
-        },
-        "runs": [],
-    }
+    doc = start_record(
+        space="quick", scheduler="asha", epochs_per_trial=EPOCHS, paced_at_trials_per_hour=args.rate
+    )
     out = Path(args.out)
     for n in args.sizes:
         for storage, sampler in [(st, sa) for st in args.storages for sa in args.samplers]:

@@ -29,7 +29,6 @@ import importlib
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from driver_bookkeeping import machine_conditions, record  # noqa: E402  (one record format)
+from driver_bookkeeping import record, start_record  # noqa: E402  (one record format)
 from driver_loop import Clock, build_study  # noqa: E402  (the same synthetic study)
 
 
@@ -111,22 +110,14 @@ def measure(n: int, rate: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import optuna
-
     args = parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    doc: dict[str, Any] = {
-        "conditions": {
-            "space": "quick",
-            "sampler": "tpe",
-            "storage": "journal",
-            "rate_trials_per_hour": args.rate,
-            "page_cache": "warm (the study was just written)",
-            **machine_conditions(),
-        },
-        "runs": [],
-    }
+    doc = start_record(
+        space="quick",
+        sampler="tpe",
+        storage="journal",
+        rate_trials_per_hour=args.rate,
+        page_cache="warm (the study was just written)",
+    )
     for n in args.sizes:
         record(doc, measure(n, args.rate), Path(args.out))
     return 0
