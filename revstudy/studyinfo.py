@@ -20,6 +20,7 @@ from typing import Any
 
 from revstudy.errors import RevstudyError
 from revstudy.files import UnsafeFileError, read_regular
+from revstudy.jsontypes import is_int
 from revstudy.studyfolder import STUDY_FILE, Constraint, Objective, parse_constraint
 
 __all__ = [
@@ -281,7 +282,7 @@ def _constraints(v: Any, f: _Field) -> tuple[str, ...]:
 def _data(v: Any, f: _Field) -> DataRecord:
     ok = isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("sha256"), str)
     rows = v.get("rows") if isinstance(v, dict) else None
-    if not ok or not (rows is None or (isinstance(rows, int) and not isinstance(rows, bool))):
+    if not ok or not (rows is None or is_int(rows)):
         raise f.bad("a mapping with path and sha256 strings")
     return DataRecord(v["path"], v["sha256"], rows)
 
@@ -304,11 +305,10 @@ def _warm_start(v: Any, f: _Field) -> tuple[WarmSource, ...]:
         used, left, differs = w.get("used"), w.get("left_out", {}), w.get("differs", [])
         ok = (
             all(isinstance(t, str) for t in texts)
-            and isinstance(used, int)
-            and not isinstance(used, bool)
+            and is_int(used)
             and used >= 0
             and isinstance(left, dict)
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in left.values())
+            and all(is_int(n) for n in left.values())
             and isinstance(differs, list)
             and all(isinstance(d, str) for d in differs)
         )

@@ -19,6 +19,7 @@ import pandas as pd
 
 from revstudy.errors import RevstudyError
 from revstudy.files import UnsafeFileError, read_json, read_regular
+from revstudy.jsontypes import is_number
 from revstudy.studyfolder import (
     EPOCHS_FILE,
     EPOCHS_TABLE,
@@ -174,7 +175,7 @@ def trial_row(study: Path, tid: str, ray: dict[str, Any], rules: TableRules) -> 
     for k, v in config.items():
         row[f"config/{k}"] = json.dumps(v) if isinstance(v, list) else v
     for k, v in last.items():
-        if isinstance(v, int | float) and not isinstance(v, bool) and k not in row:
+        if is_number(v) and k not in row:
             row[k] = v
     return row
 

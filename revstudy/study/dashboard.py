@@ -29,6 +29,7 @@ from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from revstudy.errors import RevstudyError
+from revstudy.jsontypes import is_number
 from revstudy.optunafile import optuna_path, optuna_storage
 from revstudy.study.optuna_store import RAY_ID_ATTR, check_owner
 from revstudy.studyfolder import find_study
@@ -192,7 +193,7 @@ def _records(study: Path) -> dict[str, dict[str, Any]]:
             attrs["revstudy_failure"] = reason[:300]
         for key in SHOWN_FIGURES:
             v = row.get(key)
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            if is_number(v) and math.isfinite(v):
                 attrs[f"revstudy_{key}"] = int(v) if key == "epochs_done" else float(v)
         out[str(row.get("trial_id"))] = attrs
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from revstudy.errors import RevstudyError
+from revstudy.jsontypes import is_int, is_number
 from revstudy.study.devices import check_gpu_share
 from revstudy.study.tracking import check_trackers
 from revstudy.studyfolder import Constraint, Objective, parse_constraint, parse_objective
@@ -157,10 +158,10 @@ class LaunchOptions:
             elif hint.startswith("bool"):
                 ok, want = isinstance(value, bool), "true or false"
             elif hint.startswith("int"):
-                ok = isinstance(value, int) and not isinstance(value, bool)
+                ok = is_int(value)
                 want = "an integer"
             elif hint.startswith("float"):
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                ok = is_number(value)
                 want = "a number"
             else:
                 ok, want = isinstance(value, str), "a string"

@@ -21,6 +21,7 @@ import optuna
 
 from revstudy.errors import RevstudyError
 from revstudy.files import read_json
+from revstudy.jsontypes import is_int
 from revstudy.optunafile import (
     OPTUNA_JOURNAL,
     mend_journal,
@@ -107,7 +108,7 @@ def retried_numbers(study: optuna.Study) -> set[int]:
     out = set()
     for t in study.get_trials(deepcopy=False):
         number = t.user_attrs.get(RETRY_OF_ATTR)
-        if isinstance(number, int) and not isinstance(number, bool):
+        if is_int(number):
             out.add(number)
     return out
 
@@ -301,7 +302,7 @@ def check_covers_folders(study: Path, ostudy: Any) -> None:
     folders = {}
     for tid in ids:
         number = (read_json(trial_dir(study, tid) / TRIAL_FILE) or {}).get("number")
-        if isinstance(number, int) and not isinstance(number, bool):
+        if is_int(number):
             folders[tid] = number
     why = uncovered_folders(study, ostudy, folders)
     if why is not None:

@@ -22,6 +22,7 @@ import yaml
 from revstudy.data.numbering import AtomOrder
 from revstudy.errors import ConfigError, RevstudyError, UnknownFieldsError
 from revstudy.files import replaced_atomically
+from revstudy.jsontypes import is_int, is_number
 from revstudy.yamlfile import read_yaml
 
 Decoder = Literal["threshold", "quantile", "topk"]
@@ -360,9 +361,9 @@ def _of_type(value: Any, hint: Any) -> bool:
     if origin is Literal:
         return value in typing.get_args(hint)
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return is_number(value)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_int(value)
     return isinstance(value, hint)
 
 
