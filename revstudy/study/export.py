@@ -177,6 +177,11 @@ def export_study(
         target = output_file(out if out is not None else "best.yaml", example="best.yaml")
     else:
         folder = output_dir(out if out is not None else "best")
+        if folder.suffix.lower() in (".yaml", ".yml") and not folder.is_dir():
+            raise RevstudyError(
+                f"--out {folder}: --top {top} writes one YAML file per configuration into a "
+                "folder; name a folder (e.g. best), or give --top 1 for one file"
+            )
     study_dir = find_study(str(study), None if storage is None else str(storage))
     info, trials = read_study(study_dir), load_trials(study_dir)
     objs = objectives_of(info, trials, objective)

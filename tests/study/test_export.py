@@ -88,6 +88,17 @@ def test_top2_folder_in_objective_order(tmp_path: Path) -> None:
     assert [r.trial_id for r in everything.ranked] == ["t3", "t1", "t2"]
 
 
+def test_top_k_refuses_a_yaml_file_name_for_its_folder(tmp_path: Path) -> None:
+    """`--top 3 --out best.yaml` would make a folder called best.yaml: the user meant one
+    file, or a folder. A folder that already exists under such a name is still used."""
+    study = make_study(tmp_path)
+    with pytest.raises(RevstudyError, match=r"--out .*best\.yaml: --top 3 writes one YAML"):
+        export_study(study, top=3, out=tmp_path / "best.yaml")
+    assert not (tmp_path / "best.yaml").exists()
+    (tmp_path / "old.yml").mkdir()
+    assert len(export_study(study, top=2, out=tmp_path / "old.yml").paths) == 2
+
+
 def test_objective_override_and_storage_name(tmp_path: Path) -> None:
     make_study(tmp_path)
     storage = tmp_path / "revstudy-results"
