@@ -4,7 +4,8 @@ The split is rebuilt from the run's config (repeat 0: seed, val/test fractions, 
 so on the data file the model was trained on it holds exactly the structures it never saw.
 Retrieval searches two libraries: every distinct structure of the file (the answer is in it,
 so this bounds what ranking by predicted spectra can do) and the training structures only
-(the answer is never in it; only similarity counts).
+(the answer is never in it; only similarity counts). `chance` is what a random ranking of
+the full library scores, so every figure has its floor beside it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,25 @@ class Similarity:
 
     def __call__(self, a: str, b: str) -> float:
         return float(self._ds.TanimotoSimilarity(self._fp(a), self._fp(b)))
+
+    def mean_to(self, a: str, library: list[str]) -> float:
+        """Mean similarity of `a` to every member of `library`: what the best candidate
+        scores on average when it is a structure drawn from the library at random."""
+        fps = [self._fp(s) for s in library]
+        return float(np.mean(self._ds.BulkTanimotoSimilarity(self._fp(a), fps)))
+
+
+def _chance(truths: list[str], library: list[str], sim: Similarity) -> dict[str, float | int]:
+    """What ranking `library` at random scores: the truth is in it once, so it comes first
+    with probability 1/L and among the first ten with 10/L; the best candidate's Tanimoto
+    is the mean over the library. The floor the figures above must clear."""
+    n = len(library)
+    return {
+        "top1": 1 / n,
+        "top10": min(10, n) / n,
+        "tanimoto_top1": float(np.mean([sim.mean_to(t, library) for t in truths])),
+        "library": n,
+    }
 
 
 def _summary(ranked: list[list[str]], truths: list[str], valid: float, sim: Similarity) -> dict:
@@ -138,4 +158,5 @@ def elucidation_benchmark(
             **_summary(ret_train, truths, 1.0, sim),
             "library": len(train.smiles),
         },
+        "chance": _chance(truths, full.smiles, sim),
     }

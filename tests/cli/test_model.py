@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from revstudy.cli.app import app
 from revstudy.data.dataset import read_dataset
+from revstudy.errors import RevstudyError
 from revstudy.training.config import TrialConfig
 from tests.conftest import synthetic_rows, write_csv
 
@@ -117,6 +119,17 @@ def test_benchmark(run_dir: tuple[Path, Path]) -> None:
     for side in ("generation", "retrieval", "retrieval_train"):
         assert {"valid_fraction", "top1", "top10", "tanimoto_top1"} <= set(doc[side])
     assert doc["retrieval"]["top10"] >= doc["retrieval"]["top1"]
+    # the chance floor, recomputed from the file: a random ranking of its distinct
+    # structures, with the Tanimoto from fingerprint bits counted in numpy
+    library = _distinct_smiles(csv)
+    chance = doc["chance"]
+    assert chance["library"] == doc["retrieval"]["library"] == len(library)
+    assert chance["top1"] == 1 / len(library) and chance["top10"] == 10 / len(library)
+    truths = _split_smiles(run, csv, "val", limit=4)
+    bits = _morgan_bits(library)
+    expected = np.mean([_tanimoto_to_all(_morgan_bits([t])[0], bits).mean() for t in truths])
+    assert chance["tanimoto_top1"] == pytest.approx(expected, rel=1e-12)
+    assert 0 < chance["tanimoto_top1"] < 1
     out = _ok(["benchmark", "--model", str(run), "--data", str(csv), "--limit", "2"])
     assert json.loads(out)["spectra"] == 2 and json.loads(out)["samples"] == 100
     args = ["--model", str(run), "--data", str(csv), "--limit", "1", "--samples", "2"]
@@ -234,3 +247,41 @@ def test_predict_streams_many_structures_in_batches(
     lines = runner.invoke(app, args[:-1]).stdout.splitlines()
     assert lines[0] == "input\tSMILES\tset bins (ppm)" and len(lines) == 1 + len(names) - 1
     assert lines[1].split("\t")[:2] == ["CCC", "CCC"]
+
+
+def _smiles(grid: str) -> str | None:
+    """The structure's canonical SMILES, or None where RDKit accepts no single molecule."""
+    from revstudy.data.chem import grid_to_smiles
+    from revstudy.data.dataset import structure_digits
+
+    try:
+        return grid_to_smiles(structure_digits(grid))
+    except RevstudyError:
+        return None
+
+
+def _distinct_smiles(csv: Path) -> list[str]:
+    found = {_smiles(grid) for grid in read_dataset(csv).structures}
+    return sorted(s for s in found if s is not None)
+
+
+def _split_smiles(run: Path, csv: Path, split: str, limit: int) -> list[str]:
+    from revstudy.training.saved import load_model
+
+    saved, data = load_model(run), read_dataset(csv)
+    parts = saved.split(data.structures)
+    rows = (parts.val if split == "val" else parts.test)[:limit]
+    return [s for s in (_smiles(data.structures[i]) for i in rows) if s is not None]
+
+
+def _morgan_bits(smiles: list[str]) -> np.ndarray:
+    from rdkit import Chem
+    from rdkit.Chem import rdFingerprintGenerator
+
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    return np.stack([gen.GetFingerprintAsNumPy(Chem.MolFromSmiles(s)) > 0 for s in smiles])
+
+
+def _tanimoto_to_all(a: np.ndarray, library: np.ndarray) -> np.ndarray:
+    both = (library & a).sum(axis=1)
+    return both / ((library | a).sum(axis=1))
