@@ -228,15 +228,15 @@ class Library:
 
     @classmethod
     def from_structures(cls, saved: SavedModel, structures: Sequence[str]) -> Library:
-        names: list[str] = []
+        names: dict[str, None] = {}  # SMILES in first-seen order: one look-up per structure
         grids: list[np.ndarray] = []
         for s in dict.fromkeys(structures):
             c = canonical(structure_digits(s))
             if c is not None and c[0] not in names:
-                names.append(c[0])
+                names[c[0]] = None
                 grids.append(c[1])
         x = torch.from_numpy(np.stack(grids)) if grids else torch.zeros(0, 4, 16, 16)
-        return cls(names, saved.predict_codes(x) if grids else np.zeros((0, 1)))
+        return cls(list(names), saved.predict_codes(x) if grids else np.zeros((0, 1)))
 
     @classmethod
     def from_csv(cls, saved: SavedModel, path: str | Path) -> Library:
