@@ -10,6 +10,7 @@ progress bars and streaming. Heavy imports (torch, RDKit) happen inside the comm
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,7 +68,7 @@ def export(
     if res.unfinished:
         console.print(
             f"{res.unfinished} trial(s) were interrupted before their last epoch and are not "
-            f"ranked: `revstudy resume {study}` finishes them",
+            f"ranked: `revstudy resume {_study_arg(study, storage)}` finishes them",
             highlight=False,
         )
 
@@ -403,3 +404,9 @@ def register(app: typer.Typer) -> None:
     one-line errors."""
     for fn in (export, evaluate, predict, elucidate, benchmark, reference):
         app.command(name=fn.__name__)(user_errors()(fn))
+
+
+def _study_arg(study: str, storage: str | None) -> str:
+    """`study` (and its --storage) as the user typed them, quoted for a pasted command."""
+    where = f" --storage {shlex.quote(storage)}" if storage else ""
+    return shlex.quote(study) + where

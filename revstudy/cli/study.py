@@ -6,6 +6,7 @@ status/list/report read the study directory only (no Ray start).
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -206,7 +207,7 @@ def _fmt(value: object) -> str:
 def _print_next(s: dict) -> None:
     """What to run next: the report, the live dashboard, and a continuation if unfinished
     (the comments in one column, whatever the path)."""
-    path = s["path"]
+    path = shlex.quote(str(s["path"]))  # pasted into a shell: spaces, # and quotes kept
     steps = [
         (f"revstudy report {path} --open", "the answer and every figure"),
         (f"revstudy dashboard {path}", "live, in a browser (revstudy[dashboard])"),

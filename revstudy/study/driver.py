@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import importlib.metadata
 import os
+import shlex
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -135,7 +136,7 @@ def launch(opts: LaunchOptions, *, progress: bool = True) -> dict[str, Any]:
         if (study / STUDY_FILE).exists():  # another launch of this name won the race
             raise RevstudyError(
                 f"study {name} was created by another launch meanwhile; "
-                f"`revstudy launch --name {name}` again continues it"
+                "the same `revstudy launch` again continues it"
             )
         try:
             ray_init(opts.address)  # first: it configures Ray before importing it
@@ -498,7 +499,8 @@ def _summarise_run(
             if gave_up
             else f"all {len(table)} trials failed"
         )
-        raise StudyFailed(f"{what}, e.g. {reasons} (details: revstudy status {info.name})")
+        details = f"revstudy status {shlex.quote(str(study))}"
+        raise StudyFailed(f"{what}, e.g. {reasons} (details: {details})")
     return summary
 
 

@@ -101,3 +101,21 @@ def test_next_steps_line_up_their_comments(capsys: pytest.CaptureFixture[str]) -
         "continue the unfinished trials",  # 3 of 8 trials still to run
     ]
     assert len({ln.index("#") for ln in lines}) == 1
+
+
+def test_next_steps_paste_into_a_shell_whatever_the_path(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A study under '/home/Jane Doe/…' or a folder with '#' (a shell comment) in its name:
+    each printed command, read back by a POSIX shell's rules, names the study's folder."""
+    import shlex
+
+    from revstudy.cli import study as cli_study
+
+    path = "/home/Jane Doe/it's #1 ü/first"
+    cli_study._print_next({"path": path, "requested": 8, "by_state": {"COMPLETED": 5}})
+    commands = capsys.readouterr().err.splitlines()[1:]
+    assert len(commands) == 3
+    for line in commands:
+        words = shlex.split(line, comments=True)  # the aligned "# why" is a comment
+        assert words[0] == "revstudy" and words[2] == path, line

@@ -125,6 +125,7 @@ def test_all_failed_study_stops_with_a_summary(tmp_path: Path, data: Path) -> No
     )
     assert res.returncode == 4
     assert "trials failed" in res.stderr and "NonFiniteLossError" in res.stderr
+    assert f"(details: revstudy status {tmp_path / 'st' / 'bad'})" in res.stderr  # any storage
     assert _status(tmp_path / "st", "bad")["trials"] < 20  # stopped instead of spinning
 
 

@@ -144,3 +144,22 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", "missing", "--storage", str(tmp_path)])
     assert res.exit_code == 2
     assert "error: no study 'missing' under" in res.output
+
+
+def test_interrupted_trials_name_a_resume_command_that_pastes(tmp_path: Path) -> None:
+    """The hint after an export names the study as the user gave it, --storage included,
+    quoted for a shell: a storage root with a space still reaches the study."""
+    import shlex
+
+    rows = [
+        _row("a", "INTERRUPTED", TINY, 0.9, 0.0),
+        _row("b", "COMPLETED", TINY.replace(lr=5e-4), 0.1, 0.0),
+    ]
+    root = tmp_path / "Jane Doe's studies"
+    make_study(root, rows=rows)
+    storage = str(root / "revstudy-results")
+    args = ["export", "demo", "--storage", storage, "--out", str(tmp_path / "b.yaml")]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "60"})
+    assert res.exit_code == 0, res.output
+    hint = res.stderr.split("`")[1]  # the command between the backticks, never wrapped
+    assert shlex.split(hint) == ["revstudy", "resume", "demo", "--storage", storage]
