@@ -226,6 +226,28 @@ def test_the_answer_shows_comparable_figures_and_where_the_baseline_is_ahead(stu
     assert "ceiling of its code size" not in render_headline(d2, "single", "")
 
 
+def test_the_answer_gives_the_retrieval_figures_their_chance_floor(study_dir) -> None:
+    """Beside retrieval MRR and top-10, what a random ranking of the same library scores
+    (recorded with the trial): a rank r of L uniform gives MRR = mean of 1/r, top-10 = 10/L."""
+    s = analysis.load_study(study_dir("single"))
+    n_lib = 1133
+    mrr_random = sum(1 / r for r in range(1, n_lib + 1)) / n_lib  # 0.006717…
+    s.trials = s.trials.assign(
+        retrieval_mrr=0.04,
+        retrieval_top10=0.07,
+        retrieval_mrr_random=mrr_random,
+        retrieval_top10_random=10 / n_lib,
+        retrieval_library=float(n_lib),
+    )
+    page = render_headline(headline_data(s), "single", "")
+    assert (
+        "A random ranking of those 1133 structures scores MRR 0.006717 and top-10 0.008826." in page
+    )
+    # a study recorded before the floor was kept: no sentence
+    s.trials = s.trials.drop(columns=["retrieval_mrr_random"])
+    assert "A random ranking" not in render_headline(headline_data(s), "single", "")
+
+
 def test_an_infeasible_trial_is_never_the_answer(study_dir) -> None:
     """Issue #33: with constraints, the answer is the best trial that meets them; the
     sentence names them and how many completed trials broke them."""
