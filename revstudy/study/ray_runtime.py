@@ -29,8 +29,15 @@ def _loopback_only() -> None:
 
 # Ray's own advice after an interruption names its Tuner.restore (which revstudy never calls:
 # it would unpickle the study folder) and complains about the metrics of trials it stopped
-# before their first report; revstudy prints its own `revstudy resume` line instead.
-RAY_ADVICE = ("Resume experiment with:", "Resume training with:", "Failed to fetch metrics")
+# before their first report; revstudy prints its own `revstudy resume` line instead. At the
+# end of every run Tune also says where it wrote its experiment state: a timestamped log
+# line in the middle of the study's summary, about files revstudy never reads back.
+RAY_ADVICE = (
+    "Resume experiment with:",
+    "Resume training with:",
+    "Failed to fetch metrics",
+    "Wrote the latest version of all result files",
+)
 
 
 class _NoRayAdvice(logging.Filter):

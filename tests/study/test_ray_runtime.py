@@ -35,6 +35,11 @@ def test_rays_recovery_advice_is_dropped_other_warnings_kept(
             )
             analysis_log.warning("Failed to fetch metrics for 1 trial(s):\n- t: FileNotFound")
             tune_log.warning("a trial ran out of memory")
+        with caplog.at_level(logging.INFO):  # the end-of-run notice, at its own level
+            tune_log.info(
+                "Wrote the latest version of all result files and experiment state to "
+                "'/s/ray/run-1' in 0.04s."
+            )
     finally:
         tune_log.propagate, analysis_log.propagate = was, was_a
     messages = [r.getMessage() for r in caplog.records]
