@@ -150,6 +150,7 @@ def test_a_study_launched_before_the_journal_goes_on_with_its_optuna_db(tmp_path
     [
         ("tpe", optuna.samplers.TPESampler),
         ("random", optuna.samplers.RandomSampler),
+        ("gp", optuna.samplers.GPSampler),
         ("nsga2", optuna.samplers.NSGAIISampler),
         ("qmc", optuna.samplers.QMCSampler),
     ],
