@@ -238,7 +238,7 @@ def _chance(best: dict[str, Any]) -> str:
     """The caption's sentence on what a random ranking scores, where the trial recorded it."""
     chance = best.get("chance", {})
     mrr, top10, n = (chance.get(k, math.nan) for k in RETRIEVAL_CHANCE)
-    if not all(math.isfinite(v) for v in (mrr, top10, n)):
+    if not all(math.isfinite(v) for v in (mrr, top10, n)) or n < 1:  # unrecorded or damaged
         return ""
     return (
         f" A random ranking of those {int(n)} structures scores MRR {_fmt(mrr)} and top-10 "
