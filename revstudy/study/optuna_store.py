@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -251,7 +252,13 @@ def make_sampler(name: str, seed: int, multi: bool) -> Any:
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
+        # its first suggestion imports scipy.stats (~1 s), inside the searcher call Ray times
+        # and warns about ("Define-by-run function … took 1.3 seconds"): imported here, once
+        import scipy.stats  # noqa: F401
+
+        with warnings.catch_warnings():  # "experimental": Optuna is pinned, so is its interface
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed)
     raise RevstudyError(f"--sampler: choose from {', '.join(SAMPLERS)}, got {name!r}")
 
 

@@ -162,3 +162,19 @@ def test_make_sampler_names_optuna_s_samplers(name: str, kind: type) -> None:
 def test_make_sampler_refuses_an_unknown_name() -> None:
     with pytest.raises(RevstudyError, match="--sampler: choose from tpe, random"):
         make_sampler("cmaes", 0, multi=False)
+
+
+def test_qmc_is_quiet_and_ready_before_the_first_suggestion() -> None:
+    """`--sampler qmc` printed Optuna's "experimental" notice (Optuna is pinned: nothing for
+    a user to act on), and its first suggestion imported scipy.stats inside the searcher
+    call Ray times, which Ray reported as a slow define-by-run space."""
+    import sys
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
+        sampler = make_sampler("qmc", 0, multi=False)
+        assert "scipy.stats" in sys.modules
+        s = optuna.create_study(sampler=sampler)
+        for _ in range(3):
+            s.tell(s.ask(X), 0.5)
