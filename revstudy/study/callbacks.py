@@ -213,9 +213,10 @@ class StudyCallback(tune.Callback):
             self.trackers.ended(rid, state, result)
         self.panel.ended(state, rid, result, public_params(dict(trial.config)))
         self._refresh(rid)
-        metric = self.panel.metric
+        objectives = self.info.objectives  # each one: a multi-objective study ranks on all
+        figures = ", ".join(f"{o.metric}={short(result.get(o.metric))}" for o in objectives)
         self.panel.say(
-            f"trial {rid} {state.lower()}: {metric}={short(result.get(metric))} "
+            f"trial {rid} {state.lower()}: {figures} "
             f"[{self.panel.done}/{self.info.num_samples}]"
             + (f" ({problem}; never ranked)" if problem else ""),
             self.trials,

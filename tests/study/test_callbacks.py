@@ -174,3 +174,27 @@ def test_the_searcher_starts_nothing_while_the_stopper_holds(callback: StudyCall
     held[0] = False
     params = searcher.suggest("r9")
     assert params is not None and "lr" in params and len(ostudy.trials) == trials_before + 1
+
+
+def test_an_ended_trial_is_announced_with_every_objective(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A two-objective study ranks on both, so the line that announces a trial names both."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    space = load_space(str(tmp_path / "space.yaml"))
+    objectives = (Objective("f1_macro_skill"), Objective("inv_error_max", "min"))
+    info = StudyInfo("s1", objectives, space=space.to_dict(), num_samples=4, gpus_per_trial=0.0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna_storage(tmp_path, create=True)
+    ostudy = optuna.create_study(
+        study_name="s1", storage=storage, directions=["maximize", "minimize"]
+    )
+    ostudy.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    ostudy._storage.set_trial_user_attr(ostudy.trials[-1]._trial_id, RAY_ID_ATTR, "r0")
+    callback = StudyCallback(tmp_path, info, StudyStopper(2), live=False)
+    last = {"epoch": 3, FINAL_KEY: 1, "f1_macro_skill": 0.25, "inv_error_max": 2e-6}
+    trial = _trial("r0", last)
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_complete(0, [], trial)
+    said = capsys.readouterr().err
+    assert "trial r0 completed: f1_macro_skill=0.25, inv_error_max=2e-06 [1/4]" in said
