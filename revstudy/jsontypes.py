@@ -1,8 +1,8 @@
 """Type checks for values read from JSON and YAML files, where a boolean is not a number.
 
 Python's `bool` is a subclass of `int`, so `isinstance(True, int)` holds and a `true` in a
-trial.json or config.yaml would pass for the count 1 or the rate 1.0. Every reader of the
-study's and model's files checks numbers through these two, so none forgets the exception.
+trial.json or config.yaml would pass for the count 1 or the rate 1.0. The readers of study,
+model and space files share these two, so none has to remember the exception.
 """
 
 from __future__ import annotations
