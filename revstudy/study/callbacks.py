@@ -122,7 +122,11 @@ class StudyCallback(tune.Callback):
             return
         self.tables.touch(rid)
         if self.tables.due():
+            first = not self.tables.rows()
             self.tables.refresh(self.ray_states())
+            if first:  # it read every folder: the panel ranks earlier runs' trials too
+                rows = self.tables.rows()
+                self.panel.seed(row for tid, row in rows.items() if tid not in self.trials)
 
     def _optuna_number(self, trial_id: str) -> int | None:
         """Optuna's number for a trial folder id: from the searcher that asked for it

@@ -182,6 +182,11 @@ class LiveTables:
         self._next = -math.inf  # when the next refresh may run
         self.last_cost = 0.0  # seconds the last refresh took
 
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """The trials table's rows as last refreshed, by trial id (empty before the first
+        refresh, which reads every folder: earlier driver runs' trials included)."""
+        return dict(self._rows or {})
+
     def touch(self, trial_id: str) -> None:
         """Trial `trial_id` had an event: read it again at the next refresh."""
         self._touched.add(trial_id)

@@ -29,7 +29,14 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from revstudy.studyfolder import PER_EPOCH, PER_EPOCH_METRICS, Objective, pareto_fronts
 from revstudy.studyinfo import StudyInfo
 
-__all__ = ["ParetoASHA", "SeededASHA", "epoch_history", "make_scheduler", "rung_keeps"]
+__all__ = [
+    "ParetoASHA",
+    "SeededASHA",
+    "epoch_history",
+    "make_scheduler",
+    "record_result",
+    "rung_keeps",
+]
 
 History = dict[str, list[tuple[int, tuple[float, ...]]]]  # folder id -> [(epoch, values)]
 
@@ -55,15 +62,34 @@ class SeededASHA(ASHAScheduler):
         return tuple(sorted({int(m) for b in self._brackets for m, _ in b._rungs}))
 
     def seed(self, trial_id: str, values: list[tuple[int, tuple[float, ...]]]) -> None:
-        """Replay `(epoch, objective values)` of one trial, in epoch order."""
+        """Replay `(epoch, objective values)` of one trial, in epoch order: each result is
+        recorded where `_Bracket.on_result` records it, without the decision it would also
+        compute (a percentile of the rung, or MO-ASHA's sort of it): the decisions of a
+        replay are never used, and computing them made a resume's replay grow with the
+        square of the trials (3.5 s at 10⁴ with one objective, minutes with several)."""
         fake: Any = SimpleNamespace(trial_id=trial_id)  # _Bracket reads trial_id only
         for bracket in self._brackets:
             for epoch, vector in sorted(values):
-                bracket.on_result(fake, epoch, self._reward(vector))
+                if bracket._stop_last_trials:
+                    record_result(bracket, trial_id, epoch, self._reward(vector))
+                else:  # Ray's other rule (never set here): its own method
+                    bracket.on_result(fake, epoch, self._reward(vector))
 
     def _reward(self, values: Sequence[float]) -> Any:
         """What a rung records: ASHA maximises metric_op * the first objective."""
         return float(self._metric_op or 1.0) * values[0]
+
+
+def record_result(bracket: _Bracket, trial_id: str, epoch: int, reward: Any) -> None:
+    """What Ray's `_Bracket.on_result` keeps of one result (with `stop_last_trials`, Ray's
+    default): the reward, in the highest rung the epoch reaches that has no reward of the
+    trial yet (rungs are held highest first)."""
+    for milestone, recorded in bracket._rungs:
+        if epoch < milestone or trial_id in recorded:
+            continue
+        if reward is not None:
+            recorded[trial_id] = reward
+        break
 
 
 def rung_keeps(recorded: Sequence[np.ndarray], value: np.ndarray, reduction_factor: float) -> bool:
@@ -76,12 +102,15 @@ def rung_keeps(recorded: Sequence[np.ndarray], value: np.ndarray, reduction_fact
         return True
     points = np.vstack([*recorded, value])
     points = np.where(np.isfinite(points), points, -np.inf)  # unmeasured or broken: worst
-    front = pareto_fronts(points)
+    kept = math.ceil(len(recorded) / reduction_factor)
+    # fronts sorted only until `kept` points are: a trial not among them has at least
+    # `kept` ahead of it whatever its exact front (at 10⁴ results: 18 ms, not 31)
+    front = pareto_fronts(points, top=kept)
     mine = front[-1]
     same = np.flatnonzero(front == mine)
     crowd = crowding_distance(points[same])
     ahead = int((front < mine).sum()) + int((crowd[:-1] > crowd[-1]).sum())
-    return ahead < math.ceil(len(recorded) / reduction_factor)
+    return ahead < kept
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:

@@ -15,7 +15,14 @@ from revstudy.optunafile import optuna_storage
 from revstudy.study.callbacks import StudyCallback, StudyStopper, record_id
 from revstudy.study.optuna_store import RAY_ID_ATTR
 from revstudy.study.spaces import load_space
-from revstudy.studyfolder import FINAL_KEY, STATE_FILE, STOPPED_FILE, TRIAL_KEY, Objective
+from revstudy.studyfolder import (
+    FINAL_KEY,
+    RESULT_FILE,
+    STATE_FILE,
+    STOPPED_FILE,
+    TRIAL_KEY,
+    Objective,
+)
 from revstudy.studyinfo import StudyInfo
 
 SPACE = "fixed: {epochs: 3}\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
@@ -198,3 +205,19 @@ def test_an_ended_trial_is_announced_with_every_objective(
     callback.on_trial_complete(0, [], trial)
     said = capsys.readouterr().err
     assert "trial r0 completed: f1_macro_skill=0.25, inv_error_max=2e-06 [1/4]" in said
+
+
+def test_a_resumed_runs_panel_ranks_the_earlier_runs_trials(callback: StudyCallback) -> None:
+    """The first table refresh reads every trial folder: a trial that finished in an earlier
+    driver run is the panel's best until a trial of this run beats it."""
+    earlier = _trial("r0")
+    callback.on_trial_start(0, [], earlier)
+    result = {"metrics": {"epoch": 3, FINAL_KEY: 1, "f1_macro_skill": 0.3}, "config": {"epochs": 3}}
+    (callback.study / "trials" / "r0" / RESULT_FILE).write_text(json.dumps(result))
+    info, stopper = callback.info, StudyStopper(2)
+    resumed = StudyCallback(callback.study, info, stopper, live=False, done_before=1)
+    resumed.on_trial_start(0, [], _trial("r1"))
+    assert resumed.panel.best == ((0.3,), "r0", {"lr": 1e-3})
+    last = {"epoch": 3, FINAL_KEY: 1, "f1_macro_skill": 0.2}
+    resumed.on_trial_complete(0, [], _trial("r1", last))
+    assert resumed.panel.best is not None and resumed.panel.best[1] == "r0"

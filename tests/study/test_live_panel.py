@@ -4,13 +4,17 @@ include the trials of earlier driver runs."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 
 from revstudy.study.live_panel import LivePanel
+from revstudy.studyfolder import rank_finished
 from revstudy.studyinfo import StudyInfo
 
 INFO = {
@@ -35,7 +39,16 @@ def test_panel_fits_80_columns_and_lists_running_trials(tmp_path: Path) -> None:
             last_result={"epoch": i + 1, "val_f1_skill": 0.1 * i},
         )
         panel.update(trials, f"t{i}")
-    panel.best = (0.1234, "t0", {f"param_{k}": 0.001 * k for k in range(10)})
+    panel.seed(  # an earlier run's trial: counted in `done_before`, no duration yet
+        [
+            {
+                "trial_id": "t0",
+                "state": "COMPLETED",
+                "f1_macro_skill": 0.1234,
+                "params": json.dumps({f"param_{k}": 0.001 * k for k in range(10)}),
+            }
+        ]
+    )
     console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
     console.print(panel.render(trials))
     lines = console.export_text().splitlines()
@@ -56,7 +69,7 @@ def test_best_so_far_ranks_completed_trials_before_early_stopped_ones() -> None:
     panel.ended("COMPLETED", "c2", {"f1_macro_skill": 0.1}, {"lr": 4})
     panel.ended("FAILED", "f", {}, {})
     panel.ended("DIVERGED", "d", {"f1_macro_skill": 0.99}, {"lr": 5})  # never the best
-    assert panel.best == (0.2, "c", {"lr": 2})
+    assert panel.best == ((0.2,), "c", {"lr": 2})
     assert panel.counts == {"COMPLETED": 2, "STOPPED_EARLY": 2, "DIVERGED": 1, "FAILED": 1}
     assert panel.done == 6
 
@@ -97,3 +110,70 @@ def test_the_panel_is_drawn_at_its_rate_not_at_every_event() -> None:
             panel.update(trials, f"t{i}")
     assert 1 <= len(draws) <= 10 and draws[-1] == 200  # the last drawing: the last state
     assert "200 running" in panel.console.file.getvalue()
+
+
+MO = {
+    **INFO,
+    "objectives": [
+        {"metric": "f1_macro_skill", "mode": "max"},
+        {"metric": "inv_error_max", "mode": "min"},
+    ],
+    "constraints": ["inv_error_max<=0.01"],
+}
+
+
+def _rank_finished_best(rows: list[tuple[str, str, float, float]]) -> tuple[str, int]:
+    """The study folder's own ranking of the same trials: its best and its front's size."""
+    table = pd.DataFrame(rows, columns=["trial_id", "state", "f1_macro_skill", "inv_error_max"])
+    info = StudyInfo.from_dict(MO)
+    broke = (table["inv_error_max"] > 0.01) & (table["state"] == "COMPLETED")
+    table["feasible"] = np.where(table["state"] == "COMPLETED", ~broke, None)
+    ranked = rank_finished(table, list(info.objectives))
+    return str(ranked.iloc[0]["trial_id"]), int((ranked["front"] == 0).sum())
+
+
+def test_several_objectives_the_best_and_front_are_the_study_folders(tmp_path: Path) -> None:
+    """Random trials, stopped early, dominated, breaking the constraint, lacking a value:
+    after each one the panel's best and Pareto front equal `rank_finished`'s, and the panel
+    shows every objective of the best."""
+    rng = np.random.default_rng(0)
+    panel = LivePanel(StudyInfo.from_dict(MO), live=False)
+    panel._next_sort = float("-inf")
+    rows: list[tuple[str, str, float, float]] = []
+    for i in range(40):
+        state = str(rng.choice(["COMPLETED", "STOPPED_EARLY", "DIVERGED"], p=[0.4, 0.5, 0.1]))
+        f1, inv = round(float(rng.random()), 2), float(rng.choice([1e-6, 1e-4, 1e-3, 0.05]))
+        result = {"f1_macro_skill": f1, "inv_error_max": inv}
+        if i == 7:
+            result.pop("inv_error_max")  # never ranked
+        panel.ended(state, f"t{i}", result, {"lr": i})
+        panel._next_sort = float("-inf")  # sorted at every ask here
+        if state != "DIVERGED" and i != 7:
+            rows.append((f"t{i}", state, f1, inv))
+        if rows:
+            best, front = _rank_finished_best(rows)
+            assert panel.best is not None and (panel.best[1], panel.front_size) == (best, front)
+    console = Console(width=80, record=True, file=open(tmp_path / "out", "w"))  # noqa: SIM115
+    console.print(panel.render({}))
+    text = " ".join(line.strip() for line in console.export_text().splitlines())
+    values, tid, _ = panel.best
+    assert f"best f1_macro_skill {values[0]:.4f}, inv_error_max {values[1]:.3g} ({tid}; " in text
+    assert f"; {panel.front_size} on the Pareto front)" in text
+
+
+def test_a_resumed_studys_best_includes_the_earlier_runs_trials() -> None:
+    """Rows of the trials table (earlier driver runs) are ranked as ended trials are; a row
+    that broke a constraint (`feasible` False) or is not finished never is."""
+    panel = LivePanel(StudyInfo.from_dict({**INFO, "constraints": ["f1_macro_skill<=0.95"]}))
+    panel.seed(
+        [
+            {"trial_id": "old", "state": "COMPLETED", "f1_macro_skill": 0.5, "params": '{"lr": 1}'},
+            {"trial_id": "broke", "state": "COMPLETED", "f1_macro_skill": 0.99, "feasible": False},
+            {"trial_id": "run", "state": "RUNNING", "f1_macro_skill": 0.9},
+            {"trial_id": "bad", "state": "COMPLETED", "f1_macro_skill": 0.9, "params": "[1"},
+        ]
+    )
+    assert panel.best == ((0.9,), "bad", {})
+    panel.ended("COMPLETED", "new", {"f1_macro_skill": 0.97}, {"lr": 3})  # breaks it
+    panel.ended("COMPLETED", "new2", {"f1_macro_skill": 0.6}, {"lr": 2})
+    assert panel.best == ((0.9,), "bad", {}) and panel.done == 2

@@ -121,7 +121,7 @@ def _oracle_keeps(recorded: list[np.ndarray], value: np.ndarray, rf: float) -> b
 def test_a_rung_keeps_its_best_fronts_as_optuna_ranks_them(objectives: int) -> None:
     rng = np.random.default_rng(objectives)
     for _ in range(300):
-        n = int(rng.integers(0, 12))
+        n = int(rng.integers(0, 40))  # past 12: rungs whose sort stops early (`top`)
         recorded = list(rng.normal(size=(n, objectives)))
         value = rng.normal(size=objectives)
         assert rung_keeps(recorded, value, 3) == _oracle_keeps(recorded, value, 3)
@@ -190,6 +190,39 @@ def test_mo_asha_keeps_a_trial_the_first_objective_alone_would_stop() -> None:
     missing = _trial("m")
     live.on_trial_add(None, missing)
     assert live.on_trial_result(None, missing, {"epoch": 1, "f1_macro_skill": 0.2}) == "CONTINUE"
+
+
+@pytest.mark.parametrize("objectives", [1, 2])
+def test_a_replay_fills_the_rungs_as_rays_own_method_does(objectives: int) -> None:
+    """`seed` records without deciding (the decisions made a replay quadratic): the rungs
+    it fills equal those filled by Ray's `_Bracket.on_result` with the same results, epochs
+    skipped (`val_every`) included."""
+    rng = np.random.default_rng(objectives)
+    specs = (Objective("f1_macro_skill", "max"), Objective("val_loss", "min"))[:objectives]
+
+    def make() -> SeededASHA:
+        settings = dict(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
+        if objectives == 1:
+            return SeededASHA(metric="f1_macro_skill", mode="max", **settings)
+        return ParetoASHA(specs, **settings)
+
+    seeded, by_ray = make(), make()
+    for i in range(60):
+        epochs = sorted(rng.choice(np.arange(1, 10), size=int(rng.integers(1, 8)), replace=False))
+        values = [(int(e), tuple(rng.normal(size=objectives))) for e in epochs]
+        seeded.seed(f"t{i}", values)
+        for epoch, vector in values:
+            reward = by_ray._reward(vector)
+            by_ray._brackets[0].on_result(SimpleNamespace(trial_id=f"t{i}"), epoch, reward)
+    rungs = [
+        (m, {k: np.asarray(v).tolist() for k, v in r.items()})
+        for m, r in seeded._brackets[0]._rungs
+    ]
+    want = [
+        (m, {k: np.asarray(v).tolist() for k, v in r.items()})
+        for m, r in by_ray._brackets[0]._rungs
+    ]
+    assert rungs == want and all(r for _, r in rungs)  # every rung was reached
 
 
 def test_milestones_are_the_epochs_asha_compares_trials_at() -> None:
