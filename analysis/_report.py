@@ -28,6 +28,7 @@ from ._headline import (
 )
 from ._html import Section, render_page
 from ._load import DamagedFile, Study, best_trials, load_study
+from ._optuna_views import FANOVA_TRIALS
 from ._plot_generation import count_scatter_data, count_scatter_figure
 from ._plot_latent import (
     cd_curve_data,
@@ -222,7 +223,9 @@ def _importance(table: pd.DataFrame, figs: dict | Exception) -> Callable[[Sectio
             "PED-ANOVA: which parameters matter for reaching the top 10 % of trials; "
             "fANOVA: share of the objective's variance each parameter explains. Both use "
             "finished trials only (Optuna state COMPLETE): trials stopped early by ASHA are "
-            "PRUNED and left out, since their values come from fewer epochs."
+            "PRUNED and left out, since their values come from fewer epochs. Past "
+            f"{FANOVA_TRIALS} finished trials fANOVA sees a seeded random {FANOVA_TRIALS} of "
+            "them (its forest's cost grows with the square of its trials; the note says so)."
         )
         caveat = importance_caveat(table)
         if caveat:

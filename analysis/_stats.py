@@ -19,6 +19,7 @@ from revstudy.paper import PAPER_FIGURES
 from revstudy.studyfolder import Objective
 
 from ._load import Study, best_trials
+from ._optuna_views import FANOVA_TRIALS, sampled
 
 __all__ = [
     "PAPER_ZFREE",
@@ -410,7 +411,7 @@ def _importance_target(
 
 
 def _importance_rows(
-    ostudy: Any, obj: Objective, i: int, ev_name: str, ev: Any, n_trials: int
+    ostudy: Any, obj: Objective, i: int, ev_name: str, ev: Any, n_trials: int, note: str = ""
 ) -> pd.DataFrame:
     """One evaluator's importances for objective i, or a row with the reason it failed."""
     from optuna.importance import get_param_importances
@@ -430,7 +431,7 @@ def _importance_rows(
             "evaluator": ev_name,
             "param": list(imp),
             "importance": list(imp.values()),
-            "note": "",
+            "note": note,
             "n_trials": n_trials,  # finished trials behind the numbers
         }
     )
@@ -439,9 +440,11 @@ def _importance_rows(
 def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
     """Hyperparameter importance per objective from the Optuna record, with PED-ANOVA and fANOVA.
 
-    Returns rows (objective, evaluator, param, importance, note); when an evaluator
-    cannot run (no Optuna record, too few complete trials, one-valued params) the row has an
-    empty param and the reason in `note`, so the report can show it rather than crash.
+    Returns rows (objective, evaluator, param, importance, note, n_trials); fANOVA sees a
+    seeded random `FANOVA_TRIALS` of the finished trials where there are more
+    (`analysis._optuna_views`), and `n_trials` says how many. When an evaluator cannot run
+    (no Optuna record, too few complete trials, one-valued params) the row has an empty
+    param and the reason in `note`, so the report can show it rather than crash.
     """
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
@@ -458,12 +461,19 @@ def param_importances(study: Study, min_trials: int = 4) -> pd.DataFrame:
             f"too few complete trials in the Optuna record ({len(complete)}; need ≥ {min_trials})"
         )
     frames = []
+    # fANOVA's forest costs ~ the square of its trials: a seeded sample past FANOVA_TRIALS
+    fanova_study = sampled(ostudy, complete, FANOVA_TRIALS)
+    used = min(len(complete), FANOVA_TRIALS)
+    sample = f"a seeded random {used:,} of {len(complete):,} finished trials"
+    sample = sample if used < len(complete) else ""
     for i, obj in enumerate(study.objectives):
-        for ev_name, ev in (
-            ("ped_anova", PedAnovaImportanceEvaluator()),
-            ("fanova", FanovaImportanceEvaluator(seed=0)),
-        ):
-            frames.append(_importance_rows(ostudy, obj, i, ev_name, ev, len(complete)))
+        frames.append(
+            _importance_rows(
+                ostudy, obj, i, "ped_anova", PedAnovaImportanceEvaluator(), len(complete)
+            )
+        )
+        fanova = FanovaImportanceEvaluator(seed=0)
+        frames.append(_importance_rows(fanova_study, obj, i, "fanova", fanova, used, sample))
     return pd.concat(frames, ignore_index=True)
 
 
