@@ -122,7 +122,7 @@ class StudyCallback(tune.Callback):
             return
         self.tables.touch(rid)
         if self.tables.due():
-            first = not self.tables.rows()
+            first = not self.tables.read_all
             self.tables.refresh(self.ray_states())
             if first:  # it read every folder: the panel ranks earlier runs' trials too
                 rows = self.tables.rows()

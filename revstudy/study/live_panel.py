@@ -118,6 +118,8 @@ class LivePanel:
         since the last sort and its spacing allows."""
         if self._dirty and (self._front is None or time.monotonic() >= self._next_sort):
             start = time.monotonic()
+            # drawn by the panel's thread: a trial ranked during the sort marks it again
+            self._dirty = False
             ids = list(self._ranked)
             stopped = np.array([self._ranked[i][0] for i in ids], dtype=int)
             signs = np.array([o.sign for o in self.info.objectives], dtype=float)
@@ -126,7 +128,6 @@ class LivePanel:
             top = int(np.lexsort((-signed[:, 0], fronts, stopped))[0])
             _, values, params = self._ranked[ids[top]]
             self._front = ((values, ids[top], params), int((fronts == 0).sum()))
-            self._dirty = False
             self._next_sort = time.monotonic() + 20 * (time.monotonic() - start)
         return self._front if self._front is not None else (None, 0)
 

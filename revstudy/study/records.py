@@ -182,6 +182,11 @@ class LiveTables:
         self._next = -math.inf  # when the next refresh may run
         self.last_cost = 0.0  # seconds the last refresh took
 
+    @property
+    def read_all(self) -> bool:
+        """Whether a refresh has run (the first reads every trial folder)."""
+        return self._rows is not None
+
     def rows(self) -> dict[str, dict[str, Any]]:
         """The trials table's rows as last refreshed, by trial id (empty before the first
         refresh, which reads every folder: earlier driver runs' trials included)."""
