@@ -297,3 +297,16 @@ def test_the_baseline_is_said_to_run_with_its_own_settings_not_the_fixed_ones(st
     plain.info["space"] = {**s.info["space"], "baseline": {}}
     page = render_headline(headline_data(plain), "single", "")
     assert "runs with hidden_ratio 0.25, atom_order canonical (this space&#x27;s fixed" in page
+
+
+def test_a_large_studys_counts_are_written_with_thousands_separators(study_dir) -> None:
+    """A study at GPU rates reaches 10⁴ trials: the answer says 10,000, not 10000."""
+    d = headline_data(analysis.load_study(study_dir("single")))
+    d.update(n_completed=10000, n_infeasible=0)
+    assert "Best of 10,000 completed trials" in render_headline(d, "single", "")
+    d.update(n_infeasible=1234)
+    assert "Best of the 8,766 of 10,000 completed trials that meet them" in render_headline(
+        d, "single", ""
+    )
+    d.update(best=None, n_trials=12345, n_infeasible=0)
+    assert "No trial has finished yet (12,345 started)" in render_headline(d, "single", "")
