@@ -59,10 +59,10 @@ def binned(
     complete = ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     maps: dict[str, dict[Any, Any]] = {}
     for name in params:
-        dists = [t.distributions[name] for t in complete if name in t.params]
-        if not dists or isinstance(dists[0], CategoricalDistribution):
+        having = [t for t in complete if name in t.params]
+        if not having or isinstance(having[0].distributions[name], CategoricalDistribution):
             continue
-        values = np.array(sorted({t.params[name] for t in complete if name in t.params}))
+        values = np.array(sorted({t.params[name] for t in having}))
         if len(values) <= levels:
             continue
         # as many distinct values a run: where trials crowd (a sampler's focus), finer

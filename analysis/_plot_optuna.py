@@ -98,16 +98,15 @@ def _importance(
 
     figures = []
     for i, o in enumerate(objs):
-        rows = importances
-        if {"objective", "evaluator", "param", "importance"} <= set(rows.columns):
-            rows = rows[(rows["objective"] == o.metric) & (rows["evaluator"] == "fanova")]
-            rows = rows[(rows["param"] != "") & rows["importance"].notna()]
-        else:
-            rows = rows.iloc[0:0]
+        rows = importances[
+            (importances["objective"] == o.metric)
+            & (importances["evaluator"] == "fanova")
+            & (importances["param"] != "")
+            & importances["importance"].notna()
+        ]
         if rows.empty:
             continue
-        sample = str(rows["note"].iloc[0]) if "note" in rows else ""
-        whom = sample or "finished trials only"  # the note names a sample (_stats)
+        whom = str(rows["note"].iloc[0]) or "finished trials only"  # a sample, named (_stats)
         values = dict(zip(rows["param"], rows["importance"].astype(float), strict=True))
         figures.append(
             finish(
